@@ -1,0 +1,526 @@
+//! What an artifact means to objectos: the typed model that validation produces and
+//! the runtime enforces. The document itself is kept as JSON so that everything
+//! objectos does not model is carried verbatim.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::query::Filter;
+
+/// The upstream protocol major version objectos speaks.
+pub const PROTOCOL_MAJOR: u64 = 17;
+
+/// System permissions objectos defines (design §5). Apps may define more as
+/// `capabilities`; those are granted and required the same way.
+pub const SYSTEM_PERMISSIONS: &[&str] = &[
+    "manage_users",
+    "manage_permissions",
+    "manage_settings",
+    "approve_actions",
+    "view_audit",
+    "export_audit",
+    "api_access",
+    "agent_access",
+];
+
+/// Columns every object's table has, which only the system writes.
+pub const SYSTEM_FIELDS: &[&str] = &[
+    "id",
+    "owner_id",
+    "organization_id",
+    "created_by",
+    "created_at",
+    "updated_by",
+    "updated_at",
+];
+
+/// Every field type protocol 17 defines, in upstream's declaration order.
+pub const FIELD_TYPES: &[&str] = &[
+    "text",
+    "textarea",
+    "email",
+    "url",
+    "phone",
+    "password",
+    "secret",
+    "markdown",
+    "html",
+    "richtext",
+    "number",
+    "currency",
+    "percent",
+    "date",
+    "datetime",
+    "time",
+    "boolean",
+    "toggle",
+    "select",
+    "multiselect",
+    "radio",
+    "checkboxes",
+    "lookup",
+    "master_detail",
+    "tree",
+    "user",
+    "image",
+    "file",
+    "avatar",
+    "video",
+    "audio",
+    "formula",
+    "summary",
+    "autonumber",
+    "composite",
+    "repeater",
+    "record",
+    "location",
+    "address",
+    "code",
+    "json",
+    "color",
+    "rating",
+    "slider",
+    "signature",
+    "qrcode",
+    "progress",
+    "tags",
+    "vector",
+];
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub manifest: Manifest,
+    pub objects: Vec<ObjectDef>,
+    pub permission_sets: Vec<PermissionSetDef>,
+    pub sharing_rules: Vec<SharingRuleDef>,
+    pub actions: Vec<ActionDef>,
+    /// App-defined capabilities (granted like system permissions).
+    pub capabilities: Vec<String>,
+    /// Positions declared by the app (kept as teams of that name).
+    pub positions: Vec<String>,
+    pub approvals_expire_after: Duration,
+    index: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub id: String,
+    pub namespace: Option<String>,
+    pub version: semver::Version,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    User,
+    Org,
+    None,
+}
+
+impl Ownership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ownership::User => "user",
+            Ownership::Org => "org",
+            Ownership::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SharingModel {
+    Private,
+    ControlledByParent,
+    PublicRead,
+    PublicReadWrite,
+}
+
+impl SharingModel {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "private" => Self::Private,
+            "public_read" => Self::PublicRead,
+            "public_read_write" => Self::PublicReadWrite,
+            "controlled_by_parent" => Self::ControlledByParent,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::PublicRead => "public_read",
+            Self::PublicReadWrite => "public_read_write",
+            Self::ControlledByParent => "controlled_by_parent",
+        }
+    }
+
+    /// How open the model is by default (0 = private); used to flag widening.
+    pub fn openness(self) -> u8 {
+        match self {
+            Self::Private | Self::ControlledByParent => 0,
+            Self::PublicRead => 1,
+            Self::PublicReadWrite => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentWrites {
+    Direct,
+    Approval,
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectDef {
+    pub name: String,
+    pub label: String,
+    pub ownership: Ownership,
+    pub sharing_model: SharingModel,
+    pub fields: Vec<FieldDef>,
+    /// System permissions needed for each operation on the object at all.
+    pub required_permissions: ObjectGate,
+    /// `x-objectos` policy
+    pub agent_writes: AgentWrites,
+    pub read_only: bool,
+    pub audit_reads: bool,
+    /// The `master_detail` field naming the parent, for `controlled_by_parent`.
+    pub parent_field: Option<String>,
+    field_index: HashMap<String, usize>,
+}
+
+/// Upstream's object-level capability gate: every listed permission is needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectGate {
+    pub read: Vec<String>,
+    pub create: Vec<String>,
+    pub update: Vec<String>,
+    pub delete: Vec<String>,
+}
+
+/// How a field's values are stored and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    Text,
+    Number,
+    Boolean,
+    Date,
+    DateTime,
+    Time,
+    /// Arrays and objects, stored as JSON text.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldDef {
+    pub name: String,
+    pub label: String,
+    pub field_type: String,
+    pub storage: Storage,
+    pub required: bool,
+    pub unique: Unique,
+    pub default_value: Option<DefaultValue>,
+    pub reference: Option<String>,
+    pub multiple: bool,
+    /// Allowed values, for select-like types.
+    pub options: Vec<String>,
+    /// Nobody writes it through any surface (`readonly`, or computed by upstream).
+    pub readonly: bool,
+    /// Never returned on any surface (upstream `internal`).
+    pub internal: bool,
+    pub max_length: Option<u64>,
+    pub min_length: Option<u64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub required_permissions: Vec<String>,
+    /// In `sensitiveFields`, or of type `secret`/`password`.
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unique {
+    No,
+    /// One holder per organization (`true` or `"organization"`).
+    Organization,
+    /// One holder across the instance.
+    Global,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefaultValue {
+    Literal(Value),
+    Now,
+    CurrentUser,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ObjectRights {
+    pub read: bool,
+    pub create: bool,
+    pub edit: bool,
+    pub delete: bool,
+    pub view_all: bool,
+    pub modify_all: bool,
+    pub export: bool,
+    /// `readScope: org`
+    pub read_org: bool,
+    /// `writeScope: org`
+    pub write_org: bool,
+}
+
+impl ObjectRights {
+    /// The rights after design §5's implications.
+    pub fn implied(self) -> ObjectRights {
+        let modify_all = self.modify_all;
+        let view_all = self.view_all || modify_all;
+        let edit = self.edit || modify_all;
+        let delete = self.delete || modify_all;
+        let read = self.read || self.create || edit || delete || view_all || self.read_org;
+        ObjectRights {
+            read,
+            create: self.create,
+            edit,
+            delete,
+            view_all,
+            modify_all,
+            export: self.export,
+            read_org: self.read_org,
+            write_org: self.write_org,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRights {
+    pub readable: bool,
+    pub editable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PermissionSetDef {
+    pub name: String,
+    pub label: String,
+    pub description: Option<String>,
+    /// Upstream binds default sets to everyone; so does objectos.
+    pub is_default: bool,
+    pub objects: BTreeMap<String, ObjectRights>,
+    /// (object, field) → rights
+    pub fields: BTreeMap<(String, String), FieldRights>,
+    pub system_permissions: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AccessLevel {
+    Read,
+    Edit,
+}
+
+impl AccessLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLevel::Read => "read",
+            AccessLevel::Edit => "edit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grantee {
+    /// A user, by email (or id).
+    User(String),
+    /// A team; positions are teams of that name.
+    Team(String),
+}
+
+impl Grantee {
+    pub fn describe(&self) -> String {
+        match self {
+            Grantee::User(u) => format!("user {u}"),
+            Grantee::Team(t) => format!("team {t}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SharingRuleDef {
+    pub name: String,
+    pub object: String,
+    pub active: bool,
+    pub condition: Filter,
+    /// The condition as written, for display.
+    pub condition_source: Value,
+    pub access: AccessLevel,
+    pub shared_with: Grantee,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActionDef {
+    pub name: String,
+    pub label: String,
+    pub object: Option<String>,
+    pub action_type: String,
+    /// `operation: "update"` with a `patch`: the only kind objectos runs.
+    pub patch: Option<serde_json::Map<String, Value>>,
+    pub required_permissions: Vec<String>,
+    pub confirm_text: Option<String>,
+    pub variant: Option<String>,
+    pub ai_exposed: bool,
+    pub ai_description: Option<String>,
+    pub requires_confirmation: bool,
+}
+
+impl ActionDef {
+    pub fn executable(&self) -> bool {
+        self.patch.is_some() && self.object.is_some()
+    }
+
+    /// Whether an agent's run waits for a reviewer (design §6).
+    pub fn needs_review(&self) -> bool {
+        self.requires_confirmation
+            || self.confirm_text.is_some()
+            || self.variant.as_deref() == Some("danger")
+    }
+}
+
+impl Model {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        manifest: Manifest,
+        objects: Vec<ObjectDef>,
+        permission_sets: Vec<PermissionSetDef>,
+        sharing_rules: Vec<SharingRuleDef>,
+        actions: Vec<ActionDef>,
+        capabilities: Vec<String>,
+        positions: Vec<String>,
+        approvals_expire_after: Duration,
+    ) -> Model {
+        let index = objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.name.clone(), i))
+            .collect();
+        Model {
+            manifest,
+            objects,
+            permission_sets,
+            sharing_rules,
+            actions,
+            capabilities,
+            positions,
+            approvals_expire_after,
+            index,
+        }
+    }
+
+    pub fn object(&self, name: &str) -> Option<&ObjectDef> {
+        self.index.get(name).map(|i| &self.objects[*i])
+    }
+
+    pub fn permission_set(&self, name: &str) -> Option<&PermissionSetDef> {
+        self.permission_sets.iter().find(|p| p.name == name)
+    }
+
+    pub fn action(&self, name: &str) -> Option<&ActionDef> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    pub fn rules_for<'a>(
+        &'a self,
+        object: &'a str,
+    ) -> impl Iterator<Item = &'a SharingRuleDef> + 'a {
+        self.sharing_rules
+            .iter()
+            .filter(move |r| r.active && r.object == object)
+    }
+
+    /// System permissions and app capabilities that exist.
+    pub fn is_permission(&self, name: &str) -> bool {
+        SYSTEM_PERMISSIONS.contains(&name) || self.capabilities.iter().any(|c| c == name)
+    }
+}
+
+impl ObjectDef {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        label: String,
+        ownership: Ownership,
+        sharing_model: SharingModel,
+        fields: Vec<FieldDef>,
+        required_permissions: ObjectGate,
+        agent_writes: AgentWrites,
+        read_only: bool,
+        audit_reads: bool,
+    ) -> ObjectDef {
+        let field_index = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        let parent_field = if sharing_model == SharingModel::ControlledByParent {
+            fields
+                .iter()
+                .find(|f| f.field_type == "master_detail")
+                .map(|f| f.name.clone())
+        } else {
+            None
+        };
+        ObjectDef {
+            name,
+            label,
+            ownership,
+            sharing_model,
+            fields,
+            required_permissions,
+            agent_writes,
+            read_only,
+            audit_reads,
+            parent_field,
+            field_index,
+        }
+    }
+
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.field_index.get(name).map(|i| &self.fields[*i])
+    }
+
+    pub fn has_owner(&self) -> bool {
+        self.ownership == Ownership::User
+    }
+}
+
+/// The storage class of a field type (`multiple` values are always JSON).
+pub fn storage_of(field_type: &str, multiple: bool) -> Storage {
+    if multiple {
+        return Storage::Json;
+    }
+    match field_type {
+        "number" | "currency" | "percent" | "rating" | "slider" | "progress" | "summary" => {
+            Storage::Number
+        }
+        "boolean" | "toggle" => Storage::Boolean,
+        "date" => Storage::Date,
+        "datetime" => Storage::DateTime,
+        "time" => Storage::Time,
+        "multiselect" | "checkboxes" | "tags" | "image" | "file" | "avatar" | "video" | "audio"
+        | "composite" | "repeater" | "record" | "location" | "address" | "json" | "vector" => {
+            Storage::Json
+        }
+        _ => Storage::Text,
+    }
+}
+
+/// Types whose values upstream computes (formula, roll-up, numbering); nobody writes them.
+pub fn is_computed(field_type: &str) -> bool {
+    matches!(field_type, "formula" | "summary" | "autonumber")
+}
+
+/// Types that point at another record.
+pub fn is_reference(field_type: &str) -> bool {
+    matches!(field_type, "lookup" | "master_detail" | "tree")
+}

@@ -1,0 +1,647 @@
+//! minisign-compatible keys and signatures (Ed25519 over BLAKE2b-512, the "ED" format).
+//!
+//! Keys are generated and signatures made with the `minisign` crate, so the
+//! `minisign` CLI reads every file written here. Verification is done here, on
+//! the parsed parts, so that each way a signature can fail gets its own name,
+//! and the artifact is read once for both BLAKE2b (the signature) and SHA-256
+//! (the digest claim).
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ed25519_dalek::{Signature as Ed25519Signature, VerifyingKey};
+use sha2::Digest;
+use time::OffsetDateTime;
+
+use crate::timefmt;
+
+const SIG_ALG_PREHASHED: [u8; 2] = *b"ED";
+const SIG_ALG_LEGACY: [u8; 2] = *b"Ed";
+const KDF_NONE: [u8; 2] = [0, 0];
+const TRUSTED_PREFIX: &str = "trusted comment: ";
+const UNTRUSTED_PREFIX: &str = "untrusted comment: ";
+
+/// A minisign key id, shown as minisign shows it: 16 upper-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; 8]);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl KeyId {
+    /// Parse a key id as `Display` writes it.
+    pub fn parse(text: &str) -> Option<KeyId> {
+        if text.len() != 16 {
+            return None;
+        }
+        let value = u64::from_str_radix(text, 16).ok()?;
+        Some(KeyId(value.to_le_bytes()))
+    }
+}
+
+/// A public key someone trusts to sign artifacts.
+#[derive(Clone)]
+pub struct PublicKey {
+    pub id: KeyId,
+    key: VerifyingKey,
+    /// The base64 line of the `.pub` file, as minisign writes it.
+    pub base64: String,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.id)
+    }
+}
+
+impl PublicKey {
+    /// Parse a minisign public key: a `.pub` file's text, or its base64 line alone.
+    pub fn parse(text: &str) -> Result<PublicKey, String> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with(UNTRUSTED_PREFIX))
+            .ok_or("no key line (a minisign public key is one base64 line after its comment)")?;
+        let bytes = BASE64
+            .decode(line)
+            .map_err(|_| "the key line is not base64".to_string())?;
+        if bytes.len() != 42 {
+            return Err(format!(
+                "the key is {} bytes, a minisign public key is 42",
+                bytes.len()
+            ));
+        }
+        if bytes[0..2] != SIG_ALG_LEGACY {
+            return Err("not an Ed25519 minisign key".into());
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&bytes[2..10]);
+        let mut raw = [0u8; 32];
+        raw.copy_from_slice(&bytes[10..42]);
+        let key = VerifyingKey::from_bytes(&raw).map_err(|_| "not a valid Ed25519 point")?;
+        Ok(PublicKey {
+            id: KeyId(id),
+            key,
+            base64: line.to_string(),
+        })
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<PublicKey> {
+        let text = read_small_text(path, "public key")?;
+        PublicKey::parse(&text).map_err(|reason| {
+            anyhow::anyhow!(
+                "`{}` is not a minisign public key: {reason}",
+                path.display()
+            )
+        })
+    }
+
+    /// The `.pub` file's text, as `minisign -G` writes it.
+    pub fn to_file_text(&self) -> String {
+        format!(
+            "{UNTRUSTED_PREFIX}minisign public key {}\n{}\n",
+            self.id, self.base64
+        )
+    }
+}
+
+fn read_small_text(path: &Path, what: &str) -> anyhow::Result<String> {
+    let meta =
+        fs::metadata(path).with_context(|| format!("cannot read {what} `{}`", path.display()))?;
+    if meta.len() > 64 * 1024 {
+        anyhow::bail!(
+            "`{}` is {} bytes, far too large for a {what}",
+            path.display(),
+            meta.len()
+        );
+    }
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read {what} `{}`", path.display()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("`{}` is not text, so not a {what}", path.display()))
+}
+
+/// A parsed `.minisig` file.
+#[derive(Debug, Clone)]
+pub struct SignatureFile {
+    pub key_id: KeyId,
+    pub prehashed: bool,
+    signature: [u8; 64],
+    /// The trusted comment without its `trusted comment: ` prefix.
+    pub trusted_comment: String,
+    global_signature: [u8; 64],
+}
+
+impl SignatureFile {
+    pub fn parse(text: &str) -> Result<SignatureFile, String> {
+        let mut lines = text.lines();
+        let untrusted = lines.next().ok_or("the file is empty")?;
+        if !untrusted.starts_with(UNTRUSTED_PREFIX) {
+            return Err("the first line is not an `untrusted comment:` line".into());
+        }
+        let sig_line = lines.next().ok_or("the signature line is missing")?;
+        let sig = BASE64
+            .decode(sig_line.trim())
+            .map_err(|_| "the signature line is not base64")?;
+        if sig.len() != 74 {
+            return Err(format!(
+                "the signature is {} bytes, a minisign signature is 74",
+                sig.len()
+            ));
+        }
+        let prehashed = match [sig[0], sig[1]] {
+            SIG_ALG_PREHASHED => true,
+            SIG_ALG_LEGACY => false,
+            _ => return Err("the signature algorithm is neither `ED` nor `Ed`".into()),
+        };
+        let trusted_line = lines.next().ok_or("the trusted comment line is missing")?;
+        let trusted_comment = trusted_line
+            .strip_prefix(TRUSTED_PREFIX)
+            .ok_or("the third line is not a `trusted comment:` line")?
+            .to_string();
+        let global_line = lines
+            .next()
+            .ok_or("the trusted comment's signature line is missing")?;
+        let global = BASE64
+            .decode(global_line.trim())
+            .map_err(|_| "the trusted comment's signature is not base64")?;
+        if global.len() != 64 {
+            return Err("the trusted comment's signature is not 64 bytes".into());
+        }
+        let mut key_id = [0u8; 8];
+        key_id.copy_from_slice(&sig[2..10]);
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&sig[10..74]);
+        let mut global_signature = [0u8; 64];
+        global_signature.copy_from_slice(&global);
+        Ok(SignatureFile {
+            key_id: KeyId(key_id),
+            prehashed,
+            signature,
+            trusted_comment,
+            global_signature,
+        })
+    }
+
+    /// Check the signature over a BLAKE2b-512 prehash, then the trusted comment.
+    pub fn check(&self, key: &PublicKey, prehash: &[u8; 64]) -> Result<(), SignatureProblem> {
+        if self.key_id != key.id {
+            return Err(SignatureProblem::WrongKey);
+        }
+        if !self.prehashed {
+            return Err(SignatureProblem::Legacy);
+        }
+        let signature = Ed25519Signature::from_bytes(&self.signature);
+        key.key
+            .verify_strict(prehash, &signature)
+            .map_err(|_| SignatureProblem::ContentMismatch)?;
+        let mut global = Vec::with_capacity(64 + self.trusted_comment.len());
+        global.extend_from_slice(&self.signature);
+        global.extend_from_slice(self.trusted_comment.as_bytes());
+        let global_signature = Ed25519Signature::from_bytes(&self.global_signature);
+        key.key
+            .verify_strict(&global, &global_signature)
+            .map_err(|_| SignatureProblem::CommentAltered)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureProblem {
+    WrongKey,
+    Legacy,
+    ContentMismatch,
+    CommentAltered,
+}
+
+impl fmt::Display for SignatureProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignatureProblem::WrongKey => "the signature was made by another key",
+            SignatureProblem::Legacy => {
+                "legacy (non-prehashed) signatures are not accepted; sign with minisign 0.10 or later"
+            }
+            SignatureProblem::ContentMismatch => {
+                "the artifact's bytes are not the bytes that were signed"
+            }
+            SignatureProblem::CommentAltered => {
+                "the trusted comment was altered after signing"
+            }
+        })
+    }
+}
+
+/// What objectos puts in (and reads from) a signature's trusted comment:
+/// tab-separated `key:value` pairs, as minisign writes its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    pub timestamp: Option<i64>,
+    pub file: Option<String>,
+    pub id: Option<String>,
+    pub version: Option<String>,
+    pub sha256: Option<String>,
+    pub expires: Option<OffsetDateTime>,
+    /// Set when `expires:` was present but unreadable; that never verifies.
+    pub malformed_expiry: Option<String>,
+}
+
+impl Claims {
+    pub fn parse(comment: &str) -> Claims {
+        let mut claims = Claims::default();
+        for part in comment.split('\t') {
+            let Some((key, value)) = part.split_once(':') else {
+                continue;
+            };
+            match key {
+                "timestamp" => claims.timestamp = value.parse().ok(),
+                "file" => claims.file = Some(value.to_string()),
+                "id" => claims.id = Some(value.to_string()),
+                "version" => claims.version = Some(value.to_string()),
+                "sha256" => claims.sha256 = Some(value.to_ascii_lowercase()),
+                "expires" => match timefmt::parse_rfc3339(value) {
+                    Some(at) => claims.expires = Some(at),
+                    None => claims.malformed_expiry = Some(value.to_string()),
+                },
+                _ => {}
+            }
+        }
+        claims
+    }
+
+    pub fn to_comment(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(ts) = self.timestamp {
+            parts.push(format!("timestamp:{ts}"));
+        }
+        if let Some(file) = &self.file {
+            parts.push(format!("file:{}", sanitize(file)));
+        }
+        if let Some(id) = &self.id {
+            parts.push(format!("id:{}", sanitize(id)));
+        }
+        if let Some(version) = &self.version {
+            parts.push(format!("version:{}", sanitize(version)));
+        }
+        if let Some(sha) = &self.sha256 {
+            parts.push(format!("sha256:{sha}"));
+        }
+        if let Some(expires) = self.expires {
+            parts.push(format!("expires:{}", timefmt::rfc3339(expires)));
+        }
+        parts.join("\t")
+    }
+
+    /// True when the comment carries objectos's claims (not a plain `minisign -S`).
+    pub fn is_objectos(&self) -> bool {
+        self.sha256.is_some()
+    }
+}
+
+/// Tabs and line breaks would break the comment's structure.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect()
+}
+
+/// Digests of a file, read once.
+#[derive(Clone)]
+pub struct FileDigests {
+    pub blake2b: [u8; 64],
+    pub sha256: [u8; 32],
+    pub size: u64,
+}
+
+impl FileDigests {
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
+/// BLAKE2b-512 and SHA-256 of a file in one read, the two hashes on two threads;
+/// memory stays flat whatever the file's size.
+pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    const CHUNK: usize = 1 << 20;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(4);
+    std::thread::scope(|scope| {
+        let sha_thread = scope.spawn(move || {
+            let mut sha = sha2::Sha256::new();
+            for chunk in rx {
+                sha.update(&chunk[..]);
+            }
+            let out: [u8; 32] = sha.finalize().into();
+            out
+        });
+        let mut blake = blake2b_simd::Params::new().hash_length(64).to_state();
+        let mut size = 0u64;
+        let read_result: anyhow::Result<()> = (|| {
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = file
+                        .read(&mut buf[filled..])
+                        .with_context(|| format!("cannot read `{}`", path.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    return Ok(());
+                }
+                buf.truncate(filled);
+                size += filled as u64;
+                blake.update(&buf);
+                let last = filled < CHUNK;
+                if tx.send(Arc::new(buf)).is_err() {
+                    anyhow::bail!("the hashing thread stopped");
+                }
+                if last {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(tx);
+        let sha256 = sha_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+        read_result?;
+        let mut blake2b = [0u8; 64];
+        blake2b.copy_from_slice(blake.finalize().as_bytes());
+        Ok(FileDigests {
+            blake2b,
+            sha256,
+            size,
+        })
+    })
+}
+
+/// SHA-256 of bytes in memory, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Generate a key pair. `password: None` leaves the secret key unencrypted.
+/// Returns (secret key file text, public key).
+pub fn generate_keypair(password: Option<String>) -> anyhow::Result<(String, PublicKey)> {
+    let pair = match password {
+        Some(password) => minisign::KeyPair::generate_encrypted_keypair(Some(password)),
+        None => minisign::KeyPair::generate_unencrypted_keypair(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot generate a key pair: {e}"))?;
+    let pk_text = pair
+        .pk
+        .to_box()
+        .map_err(|e| anyhow::anyhow!("cannot encode the public key: {e}"))?
+        .to_string();
+    let sk_text = pair
+        .sk
+        .to_box(Some("objectos secret key"))
+        .map_err(|e| anyhow::anyhow!("cannot encode the secret key: {e}"))?
+        .to_string();
+    let public = PublicKey::parse(&pk_text)
+        .map_err(|e| anyhow::anyhow!("the generated public key does not parse: {e}"))?;
+    Ok((sk_text, public))
+}
+
+/// A secret key loaded for signing.
+pub struct SecretKey {
+    inner: minisign::SecretKey,
+    pub public: PublicKey,
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey({})", self.public.id)
+    }
+}
+
+/// Whether a secret key file's text holds an encrypted key.
+pub fn secret_key_is_encrypted(text: &str) -> anyhow::Result<bool> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with(UNTRUSTED_PREFIX))
+        .ok_or_else(|| anyhow::anyhow!("no key line"))?;
+    let bytes = BASE64
+        .decode(line)
+        .map_err(|_| anyhow::anyhow!("the key line is not base64"))?;
+    if bytes.len() < 4 || bytes[0..2] != SIG_ALG_LEGACY {
+        anyhow::bail!("not a minisign Ed25519 secret key");
+    }
+    Ok(bytes[2..4] != KDF_NONE)
+}
+
+impl SecretKey {
+    /// Load a secret key from its file's text; `password` is needed when it is encrypted.
+    pub fn load(text: &str, password: Option<String>) -> anyhow::Result<SecretKey> {
+        let encrypted = secret_key_is_encrypted(text)?;
+        let sk_box = minisign::SecretKeyBox::from_string(text)
+            .map_err(|e| anyhow::anyhow!("not a minisign secret key: {e}"))?;
+        let inner = if encrypted {
+            let password = password.ok_or_else(|| {
+                anyhow::anyhow!("the secret key is encrypted and no password was given")
+            })?;
+            minisign::SecretKey::from_box(sk_box, Some(password)).map_err(|e| {
+                crate::error::Failure::error(format!("cannot decrypt the secret key: {e}"))
+                    .with_hint("check the password (or `--password-file`)")
+            })?
+        } else {
+            minisign::SecretKey::from_unencrypted_box(sk_box)
+                .map_err(|e| anyhow::anyhow!("the secret key is corrupt: {e}"))?
+        };
+        let pk = minisign::PublicKey::from_secret_key(&inner)
+            .map_err(|e| anyhow::anyhow!("cannot derive the public key: {e}"))?;
+        let pk_text = pk
+            .to_box()
+            .map_err(|e| anyhow::anyhow!("cannot encode the public key: {e}"))?
+            .to_string();
+        let public = PublicKey::parse(&pk_text).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(SecretKey { inner, public })
+    }
+
+    /// Sign a file's bytes (read as a stream) with a trusted comment.
+    pub fn sign_file(&self, path: &Path, trusted_comment: &str) -> anyhow::Result<String> {
+        let file =
+            fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+        self.sign_reader(std::io::BufReader::new(file), trusted_comment)
+    }
+
+    pub fn sign_reader<R: Read>(&self, reader: R, trusted_comment: &str) -> anyhow::Result<String> {
+        let pk = minisign::PublicKey::from_secret_key(&self.inner)
+            .map_err(|e| anyhow::anyhow!("cannot derive the public key: {e}"))?;
+        let untrusted = format!("signature from objectos secret key {}", self.public.id);
+        let sig = minisign::sign(
+            Some(&pk),
+            &self.inner,
+            reader,
+            Some(trusted_comment),
+            Some(&untrusted),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+        Ok(sig.to_string())
+    }
+
+    pub fn sign_bytes(&self, bytes: &[u8], trusted_comment: &str) -> anyhow::Result<String> {
+        self.sign_reader(bytes, trusted_comment)
+    }
+}
+
+/// BLAKE2b-512 of bytes in memory (minisign's prehash).
+pub fn blake2b_512(bytes: &[u8]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    out.copy_from_slice(
+        blake2b_simd::Params::new()
+            .hash_length(64)
+            .hash(bytes)
+            .as_bytes(),
+    );
+    out
+}
+
+/// Write a file atomically (a temporary file in the same directory, then renamed),
+/// with `mode` on Unix. `create_new` refuses to replace an existing file.
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+    create_new: bool,
+) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if create_new && path.exists() {
+        return Err(
+            crate::error::Failure::error(format!("`{}` already exists", path.display()))
+                .with_hint("choose another path, or pass `--force` to replace it")
+                .into(),
+        );
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".objectos-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot write into `{}`", dir.display()))?;
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of `{}`", tmp.path().display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    if create_new {
+        tmp.persist_noclobber(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    } else {
+        tmp.persist(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keypair() -> (SecretKey, PublicKey) {
+        let (sk_text, public) = generate_keypair(None).unwrap();
+        let sk = SecretKey::load(&sk_text, None).unwrap();
+        assert_eq!(sk.public.id, public.id);
+        (sk, public)
+    }
+
+    #[test]
+    fn a_signature_verifies_and_each_tampering_has_its_own_reason() {
+        let (sk, public) = keypair();
+        let data = b"{\"hello\":\"world\"}";
+        let sig_text = sk.sign_bytes(data, "timestamp:1\tsha256:00").unwrap();
+        let sig = SignatureFile::parse(&sig_text).unwrap();
+        assert_eq!(sig.key_id, public.id);
+        sig.check(&public, &blake2b_512(data)).unwrap();
+
+        assert_eq!(
+            sig.check(&public, &blake2b_512(b"{\"hello\":\"World\"}")),
+            Err(SignatureProblem::ContentMismatch)
+        );
+        let mut edited = sig.clone();
+        edited.trusted_comment.push('x');
+        assert_eq!(
+            edited.check(&public, &blake2b_512(data)),
+            Err(SignatureProblem::CommentAltered)
+        );
+        let (_, other) = keypair();
+        assert_eq!(
+            sig.check(&other, &blake2b_512(data)),
+            Err(SignatureProblem::WrongKey)
+        );
+    }
+
+    #[test]
+    fn encrypted_keys_need_their_password() {
+        let (sk_text, public) = generate_keypair(Some("correct horse".into())).unwrap();
+        assert!(secret_key_is_encrypted(&sk_text).unwrap());
+        assert!(SecretKey::load(&sk_text, Some("wrong".into())).is_err());
+        assert!(SecretKey::load(&sk_text, None).is_err());
+        let sk = SecretKey::load(&sk_text, Some("correct horse".into())).unwrap();
+        assert_eq!(sk.public.id, public.id);
+    }
+
+    #[test]
+    fn claims_round_trip_through_the_trusted_comment() {
+        let claims = Claims {
+            timestamp: Some(1_700_000_000),
+            file: Some("objectstack.json".into()),
+            id: Some("com.example.crm".into()),
+            version: Some("1.2.0".into()),
+            sha256: Some("ab".repeat(32)),
+            expires: OffsetDateTime::from_unix_timestamp(1_800_000_000).ok(),
+            malformed_expiry: None,
+        };
+        assert_eq!(Claims::parse(&claims.to_comment()), claims);
+        let plain = Claims::parse("timestamp:1633700835\tfile:test\thashed");
+        assert!(!plain.is_objectos());
+    }
+
+    #[test]
+    fn malformed_signature_files_are_named() {
+        for bad in [
+            "",
+            "hello",
+            "untrusted comment: x\nnot base64!\n",
+            "untrusted comment: x\nAAAA\ntrusted comment: t\nAAAA\n",
+        ] {
+            assert!(SignatureFile::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_ids_print_like_minisign_and_parse_back() {
+        let id = KeyId([1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(id.to_string(), "0807060504030201");
+        assert_eq!(KeyId::parse("0807060504030201"), Some(id));
+    }
+}

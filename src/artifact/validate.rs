@@ -1,0 +1,1708 @@
+//! Validation: every problem of a definition at once, each with its JSON pointer and
+//! source file, and a message that says how to fix it. A definition that passes
+//! becomes a [`Model`].
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::artifact::build::SourceMap;
+use crate::artifact::keys;
+use crate::artifact::model::*;
+use crate::query::Filter;
+
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct Issue {
+    /// RFC 6901 JSON pointer into the merged definition
+    pub pointer: String,
+    /// The source file the pointer falls in, when known
+    pub file: Option<PathBuf>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+    /// Top-level upstream collections carried verbatim and not enforced, with counts.
+    pub carried: Vec<(String, usize)>,
+    pub model: Option<Model>,
+}
+
+struct Walker<'a> {
+    sources: &'a SourceMap,
+    strict: bool,
+    errors: Vec<Issue>,
+    warnings: Vec<Issue>,
+    /// Every object name the definition declares, valid or not: a reference to a
+    /// declared but invalid object is not reported again.
+    declared: BTreeSet<String>,
+}
+
+fn esc(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn is_snake(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Walker<'_> {
+    fn issue(&self, pointer: &str, message: String) -> Issue {
+        Issue {
+            pointer: pointer.to_string(),
+            file: self.sources.file_of(pointer).map(Path::to_path_buf),
+            message,
+        }
+    }
+
+    fn err(&mut self, pointer: &str, message: impl Into<String>) {
+        let issue = self.issue(pointer, message.into());
+        self.errors.push(issue);
+    }
+
+    fn warn(&mut self, pointer: &str, message: impl Into<String>) {
+        let issue = self.issue(pointer, message.into());
+        self.warnings.push(issue);
+    }
+
+    /// Fail closed: a construct that changes access and that objectos does not enforce.
+    fn unenforced(&mut self, pointer: &str, construct: &str) {
+        self.err(
+            pointer,
+            format!(
+                "{construct} is not enforced by objectos, and ignoring it would change who may read or write what; remove it, or express the rule with what objectos enforces (ownership, permission sets, sharing rules)"
+            ),
+        );
+    }
+
+    /// Report a reference to an object that is not declared at all.
+    fn missing_object(&mut self, pointer: &str, name: &str) {
+        if !self.declared.contains(name) {
+            let hint = keys::suggest(name, &self.declared.iter().map(String::as_str).collect::<Vec<_>>())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            self.err(pointer, format!("`{name}` is not an object of this artifact{hint}"));
+        }
+    }
+
+    fn unknown_keys(
+        &mut self,
+        map: &Map<String, Value>,
+        pointer: &str,
+        known: &[&str],
+        what: &str,
+    ) {
+        for key in map.keys() {
+            if known.contains(&key.as_str()) || keys::is_envelope(key) {
+                continue;
+            }
+            let message = format!(
+                "`{key}` is not a key of {what} in protocol {PROTOCOL_MAJOR}{}",
+                keys::suggest(key, known)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default()
+            );
+            let here = format!("{pointer}/{}", esc(key));
+            if self.strict {
+                self.err(&here, message);
+            } else {
+                self.warn(&here, message);
+            }
+        }
+    }
+
+    fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        pointer: &str,
+        what: &str,
+    ) -> Option<&'v Map<String, Value>> {
+        match value {
+            Value::Object(map) => Some(map),
+            other => {
+                self.err(
+                    pointer,
+                    format!("{what} must be an object, not {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_str<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        key: &str,
+        pointer: &str,
+    ) -> Option<&'v str> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                self.err(
+                    &format!("{pointer}/{}", esc(key)),
+                    format!("`{key}` must be a string, not {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn req_str<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        key: &str,
+        pointer: &str,
+        hint: &str,
+    ) -> Option<&'v str> {
+        if !map.contains_key(key) {
+            self.err(pointer, format!("`{key}` is missing; {hint}"));
+            return None;
+        }
+        let value = self.opt_str(map, key, pointer)?;
+        if value.trim().is_empty() {
+            self.err(
+                &format!("{pointer}/{}", esc(key)),
+                format!("`{key}` is empty; {hint}"),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn opt_bool(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Option<bool> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.err(
+                    &format!("{pointer}/{}", esc(key)),
+                    format!(
+                        "`{key}` must be `true` or `false`, not {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_number(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Option<f64> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(other) => {
+                self.err(
+                    &format!("{pointer}/{}", esc(key)),
+                    format!("`{key}` must be a number, not {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_count(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Option<u64> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v >= 1) => n.as_u64(),
+            Some(other) => {
+                self.err(
+                    &format!("{pointer}/{}", esc(key)),
+                    format!("`{key}` must be a whole number of at least 1, not {other}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn str_list(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Vec<String> {
+        let here = format!("{pointer}/{}", esc(key));
+        match map.get(key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        other => self.err(
+                            &format!("{here}/{i}"),
+                            format!("`{key}` holds strings, not {}", type_name(other)),
+                        ),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.err(
+                    &here,
+                    format!(
+                        "`{key}` must be an array of strings, not {}",
+                        type_name(other)
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn array<'v>(&mut self, doc: &'v Map<String, Value>, key: &str) -> &'v [Value] {
+        match doc.get(key) {
+            None | Some(Value::Null) => &[],
+            Some(Value::Array(items)) => items,
+            Some(Value::Object(_)) => {
+                self.err(&format!("/{key}"), format!("`{key}` must be an array; upstream's map form is normalized to an array by `os compile`, so list the entries with a `name` each"));
+                &[]
+            }
+            Some(other) => {
+                self.err(
+                    &format!("/{key}"),
+                    format!("`{key}` must be an array, not {}", type_name(other)),
+                );
+                &[]
+            }
+        }
+    }
+}
+
+/// Validate a merged definition. `strict` turns unknown keys into errors.
+pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
+    let mut w = Walker {
+        sources,
+        strict,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        declared: BTreeSet::new(),
+    };
+    let mut report = Report::default();
+    let Some(doc) = w.object(document, "", "an ObjectStack definition") else {
+        report.errors = w.errors;
+        return report;
+    };
+    w.unknown_keys(doc, "", keys::top_level(), "an ObjectStack definition");
+    for key in doc.keys() {
+        if keys::CARRIED_COLLECTIONS.contains(&key.as_str()) {
+            let count = match &doc[key] {
+                Value::Array(items) => items.len(),
+                Value::Object(map) => map.len(),
+                _ => 1,
+            };
+            report.carried.push((key.clone(), count));
+        }
+    }
+    if doc.contains_key("packages") {
+        w.err("/packages", "multi-package artifacts (`packages`) are not supported; build one artifact per package");
+    }
+
+    let manifest = validate_manifest(&mut w, doc);
+    let capabilities = collect_names(&mut w, doc, "capabilities");
+    let positions = collect_names(&mut w, doc, "positions");
+    let policy = read_policy(&mut w, doc);
+
+    // Objects first: everything else refers to them.
+    let mut objects = Vec::new();
+    let mut seen = HashSet::new();
+    let object_values = w.array(doc, "objects");
+    let declared: BTreeMap<String, &Map<String, Value>> = object_values
+        .iter()
+        .filter_map(|o| o.as_object())
+        .filter_map(|o| {
+            o.get("name")
+                .and_then(Value::as_str)
+                .map(|n| (n.to_string(), o))
+        })
+        .collect();
+    w.declared = declared.keys().cloned().collect();
+    let perms_known: BTreeSet<String> = SYSTEM_PERMISSIONS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(capabilities.iter().cloned())
+        .collect();
+    for (i, value) in object_values.iter().enumerate() {
+        let pointer = format!("/objects/{i}");
+        if let Some(object) = validate_object(
+            &mut w,
+            value,
+            &pointer,
+            &manifest,
+            &declared,
+            &policy,
+            &perms_known,
+        ) {
+            if !seen.insert(object.name.clone()) {
+                w.err(
+                    &format!("{pointer}/name"),
+                    format!(
+                        "the object name `{}` is used twice; object names must be unique",
+                        object.name
+                    ),
+                );
+                continue;
+            }
+            objects.push(object);
+        }
+    }
+    // Policy entries must name real objects and fields.
+    for (name, entry) in &policy.objects {
+        let pointer = format!("/x-objectos/objects/{}", esc(name));
+        match objects.iter().find(|o| o.name == *name) {
+            None => w.err(&pointer, format!("`x-objectos` names the object `{name}`, which is not defined; define it under `objects` or remove this entry")),
+            Some(object) => {
+                for (j, field) in entry.sensitive_fields.iter().enumerate() {
+                    if object.field(field).is_none() {
+                        w.err(&format!("{pointer}/sensitiveFields/{j}"), format!("`{name}` has no field `{field}`; list only fields the object defines"));
+                    }
+                }
+            }
+        }
+    }
+    let model_objects = Model::new(
+        manifest.clone().unwrap_or_else(placeholder_manifest),
+        objects.clone(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        capabilities.clone(),
+        positions.clone(),
+        policy.expires_after,
+    );
+
+    let permission_sets = validate_permission_sets(&mut w, doc, &model_objects, &perms_known);
+    let sharing_rules = validate_sharing_rules(&mut w, doc, &model_objects);
+    let actions = validate_actions(&mut w, doc, &model_objects, &perms_known);
+
+    report.errors = w.errors;
+    report.warnings = w.warnings;
+    if report.errors.is_empty() {
+        if let Some(manifest) = manifest {
+            report.model = Some(Model::new(
+                manifest,
+                objects,
+                permission_sets,
+                sharing_rules,
+                actions,
+                capabilities,
+                positions,
+                policy.expires_after,
+            ));
+        }
+    }
+    report
+}
+
+fn placeholder_manifest() -> Manifest {
+    Manifest {
+        id: String::new(),
+        namespace: None,
+        version: semver::Version::new(0, 0, 0),
+        name: None,
+        description: None,
+        protocol: None,
+    }
+}
+
+fn validate_manifest(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Option<Manifest> {
+    let Some(value) = doc.get("manifest") else {
+        w.err("", "`manifest` is missing; every artifact needs `manifest.id`, `manifest.version` and `manifest.name`");
+        return None;
+    };
+    let map = w.object(value, "/manifest", "`manifest`")?;
+    w.unknown_keys(map, "/manifest", keys::manifest(), "`manifest`");
+    let id = w.req_str(
+        map,
+        "id",
+        "/manifest",
+        "give the package a reverse-DNS id such as `com.example.crm`",
+    );
+    if let Some(id) = id {
+        let parts: Vec<&str> = id.split('.').collect();
+        let ok = parts.len() >= 2
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+                    })
+            });
+        if !ok {
+            w.err("/manifest/id", format!("`{id}` is not a reverse-DNS id; write it like `com.example.crm` (lower case, dot-separated)"));
+        }
+    }
+    let version = w.req_str(
+        map,
+        "version",
+        "/manifest",
+        "give it a semantic version such as `1.0.0`",
+    );
+    let version = version.and_then(|v| match semver::Version::parse(v) {
+        Ok(parsed) => Some(parsed),
+        Err(_) => {
+            w.err(
+                "/manifest/version",
+                format!(
+                    "`{v}` is not a semantic version; write MAJOR.MINOR.PATCH, such as `1.2.0`"
+                ),
+            );
+            None
+        }
+    });
+    let name = w.opt_str(map, "name", "/manifest").map(str::to_string);
+    if name.is_none() {
+        w.warn(
+            "/manifest",
+            "`name` is missing; upstream requires a display name for the package",
+        );
+    }
+    let namespace = w.opt_str(map, "namespace", "/manifest").map(str::to_string);
+    if let Some(ns) = &namespace {
+        let ok = ns.len() >= 2
+            && ns.len() <= 20
+            && is_snake(ns)
+            && ns.starts_with(|c: char| c.is_ascii_lowercase());
+        if !ok {
+            w.err("/manifest/namespace", format!("`{ns}` is not a namespace; use 2 to 20 lower-case letters, digits and `_`, starting with a letter"));
+        }
+    }
+    if let Some(kind) = w.opt_str(map, "type", "/manifest") {
+        if !keys::MANIFEST_TYPES.contains(&kind) {
+            w.err(
+                "/manifest/type",
+                format!(
+                    "`{kind}` is not a package type; use one of {}",
+                    keys::MANIFEST_TYPES.join(", ")
+                ),
+            );
+        }
+    }
+    let description = w
+        .opt_str(map, "description", "/manifest")
+        .map(str::to_string);
+    let mut protocol = None;
+    match map.get("engines") {
+        None => w.warn("/manifest", format!("`engines.protocol` is missing; add `\"engines\": {{\"protocol\": \"^{PROTOCOL_MAJOR}\"}}` so tools know which protocol the artifact speaks")),
+        Some(engines) => {
+            if let Some(engines) = w.object(engines, "/manifest/engines", "`engines`") {
+                if let Some(range) = w.opt_str(engines, "protocol", "/manifest/engines") {
+                    protocol = Some(range.to_string());
+                    match semver::VersionReq::parse(range) {
+                        Ok(req) => {
+                            let compatible = (0..=99).any(|minor| req.matches(&semver::Version::new(PROTOCOL_MAJOR, minor, 0)));
+                            if !compatible {
+                                w.err("/manifest/engines/protocol", format!("`{range}` does not admit protocol {PROTOCOL_MAJOR}, the one objectos speaks; build the app for `^{PROTOCOL_MAJOR}`"));
+                            }
+                        }
+                        Err(_) => w.err("/manifest/engines/protocol", format!("`{range}` is not a version range; write it like `^{PROTOCOL_MAJOR}`")),
+                    }
+                }
+            }
+        }
+    }
+    Some(Manifest {
+        id: id?.to_string(),
+        namespace,
+        version: version?,
+        name,
+        description,
+        protocol,
+    })
+}
+
+fn collect_names(w: &mut Walker<'_>, doc: &Map<String, Value>, key: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (i, item) in w.array(doc, key).iter().enumerate() {
+        let pointer = format!("/{key}/{i}");
+        if let Some(map) = w.object(item, &pointer, "an entry") {
+            if let Some(name) = w.req_str(map, "name", &pointer, "give it a name") {
+                if names.iter().any(|n| n == name) {
+                    w.err(
+                        &format!("{pointer}/name"),
+                        format!("`{name}` is defined twice"),
+                    );
+                }
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[derive(Default)]
+struct PolicyEntry {
+    agent_writes: Option<AgentWrites>,
+    read_only: bool,
+    audit_reads: bool,
+    sensitive_fields: Vec<String>,
+}
+
+struct Policy {
+    objects: BTreeMap<String, PolicyEntry>,
+    expires_after: Duration,
+}
+
+fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
+    let mut policy = Policy {
+        objects: BTreeMap::new(),
+        expires_after: Duration::from_secs(7 * 86_400),
+    };
+    let Some(value) = doc.get("x-objectos") else {
+        return policy;
+    };
+    let Some(map) = w.object(value, "/x-objectos", "`x-objectos`") else {
+        return policy;
+    };
+    // objectos's own block: a misspelt key would silently weaken policy, so unknown
+    // keys are always errors here.
+    for key in map.keys() {
+        if !["objects", "approvals"].contains(&key.as_str()) {
+            w.err(
+                &format!("/x-objectos/{}", esc(key)),
+                format!("`{key}` is not a key of `x-objectos`; it takes `objects` and `approvals`"),
+            );
+        }
+    }
+    if let Some(objects) = map.get("objects") {
+        if let Some(objects) = w.object(objects, "/x-objectos/objects", "`x-objectos.objects`") {
+            for (name, entry) in objects {
+                let pointer = format!("/x-objectos/objects/{}", esc(name));
+                let Some(entry) = w.object(entry, &pointer, "an object's policy") else {
+                    continue;
+                };
+                for key in entry.keys() {
+                    if !["agentWrites", "readOnly", "auditReads", "sensitiveFields"]
+                        .contains(&key.as_str())
+                    {
+                        w.err(&format!("{pointer}/{}", esc(key)), format!("`{key}` is not an object policy; use `agentWrites`, `readOnly`, `auditReads` or `sensitiveFields`"));
+                    }
+                }
+                let agent_writes = match w.opt_str(entry, "agentWrites", &pointer) {
+                    None => None,
+                    Some("direct") => Some(AgentWrites::Direct),
+                    Some("approval") => Some(AgentWrites::Approval),
+                    Some("deny") => Some(AgentWrites::Deny),
+                    Some(other) => {
+                        w.err(&format!("{pointer}/agentWrites"), format!("`{other}` is not an agent write policy; use `direct`, `approval` or `deny`"));
+                        None
+                    }
+                };
+                let read_only = w.opt_bool(entry, "readOnly", &pointer).unwrap_or(false);
+                let audit_reads = w.opt_bool(entry, "auditReads", &pointer).unwrap_or(false);
+                let sensitive_fields = w.str_list(entry, "sensitiveFields", &pointer);
+                policy.objects.insert(
+                    name.clone(),
+                    PolicyEntry {
+                        agent_writes,
+                        read_only,
+                        audit_reads,
+                        sensitive_fields,
+                    },
+                );
+            }
+        }
+    }
+    if let Some(approvals) = map.get("approvals") {
+        if let Some(approvals) = w.object(approvals, "/x-objectos/approvals", "`approvals`") {
+            for key in approvals.keys() {
+                if key != "expiresAfter" {
+                    w.err(
+                        &format!("/x-objectos/approvals/{}", esc(key)),
+                        format!("`{key}` is not an approvals setting; it takes `expiresAfter`"),
+                    );
+                }
+            }
+            if let Some(text) = w.opt_str(approvals, "expiresAfter", "/x-objectos/approvals") {
+                match crate::timefmt::parse_duration(text) {
+                    Ok(d) => policy.expires_after = d,
+                    Err(e) => w.err("/x-objectos/approvals/expiresAfter", e),
+                }
+            }
+        }
+    }
+    policy
+}
+
+fn validate_object(
+    w: &mut Walker<'_>,
+    value: &Value,
+    pointer: &str,
+    manifest: &Option<Manifest>,
+    declared: &BTreeMap<String, &Map<String, Value>>,
+    policy: &Policy,
+    perms: &BTreeSet<String>,
+) -> Option<ObjectDef> {
+    let map = w.object(value, pointer, "an object")?;
+    w.unknown_keys(map, pointer, keys::object(), "an object");
+    let name = w
+        .req_str(
+            map,
+            "name",
+            pointer,
+            "give the object a snake_case name such as `crm_account`",
+        )?
+        .to_string();
+    let mut ok = true;
+    if !is_snake(&name) {
+        w.err(&format!("{pointer}/name"), format!("`{name}` is not snake_case; use lower-case letters, digits and `_`, such as `crm_account`"));
+        ok = false;
+    }
+    if let Some(Manifest {
+        namespace: Some(ns),
+        ..
+    }) = manifest
+    {
+        if !name.starts_with(&format!("{ns}_")) && !name.starts_with("sys_") {
+            w.err(&format!("{pointer}/name"), format!("`{name}` does not start with the namespace prefix `{ns}_`; upstream requires every object of namespace `{ns}` to be named `{ns}_…`"));
+            ok = false;
+        }
+    }
+    if name.starts_with("sys_") || name.starts_with("objectos_") {
+        w.err(
+            &format!("{pointer}/name"),
+            format!("`{name}` is reserved for the platform; choose another name"),
+        );
+        ok = false;
+    }
+    let label = w
+        .opt_str(map, "label", pointer)
+        .unwrap_or(&name)
+        .to_string();
+    let ownership = match w.opt_str(map, "ownership", pointer) {
+        None | Some("user") => Ownership::User,
+        Some("org") => Ownership::Org,
+        Some("none") => Ownership::None,
+        Some("business_unit") => {
+            w.unenforced(&format!("{pointer}/ownership"), "ownership `business_unit`");
+            ok = false;
+            Ownership::User
+        }
+        Some(other) => {
+            w.err(
+                &format!("{pointer}/ownership"),
+                format!("`{other}` is not an ownership; use `user`, `org` or `none`"),
+            );
+            ok = false;
+            Ownership::User
+        }
+    };
+    let sharing_model = match w.opt_str(map, "sharingModel", pointer) {
+        None => SharingModel::Private,
+        Some(text) => SharingModel::parse(text).unwrap_or_else(|| {
+            w.err(&format!("{pointer}/sharingModel"), format!("`{text}` is not a sharing model; use `private`, `public_read`, `public_read_write` or `controlled_by_parent`"));
+            ok = false;
+            SharingModel::Private
+        }),
+    };
+    // Constructs that shape access and that objectos does not enforce.
+    if map.get("systemFields") == Some(&Value::Bool(false))
+        || map.get("systemFields").and_then(|s| s.get("tenant")) == Some(&Value::Bool(false))
+    {
+        w.unenforced(
+            &format!("{pointer}/systemFields"),
+            "opting out of the organization column (`systemFields`)",
+        );
+        ok = false;
+    }
+    if let Some(tenancy) = map.get("tenancy") {
+        let plain = tenancy
+            .as_object()
+            .is_some_and(|t| t.get("enabled") == Some(&Value::Bool(true)) && t.len() == 1);
+        if !plain {
+            w.unenforced(&format!("{pointer}/tenancy"), "custom `tenancy`");
+            ok = false;
+        }
+    }
+    if map.get("publicSharing").and_then(|p| p.get("enabled")) == Some(&Value::Bool(true)) {
+        w.unenforced(
+            &format!("{pointer}/publicSharing"),
+            "public share links (`publicSharing`)",
+        );
+        ok = false;
+    }
+    if let Some(enable) = map.get("enable").and_then(Value::as_object) {
+        if enable.get("apiEnabled") == Some(&Value::Bool(false))
+            || enable.contains_key("apiMethods")
+        {
+            w.unenforced(
+                &format!("{pointer}/enable"),
+                "restricting the API surface (`enable.apiEnabled`/`apiMethods`)",
+            );
+            ok = false;
+        }
+    }
+    let gate = read_gate(w, map, pointer, perms);
+
+    let entry = policy.objects.get(&name);
+    let sensitive: BTreeSet<&str> = entry
+        .map(|e| e.sensitive_fields.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut fields = Vec::new();
+    match map.get("fields") {
+        None => {
+            w.err(
+                pointer,
+                format!(
+                    "`fields` is missing; `{name}` needs a map of field name to field definition"
+                ),
+            );
+            ok = false;
+        }
+        Some(Value::Object(field_map)) => {
+            for (field_name, field_value) in field_map {
+                let here = format!("{pointer}/fields/{}", esc(field_name));
+                match validate_field(
+                    w,
+                    field_name,
+                    field_value,
+                    &here,
+                    &name,
+                    declared,
+                    perms,
+                    sensitive.contains(field_name.as_str()),
+                ) {
+                    Some(field) => fields.push(field),
+                    None => ok = false,
+                }
+            }
+        }
+        Some(Value::Array(_)) => {
+            w.err(
+                &format!("{pointer}/fields"),
+                "`fields` must be a map of field name to definition, not an array",
+            );
+            ok = false;
+        }
+        Some(other) => {
+            w.err(
+                &format!("{pointer}/fields"),
+                format!("`fields` must be a map, not {}", type_name(other)),
+            );
+            ok = false;
+        }
+    }
+    if sharing_model == SharingModel::ControlledByParent {
+        let masters: Vec<&FieldDef> = fields
+            .iter()
+            .filter(|f| f.field_type == "master_detail")
+            .collect();
+        if masters.len() != 1 {
+            w.err(&format!("{pointer}/sharingModel"), format!(
+                "`controlled_by_parent` needs exactly one `master_detail` field naming the parent; `{name}` has {}",
+                masters.len()
+            ));
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(ObjectDef::new(
+        name,
+        label,
+        ownership,
+        sharing_model,
+        fields,
+        gate,
+        entry
+            .and_then(|e| e.agent_writes)
+            .unwrap_or(AgentWrites::Direct),
+        entry.is_some_and(|e| e.read_only),
+        entry.is_some_and(|e| e.audit_reads),
+    ))
+}
+
+fn check_perms(w: &mut Walker<'_>, list: &[String], pointer: &str, perms: &BTreeSet<String>) {
+    for (i, p) in list.iter().enumerate() {
+        if !perms.contains(p) {
+            w.err(&format!("{pointer}/{i}"), format!(
+                "`{p}` is neither a system permission ({}) nor a capability the app declares under `capabilities`",
+                SYSTEM_PERMISSIONS.join(", ")
+            ));
+        }
+    }
+}
+
+fn read_gate(
+    w: &mut Walker<'_>,
+    map: &Map<String, Value>,
+    pointer: &str,
+    perms: &BTreeSet<String>,
+) -> ObjectGate {
+    let here = format!("{pointer}/requiredPermissions");
+    match map.get("requiredPermissions") {
+        None | Some(Value::Null) => ObjectGate::default(),
+        Some(Value::Array(_)) => {
+            let all = w.str_list(map, "requiredPermissions", pointer);
+            check_perms(w, &all, &here, perms);
+            ObjectGate {
+                read: all.clone(),
+                create: all.clone(),
+                update: all.clone(),
+                delete: all,
+            }
+        }
+        Some(Value::Object(ops)) => {
+            for key in ops.keys() {
+                if !["read", "create", "update", "delete"].contains(&key.as_str()) {
+                    w.err(&format!("{here}/{}", esc(key)), format!("`{key}` is not an operation; use `read`, `create`, `update` or `delete`"));
+                }
+            }
+            let mut gate = ObjectGate::default();
+            for (key, slot) in [
+                ("read", &mut gate.read),
+                ("create", &mut gate.create),
+                ("update", &mut gate.update),
+                ("delete", &mut gate.delete),
+            ] {
+                *slot = w.str_list(ops, key, &here);
+                let list = slot.clone();
+                check_perms(w, &list, &format!("{here}/{key}"), perms);
+            }
+            gate
+        }
+        Some(other) => {
+            w.err(
+                &here,
+                format!(
+                    "`requiredPermissions` must be an array or a map of operation to array, not {}",
+                    type_name(other)
+                ),
+            );
+            ObjectGate::default()
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_field(
+    w: &mut Walker<'_>,
+    name: &str,
+    value: &Value,
+    pointer: &str,
+    object: &str,
+    declared: &BTreeMap<String, &Map<String, Value>>,
+    perms: &BTreeSet<String>,
+    listed_sensitive: bool,
+) -> Option<FieldDef> {
+    let map = w.object(value, pointer, "a field")?;
+    w.unknown_keys(map, pointer, keys::field(), "a field");
+    let mut ok = true;
+    if !is_snake(name) {
+        w.err(
+            pointer,
+            format!(
+                "the field name `{name}` is not snake_case; use lower-case letters, digits and `_`"
+            ),
+        );
+        ok = false;
+    }
+    if SYSTEM_FIELDS.contains(&name) || name == "owning_business_unit_id" {
+        w.err(
+            pointer,
+            format!("`{name}` is a system field that every object has; choose another name"),
+        );
+        ok = false;
+    }
+    if let Some(inner) = w.opt_str(map, "name", pointer) {
+        if inner != name {
+            w.err(&format!("{pointer}/name"), format!("the field is keyed `{name}` but named `{inner}`; drop `name` or make them equal"));
+            ok = false;
+        }
+    }
+    let field_type = w
+        .req_str(
+            map,
+            "type",
+            pointer,
+            "give the field a type such as `text`, `number` or `lookup`",
+        )?
+        .to_string();
+    if !FIELD_TYPES.contains(&field_type.as_str()) {
+        let hint = keys::suggest(&field_type, FIELD_TYPES)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        w.err(
+            &format!("{pointer}/type"),
+            format!("`{field_type}` is not a field type of protocol {PROTOCOL_MAJOR}{hint}"),
+        );
+        return None;
+    }
+    let label = w.opt_str(map, "label", pointer).unwrap_or(name).to_string();
+    let required = w.opt_bool(map, "required", pointer).unwrap_or(false);
+    let multiple = w.opt_bool(map, "multiple", pointer).unwrap_or(false);
+    let unique = match map.get("unique") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Unique::No,
+        Some(Value::Bool(true)) => Unique::Organization,
+        Some(Value::String(s)) if s == "organization" => Unique::Organization,
+        Some(Value::String(s)) if s == "global" => Unique::Global,
+        Some(other) => {
+            w.err(&format!("{pointer}/unique"), format!("`unique` takes `true`, `false`, `\"organization\"` or `\"global\"`, not {other}"));
+            ok = false;
+            Unique::No
+        }
+    };
+    let readonly =
+        w.opt_bool(map, "readonly", pointer).unwrap_or(false) || is_computed(&field_type);
+    let internal = w.opt_bool(map, "internal", pointer).unwrap_or(false);
+    let max_length = w.opt_count(map, "maxLength", pointer);
+    let min_length = w.opt_count(map, "minLength", pointer);
+    if let (Some(lo), Some(hi)) = (min_length, max_length) {
+        if lo > hi {
+            w.err(
+                &format!("{pointer}/minLength"),
+                format!("`minLength` {lo} is more than `maxLength` {hi}"),
+            );
+            ok = false;
+        }
+    }
+    let min = w.opt_number(map, "min", pointer);
+    let max = w.opt_number(map, "max", pointer);
+    if let (Some(lo), Some(hi)) = (min, max) {
+        if lo > hi {
+            w.err(
+                &format!("{pointer}/min"),
+                format!("`min` {lo} is more than `max` {hi}"),
+            );
+            ok = false;
+        }
+    }
+    let required_permissions = w.str_list(map, "requiredPermissions", pointer);
+    check_perms(
+        w,
+        &required_permissions,
+        &format!("{pointer}/requiredPermissions"),
+        perms,
+    );
+
+    // Access constructs objectos does not enforce.
+    if map.contains_key("maskingRule") {
+        w.unenforced(
+            &format!("{pointer}/maskingRule"),
+            "field masking (`maskingRule`)",
+        );
+        ok = false;
+    }
+    if map.contains_key("readonlyWhen") {
+        w.unenforced(
+            &format!("{pointer}/readonlyWhen"),
+            "conditional read-only (`readonlyWhen`)",
+        );
+        ok = false;
+    }
+
+    let reference = w.opt_str(map, "reference", pointer).map(str::to_string);
+    match field_type.as_str() {
+        "lookup" | "master_detail" => match &reference {
+            None => {
+                w.err(pointer, format!("a `{field_type}` field needs `reference`, the name of the object it points at"));
+                ok = false;
+            }
+            Some(target) if target == "sys_user" && field_type == "lookup" => {}
+            Some(target) if !declared.contains_key(target) => {
+                w.err(&format!("{pointer}/reference"), format!("`{target}` is not an object of this artifact; point `reference` at a defined object"));
+                ok = false;
+            }
+            Some(target) if field_type == "master_detail" && target == object => {
+                w.err(
+                    &format!("{pointer}/reference"),
+                    "a `master_detail` field cannot point at its own object",
+                );
+                ok = false;
+            }
+            Some(_) => {}
+        },
+        "tree" => {
+            if let Some(target) = &reference {
+                if target != object {
+                    w.err(
+                        &format!("{pointer}/reference"),
+                        format!(
+                            "a `tree` field points at its own object, `{object}`, not `{target}`"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        "user" => {
+            if let Some(target) = &reference {
+                if target != "sys_user" {
+                    w.err(
+                        &format!("{pointer}/reference"),
+                        "a `user` field points at users; drop `reference` or make it `sys_user`",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        _ => {
+            if reference.is_some() {
+                w.warn(
+                    &format!("{pointer}/reference"),
+                    format!("`reference` has no meaning on a `{field_type}` field and is ignored"),
+                );
+            }
+        }
+    }
+    if multiple && field_type == "master_detail" {
+        w.err(
+            &format!("{pointer}/multiple"),
+            "a `master_detail` field names one parent; drop `multiple`",
+        );
+        ok = false;
+    }
+
+    let mut options = Vec::new();
+    if matches!(
+        field_type.as_str(),
+        "select" | "multiselect" | "radio" | "checkboxes"
+    ) {
+        match map.get("options") {
+            None | Some(Value::Null) => {
+                w.err(pointer, format!("a `{field_type}` field needs `options`, a list of `{{\"label\", \"value\"}}`"));
+                ok = false;
+            }
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let here = format!("{pointer}/options/{i}");
+                    let value = match item {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Object(opt) => {
+                            w.unknown_keys(opt, &here, keys::select_option(), "a select option");
+                            match opt.get("value") {
+                                Some(Value::String(s)) => Some(s.clone()),
+                                Some(Value::Number(n)) => Some(n.to_string()),
+                                _ => {
+                                    w.err(&here, "an option needs a string `value`");
+                                    None
+                                }
+                            }
+                        }
+                        other => {
+                            w.err(
+                                &here,
+                                format!(
+                                    "an option is a string or `{{\"label\", \"value\"}}`, not {}",
+                                    type_name(other)
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    if let Some(value) = value {
+                        if options.contains(&value) {
+                            w.err(&here, format!("the option value `{value}` is listed twice"));
+                            ok = false;
+                        }
+                        options.push(value);
+                    } else {
+                        ok = false;
+                    }
+                }
+            }
+            Some(other) => {
+                w.err(
+                    &format!("{pointer}/options"),
+                    format!("`options` must be an array, not {}", type_name(other)),
+                );
+                ok = false;
+            }
+        }
+    }
+    let multiple_values =
+        multiple || matches!(field_type.as_str(), "multiselect" | "checkboxes" | "tags");
+    let storage = storage_of(&field_type, multiple);
+    let default_value = match map.get("defaultValue") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "NOW()" => {
+            if !matches!(storage, Storage::Date | Storage::DateTime | Storage::Time) {
+                w.err(
+                    &format!("{pointer}/defaultValue"),
+                    "`NOW()` is a default only for date, datetime and time fields",
+                );
+                ok = false;
+            }
+            Some(DefaultValue::Now)
+        }
+        Some(Value::String(s)) if s == "current_user" => {
+            let fits = field_type == "user"
+                || (field_type == "lookup" && reference.as_deref() == Some("sys_user"));
+            if !fits || multiple {
+                w.err(
+                    &format!("{pointer}/defaultValue"),
+                    "`current_user` is a default only for single-value user fields",
+                );
+                ok = false;
+            }
+            Some(DefaultValue::CurrentUser)
+        }
+        Some(Value::Object(env)) if env.contains_key("dialect") => {
+            w.warn(&format!("{pointer}/defaultValue"), "an expression default is carried but not evaluated by objectos; records get no default for this field");
+            None
+        }
+        Some(literal) => {
+            let probe = FieldDef {
+                name: name.to_string(),
+                label: label.clone(),
+                field_type: field_type.clone(),
+                storage,
+                required,
+                unique,
+                default_value: None,
+                reference: reference.clone(),
+                multiple: multiple_values,
+                options: options.clone(),
+                readonly,
+                internal,
+                max_length,
+                min_length,
+                min,
+                max,
+                required_permissions: required_permissions.clone(),
+                sensitive: false,
+            };
+            if let Err(why) = crate::artifact::values::check_value(&probe, literal) {
+                w.err(
+                    &format!("{pointer}/defaultValue"),
+                    format!("the default does not fit the field: {why}"),
+                );
+                ok = false;
+            }
+            Some(DefaultValue::Literal(literal.clone()))
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(FieldDef {
+        name: name.to_string(),
+        label,
+        sensitive: listed_sensitive || matches!(field_type.as_str(), "secret" | "password"),
+        field_type,
+        storage,
+        required,
+        unique,
+        default_value,
+        reference,
+        multiple: multiple_values,
+        options,
+        readonly,
+        internal,
+        max_length,
+        min_length,
+        min,
+        max,
+        required_permissions,
+    })
+}
+
+fn validate_permission_sets(
+    w: &mut Walker<'_>,
+    doc: &Map<String, Value>,
+    model: &Model,
+    perms: &BTreeSet<String>,
+) -> Vec<PermissionSetDef> {
+    let mut out: Vec<PermissionSetDef> = Vec::new();
+    for (i, value) in w.array(doc, "permissions").iter().enumerate() {
+        let pointer = format!("/permissions/{i}");
+        let Some(map) = w.object(value, &pointer, "a permission set") else {
+            continue;
+        };
+        w.unknown_keys(map, &pointer, keys::permission_set(), "a permission set");
+        let Some(name) = w.req_str(
+            map,
+            "name",
+            &pointer,
+            "give the permission set a snake_case name such as `sales_rep`",
+        ) else {
+            continue;
+        };
+        let name = name.to_string();
+        if !is_snake(&name) {
+            w.err(
+                &format!("{pointer}/name"),
+                format!("`{name}` is not snake_case"),
+            );
+        }
+        if name == "admin" {
+            w.err(
+                &format!("{pointer}/name"),
+                "`admin` is objectos's built-in administrator set; choose another name",
+            );
+        }
+        if out.iter().any(|p| p.name == name) {
+            w.err(
+                &format!("{pointer}/name"),
+                format!("the permission set `{name}` is defined twice"),
+            );
+        }
+        if map
+            .get("rowLevelSecurity")
+            .is_some_and(|r| r.as_array().is_none_or(|a| !a.is_empty()))
+        {
+            w.unenforced(
+                &format!("{pointer}/rowLevelSecurity"),
+                "row-level security (`rowLevelSecurity`)",
+            );
+        }
+        if map.get("adminScope").is_some_and(|v| !v.is_null()) {
+            w.unenforced(
+                &format!("{pointer}/adminScope"),
+                "delegated administration (`adminScope`)",
+            );
+        }
+        let mut set = PermissionSetDef {
+            label: w
+                .opt_str(map, "label", &pointer)
+                .unwrap_or(&name)
+                .to_string(),
+            description: w.opt_str(map, "description", &pointer).map(str::to_string),
+            is_default: w.opt_bool(map, "isDefault", &pointer).unwrap_or(false),
+            name,
+            objects: BTreeMap::new(),
+            fields: BTreeMap::new(),
+            system_permissions: BTreeSet::new(),
+        };
+        match map.get("objects") {
+            None => w.err(
+                &pointer,
+                "`objects` is missing; give a map of object name to rights (it may be `{}`)",
+            ),
+            Some(objects) => {
+                if let Some(objects) = w.object(objects, &format!("{pointer}/objects"), "`objects`")
+                {
+                    for (object, rights) in objects {
+                        let here = format!("{pointer}/objects/{}", esc(object));
+                        let exists = model.object(object).is_some();
+                        if !exists {
+                            w.missing_object(&here, object);
+                        }
+                        // Read the rights even of a missing object: a refused scope
+                        // is worth reporting in the same run.
+                        if let Some(rights) = read_rights(w, rights, &here) {
+                            if exists {
+                                set.objects.insert(object.clone(), rights);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(fields) = map.get("fields") {
+            if let Some(fields) = w.object(fields, &format!("{pointer}/fields"), "`fields`") {
+                for (key, rights) in fields {
+                    let here = format!("{pointer}/fields/{}", esc(key));
+                    let Some((object, field)) = key.split_once('.') else {
+                        w.err(&here, format!("`{key}` must be written `object.field` (upstream ignores a bare field name, which would grant nothing you meant)"));
+                        continue;
+                    };
+                    match model.object(object) {
+                        None => {
+                            w.missing_object(&here, object);
+                            continue;
+                        }
+                        Some(o) if o.field(field).is_none() => {
+                            let hint = keys::suggest(
+                                field,
+                                &o.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+                            )
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default();
+                            w.err(&here, format!("`{object}` has no field `{field}`{hint}"));
+                            continue;
+                        }
+                        Some(_) => {}
+                    }
+                    let Some(rights_map) = w.object(rights, &here, "field rights") else {
+                        continue;
+                    };
+                    w.unknown_keys(rights_map, &here, keys::field_permission(), "field rights");
+                    let readable = w.opt_bool(rights_map, "readable", &here).unwrap_or(true);
+                    let editable = w.opt_bool(rights_map, "editable", &here).unwrap_or(false);
+                    set.fields.insert(
+                        (object.to_string(), field.to_string()),
+                        FieldRights { readable, editable },
+                    );
+                }
+            }
+        }
+        let system = w.str_list(map, "systemPermissions", &pointer);
+        check_perms(w, &system, &format!("{pointer}/systemPermissions"), perms);
+        set.system_permissions = system.into_iter().collect();
+        out.push(set);
+    }
+    out
+}
+
+fn read_rights(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<ObjectRights> {
+    let map = w.object(value, pointer, "object rights")?;
+    w.unknown_keys(map, pointer, keys::object_permission(), "object rights");
+    for carried in ["allowRestore", "allowPurge"] {
+        if map.get(carried) == Some(&Value::Bool(true)) {
+            w.warn(&format!("{pointer}/{carried}"), format!("`{carried}` grants an operation objectos does not offer; it is carried, not enforced"));
+        }
+    }
+    let scope = |w: &mut Walker<'_>, key: &str| -> bool {
+        match w.opt_str(map, key, pointer) {
+            None | Some("own") => false,
+            Some("org") => true,
+            Some(s @ ("own_and_reports" | "unit" | "unit_and_below")) => {
+                w.unenforced(
+                    &format!("{pointer}/{key}"),
+                    &format!("`{key}: {s}` (hierarchy scopes)"),
+                );
+                false
+            }
+            Some(other) => {
+                w.err(
+                    &format!("{pointer}/{key}"),
+                    format!("`{other}` is not a scope; use `own` or `org`"),
+                );
+                false
+            }
+        }
+    };
+    let read_org = scope(w, "readScope");
+    let write_org = scope(w, "writeScope");
+    Some(ObjectRights {
+        read: w.opt_bool(map, "allowRead", pointer).unwrap_or(false),
+        create: w.opt_bool(map, "allowCreate", pointer).unwrap_or(false),
+        edit: w.opt_bool(map, "allowEdit", pointer).unwrap_or(false),
+        delete: w.opt_bool(map, "allowDelete", pointer).unwrap_or(false),
+        view_all: w.opt_bool(map, "viewAllRecords", pointer).unwrap_or(false),
+        modify_all: w
+            .opt_bool(map, "modifyAllRecords", pointer)
+            .unwrap_or(false),
+        export: w.opt_bool(map, "allowExport", pointer).unwrap_or(false),
+        read_org,
+        write_org,
+    })
+}
+
+fn validate_sharing_rules(
+    w: &mut Walker<'_>,
+    doc: &Map<String, Value>,
+    model: &Model,
+) -> Vec<SharingRuleDef> {
+    let mut out: Vec<SharingRuleDef> = Vec::new();
+    for (i, value) in w.array(doc, "sharingRules").iter().enumerate() {
+        let pointer = format!("/sharingRules/{i}");
+        let Some(map) = w.object(value, &pointer, "a sharing rule") else {
+            continue;
+        };
+        w.unknown_keys(map, &pointer, keys::sharing_rule(), "a sharing rule");
+        let name = w
+            .req_str(map, "name", &pointer, "give the rule a snake_case name")
+            .map(str::to_string);
+        if let Some(name) = &name {
+            if out.iter().any(|r| r.name == *name) {
+                w.err(
+                    &format!("{pointer}/name"),
+                    format!("the sharing rule `{name}` is defined twice"),
+                );
+            }
+        }
+        let object = w
+            .req_str(
+                map,
+                "object",
+                &pointer,
+                "name the object whose records the rule shares",
+            )
+            .map(str::to_string);
+        let object_def = object.as_deref().and_then(|o| {
+            let found = model.object(o);
+            if found.is_none() {
+                w.missing_object(&format!("{pointer}/object"), o);
+            }
+            found
+        });
+        if let Some(o) = object_def {
+            if o.sharing_model == SharingModel::ControlledByParent {
+                w.err(&format!("{pointer}/object"), format!("`{}` is `controlled_by_parent`: its records follow their parent's access; share the parent object instead", o.name));
+            }
+        }
+        if let Some(kind) = w.opt_str(map, "type", &pointer) {
+            if kind != "criteria" {
+                w.err(&format!("{pointer}/type"), format!("`{kind}` sharing rules are not part of protocol {PROTOCOL_MAJOR}; only `criteria` rules exist"));
+            }
+        }
+        let active = w.opt_bool(map, "active", &pointer).unwrap_or(true);
+        let access = match w.opt_str(map, "accessLevel", &pointer) {
+            None | Some("read") => Some(AccessLevel::Read),
+            Some("edit") => Some(AccessLevel::Edit),
+            Some(other) => {
+                w.err(
+                    &format!("{pointer}/accessLevel"),
+                    format!("`{other}` is not an access level; use `read` or `edit`"),
+                );
+                None
+            }
+        };
+        let shared_with = match map.get("sharedWith") {
+            None => {
+                w.err(&pointer, "`sharedWith` is missing; say who gets access, as `{\"type\": \"team\", \"value\": \"finance\"}`");
+                None
+            }
+            Some(v) => read_grantee(w, v, &format!("{pointer}/sharedWith")),
+        };
+        let condition_source = map.get("condition").cloned();
+        let condition = match &condition_source {
+            None => {
+                w.err(&pointer, "`condition` is missing; give an ObjectQL filter or `{\"dialect\": \"cel\", \"source\": \"record.stage == 'won'\"}`");
+                None
+            }
+            Some(c) => {
+                match Filter::from_condition(c) {
+                    Ok(filter) => {
+                        if let Some(o) = object_def {
+                            let mut fine = true;
+                            for field in filter.fields() {
+                                if o.field(field).is_none() && !SYSTEM_FIELDS.contains(&field) {
+                                    w.err(&format!("{pointer}/condition"), format!("the condition names `{field}`, which `{}` does not have", o.name));
+                                    fine = false;
+                                }
+                            }
+                            if let Err(e) = crate::artifact::values::check_filter_values(o, &filter)
+                            {
+                                w.err(&format!("{pointer}/condition"), e);
+                                fine = false;
+                            }
+                            fine.then_some(filter)
+                        } else {
+                            None
+                        }
+                    }
+                    Err(e) => {
+                        w.err(
+                            &format!("{pointer}/condition{}", e.pointer),
+                            format!("the condition does not parse: {}", e.message),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        if let (
+            Some(name),
+            Some(object),
+            Some(condition),
+            Some(access),
+            Some(shared_with),
+            Some(source),
+        ) = (
+            name,
+            object,
+            condition,
+            access,
+            shared_with,
+            condition_source,
+        ) {
+            out.push(SharingRuleDef {
+                name,
+                object,
+                active,
+                condition,
+                condition_source: source,
+                access,
+                shared_with,
+            });
+        }
+    }
+    out
+}
+
+fn read_grantee(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<Grantee> {
+    let map = w.object(value, pointer, "`sharedWith`")?;
+    w.unknown_keys(map, pointer, keys::shared_with(), "`sharedWith`");
+    let kind = w.req_str(
+        map,
+        "type",
+        pointer,
+        "say whether access goes to a `user`, `team` or `position`",
+    )?;
+    let target = w
+        .req_str(map, "value", pointer, "name the user, team or position")?
+        .to_string();
+    match kind {
+        "user" => Some(Grantee::User(target)),
+        "team" | "position" => Some(Grantee::Team(target)),
+        "unit_and_subordinates" | "business_unit" | "field" => {
+            w.unenforced(&format!("{pointer}/type"), &format!("sharing to `{kind}`"));
+            None
+        }
+        other => {
+            w.err(
+                &format!("{pointer}/type"),
+                format!("`{other}` is not a recipient; use `user`, `team` or `position`"),
+            );
+            None
+        }
+    }
+}
+
+fn validate_actions(
+    w: &mut Walker<'_>,
+    doc: &Map<String, Value>,
+    model: &Model,
+    perms: &BTreeSet<String>,
+) -> Vec<ActionDef> {
+    let mut out: Vec<ActionDef> = Vec::new();
+    for (i, value) in w.array(doc, "actions").iter().enumerate() {
+        let pointer = format!("/actions/{i}");
+        let Some(map) = w.object(value, &pointer, "an action") else {
+            continue;
+        };
+        w.unknown_keys(map, &pointer, keys::action(), "an action");
+        let Some(name) = w.req_str(map, "name", &pointer, "give the action a snake_case name")
+        else {
+            continue;
+        };
+        let name = name.to_string();
+        if out.iter().any(|a| a.name == name) {
+            w.err(&format!("{pointer}/name"), format!("the action `{name}` is defined twice; objectos runs actions by name, so names must be unique"));
+            continue;
+        }
+        let label = match map.get("label") {
+            Some(Value::String(s)) => s.clone(),
+            _ => name.clone(),
+        };
+        let object = w.opt_str(map, "objectName", &pointer).map(str::to_string);
+        let object_def = object.as_deref().and_then(|o| {
+            let found = model.object(o);
+            if found.is_none() {
+                w.missing_object(&format!("{pointer}/objectName"), o);
+            }
+            found
+        });
+        let action_type = w
+            .opt_str(map, "type", &pointer)
+            .unwrap_or("script")
+            .to_string();
+        let required_permissions = w.str_list(map, "requiredPermissions", &pointer);
+        check_perms(
+            w,
+            &required_permissions,
+            &format!("{pointer}/requiredPermissions"),
+            perms,
+        );
+        let mut patch = None;
+        match (map.get("operation"), map.get("patch")) {
+            (None, None) => {}
+            (Some(Value::String(op)), Some(Value::Object(p))) if op == "update" => {
+                match object_def {
+                    None if object.is_none() => w.err(
+                        &pointer,
+                        "an `update` action needs `objectName`, the object whose record it changes",
+                    ),
+                    None => {}
+                    Some(o) => {
+                        for (field, v) in p {
+                            let here = format!("{pointer}/patch/{}", esc(field));
+                            match o.field(field) {
+                                None => {
+                                    w.err(&here, format!("`{}` has no field `{field}`", o.name))
+                                }
+                                Some(f) if f.readonly => w.err(
+                                    &here,
+                                    format!("`{field}` is read-only; an action cannot set it"),
+                                ),
+                                Some(f) => {
+                                    if let Err(why) = crate::artifact::values::check_value(f, v) {
+                                        w.err(
+                                            &here,
+                                            format!("the value does not fit `{field}`: {why}"),
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                patch = Some(p.clone());
+            }
+            (Some(Value::String(op)), None) if op == "update" => {
+                if !map.contains_key("params") {
+                    w.err(
+                        &pointer,
+                        "an `update` action needs a `patch` of field values",
+                    );
+                }
+            }
+            (Some(other), _) if other.as_str() != Some("update") => {
+                w.err(
+                    &format!("{pointer}/operation"),
+                    format!("`{other}` is not an action operation; the only one is `update`"),
+                );
+            }
+            (None, Some(_)) => w.err(
+                &format!("{pointer}/patch"),
+                "`patch` needs `operation: \"update\"`",
+            ),
+            (_, Some(other)) => w.err(
+                &format!("{pointer}/patch"),
+                format!(
+                    "`patch` must be a map of field to value, not {}",
+                    type_name(other)
+                ),
+            ),
+            _ => {}
+        }
+        let ai = map.get("ai").and_then(Value::as_object);
+        if let Some(ai_map) = ai {
+            w.unknown_keys(
+                ai_map,
+                &format!("{pointer}/ai"),
+                keys::action_ai(),
+                "an action's `ai` block",
+            );
+        }
+        let confirm_text = match map.get("confirmText") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(locales)) => {
+                locales.values().find_map(Value::as_str).map(str::to_string)
+            }
+            _ => None,
+        };
+        out.push(ActionDef {
+            name,
+            label,
+            object,
+            action_type,
+            patch,
+            required_permissions,
+            confirm_text,
+            variant: w.opt_str(map, "variant", &pointer).map(str::to_string),
+            ai_exposed: ai
+                .and_then(|a| a.get("exposed"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            ai_description: ai
+                .and_then(|a| a.get("description"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            requires_confirmation: ai
+                .and_then(|a| a.get("requiresConfirmation"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        });
+    }
+    out
+}

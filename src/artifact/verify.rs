@@ -1,0 +1,334 @@
+//! Offline verification of a signed artifact: key, signature, digest, expiry, contents.
+//!
+//! `objectos verify` and `objectos apply` both call [`verify`]; the first failure
+//! decides the reason, and every check's result is kept for `--json`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::artifact::signing::{self, Claims, PublicKey, SignatureFile, SignatureProblem};
+use crate::artifact::{self, Model};
+use crate::timefmt;
+
+/// Why an artifact did not verify. Each has its own wording; all exit 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    MalformedSignature,
+    UntrustedKey,
+    BadSignature,
+    DigestMismatch,
+    Expired,
+    InvalidArtifact,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reason::MalformedSignature => "malformed signature file",
+            Reason::UntrustedKey => "untrusted key",
+            Reason::BadSignature => "bad signature",
+            Reason::DigestMismatch => "digest mismatch",
+            Reason::Expired => "expired",
+            Reason::InvalidArtifact => "invalid artifact",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Check {
+    /// `signature_file`, `key`, `signature`, `digest`, `pin`, `expiry` or `artifact`
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What a signature claims, as read from its trusted comment.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Signed {
+    pub key_id: String,
+    pub trusted_comment: String,
+    /// True when the comment carries objectos's id, version and digest claims
+    /// (a plain `minisign -S` signature does not, and is judged on the signature alone).
+    pub objectos_claims: bool,
+    pub id: Option<String>,
+    pub version: Option<String>,
+    pub sha256: Option<String>,
+    pub expires: Option<String>,
+    pub timestamp: Option<i64>,
+}
+
+pub struct Outcome {
+    pub artifact: PathBuf,
+    pub sha256: Option<String>,
+    pub signed: Option<Signed>,
+    pub checks: Vec<Check>,
+    pub failure: Option<(Reason, String)>,
+    /// The validated model, when the artifact verified.
+    pub model: Option<Model>,
+    pub signer: Option<PublicKey>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+pub struct Request<'a> {
+    pub artifact: &'a Path,
+    pub signature: &'a Path,
+    pub keys: &'a [PublicKey],
+    pub pin: Option<&'a str>,
+    pub now: OffsetDateTime,
+}
+
+/// Verify an artifact against trusted keys. I/O errors (a missing artifact) are
+/// errors; everything that makes the artifact untrustworthy is an `Outcome` failure.
+pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
+    let mut out = Outcome {
+        artifact: req.artifact.to_path_buf(),
+        sha256: None,
+        signed: None,
+        checks: Vec::new(),
+        failure: None,
+        model: None,
+        signer: None,
+    };
+    // Read the artifact first: a missing artifact is an I/O error, not a verdict.
+    let digests = signing::digest_file(req.artifact)?;
+    out.sha256 = Some(digests.sha256_hex());
+
+    let sig_text = match std::fs::read(req.signature) {
+        Ok(bytes) if bytes.len() <= 64 * 1024 => String::from_utf8(bytes).ok(),
+        Ok(_) => None,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            fail(
+                &mut out,
+                "signature_file",
+                Reason::MalformedSignature,
+                format!("no signature file `{}`", req.signature.display()),
+            );
+            return Ok(out);
+        }
+        Err(err) => {
+            return Err(anyhow::Error::new(err)
+                .context(format!("cannot read `{}`", req.signature.display())));
+        }
+    };
+    let sig = match sig_text.as_deref().map(SignatureFile::parse) {
+        Some(Ok(sig)) => sig,
+        Some(Err(why)) => {
+            fail(
+                &mut out,
+                "signature_file",
+                Reason::MalformedSignature,
+                format!("`{}`: {why}", req.signature.display()),
+            );
+            return Ok(out);
+        }
+        None => {
+            fail(
+                &mut out,
+                "signature_file",
+                Reason::MalformedSignature,
+                format!(
+                    "`{}` is not a minisign signature (not text, or too large)",
+                    req.signature.display()
+                ),
+            );
+            return Ok(out);
+        }
+    };
+    pass(&mut out, "signature_file", "parsed".to_string());
+    let claims = Claims::parse(&sig.trusted_comment);
+    out.signed = Some(Signed {
+        key_id: sig.key_id.to_string(),
+        trusted_comment: sig.trusted_comment.clone(),
+        objectos_claims: claims.is_objectos(),
+        id: claims.id.clone(),
+        version: claims.version.clone(),
+        sha256: claims.sha256.clone(),
+        expires: claims.expires.map(timefmt::rfc3339),
+        timestamp: claims.timestamp,
+    });
+
+    let Some(key) = req.keys.iter().find(|k| k.id == sig.key_id) else {
+        let trusted: Vec<String> = req.keys.iter().map(|k| k.id.to_string()).collect();
+        fail(
+            &mut out,
+            "key",
+            Reason::UntrustedKey,
+            format!(
+                "signed by key {}, which is not trusted (trusted: {})",
+                sig.key_id,
+                if trusted.is_empty() {
+                    "none".to_string()
+                } else {
+                    trusted.join(", ")
+                }
+            ),
+        );
+        return Ok(out);
+    };
+    pass(&mut out, "key", format!("key {} is trusted", key.id));
+
+    match sig.check(key, &digests.blake2b) {
+        Ok(()) => pass(&mut out, "signature", "valid".to_string()),
+        Err(problem) => {
+            let reason = match problem {
+                SignatureProblem::WrongKey => Reason::UntrustedKey,
+                _ => Reason::BadSignature,
+            };
+            fail(&mut out, "signature", reason, problem.to_string());
+            return Ok(out);
+        }
+    }
+    out.signer = Some(key.clone());
+
+    let actual = digests.sha256_hex();
+    match &claims.sha256 {
+        Some(claimed) if *claimed != actual => {
+            fail(
+                &mut out,
+                "digest",
+                Reason::DigestMismatch,
+                format!("the signature claims sha256 {claimed}, the artifact's is {actual}"),
+            );
+            return Ok(out);
+        }
+        Some(_) => pass(&mut out, "digest", format!("sha256 {actual}")),
+        None => pass(
+            &mut out,
+            "digest",
+            "no digest claim (plain minisign signature); judged on the signature alone".to_string(),
+        ),
+    }
+    if let Some(pin) = req.pin {
+        let pin = pin.trim().to_ascii_lowercase();
+        if pin != actual {
+            fail(
+                &mut out,
+                "pin",
+                Reason::DigestMismatch,
+                format!("expected sha256 {pin}, the artifact's is {actual}"),
+            );
+            return Ok(out);
+        }
+        pass(&mut out, "pin", "matches --sha256".to_string());
+    }
+
+    if let Some(bad) = &claims.malformed_expiry {
+        fail(
+            &mut out,
+            "expiry",
+            Reason::Expired,
+            format!("the expiry `{bad}` is unreadable, so the signature cannot be trusted"),
+        );
+        return Ok(out);
+    }
+    match claims.expires {
+        Some(at) if at <= req.now => {
+            fail(
+                &mut out,
+                "expiry",
+                Reason::Expired,
+                format!("the signature expired at {}", timefmt::rfc3339(at)),
+            );
+            return Ok(out);
+        }
+        Some(at) => pass(
+            &mut out,
+            "expiry",
+            format!("valid until {}", timefmt::rfc3339(at)),
+        ),
+        None => pass(&mut out, "expiry", "no expiry".to_string()),
+    }
+
+    let checked = artifact::check_file(req.artifact, false)?;
+    if !checked.report.errors.is_empty() {
+        let first = &checked.report.errors[0];
+        fail(
+            &mut out,
+            "artifact",
+            Reason::InvalidArtifact,
+            format!(
+                "{} error(s); first at `{}`: {}",
+                checked.report.errors.len(),
+                first.pointer,
+                first.message
+            ),
+        );
+        return Ok(out);
+    }
+    // The claims must describe this artifact, not another one signed by the same key.
+    let model = checked.into_model()?;
+    if let Some(id) = &claims.id {
+        if *id != model.manifest.id {
+            fail(
+                &mut out,
+                "artifact",
+                Reason::InvalidArtifact,
+                format!(
+                    "the signature names id `{id}`, the artifact is `{}`",
+                    model.manifest.id
+                ),
+            );
+            return Ok(out);
+        }
+    }
+    if let Some(version) = &claims.version {
+        if *version != model.manifest.version.to_string() {
+            fail(
+                &mut out,
+                "artifact",
+                Reason::InvalidArtifact,
+                format!(
+                    "the signature names version `{version}`, the artifact is `{}`",
+                    model.manifest.version
+                ),
+            );
+            return Ok(out);
+        }
+    }
+    pass(
+        &mut out,
+        "artifact",
+        format!("{} {} is valid", model.manifest.id, model.manifest.version),
+    );
+    out.model = Some(model);
+    Ok(out)
+}
+
+fn pass(out: &mut Outcome, name: &'static str, detail: String) {
+    out.checks.push(Check {
+        name,
+        ok: true,
+        detail,
+    });
+}
+
+fn fail(out: &mut Outcome, name: &'static str, reason: Reason, detail: String) {
+    out.checks.push(Check {
+        name,
+        ok: false,
+        detail: detail.clone(),
+    });
+    out.failure = Some((reason, detail));
+}
+
+/// Read every `*.pub` file of a directory as a trusted key, in name order.
+pub fn keys_in_dir(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
+    use anyhow::Context;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the trust directory `{}`", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pub"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| PublicKey::read(p)).collect()
+}

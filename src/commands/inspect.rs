@@ -1,0 +1,21 @@
+//! `objectos inspect`: manifest, objects, access matrix, and what is carried unenforced.
+
+use crate::artifact::{self, inspect};
+use crate::cli::InspectArgs;
+use crate::commands::Ctx;
+use crate::error::Exit;
+
+pub fn run(args: InspectArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let checked = artifact::check_file(&args.artifact, false)?;
+    let report = checked.report.clone();
+    let model = checked.into_model()?;
+    let inspection = inspect::inspect(&model, &report);
+    if ctx.out.json {
+        ctx.out.json_doc("inspect", &inspection)?;
+    } else {
+        let text = inspect::render(&inspection);
+        use std::io::Write;
+        std::io::stdout().lock().write_all(text.as_bytes())?;
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,153 @@
+//! Exit codes (design §3) and the one error type that carries them to the edge.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// The exit codes every command shares; scripts rely on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    /// I/O, database, bad input, or a refusal that a flag would lift.
+    Error = 1,
+    /// Bad usage; clap exits with this code on its own.
+    Usage = 2,
+    /// A signature, digest, expiry, artifact or audit chain did not verify.
+    Verify = 3,
+    /// A permission was missing.
+    Denied = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// An error that knows its exit code and, where there is one, the fix to suggest.
+///
+/// Commands return `anyhow::Result`; a `Failure` anywhere in the chain decides the
+/// exit code, and anything else exits 1.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Self {
+            exit,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::new(Exit::Error, message)
+    }
+
+    pub fn verify(message: impl Into<String>) -> Self {
+        Self::new(Exit::Verify, message)
+    }
+
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(Exit::Denied, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Already reported on stdout (a `--json` document or a report that carries the
+/// failure itself); only the exit code is left to give.
+#[derive(Debug)]
+pub struct Reported(pub Exit);
+
+impl fmt::Display for Reported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit {}", self.0 as u8)
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// The exit code for an error chain: the first `Failure` or `Reported` in it, else 1.
+pub fn exit_of(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(failure) = cause.downcast_ref::<Failure>() {
+            return failure.exit;
+        }
+        if let Some(reported) = cause.downcast_ref::<Reported>() {
+            return reported.0;
+        }
+    }
+    Exit::Error
+}
+
+/// Print an error the one way this tool prints errors:
+/// `error: …`, then `  caused by: …` per source, then `hint: …`.
+pub fn report(err: &anyhow::Error) {
+    use std::io::Write;
+    if err.chain().any(|c| c.downcast_ref::<Reported>().is_some()) {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let mut chain = err.chain();
+    if let Some(first) = chain.next() {
+        let _ = writeln!(stderr, "error: {first}");
+    }
+    let mut hint = None;
+    for cause in err.chain() {
+        if let Some(failure) = cause.downcast_ref::<Failure>() {
+            if hint.is_none() {
+                hint = failure.hint.clone();
+            }
+        }
+    }
+    for cause in chain {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+    if let Some(hint) = hint {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+}
+
+/// True when the error is a closed stdout (`objectos … | head`), which exits 0.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn exit_code_comes_from_the_failure_anywhere_in_the_chain() {
+        let err = Err::<(), _>(Failure::verify("bad signature"))
+            .context("verifying `a.json`")
+            .unwrap_err();
+        assert_eq!(exit_of(&err), Exit::Verify);
+    }
+
+    #[test]
+    fn plain_errors_exit_one() {
+        let err = anyhow::anyhow!("disk on fire");
+        assert_eq!(exit_of(&err), Exit::Error);
+    }
+}

@@ -1,0 +1,48 @@
+//! objectos: governed business records and the AI agents that act for their users.
+#![forbid(unsafe_code)]
+
+pub mod artifact;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod output;
+pub mod prompt;
+pub mod query;
+pub mod schemas;
+pub mod timefmt;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::error::Exit;
+
+/// Parse the command line, run the command, print any error once, and give the
+/// exit code of design §3.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Success.into()
+                }
+                _ => Exit::Usage.into(),
+            };
+        }
+    };
+    match commands::run(cli) {
+        Ok(exit) => exit.into(),
+        Err(err) if error::is_broken_pipe(&err) => Exit::Success.into(),
+        Err(err) => {
+            error::report(&err);
+            error::exit_of(&err).into()
+        }
+    }
+}
