@@ -31,6 +31,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "OBJECTOS_DATA_DIR",
+        hide_env_values = true,
         default_value = "./objectos-data",
         value_name = "DIR"
     )]

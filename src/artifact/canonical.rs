@@ -61,7 +61,7 @@ mod tests {
         .to_vec();
         let mut last = 0;
         for key in order {
-            let needle = to_string(key).unwrap();
+            let needle = to_string(&key).unwrap();
             let at = out.find(&needle).unwrap();
             assert!(at >= last, "{key:?} out of order in {out}");
             last = at;
@@ -109,7 +109,7 @@ mod tests {
             // serde_json turns non-finite numbers into null in a Value; JCS must not
             // print them as numbers either way.
             let text = to_string(&f64::from_bits(bits));
-            assert!(text.is_err() || text.as_deref() == Ok("null"));
+            assert!(text.as_deref().map_or(true, |t| t == "null"), "{text:?}");
         }
     }
 

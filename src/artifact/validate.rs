@@ -99,10 +99,16 @@ impl Walker<'_> {
     /// Report a reference to an object that is not declared at all.
     fn missing_object(&mut self, pointer: &str, name: &str) {
         if !self.declared.contains(name) {
-            let hint = keys::suggest(name, &self.declared.iter().map(String::as_str).collect::<Vec<_>>())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            self.err(pointer, format!("`{name}` is not an object of this artifact{hint}"));
+            let hint = keys::suggest(
+                name,
+                &self.declared.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+            self.err(
+                pointer,
+                format!("`{name}` is not an object of this artifact{hint}"),
+            );
         }
     }
 
@@ -340,6 +346,20 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
         .collect();
     for (i, value) in object_values.iter().enumerate() {
         let pointer = format!("/objects/{i}");
+        let name = value
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let duplicate = name.as_ref().is_some_and(|n| !seen.insert(n.clone()));
+        if duplicate {
+            w.err(
+                &format!("{pointer}/name"),
+                format!(
+                    "the object name `{}` is used twice; object names must be unique",
+                    name.unwrap_or_default()
+                ),
+            );
+        }
         if let Some(object) = validate_object(
             &mut w,
             value,
@@ -349,14 +369,7 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
             &policy,
             &perms_known,
         ) {
-            if !seen.insert(object.name.clone()) {
-                w.err(
-                    &format!("{pointer}/name"),
-                    format!(
-                        "the object name `{}` is used twice; object names must be unique",
-                        object.name
-                    ),
-                );
+            if duplicate {
                 continue;
             }
             objects.push(object);

@@ -249,7 +249,15 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
         None => pass(&mut out, "expiry", "no expiry".to_string()),
     }
 
-    let checked = artifact::check_file(req.artifact, false)?;
+    let checked = match artifact::check_file(req.artifact, false) {
+        Ok(checked) => checked,
+        // Unparseable (not JSON, not UTF-8, too large) is a verdict, not an I/O error.
+        Err(e) if crate::error::exit_of(&e) == crate::error::Exit::Verify => {
+            fail(&mut out, "artifact", Reason::InvalidArtifact, e.to_string());
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
     if !checked.report.errors.is_empty() {
         let first = &checked.report.errors[0];
         fail(

@@ -1,0 +1,7 @@
+//! Integration tests: the real binary, one topic per module.
+
+mod util;
+
+mod cli;
+mod signing;
+mod toolchain;
