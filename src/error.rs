@@ -109,10 +109,10 @@ pub fn report(err: &anyhow::Error) {
     }
     let mut hint = None;
     for cause in err.chain() {
-        if let Some(failure) = cause.downcast_ref::<Failure>() {
-            if hint.is_none() {
-                hint = failure.hint.clone();
-            }
+        if let Some(failure) = cause.downcast_ref::<Failure>()
+            && hint.is_none()
+        {
+            hint = failure.hint.clone();
         }
     }
     for cause in chain {

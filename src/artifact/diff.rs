@@ -269,17 +269,17 @@ fn objects(d: &mut Diff, old: &Model, new: &Model) {
                     true,
                 );
             }
-            if let (Some(a), Some(b)) = (of.max_length, nf.max_length) {
-                if b < a {
-                    d.push(
-                        "field",
-                        "changed",
-                        subject.clone(),
-                        format!("maxLength {a} → {b}"),
-                        false,
-                        true,
-                    );
-                }
+            if let (Some(a), Some(b)) = (of.max_length, nf.max_length)
+                && b < a
+            {
+                d.push(
+                    "field",
+                    "changed",
+                    subject.clone(),
+                    format!("maxLength {a} → {b}"),
+                    false,
+                    true,
+                );
             }
             let removed_options: Vec<&String> = of
                 .options

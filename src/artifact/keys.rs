@@ -645,8 +645,10 @@ fn lists() -> &'static KeyLists {
 }
 
 /// A key list as `&str`s, leaked once per process (a dozen short lists).
+/// Sorted, so that validation can binary-search it.
 fn leak(list: &'static [String]) -> &'static [&'static str] {
-    let v: Vec<&'static str> = list.iter().map(String::as_str).collect();
+    let mut v: Vec<&'static str> = list.iter().map(String::as_str).collect();
+    v.sort_unstable();
     Box::leak(v.into_boxed_slice())
 }
 

@@ -63,6 +63,28 @@ pub fn check_source(path: &Path, strict: bool, skip: Option<&Path>) -> anyhow::R
     Ok(Checked { source, report })
 }
 
+/// Validate artifact bytes already read (named `path` in messages).
+pub fn check_bytes(bytes: &[u8], path: &Path, strict: bool) -> anyhow::Result<Checked> {
+    let document = build::parse_bytes(bytes, path)?;
+    if !document.is_object() {
+        return Err(Failure::verify(format!(
+            "`{}` is not a JSON object, so not an ObjectStack definition",
+            path.display()
+        ))
+        .into());
+    }
+    let sources = build::SourceMap::single(path);
+    let report = validate::validate(&document, &sources, strict);
+    Ok(Checked {
+        source: build::Source {
+            document,
+            sources,
+            files: vec![path.to_path_buf()],
+        },
+        report,
+    })
+}
+
 /// Parse artifact bytes already in memory (the runtime's stored artifact).
 pub fn model_from_bytes(bytes: &[u8]) -> anyhow::Result<Model> {
     let document = build::parse_bytes(bytes, Path::new("<stored artifact>"))?;

@@ -394,6 +394,22 @@ pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
     })
 }
 
+/// BLAKE2b-512 and SHA-256 of bytes in memory, the two hashes on two threads.
+pub fn digest_bytes(bytes: &[u8]) -> FileDigests {
+    std::thread::scope(|scope| {
+        let sha = scope.spawn(|| -> [u8; 32] { sha2::Sha256::digest(bytes).into() });
+        let blake2b = blake2b_512(bytes);
+        let sha256 = sha
+            .join()
+            .unwrap_or_else(|_| sha2::Sha256::digest(bytes).into());
+        FileDigests {
+            blake2b,
+            sha256,
+            size: bytes.len() as u64,
+        }
+    })
+}
+
 /// SHA-256 of bytes in memory, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))

@@ -120,7 +120,7 @@ impl Walker<'_> {
         what: &str,
     ) {
         for key in map.keys() {
-            if known.contains(&key.as_str()) || keys::is_envelope(key) {
+            if known.binary_search(&key.as_str()).is_ok() || keys::is_envelope(key) {
                 continue;
             }
             let message = format!(
@@ -389,36 +389,25 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
             }
         }
     }
-    let model_objects = Model::new(
-        manifest.clone().unwrap_or_else(placeholder_manifest),
-        objects.clone(),
+    let has_manifest = manifest.is_some();
+    let mut model = Model::new(
+        manifest.unwrap_or_else(placeholder_manifest),
+        objects,
         Vec::new(),
         Vec::new(),
         Vec::new(),
-        capabilities.clone(),
-        positions.clone(),
+        capabilities,
+        positions,
         policy.expires_after,
     );
-
-    let permission_sets = validate_permission_sets(&mut w, doc, &model_objects, &perms_known);
-    let sharing_rules = validate_sharing_rules(&mut w, doc, &model_objects);
-    let actions = validate_actions(&mut w, doc, &model_objects, &perms_known);
+    model.permission_sets = validate_permission_sets(&mut w, doc, &model, &perms_known);
+    model.sharing_rules = validate_sharing_rules(&mut w, doc, &model);
+    model.actions = validate_actions(&mut w, doc, &model, &perms_known);
 
     report.errors = w.errors;
     report.warnings = w.warnings;
-    if report.errors.is_empty() {
-        if let Some(manifest) = manifest {
-            report.model = Some(Model::new(
-                manifest,
-                objects,
-                permission_sets,
-                sharing_rules,
-                actions,
-                capabilities,
-                positions,
-                policy.expires_after,
-            ));
-        }
+    if report.errors.is_empty() && has_manifest {
+        report.model = Some(model);
     }
     report
 }
@@ -495,16 +484,16 @@ fn validate_manifest(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Option<Man
             w.err("/manifest/namespace", format!("`{ns}` is not a namespace; use 2 to 20 lower-case letters, digits and `_`, starting with a letter"));
         }
     }
-    if let Some(kind) = w.opt_str(map, "type", "/manifest") {
-        if !keys::MANIFEST_TYPES.contains(&kind) {
-            w.err(
-                "/manifest/type",
-                format!(
-                    "`{kind}` is not a package type; use one of {}",
-                    keys::MANIFEST_TYPES.join(", ")
-                ),
-            );
-        }
+    if let Some(kind) = w.opt_str(map, "type", "/manifest")
+        && !keys::MANIFEST_TYPES.contains(&kind)
+    {
+        w.err(
+            "/manifest/type",
+            format!(
+                "`{kind}` is not a package type; use one of {}",
+                keys::MANIFEST_TYPES.join(", ")
+            ),
+        );
     }
     let description = w
         .opt_str(map, "description", "/manifest")
@@ -513,8 +502,8 @@ fn validate_manifest(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Option<Man
     match map.get("engines") {
         None => w.warn("/manifest", format!("`engines.protocol` is missing; add `\"engines\": {{\"protocol\": \"^{PROTOCOL_MAJOR}\"}}` so tools know which protocol the artifact speaks")),
         Some(engines) => {
-            if let Some(engines) = w.object(engines, "/manifest/engines", "`engines`") {
-                if let Some(range) = w.opt_str(engines, "protocol", "/manifest/engines") {
+            if let Some(engines) = w.object(engines, "/manifest/engines", "`engines`")
+                && let Some(range) = w.opt_str(engines, "protocol", "/manifest/engines") {
                     protocol = Some(range.to_string());
                     match semver::VersionReq::parse(range) {
                         Ok(req) => {
@@ -526,7 +515,6 @@ fn validate_manifest(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Option<Man
                         Err(_) => w.err("/manifest/engines/protocol", format!("`{range}` is not a version range; write it like `^{PROTOCOL_MAJOR}`")),
                     }
                 }
-            }
         }
     }
     Some(Manifest {
@@ -543,16 +531,16 @@ fn collect_names(w: &mut Walker<'_>, doc: &Map<String, Value>, key: &str) -> Vec
     let mut names = Vec::new();
     for (i, item) in w.array(doc, key).iter().enumerate() {
         let pointer = format!("/{key}/{i}");
-        if let Some(map) = w.object(item, &pointer, "an entry") {
-            if let Some(name) = w.req_str(map, "name", &pointer, "give it a name") {
-                if names.iter().any(|n| n == name) {
-                    w.err(
-                        &format!("{pointer}/name"),
-                        format!("`{name}` is defined twice"),
-                    );
-                }
-                names.push(name.to_string());
+        if let Some(map) = w.object(item, &pointer, "an entry")
+            && let Some(name) = w.req_str(map, "name", &pointer, "give it a name")
+        {
+            if names.iter().any(|n| n == name) {
+                w.err(
+                    &format!("{pointer}/name"),
+                    format!("`{name}` is defined twice"),
+                );
             }
+            names.push(name.to_string());
         }
     }
     names
@@ -592,60 +580,60 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
             );
         }
     }
-    if let Some(objects) = map.get("objects") {
-        if let Some(objects) = w.object(objects, "/x-objectos/objects", "`x-objectos.objects`") {
-            for (name, entry) in objects {
-                let pointer = format!("/x-objectos/objects/{}", esc(name));
-                let Some(entry) = w.object(entry, &pointer, "an object's policy") else {
-                    continue;
-                };
-                for key in entry.keys() {
-                    if !["agentWrites", "readOnly", "auditReads", "sensitiveFields"]
-                        .contains(&key.as_str())
-                    {
-                        w.err(&format!("{pointer}/{}", esc(key)), format!("`{key}` is not an object policy; use `agentWrites`, `readOnly`, `auditReads` or `sensitiveFields`"));
-                    }
+    if let Some(objects) = map.get("objects")
+        && let Some(objects) = w.object(objects, "/x-objectos/objects", "`x-objectos.objects`")
+    {
+        for (name, entry) in objects {
+            let pointer = format!("/x-objectos/objects/{}", esc(name));
+            let Some(entry) = w.object(entry, &pointer, "an object's policy") else {
+                continue;
+            };
+            for key in entry.keys() {
+                if !["agentWrites", "readOnly", "auditReads", "sensitiveFields"]
+                    .contains(&key.as_str())
+                {
+                    w.err(&format!("{pointer}/{}", esc(key)), format!("`{key}` is not an object policy; use `agentWrites`, `readOnly`, `auditReads` or `sensitiveFields`"));
                 }
-                let agent_writes = match w.opt_str(entry, "agentWrites", &pointer) {
-                    None => None,
-                    Some("direct") => Some(AgentWrites::Direct),
-                    Some("approval") => Some(AgentWrites::Approval),
-                    Some("deny") => Some(AgentWrites::Deny),
-                    Some(other) => {
-                        w.err(&format!("{pointer}/agentWrites"), format!("`{other}` is not an agent write policy; use `direct`, `approval` or `deny`"));
-                        None
-                    }
-                };
-                let read_only = w.opt_bool(entry, "readOnly", &pointer).unwrap_or(false);
-                let audit_reads = w.opt_bool(entry, "auditReads", &pointer).unwrap_or(false);
-                let sensitive_fields = w.str_list(entry, "sensitiveFields", &pointer);
-                policy.objects.insert(
-                    name.clone(),
-                    PolicyEntry {
-                        agent_writes,
-                        read_only,
-                        audit_reads,
-                        sensitive_fields,
-                    },
+            }
+            let agent_writes = match w.opt_str(entry, "agentWrites", &pointer) {
+                None => None,
+                Some("direct") => Some(AgentWrites::Direct),
+                Some("approval") => Some(AgentWrites::Approval),
+                Some("deny") => Some(AgentWrites::Deny),
+                Some(other) => {
+                    w.err(&format!("{pointer}/agentWrites"), format!("`{other}` is not an agent write policy; use `direct`, `approval` or `deny`"));
+                    None
+                }
+            };
+            let read_only = w.opt_bool(entry, "readOnly", &pointer).unwrap_or(false);
+            let audit_reads = w.opt_bool(entry, "auditReads", &pointer).unwrap_or(false);
+            let sensitive_fields = w.str_list(entry, "sensitiveFields", &pointer);
+            policy.objects.insert(
+                name.clone(),
+                PolicyEntry {
+                    agent_writes,
+                    read_only,
+                    audit_reads,
+                    sensitive_fields,
+                },
+            );
+        }
+    }
+    if let Some(approvals) = map.get("approvals")
+        && let Some(approvals) = w.object(approvals, "/x-objectos/approvals", "`approvals`")
+    {
+        for key in approvals.keys() {
+            if key != "expiresAfter" {
+                w.err(
+                    &format!("/x-objectos/approvals/{}", esc(key)),
+                    format!("`{key}` is not an approvals setting; it takes `expiresAfter`"),
                 );
             }
         }
-    }
-    if let Some(approvals) = map.get("approvals") {
-        if let Some(approvals) = w.object(approvals, "/x-objectos/approvals", "`approvals`") {
-            for key in approvals.keys() {
-                if key != "expiresAfter" {
-                    w.err(
-                        &format!("/x-objectos/approvals/{}", esc(key)),
-                        format!("`{key}` is not an approvals setting; it takes `expiresAfter`"),
-                    );
-                }
-            }
-            if let Some(text) = w.opt_str(approvals, "expiresAfter", "/x-objectos/approvals") {
-                match crate::timefmt::parse_duration(text) {
-                    Ok(d) => policy.expires_after = d,
-                    Err(e) => w.err("/x-objectos/approvals/expiresAfter", e),
-                }
+        if let Some(text) = w.opt_str(approvals, "expiresAfter", "/x-objectos/approvals") {
+            match crate::timefmt::parse_duration(text) {
+                Ok(d) => policy.expires_after = d,
+                Err(e) => w.err("/x-objectos/approvals/expiresAfter", e),
             }
         }
     }
@@ -680,11 +668,11 @@ fn validate_object(
         namespace: Some(ns),
         ..
     }) = manifest
+        && !name.starts_with(&format!("{ns}_"))
+        && !name.starts_with("sys_")
     {
-        if !name.starts_with(&format!("{ns}_")) && !name.starts_with("sys_") {
-            w.err(&format!("{pointer}/name"), format!("`{name}` does not start with the namespace prefix `{ns}_`; upstream requires every object of namespace `{ns}` to be named `{ns}_…`"));
-            ok = false;
-        }
+        w.err(&format!("{pointer}/name"), format!("`{name}` does not start with the namespace prefix `{ns}_`; upstream requires every object of namespace `{ns}` to be named `{ns}_…`"));
+        ok = false;
     }
     if name.starts_with("sys_") || name.starts_with("objectos_") {
         w.err(
@@ -749,16 +737,15 @@ fn validate_object(
         );
         ok = false;
     }
-    if let Some(enable) = map.get("enable").and_then(Value::as_object) {
-        if enable.get("apiEnabled") == Some(&Value::Bool(false))
-            || enable.contains_key("apiMethods")
-        {
-            w.unenforced(
-                &format!("{pointer}/enable"),
-                "restricting the API surface (`enable.apiEnabled`/`apiMethods`)",
-            );
-            ok = false;
-        }
+    if let Some(enable) = map.get("enable").and_then(Value::as_object)
+        && (enable.get("apiEnabled") == Some(&Value::Bool(false))
+            || enable.contains_key("apiMethods"))
+    {
+        w.unenforced(
+            &format!("{pointer}/enable"),
+            "restricting the API surface (`enable.apiEnabled`/`apiMethods`)",
+        );
+        ok = false;
     }
     let gate = read_gate(w, map, pointer, perms);
 
@@ -933,11 +920,16 @@ fn validate_field(
         );
         ok = false;
     }
-    if let Some(inner) = w.opt_str(map, "name", pointer) {
-        if inner != name {
-            w.err(&format!("{pointer}/name"), format!("the field is keyed `{name}` but named `{inner}`; drop `name` or make them equal"));
-            ok = false;
-        }
+    if let Some(inner) = w.opt_str(map, "name", pointer)
+        && inner != name
+    {
+        w.err(
+            &format!("{pointer}/name"),
+            format!(
+                "the field is keyed `{name}` but named `{inner}`; drop `name` or make them equal"
+            ),
+        );
+        ok = false;
     }
     let field_type = w
         .req_str(
@@ -976,25 +968,25 @@ fn validate_field(
     let internal = w.opt_bool(map, "internal", pointer).unwrap_or(false);
     let max_length = w.opt_count(map, "maxLength", pointer);
     let min_length = w.opt_count(map, "minLength", pointer);
-    if let (Some(lo), Some(hi)) = (min_length, max_length) {
-        if lo > hi {
-            w.err(
-                &format!("{pointer}/minLength"),
-                format!("`minLength` {lo} is more than `maxLength` {hi}"),
-            );
-            ok = false;
-        }
+    if let (Some(lo), Some(hi)) = (min_length, max_length)
+        && lo > hi
+    {
+        w.err(
+            &format!("{pointer}/minLength"),
+            format!("`minLength` {lo} is more than `maxLength` {hi}"),
+        );
+        ok = false;
     }
     let min = w.opt_number(map, "min", pointer);
     let max = w.opt_number(map, "max", pointer);
-    if let (Some(lo), Some(hi)) = (min, max) {
-        if lo > hi {
-            w.err(
-                &format!("{pointer}/min"),
-                format!("`min` {lo} is more than `max` {hi}"),
-            );
-            ok = false;
-        }
+    if let (Some(lo), Some(hi)) = (min, max)
+        && lo > hi
+    {
+        w.err(
+            &format!("{pointer}/min"),
+            format!("`min` {lo} is more than `max` {hi}"),
+        );
+        ok = false;
     }
     let required_permissions = w.str_list(map, "requiredPermissions", pointer);
     check_perms(
@@ -1042,27 +1034,25 @@ fn validate_field(
             Some(_) => {}
         },
         "tree" => {
-            if let Some(target) = &reference {
-                if target != object {
-                    w.err(
-                        &format!("{pointer}/reference"),
-                        format!(
-                            "a `tree` field points at its own object, `{object}`, not `{target}`"
-                        ),
-                    );
-                    ok = false;
-                }
+            if let Some(target) = &reference
+                && target != object
+            {
+                w.err(
+                    &format!("{pointer}/reference"),
+                    format!("a `tree` field points at its own object, `{object}`, not `{target}`"),
+                );
+                ok = false;
             }
         }
         "user" => {
-            if let Some(target) = &reference {
-                if target != "sys_user" {
-                    w.err(
-                        &format!("{pointer}/reference"),
-                        "a `user` field points at users; drop `reference` or make it `sys_user`",
-                    );
-                    ok = false;
-                }
+            if let Some(target) = &reference
+                && target != "sys_user"
+            {
+                w.err(
+                    &format!("{pointer}/reference"),
+                    "a `user` field points at users; drop `reference` or make it `sys_user`",
+                );
+                ok = false;
             }
         }
         _ => {
@@ -1309,51 +1299,51 @@ fn validate_permission_sets(
                         }
                         // Read the rights even of a missing object: a refused scope
                         // is worth reporting in the same run.
-                        if let Some(rights) = read_rights(w, rights, &here) {
-                            if exists {
-                                set.objects.insert(object.clone(), rights);
-                            }
+                        if let Some(rights) = read_rights(w, rights, &here)
+                            && exists
+                        {
+                            set.objects.insert(object.clone(), rights);
                         }
                     }
                 }
             }
         }
-        if let Some(fields) = map.get("fields") {
-            if let Some(fields) = w.object(fields, &format!("{pointer}/fields"), "`fields`") {
-                for (key, rights) in fields {
-                    let here = format!("{pointer}/fields/{}", esc(key));
-                    let Some((object, field)) = key.split_once('.') else {
-                        w.err(&here, format!("`{key}` must be written `object.field` (upstream ignores a bare field name, which would grant nothing you meant)"));
+        if let Some(fields) = map.get("fields")
+            && let Some(fields) = w.object(fields, &format!("{pointer}/fields"), "`fields`")
+        {
+            for (key, rights) in fields {
+                let here = format!("{pointer}/fields/{}", esc(key));
+                let Some((object, field)) = key.split_once('.') else {
+                    w.err(&here, format!("`{key}` must be written `object.field` (upstream ignores a bare field name, which would grant nothing you meant)"));
+                    continue;
+                };
+                match model.object(object) {
+                    None => {
+                        w.missing_object(&here, object);
                         continue;
-                    };
-                    match model.object(object) {
-                        None => {
-                            w.missing_object(&here, object);
-                            continue;
-                        }
-                        Some(o) if o.field(field).is_none() => {
-                            let hint = keys::suggest(
-                                field,
-                                &o.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-                            )
-                            .map(|s| format!("; did you mean `{s}`?"))
-                            .unwrap_or_default();
-                            w.err(&here, format!("`{object}` has no field `{field}`{hint}"));
-                            continue;
-                        }
-                        Some(_) => {}
                     }
-                    let Some(rights_map) = w.object(rights, &here, "field rights") else {
+                    Some(o) if o.field(field).is_none() => {
+                        let hint = keys::suggest(
+                            field,
+                            &o.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+                        )
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                        w.err(&here, format!("`{object}` has no field `{field}`{hint}"));
                         continue;
-                    };
-                    w.unknown_keys(rights_map, &here, keys::field_permission(), "field rights");
-                    let readable = w.opt_bool(rights_map, "readable", &here).unwrap_or(true);
-                    let editable = w.opt_bool(rights_map, "editable", &here).unwrap_or(false);
-                    set.fields.insert(
-                        (object.to_string(), field.to_string()),
-                        FieldRights { readable, editable },
-                    );
+                    }
+                    Some(_) => {}
                 }
+                let Some(rights_map) = w.object(rights, &here, "field rights") else {
+                    continue;
+                };
+                w.unknown_keys(rights_map, &here, keys::field_permission(), "field rights");
+                let readable = w.opt_bool(rights_map, "readable", &here).unwrap_or(true);
+                let editable = w.opt_bool(rights_map, "editable", &here).unwrap_or(false);
+                set.fields.insert(
+                    (object.to_string(), field.to_string()),
+                    FieldRights { readable, editable },
+                );
             }
         }
         let system = w.str_list(map, "systemPermissions", &pointer);
@@ -1424,13 +1414,13 @@ fn validate_sharing_rules(
         let name = w
             .req_str(map, "name", &pointer, "give the rule a snake_case name")
             .map(str::to_string);
-        if let Some(name) = &name {
-            if out.iter().any(|r| r.name == *name) {
-                w.err(
-                    &format!("{pointer}/name"),
-                    format!("the sharing rule `{name}` is defined twice"),
-                );
-            }
+        if let Some(name) = &name
+            && out.iter().any(|r| r.name == *name)
+        {
+            w.err(
+                &format!("{pointer}/name"),
+                format!("the sharing rule `{name}` is defined twice"),
+            );
         }
         let object = w
             .req_str(
@@ -1447,15 +1437,15 @@ fn validate_sharing_rules(
             }
             found
         });
-        if let Some(o) = object_def {
-            if o.sharing_model == SharingModel::ControlledByParent {
-                w.err(&format!("{pointer}/object"), format!("`{}` is `controlled_by_parent`: its records follow their parent's access; share the parent object instead", o.name));
-            }
+        if let Some(o) = object_def
+            && o.sharing_model == SharingModel::ControlledByParent
+        {
+            w.err(&format!("{pointer}/object"), format!("`{}` is `controlled_by_parent`: its records follow their parent's access; share the parent object instead", o.name));
         }
-        if let Some(kind) = w.opt_str(map, "type", &pointer) {
-            if kind != "criteria" {
-                w.err(&format!("{pointer}/type"), format!("`{kind}` sharing rules are not part of protocol {PROTOCOL_MAJOR}; only `criteria` rules exist"));
-            }
+        if let Some(kind) = w.opt_str(map, "type", &pointer)
+            && kind != "criteria"
+        {
+            w.err(&format!("{pointer}/type"), format!("`{kind}` sharing rules are not part of protocol {PROTOCOL_MAJOR}; only `criteria` rules exist"));
         }
         let active = w.opt_bool(map, "active", &pointer).unwrap_or(true);
         let access = match w.opt_str(map, "accessLevel", &pointer) {
@@ -1651,13 +1641,11 @@ fn validate_actions(
                 }
                 patch = Some(p.clone());
             }
-            (Some(Value::String(op)), None) if op == "update" => {
-                if !map.contains_key("params") {
-                    w.err(
-                        &pointer,
-                        "an `update` action needs a `patch` of field values",
-                    );
-                }
+            (Some(Value::String(op)), None) if op == "update" && !map.contains_key("params") => {
+                w.err(
+                    &pointer,
+                    "an `update` action needs a `patch` of field values",
+                );
             }
             (Some(other), _) if other.as_str() != Some("update") => {
                 w.err(

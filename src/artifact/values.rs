@@ -20,15 +20,15 @@ pub fn check_value(field: &FieldDef, value: &Value) -> Result<(), String> {
         }
         Storage::Number => {
             let n = value.as_f64().ok_or_else(|| expected("a number", value))?;
-            if let Some(min) = field.min {
-                if n < min {
-                    return Err(format!("must be at least {min}"));
-                }
+            if let Some(min) = field.min
+                && n < min
+            {
+                return Err(format!("must be at least {min}"));
             }
-            if let Some(max) = field.max {
-                if n > max {
-                    return Err(format!("must be at most {max}"));
-                }
+            if let Some(max) = field.max
+                && n > max
+            {
+                return Err(format!("must be at most {max}"));
             }
             Ok(())
         }
@@ -80,15 +80,16 @@ fn expected(what: &str, value: &Value) -> String {
 
 fn check_text(field: &FieldDef, text: &str) -> Result<(), String> {
     let chars = text.chars().count() as u64;
-    if let Some(max) = field.max_length {
-        if chars > max {
-            return Err(format!("is longer than {max} characters"));
-        }
+    if let Some(max) = field.max_length
+        && chars > max
+    {
+        return Err(format!("is longer than {max} characters"));
     }
-    if let Some(min) = field.min_length {
-        if chars < min && chars > 0 {
-            return Err(format!("is shorter than {min} characters"));
-        }
+    if let Some(min) = field.min_length
+        && chars < min
+        && chars > 0
+    {
+        return Err(format!("is shorter than {min} characters"));
     }
     // An unbounded text field still has a ceiling: one value is not a file store.
     if field.max_length.is_none() && text.len() > 1024 * 1024 {
@@ -107,10 +108,10 @@ fn check_text(field: &FieldDef, text: &str) -> Result<(), String> {
                 return Err("must be an email address".into());
             }
         }
-        "select" | "radio" if !field.options.is_empty() => {
-            if !field.options.iter().any(|o| o == text) {
-                return Err(format!("must be one of: {}", field.options.join(", ")));
-            }
+        "select" | "radio"
+            if !field.options.is_empty() && !field.options.iter().any(|o| o == text) =>
+        {
+            return Err(format!("must be one of: {}", field.options.join(", ")));
         }
         _ => {}
     }
@@ -149,15 +150,14 @@ fn check_json(field: &FieldDef, value: &Value) -> Result<(), String> {
             if strings && !item.is_string() {
                 return Err("must be an array of strings".into());
             }
-            if !field.options.is_empty() {
-                if let Some(s) = item.as_str() {
-                    if !field.options.iter().any(|o| o == s) {
-                        return Err(format!(
-                            "holds a value that is not one of: {}",
-                            field.options.join(", ")
-                        ));
-                    }
-                }
+            if !field.options.is_empty()
+                && let Some(s) = item.as_str()
+                && !field.options.iter().any(|o| o == s)
+            {
+                return Err(format!(
+                    "holds a value that is not one of: {}",
+                    field.options.join(", ")
+                ));
             }
         }
         return Ok(());

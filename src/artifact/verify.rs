@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::artifact::build::MAX_DOCUMENT_BYTES;
 use crate::artifact::signing::{self, Claims, PublicKey, SignatureFile, SignatureProblem};
 use crate::artifact::{self, Model};
 use crate::timefmt;
@@ -100,7 +101,21 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
         signer: None,
     };
     // Read the artifact first: a missing artifact is an I/O error, not a verdict.
-    let digests = signing::digest_file(req.artifact)?;
+    // One that can be validated is read once into memory, hashed and parsed from
+    // there; a larger one is hashed as a stream (memory stays flat) and refused.
+    let size = std::fs::metadata(req.artifact)
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot read `{}`", req.artifact.display()))
+        })?
+        .len();
+    let (digests, bytes) = if size <= MAX_DOCUMENT_BYTES {
+        let bytes = std::fs::read(req.artifact).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot read `{}`", req.artifact.display()))
+        })?;
+        (signing::digest_bytes(&bytes), Some(bytes))
+    } else {
+        (signing::digest_file(req.artifact)?, None)
+    };
     out.sha256 = Some(digests.sha256_hex());
 
     let sig_text = match std::fs::read(req.signature) {
@@ -249,7 +264,11 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
         None => pass(&mut out, "expiry", "no expiry".to_string()),
     }
 
-    let checked = match artifact::check_file(req.artifact, false) {
+    let parsed = match &bytes {
+        Some(bytes) => artifact::check_bytes(bytes, req.artifact, false),
+        None => artifact::check_file(req.artifact, false),
+    };
+    let checked = match parsed {
         Ok(checked) => checked,
         // Unparseable (not JSON, not UTF-8, too large) is a verdict, not an I/O error.
         Err(e) if crate::error::exit_of(&e) == crate::error::Exit::Verify => {
@@ -275,33 +294,33 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
     }
     // The claims must describe this artifact, not another one signed by the same key.
     let model = checked.into_model()?;
-    if let Some(id) = &claims.id {
-        if *id != model.manifest.id {
-            fail(
-                &mut out,
-                "artifact",
-                Reason::InvalidArtifact,
-                format!(
-                    "the signature names id `{id}`, the artifact is `{}`",
-                    model.manifest.id
-                ),
-            );
-            return Ok(out);
-        }
+    if let Some(id) = &claims.id
+        && *id != model.manifest.id
+    {
+        fail(
+            &mut out,
+            "artifact",
+            Reason::InvalidArtifact,
+            format!(
+                "the signature names id `{id}`, the artifact is `{}`",
+                model.manifest.id
+            ),
+        );
+        return Ok(out);
     }
-    if let Some(version) = &claims.version {
-        if *version != model.manifest.version.to_string() {
-            fail(
-                &mut out,
-                "artifact",
-                Reason::InvalidArtifact,
-                format!(
-                    "the signature names version `{version}`, the artifact is `{}`",
-                    model.manifest.version
-                ),
-            );
-            return Ok(out);
-        }
+    if let Some(version) = &claims.version
+        && *version != model.manifest.version.to_string()
+    {
+        fail(
+            &mut out,
+            "artifact",
+            Reason::InvalidArtifact,
+            format!(
+                "the signature names version `{version}`, the artifact is `{}`",
+                model.manifest.version
+            ),
+        );
+        return Ok(out);
     }
     pass(
         &mut out,

@@ -44,12 +44,12 @@ pub fn run(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         .into());
     }
     let bytes = artifact::artifact_bytes(&checked.source.document)?;
-    if let Some(parent) = args.output.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                anyhow::Error::new(e).context(format!("cannot create `{}`", parent.display()))
-            })?;
-        }
+    if let Some(parent) = args.output.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot create `{}`", parent.display()))
+        })?;
     }
     signing::write_atomic(&args.output, &bytes, Some(0o644), false)?;
     let sha256 = signing::sha256_hex(&bytes);

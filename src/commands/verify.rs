@@ -35,13 +35,12 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     if let Some(dir) = &args.trust_dir {
         keys.extend(verify::keys_in_dir(dir)?);
     }
-    if let Some(pin) = &args.sha256 {
-        if pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Failure::error(format!(
-                "`--sha256 {pin}` is not a SHA-256 (64 hex digits)"
-            ))
-            .into());
-        }
+    if let Some(pin) = &args.sha256
+        && (pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(
+            Failure::error(format!("`--sha256 {pin}` is not a SHA-256 (64 hex digits)")).into(),
+        );
     }
     let sig_path = args
         .signature

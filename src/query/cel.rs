@@ -130,11 +130,13 @@ fn tokenize(src: &str) -> Result<Vec<Token>, String> {
             c if c.is_ascii_digit() || c == '-' || c == '.' => {
                 let start = i;
                 i += 1;
-                while i < chars.len()
-                    && (chars[i].is_ascii_digit()
-                        || matches!(chars[i], '.' | 'e' | 'E' | '+' | '-')
-                            && !(chars[i] == '-' && !matches!(chars[i - 1], 'e' | 'E')))
-                {
+                let continues = |at: usize| {
+                    let c = chars[at];
+                    c.is_ascii_digit()
+                        || matches!(c, '.' | 'e' | 'E')
+                        || (matches!(c, '+' | '-') && matches!(chars[at - 1], 'e' | 'E'))
+                };
+                while i < chars.len() && continues(i) {
                     i += 1;
                 }
                 let text: String = chars[start..i].iter().collect();

@@ -102,10 +102,10 @@ impl Filter {
     pub fn fields(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         self.walk(&mut |f| {
-            if let Filter::Cmp { field, .. } = f {
-                if !out.contains(&field.as_str()) {
-                    out.push(field.as_str());
-                }
+            if let Filter::Cmp { field, .. } = f
+                && !out.contains(&field.as_str())
+            {
+                out.push(field.as_str());
             }
         });
         out
@@ -128,31 +128,31 @@ impl Filter {
 
     /// Parse a sharing-rule condition: a JSON filter, or `{"dialect": "cel", "source": …}`.
     pub fn from_condition(value: &Value) -> Result<Filter, FilterError> {
-        if let Value::Object(map) = value {
-            if let Some(dialect) = map.get("dialect") {
-                let dialect = dialect
-                    .as_str()
-                    .ok_or_else(|| err("/dialect", "`dialect` must be a string"))?;
-                if dialect != "cel" {
-                    return Err(err(
-                        "/dialect",
-                        format!(
-                            "the condition dialect `{dialect}` is not supported; use `cel` or an ObjectQL filter object"
-                        ),
-                    ));
-                }
-                let source = map
-                    .get("source")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| err("/source", "a CEL condition needs a `source` string"))?;
-                if let Some(extra) = map.keys().find(|k| *k != "dialect" && *k != "source") {
-                    return Err(err(
-                        &format!("/{extra}"),
-                        format!("a CEL condition has only `dialect` and `source`, not `{extra}`"),
-                    ));
-                }
-                return crate::query::cel::parse(source).map_err(|e| err("/source", e));
+        if let Value::Object(map) = value
+            && let Some(dialect) = map.get("dialect")
+        {
+            let dialect = dialect
+                .as_str()
+                .ok_or_else(|| err("/dialect", "`dialect` must be a string"))?;
+            if dialect != "cel" {
+                return Err(err(
+                    "/dialect",
+                    format!(
+                        "the condition dialect `{dialect}` is not supported; use `cel` or an ObjectQL filter object"
+                    ),
+                ));
             }
+            let source = map
+                .get("source")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err("/source", "a CEL condition needs a `source` string"))?;
+            if let Some(extra) = map.keys().find(|k| *k != "dialect" && *k != "source") {
+                return Err(err(
+                    &format!("/{extra}"),
+                    format!("a CEL condition has only `dialect` and `source`, not `{extra}`"),
+                ));
+            }
+            return crate::query::cel::parse(source).map_err(|e| err("/source", e));
         }
         if let Value::String(source) = value {
             return crate::query::cel::parse(source).map_err(|e| err("", e));

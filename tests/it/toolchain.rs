@@ -432,7 +432,7 @@ fn bad_input_is_a_clear_error_never_a_panic() {
     );
     let run = env.run(&["validate", "broken.json"]).code(3);
     assert!(run.stderr.contains("line 3"), "{}", run.stderr);
-    env.write("latin1.json", b"{\"manifest\": \"caf\xe9\"}".to_vec());
+    env.write("latin1.json", b"{\"manifest\": \"caf\xe9\"}");
     let run = env.run(&["validate", "latin1.json"]).code(3);
     assert!(run.stderr.contains("UTF-8"), "{}", run.stderr);
     let run = env.run(&["validate", "missing.json"]).code(1);
