@@ -77,6 +77,44 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Compare two artifacts and flag every change that widens access
     Diff(DiffArgs),
+    /// Create the data dir: database, instance keys, trust store (idempotent)
+    Init,
+    /// Manage the public keys trusted to sign artifacts
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Verify a signed artifact, show the plan, and shape the database to it
+    Apply(ApplyArgs),
+    /// Create the first organization and administrator, and print the admin's API key
+    Bootstrap(BootstrapArgs),
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage organizations
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Add users to organizations or remove them
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Manage teams (a sharing rule's position is a team of that name)
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// List, show, assign and revoke permission sets
+    #[command(subcommand)]
+    Permset(PermsetCommand),
+    /// Create, list and revoke API keys
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// List and revoke sign-in sessions
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Read and change settings; secrets are encrypted to the instance key
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Read and verify the hash-chained audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check the data dir, keys, database, audit chain and applied artifact
+    Doctor,
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Write the manual pages
@@ -218,4 +256,285 @@ pub struct ManArgs {
     /// Directory to write `objectos.1` and one page per command into
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust a minisign public key to sign artifacts
+    Add {
+        /// The public key file (`KEY.pub`)
+        #[arg(value_name = "KEY.pub")]
+        key: PathBuf,
+    },
+    /// List the trusted keys
+    List,
+    /// Stop trusting a key
+    Remove {
+        /// The key id (16 hex digits) or its `.pub` file
+        #[arg(value_name = "KEYID|KEY.pub")]
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The signed artifact (its signature is `ARTIFACT.minisig`)
+    #[arg(value_name = "ARTIFACT")]
+    pub artifact: PathBuf,
+
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Allow dropping objects and fields and changing field types (data is lost)
+    #[arg(long)]
+    pub allow_destructive: bool,
+
+    /// Allow applying a lower manifest version than the one applied
+    #[arg(long)]
+    pub allow_downgrade: bool,
+
+    /// Apply without asking
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Signature file [default: ARTIFACT.minisig]
+    #[arg(short = 'x', long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// Email of the first administrator
+    #[arg(long, value_name = "EMAIL")]
+    pub admin_email: String,
+
+    /// Name of the first organization
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub org: String,
+
+    /// Read the administrator's password from this file (first line)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (a member of the bootstrap organization unless `--org`)
+    Add {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// Display name
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
+        /// Organization to join
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+        /// Read the password from this file (first line)
+        #[arg(long, value_name = "FILE", conflicts_with = "no_password")]
+        password_file: Option<PathBuf>,
+        /// No password: the user signs in with API keys only
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// List users
+    List,
+    /// Show a user with their organizations, teams, permission sets and keys
+    Show {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Disable a user: their keys and sessions stop working at once
+    Disable {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Enable a disabled user
+    Enable {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Set a user's password
+    SetPassword {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// Read the password from this file (first line)
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Add an organization
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List organizations
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Make a user a member of an organization
+    Add {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        #[arg(value_name = "ORG")]
+        org: String,
+    },
+    /// Remove a user from an organization
+    Remove {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        #[arg(value_name = "ORG")]
+        org: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Add a team
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List teams and their members
+    List,
+    /// Put a user in a team
+    AddMember {
+        #[arg(value_name = "TEAM")]
+        team: String,
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Take a user out of a team
+    RemoveMember {
+        #[arg(value_name = "TEAM")]
+        team: String,
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermsetCommand {
+    /// List permission sets and who holds them
+    List,
+    /// Show a permission set's rights
+    Show {
+        #[arg(value_name = "PERMSET")]
+        name: String,
+    },
+    /// Assign a permission set to a user
+    Assign {
+        #[arg(value_name = "PERMSET")]
+        name: String,
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// Only inside this organization
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+        /// Until this time: a duration (`30d`) or an RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        valid_until: Option<String>,
+    },
+    /// Revoke an assignment
+    Revoke {
+        #[arg(value_name = "PERMSET")]
+        name: String,
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// The organization the assignment was made for
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create an API key and print it (shown only this once)
+    Create {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// An agent key, for MCP only (needs `agent_access`)
+        #[arg(long)]
+        agent: bool,
+        /// An agent key that can read but never write or propose
+        #[arg(long, requires = "agent")]
+        read_only: bool,
+        /// The organization the key works in (needed when the user has several)
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+        /// A label to recognise the key by
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
+        /// Expire the key: a duration (`90d`) or an RFC 3339 time
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+    },
+    /// List API keys (never the keys themselves)
+    List {
+        /// Only this user's keys
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// Revoke a key by id or displayed prefix
+    Revoke {
+        #[arg(value_name = "ID|PREFIX")]
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List sessions
+    List {
+        /// Only this user's sessions
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// Revoke a session
+    Revoke {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Set a value; `--secret` encrypts it to the instance key
+    Set {
+        #[arg(value_name = "KEY")]
+        key: String,
+        #[arg(value_name = "VALUE")]
+        value: String,
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Print a value (reading a secret is audited)
+    Get {
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// List settings; secret values are never shown
+    List,
+    /// Remove a setting
+    Unset {
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show the newest audit rows
+    Tail {
+        /// How many rows
+        #[arg(short = 'n', long, default_value_t = 20)]
+        n: usize,
+    },
+    /// Walk the whole chain and check it against the signed checkpoints
+    Verify,
 }

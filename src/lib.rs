@@ -2,13 +2,18 @@
 #![forbid(unsafe_code)]
 
 pub mod artifact;
+pub mod audit;
+pub mod authz;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod identity;
+pub mod instance;
 pub mod output;
 pub mod prompt;
 pub mod query;
 pub mod schemas;
+pub mod store;
 pub mod timefmt;
 
 use std::ffi::OsString;

@@ -1,12 +1,22 @@
 //! One module per command or command group; each is `run(args, ctx) -> Result<Exit>`.
 
-pub(crate) mod build;
+pub(crate) mod access;
+pub(crate) mod apply;
+pub(crate) mod audit;
+pub(crate) mod bootstrap;
+mod build;
 mod completions;
 pub(crate) mod diff;
+pub(crate) mod doctor;
+pub(crate) mod init;
 mod inspect;
 pub(crate) mod keygen;
 pub mod man;
+pub mod people;
+pub mod runtime;
+pub(crate) mod settings;
 pub(crate) mod sign;
+pub(crate) mod trust;
 pub(crate) mod validate;
 pub(crate) mod verify;
 
@@ -34,6 +44,20 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => verify::run(args, &ctx),
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::Diff(args) => diff::run(args, &ctx),
+        Command::Init => init::run(&ctx),
+        Command::Trust(cmd) => trust::run(cmd, &ctx),
+        Command::Apply(args) => apply::run(args, &ctx),
+        Command::Bootstrap(args) => bootstrap::run(args, &ctx),
+        Command::User(cmd) => people::user(cmd, &ctx),
+        Command::Org(cmd) => people::org(cmd, &ctx),
+        Command::Member(cmd) => people::member(cmd, &ctx),
+        Command::Team(cmd) => people::team(cmd, &ctx),
+        Command::Permset(cmd) => access::permset(cmd, &ctx),
+        Command::Apikey(cmd) => access::apikey(cmd, &ctx),
+        Command::Session(cmd) => access::session(cmd, &ctx),
+        Command::Settings(cmd) => settings::run(cmd, &ctx),
+        Command::Audit(cmd) => audit::run(cmd, &ctx),
+        Command::Doctor => doctor::run(&ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Man(args) => man::run(args, &ctx),
     }
@@ -41,10 +65,22 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
 
 /// The `--json` report types, for `schemas`.
 pub mod reports {
+    pub use super::access::{
+        Assigned, KeyCreated, KeyList, PermsetDetail, PermsetList, SessionList,
+    };
+    pub use super::apply::ApplyReport;
+    pub use super::audit::Tail;
+    pub use super::bootstrap::BootstrapReport;
     pub use super::build::BuildReport;
     pub use super::diff::DiffReport;
+    pub use super::doctor::DoctorReport;
+    pub use super::init::InitReport;
     pub use super::keygen::KeygenReport;
+    pub use super::people::{Done, OrgList, TeamList, TeamView, UserDetail, UserList};
+    pub use super::runtime::{OrgView, UserView};
+    pub use super::settings::{SettingList, SettingView};
     pub use super::sign::SignReport;
+    pub use super::trust::{TrustList, TrustRemoved, TrustedKey};
     pub use super::validate::ValidateReport;
     pub use super::verify::VerifyReport;
 }

@@ -4,4 +4,5 @@ mod util;
 
 mod cli;
 mod signing;
+mod store;
 mod toolchain;

@@ -1,0 +1,120 @@
+//! Walking the whole chain and checking it against the signed checkpoints.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::artifact::signing::PublicKey;
+use crate::audit::checkpoint::Checkpoint;
+use crate::audit::{ZERO_HASH, row_hash};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct Broken {
+    /// The first seq that does not verify
+    pub seq: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ChainReport {
+    pub rows: u64,
+    pub first_seq: Option<i64>,
+    pub head_seq: Option<i64>,
+    pub head_hash: Option<String>,
+    pub checkpoints: usize,
+    pub broken: Option<Broken>,
+}
+
+impl ChainReport {
+    pub fn ok(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+fn keep_first(broken: &mut Option<Broken>, seq: i64, reason: String) {
+    if broken.as_ref().is_none_or(|b| seq < b.seq) {
+        *broken = Some(Broken { seq, reason });
+    }
+}
+
+/// Verify every row (in pages, memory flat) and every checkpoint.
+pub fn verify_chain(
+    store: &Store,
+    checkpoints: &[Checkpoint],
+    key: &PublicKey,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<ChainReport> {
+    store.read(|tx| {
+        let anchor = tx.meta_get("audit_anchor")?;
+        let (mut expected, mut prev) = match anchor.as_deref().and_then(|a| a.split_once(':')) {
+            Some((seq, hash)) => (seq.parse::<i64>().unwrap_or(0) + 1, hash.to_string()),
+            None => (1, ZERO_HASH.to_string()),
+        };
+        let first_seq = tx.audit_first_seq()?;
+        let mut broken: Option<Broken> = None;
+        let mut rows = 0u64;
+        let mut head: Option<(i64, String)> = None;
+        let mut from = first_seq.unwrap_or(expected).min(expected);
+        loop {
+            let page = tx.audit_page(from, 1000)?;
+            if page.is_empty() {
+                break;
+            }
+            for row in &page {
+                rows += 1;
+                if broken.is_none() {
+                    if row.seq != expected {
+                        if row.seq > expected {
+                            keep_first(&mut broken, expected, format!("row {expected} is missing (the next row is {})", row.seq));
+                        } else {
+                            keep_first(&mut broken, row.seq, format!("row {} comes before the chain's start at {expected}", row.seq));
+                        }
+                    } else if row.prev_hash != prev {
+                        keep_first(&mut broken, row.seq, format!("its prev_hash does not match the hash of row {}", row.seq - 1));
+                    } else if row_hash(row).as_deref() != Some(row.hash.as_str()) {
+                        keep_first(&mut broken, row.seq, "its content does not match its hash (the row was altered)".into());
+                    }
+                }
+                expected = row.seq + 1;
+                prev = row.hash.clone();
+                head = Some((row.seq, row.hash.clone()));
+            }
+            from = page.last().map(|r| r.seq + 1).unwrap_or(from);
+            progress(rows);
+        }
+        let head_seq = head.as_ref().map(|h| h.0);
+        for cp in checkpoints {
+            if let Err(why) = cp.verify(key) {
+                keep_first(&mut broken, cp.seq, format!("the checkpoint at seq {} is not trustworthy: {why}", cp.seq));
+                continue;
+            }
+            match tx.audit_by_seq(cp.seq)? {
+                Some(row) if row.hash == cp.hash => {}
+                Some(_) => keep_first(&mut broken, cp.seq, format!("the row differs from the signed checkpoint at seq {}", cp.seq)),
+                None => {
+                    let archived = anchor
+                        .as_deref()
+                        .and_then(|a| a.split_once(':'))
+                        .and_then(|(s, _)| s.parse::<i64>().ok())
+                        .is_some_and(|a| cp.seq <= a);
+                    if !archived {
+                        let missing_from = head_seq.map(|h| h + 1).unwrap_or(1).min(cp.seq);
+                        keep_first(
+                            &mut broken,
+                            missing_from,
+                            format!("rows up to seq {} are missing: a signed checkpoint says they existed (the newest rows were cut off)", cp.seq),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(ChainReport {
+            rows,
+            first_seq,
+            head_seq,
+            head_hash: head.map(|h| h.1),
+            checkpoints: checkpoints.len(),
+            broken,
+        })
+    })
+}

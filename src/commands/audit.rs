@@ -1,0 +1,131 @@
+//! `objectos audit tail|verify`.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::{checkpoint, row_document, verify};
+use crate::cli::AuditCommand;
+use crate::commands::Ctx;
+use crate::error::{Exit, Failure, Reported};
+
+#[derive(Serialize, JsonSchema)]
+pub struct Tail {
+    /// Rows as exported: every column, `hash` included
+    pub events: Vec<Value>,
+}
+
+pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let instance = ctx.instance()?;
+    match cmd {
+        AuditCommand::Tail { n } => {
+            let rows = instance
+                .store
+                .read(|tx| Ok(tx.audit_last(n.min(100_000))?))?;
+            if ctx.out.json {
+                let events = rows
+                    .iter()
+                    .map(|r| {
+                        let mut doc = row_document(r);
+                        doc["hash"] = Value::String(r.hash.clone());
+                        doc
+                    })
+                    .collect();
+                ctx.out.json_doc("audit.tail", &Tail { events })?;
+                return Ok(Exit::Success);
+            }
+            for r in rows {
+                let actor = match (
+                    &r.actor["email"],
+                    &r.actor["os_user"],
+                    &r.actor["as"]["email"],
+                ) {
+                    (Value::String(e), _, _) => e.clone(),
+                    (_, Value::String(os), Value::String(as_user)) => format!("{os} as {as_user}"),
+                    (_, Value::String(os), _) => format!("{os} (host operator)"),
+                    _ => r.actor.to_string(),
+                };
+                let target = match (&r.object, &r.record_id) {
+                    (Some(o), Some(id)) => format!(" {o}:{id}"),
+                    (Some(o), None) => format!(" {o}"),
+                    _ => String::new(),
+                };
+                let outcome = if r.outcome == "success" {
+                    String::new()
+                } else {
+                    format!(
+                        " [{}{}]",
+                        r.outcome,
+                        r.code
+                            .as_ref()
+                            .map(|c| format!(": {c}"))
+                            .unwrap_or_default()
+                    )
+                };
+                ctx.out.data(format!(
+                    "{:>6}  {}  {:5}  {}  {}{}{}",
+                    r.seq, r.time, r.via, actor, r.action, target, outcome
+                ))?;
+            }
+            Ok(Exit::Success)
+        }
+        AuditCommand::Verify => {
+            let checkpoints = checkpoint::read_all(&instance.checkpoints_path())?;
+            let progress = progress_bar(ctx);
+            let report = verify::verify_chain(
+                &instance.store,
+                &checkpoints,
+                instance.signing_public(),
+                |n| {
+                    if let Some(bar) = &progress {
+                        bar.set_position(n);
+                    }
+                },
+            )?;
+            if let Some(bar) = progress {
+                bar.finish_and_clear();
+            }
+            if ctx.out.json {
+                ctx.out.json_doc("audit.verify", &report)?;
+                return if report.ok() {
+                    Ok(Exit::Success)
+                } else {
+                    Err(Reported(Exit::Verify).into())
+                };
+            }
+            match &report.broken {
+                None => {
+                    ctx.out.data(format!(
+                        "ok: {} rows verify; head seq {} hash {}; {} signed checkpoints match",
+                        report.rows,
+                        report
+                            .head_seq
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        report.head_hash.clone().unwrap_or_else(|| "-".into()),
+                        report.checkpoints
+                    ))?;
+                    Ok(Exit::Success)
+                }
+                Some(b) => Err(Failure::verify(format!(
+                    "the audit chain is broken at seq {}: {}",
+                    b.seq, b.reason
+                ))
+                .with_hint("restore the database from a backup and investigate who changed it")
+                .into()),
+            }
+        }
+    }
+}
+
+fn progress_bar(ctx: &Ctx) -> Option<indicatif::ProgressBar> {
+    if !ctx.out.progress_allowed() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} verified {pos} rows ({per_sec})")
+            .ok()?,
+    );
+    Some(bar)
+}

@@ -1,0 +1,230 @@
+//! `objectos doctor`: one line per check, ok / warn / fail.
+
+use std::os::unix::fs::PermissionsExt;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::artifact::verify::keys_in_dir;
+use crate::audit::{checkpoint, verify};
+use crate::commands::Ctx;
+use crate::error::{Exit, Reported};
+use crate::instance::{self, Instance};
+use crate::store::sqlite::MIGRATIONS;
+
+#[derive(Serialize, JsonSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct DoctorReport {
+    pub data_dir: String,
+    pub checks: Vec<Check>,
+    pub healthy: bool,
+}
+
+fn mode_of(path: &std::path::Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let mut checks = Vec::new();
+    let mut add = |name: &str, status: Status, detail: String| {
+        checks.push(Check {
+            name: name.into(),
+            status,
+            detail,
+        })
+    };
+    let dir = &ctx.data_dir;
+    match mode_of(dir) {
+        None => add(
+            "data_dir",
+            Status::Fail,
+            format!("`{}` does not exist; run `objectos init`", dir.display()),
+        ),
+        Some(mode) if mode & 0o007 != 0 => add(
+            "data_dir",
+            Status::Warn,
+            format!(
+                "`{}` is open to other users (mode {mode:03o}); `chmod 700` it",
+                dir.display()
+            ),
+        ),
+        Some(mode) => add(
+            "data_dir",
+            Status::Ok,
+            format!("`{}` (mode {mode:03o})", dir.display()),
+        ),
+    }
+    for file in [instance::INSTANCE_KEY, instance::SIGNING_KEY] {
+        match mode_of(&dir.join(file)) {
+            None => add(file, Status::Fail, "missing".into()),
+            Some(mode) if mode & 0o077 != 0 => add(
+                file,
+                Status::Fail,
+                format!("readable by others (mode {mode:03o}); `chmod 600` it"),
+            ),
+            Some(mode) => add(file, Status::Ok, format!("mode {mode:03o}")),
+        }
+    }
+    let instance = match Instance::open(dir) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            add("database", Status::Fail, format!("{e:#}"));
+            None
+        }
+    };
+    if let Some(instance) = &instance {
+        add(
+            "instance",
+            Status::Ok,
+            format!(
+                "id {}, signing key {} ({}), recipient {}",
+                instance.id,
+                instance.signing_public().id,
+                instance.signing_public().base64,
+                instance.recipient()
+            ),
+        );
+        match instance
+            .store
+            .read(|tx| Ok((tx.integrity_check()?, tx.schema_version()?)))
+        {
+            Ok((problems, version)) => {
+                if problems.is_empty() {
+                    add("integrity", Status::Ok, "PRAGMA integrity_check: ok".into());
+                } else {
+                    add("integrity", Status::Fail, problems.join("; "));
+                }
+                if version == MIGRATIONS.len() as i64 {
+                    add("schema", Status::Ok, format!("version {version}"));
+                } else {
+                    add(
+                        "schema",
+                        Status::Fail,
+                        format!("version {version}, expected {}", MIGRATIONS.len()),
+                    );
+                }
+            }
+            Err(e) => add("integrity", Status::Fail, format!("{e:#}")),
+        }
+        match checkpoint::read_all(&instance.checkpoints_path()).and_then(|cps| {
+            verify::verify_chain(&instance.store, &cps, instance.signing_public(), |_| {})
+        }) {
+            Ok(report) => match report.broken {
+                None => add(
+                    "audit",
+                    Status::Ok,
+                    format!(
+                        "{} rows verify, head seq {} hash {}, {} checkpoints",
+                        report.rows,
+                        report.head_seq.unwrap_or(0),
+                        report.head_hash.unwrap_or_default(),
+                        report.checkpoints
+                    ),
+                ),
+                Some(b) => add(
+                    "audit",
+                    Status::Fail,
+                    format!("broken at seq {}: {}", b.seq, b.reason),
+                ),
+            },
+            Err(e) => add("audit", Status::Fail, format!("{e:#}")),
+        }
+        match instance.store.read(|tx| Ok(tx.artifact_current()?)) {
+            Ok(None) => add(
+                "artifact",
+                Status::Warn,
+                "no artifact applied; `objectos apply ARTIFACT`".into(),
+            ),
+            Ok(Some(a)) => {
+                let trusted = keys_in_dir(&instance.trust_dir())
+                    .map(|keys| keys.iter().any(|k| k.id.to_string() == a.signer_key_id))
+                    .unwrap_or(false);
+                if trusted {
+                    add(
+                        "artifact",
+                        Status::Ok,
+                        format!(
+                            "{} {} (sha256 {}), signer {} trusted",
+                            a.id, a.version, a.sha256, a.signer_key_id
+                        ),
+                    );
+                } else {
+                    add(
+                        "artifact",
+                        Status::Fail,
+                        format!(
+                            "{} {} was signed by {}, which is no longer trusted: `serve` will refuse to start",
+                            a.id, a.version, a.signer_key_id
+                        ),
+                    );
+                }
+            }
+            Err(e) => add("artifact", Status::Fail, format!("{e:#}")),
+        }
+        match instance.store.read(|tx| Ok(tx.settings()?)) {
+            Ok(settings) => {
+                let outbound: Vec<String> = settings
+                    .iter()
+                    .filter(|s| {
+                        s.key.starts_with("integrations.") || s.key.starts_with("outbound.")
+                    })
+                    .map(|s| s.key.clone())
+                    .collect();
+                if outbound.is_empty() {
+                    add(
+                        "network",
+                        Status::Ok,
+                        "no outbound integrations configured; objectos opens no connections".into(),
+                    );
+                } else {
+                    add(
+                        "network",
+                        Status::Warn,
+                        format!("outbound integrations configured: {}", outbound.join(", ")),
+                    );
+                }
+            }
+            Err(e) => add("network", Status::Fail, format!("{e:#}")),
+        }
+    }
+    let healthy = !checks.iter().any(|c| c.status == Status::Fail);
+    let report = DoctorReport {
+        data_dir: dir.display().to_string(),
+        checks,
+        healthy,
+    };
+    if ctx.out.json {
+        ctx.out.json_doc("doctor", &report)?;
+    } else {
+        for c in &report.checks {
+            let tag = match c.status {
+                Status::Ok => ctx.out.paint("ok  ", crate::output::Style::Added),
+                Status::Warn => ctx.out.paint("warn", crate::output::Style::Warning),
+                Status::Fail => ctx.out.paint("fail", crate::output::Style::Removed),
+            };
+            ctx.out
+                .data(format!("{tag}  {:10}  {}", c.name, c.detail))?;
+        }
+    }
+    if healthy {
+        Ok(Exit::Success)
+    } else {
+        Err(Reported(Exit::Error).into())
+    }
+}

@@ -1,0 +1,46 @@
+//! `objectos init`: create the data dir (idempotent).
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::commands::Ctx;
+use crate::error::Exit;
+use crate::instance::Instance;
+
+#[derive(Serialize, JsonSchema)]
+pub struct InitReport {
+    pub data_dir: String,
+    pub created: bool,
+    pub instance_id: String,
+    /// The age recipient of `instance.key` (secrets and backups are encrypted to it)
+    pub recipient: String,
+    /// The instance's own minisign key id (audit checkpoints and exports)
+    pub signing_key_id: String,
+}
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let done = Instance::init(&ctx.data_dir)?;
+    let report = InitReport {
+        data_dir: ctx.data_dir.display().to_string(),
+        created: done.created,
+        instance_id: done.instance_id,
+        recipient: done.recipient,
+        signing_key_id: done.signing_key_id,
+    };
+    if ctx.out.json {
+        ctx.out.json_doc("init", &report)?;
+    } else if report.created {
+        ctx.out.status(format!(
+            "initialized `{}`: instance {}, signing key {}, recipient {}",
+            report.data_dir, report.instance_id, report.signing_key_id, report.recipient
+        ));
+        ctx.out
+            .status("next: `objectos trust add KEY.pub`, then `objectos apply ARTIFACT`");
+    } else {
+        ctx.out.status(format!(
+            "`{}` is already initialized (instance {})",
+            report.data_dir, report.instance_id
+        ));
+    }
+    Ok(Exit::Success)
+}

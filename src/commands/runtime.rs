@@ -1,0 +1,152 @@
+//! Shared by the runtime administration commands: opening the data dir and the
+//! applied model, and the shapes their `--json` documents print.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::artifact::model::Model;
+use crate::commands::Ctx;
+use crate::instance::Instance;
+use crate::store::{ApiKeyRow, OrgRow, SessionRow, UserRow};
+
+impl Ctx {
+    pub fn instance(&self) -> anyhow::Result<Instance> {
+        Instance::open(&self.data_dir)
+    }
+}
+
+/// The applied artifact's model, if one is applied.
+pub fn current_model(instance: &Instance) -> anyhow::Result<Option<Model>> {
+    let applied = instance.store.read(|tx| Ok(tx.artifact_current()?))?;
+    match applied {
+        Some(a) => Ok(Some(crate::artifact::model_from_bytes(&a.bytes)?)),
+        None => Ok(None),
+    }
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub disabled: bool,
+    pub has_password: bool,
+    pub created_at: String,
+}
+
+impl From<&UserRow> for UserView {
+    fn from(u: &UserRow) -> Self {
+        UserView {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            disabled: u.disabled,
+            has_password: u.password_hash.is_some(),
+            created_at: u.created_at.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct OrgView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+impl From<&OrgRow> for OrgView {
+    fn from(o: &OrgRow) -> Self {
+        OrgView {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            created_at: o.created_at.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct KeyView {
+    pub id: String,
+    pub user: String,
+    pub organization: String,
+    pub kind: String,
+    pub read_only: bool,
+    pub name: Option<String>,
+    /// The first characters of the key, for recognising it
+    pub prefix: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl KeyView {
+    pub fn new(k: &ApiKeyRow, user: &str, org: &str) -> KeyView {
+        KeyView {
+            id: k.id.clone(),
+            user: user.to_string(),
+            organization: org.to_string(),
+            kind: k.kind.as_str().into(),
+            read_only: k.read_only,
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            created_at: k.created_at.clone(),
+            expires_at: k.expires_at.clone(),
+            revoked_at: k.revoked_at.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub user: String,
+    pub organization: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl SessionView {
+    pub fn new(s: &SessionRow, user: &str, org: &str) -> SessionView {
+        SessionView {
+            id: s.id.clone(),
+            user: user.to_string(),
+            organization: org.to_string(),
+            created_at: s.created_at.clone(),
+            expires_at: s.expires_at.clone(),
+            revoked_at: s.revoked_at.clone(),
+        }
+    }
+}
+
+/// Print rows as an aligned table (stdout).
+pub fn table(ctx: &Ctx, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == cells.len() {
+                    c.clone()
+                } else {
+                    format!("{c:w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    ctx.out
+        .data(line(header.iter().map(|h| h.to_uppercase()).collect()))?;
+    for row in rows {
+        ctx.out.data(line(row))?;
+    }
+    Ok(())
+}

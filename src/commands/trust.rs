@@ -1,0 +1,152 @@
+//! `objectos trust add|list|remove`: the keys allowed to sign artifacts.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::artifact::signing::{KeyId, PublicKey, write_atomic};
+use crate::artifact::verify::keys_in_dir;
+use crate::audit::{self, Event, Origin};
+use crate::cli::TrustCommand;
+use crate::commands::Ctx;
+use crate::error::{Exit, Failure};
+
+#[derive(Serialize, JsonSchema)]
+pub struct TrustedKey {
+    pub key_id: String,
+    pub public_key: String,
+    /// Whether it signed the applied artifact
+    pub signed_applied: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct TrustList {
+    pub keys: Vec<TrustedKey>,
+}
+
+pub fn run(cmd: TrustCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let instance = ctx.instance()?;
+    let origin = Origin::operator();
+    let applied_signer = instance
+        .store
+        .read(|tx| Ok(tx.artifact_current()?))?
+        .map(|a| a.signer_key_id);
+    match cmd {
+        TrustCommand::Add { key } => {
+            let public = PublicKey::read(&key)?;
+            let path = instance.trust_dir().join(format!("{}.pub", public.id));
+            let existed = path.exists();
+            instance.change(&origin, "trust.add", Some("trusted_key"), |tx| {
+                write_atomic(&path, public.to_file_text().as_bytes(), Some(0o644), false)?;
+                audit::append(
+                    tx,
+                    &origin,
+                    Event::new("trust.add")
+                        .object("trusted_key")
+                        .record(public.id.to_string())
+                        .changes(json!({"public_key": public.base64, "already_trusted": existed})),
+                )?;
+                Ok(())
+            })?;
+            if ctx.out.json {
+                ctx.out.json_doc(
+                    "trust.add",
+                    &TrustedKey {
+                        key_id: public.id.to_string(),
+                        public_key: public.base64.clone(),
+                        signed_applied: applied_signer.as_deref() == Some(&public.id.to_string()),
+                    },
+                )?;
+            } else {
+                ctx.out.data(public.id.to_string())?;
+                ctx.out.status(if existed {
+                    format!("key {} was already trusted", public.id)
+                } else {
+                    format!("trusting key {} to sign artifacts", public.id)
+                });
+            }
+        }
+        TrustCommand::List => {
+            let keys: Vec<TrustedKey> = keys_in_dir(&instance.trust_dir())?
+                .into_iter()
+                .map(|k| TrustedKey {
+                    signed_applied: applied_signer.as_deref() == Some(&k.id.to_string()),
+                    key_id: k.id.to_string(),
+                    public_key: k.base64,
+                })
+                .collect();
+            if ctx.out.json {
+                ctx.out.json_doc("trust.list", &TrustList { keys })?;
+            } else if keys.is_empty() {
+                ctx.out
+                    .status("no trusted keys; add one with `objectos trust add KEY.pub`");
+            } else {
+                for k in keys {
+                    ctx.out.data(format!(
+                        "{}  {}{}",
+                        k.key_id,
+                        k.public_key,
+                        if k.signed_applied {
+                            "  (signed the applied artifact)"
+                        } else {
+                            ""
+                        }
+                    ))?;
+                }
+            }
+        }
+        TrustCommand::Remove { key } => {
+            let id =
+                match KeyId::parse(&key.to_ascii_uppercase()) {
+                    Some(id) => id,
+                    None => PublicKey::read(std::path::Path::new(&key))
+                        .map_err(|_| {
+                            Failure::error(format!(
+                                "`{key}` is neither a key id (16 hex digits) nor a public key file"
+                            ))
+                        })?
+                        .id,
+                };
+            let path = instance.trust_dir().join(format!("{id}.pub"));
+            instance.change(&origin, "trust.remove", Some("trusted_key"), |tx| {
+                if !path.exists() {
+                    return Err(Failure::error(format!("key {id} is not trusted"))
+                        .with_hint("see `objectos trust list`")
+                        .into());
+                }
+                std::fs::remove_file(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot remove `{}`: {e}", path.display()))?;
+                audit::append(
+                    tx,
+                    &origin,
+                    Event::new("trust.remove")
+                        .object("trusted_key")
+                        .record(id.to_string()),
+                )?;
+                Ok(())
+            })?;
+            if applied_signer.as_deref() == Some(&id.to_string()) {
+                ctx.out.warn(format!("key {id} signed the applied artifact: `objectos serve` will refuse to start until an artifact signed by a trusted key is applied"));
+            }
+            if ctx.out.json {
+                ctx.out.json_doc(
+                    "trust.remove",
+                    &TrustRemoved {
+                        key_id: id.to_string(),
+                        signed_applied: applied_signer.as_deref() == Some(&id.to_string()),
+                    },
+                )?;
+            } else {
+                ctx.out.status(format!("no longer trusting key {id}"));
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct TrustRemoved {
+    pub key_id: String,
+    /// It signed the applied artifact: `serve` refuses to start until another is applied
+    pub signed_applied: bool,
+}

@@ -1,0 +1,382 @@
+//! The data dir: the database, the instance's keys, the trust store and the
+//! checkpoint log, opened together.
+
+pub mod apply;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use age::secrecy::ExposeSecret;
+use anyhow::Context;
+
+use crate::artifact::signing::{self, PublicKey, SecretKey, write_atomic};
+use crate::audit::{self, Event, HmacKey, Origin, Outcome, checkpoint};
+use crate::error::{Exit, Failure, exit_of};
+use crate::store::sqlite::SqliteBackend;
+use crate::store::{Backend, Mode, Store, StoreError, Tx};
+use crate::timefmt;
+
+pub const DB_FILE: &str = "objectos.db";
+pub const INSTANCE_KEY: &str = "instance.key";
+pub const SIGNING_KEY: &str = "instance-signing.key";
+pub const SIGNING_PUB: &str = "instance-signing.key.pub";
+pub const TRUST_DIR: &str = "trust";
+pub const CHECKPOINTS: &str = "audit-checkpoints.log";
+
+/// A backend shared by the store and the operations (backup) that need the
+/// concrete type.
+struct Shared(Arc<SqliteBackend>);
+
+impl Backend for Shared {
+    fn transaction(
+        &self,
+        mode: Mode,
+        work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.0.transaction(mode, work)
+    }
+}
+
+pub struct Instance {
+    pub dir: PathBuf,
+    pub store: Store,
+    pub sqlite: Arc<SqliteBackend>,
+    pub id: String,
+    identity: age::x25519::Identity,
+    pub signer: SecretKey,
+    pub hmac: HmacKey,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Instance({})", self.dir.display())
+    }
+}
+
+/// What `init` did.
+pub struct Initialized {
+    pub created: bool,
+    pub instance_id: String,
+    pub recipient: String,
+    pub signing_key_id: String,
+}
+
+fn store_error(e: StoreError, dir: &Path) -> anyhow::Error {
+    match e {
+        StoreError::Busy => Failure::error(format!(
+            "the database in `{}` is locked by another process",
+            dir.display()
+        ))
+        .with_hint("wait for the other objectos command to finish, or stop the server")
+        .into(),
+        StoreError::Corrupt(why) => Failure::error(format!(
+            "`{}` holds a corrupt database: {why}",
+            dir.join(DB_FILE).display()
+        ))
+        .with_hint("restore from a backup (`objectos restore`)")
+        .into(),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn read_identity(path: &Path) -> anyhow::Result<age::x25519::Identity> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the instance key `{}`", path.display()))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{}` holds no age identity (`AGE-SECRET-KEY-1…`)",
+                path.display()
+            )
+        })?;
+    line.parse::<age::x25519::Identity>()
+        .map_err(|e| anyhow::anyhow!("`{}` holds a malformed age identity: {e}", path.display()))
+}
+
+impl Instance {
+    pub fn db_path(dir: &Path) -> PathBuf {
+        dir.join(DB_FILE)
+    }
+
+    /// Create a data dir, or confirm an existing one (idempotent). A directory that
+    /// exists, is not empty and is not a data dir is refused.
+    pub fn init(dir: &Path) -> anyhow::Result<Initialized> {
+        if Instance::db_path(dir).exists() {
+            let instance = Instance::open(dir)?;
+            return Ok(Initialized {
+                created: false,
+                instance_id: instance.id.clone(),
+                recipient: instance.recipient(),
+                signing_key_id: instance.signer.public.id.to_string(),
+            });
+        }
+        if dir.exists() {
+            let mut entries = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read `{}`", dir.display()))?;
+            if !dir.is_dir() || entries.next().is_some() {
+                return Err(Failure::error(format!(
+                    "`{}` exists and is not an objectos data dir (it has no `{DB_FILE}`); nothing was changed",
+                    dir.display()
+                ))
+                .with_hint("choose an empty or new directory with `--data-dir`")
+                .into());
+            }
+        }
+        // Build the whole data dir beside the target, then move it in place: an
+        // interrupted init leaves nothing half-made at the target.
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create `{}`", parent.display()))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".objectos-init-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot create a directory in `{}`", parent.display()))?;
+        let s = staging.path();
+        set_mode(s, 0o700)?;
+
+        let identity = age::x25519::Identity::generate();
+        let recipient = identity.to_public().to_string();
+        let created = timefmt::rfc3339(timefmt::now());
+        let key_text = format!(
+            "# created: {created}\n# public key: {recipient}\n{}\n",
+            identity.to_string().expose_secret()
+        );
+        write_atomic(
+            &s.join(INSTANCE_KEY),
+            key_text.as_bytes(),
+            Some(0o600),
+            true,
+        )?;
+        let (sk_text, public) = signing::generate_keypair(None)?;
+        write_atomic(&s.join(SIGNING_KEY), sk_text.as_bytes(), Some(0o600), true)?;
+        write_atomic(
+            &s.join(SIGNING_PUB),
+            public.to_file_text().as_bytes(),
+            Some(0o644),
+            true,
+        )?;
+        std::fs::create_dir(s.join(TRUST_DIR)).context("cannot create the trust directory")?;
+        set_mode(&s.join(TRUST_DIR), 0o755)?;
+        let instance_id = uuid::Uuid::new_v4().to_string();
+        {
+            let backend =
+                SqliteBackend::open(&s.join(DB_FILE), true).map_err(|e| store_error(e, s))?;
+            let store = Store::new(Box::new(backend));
+            store.write(|tx| {
+                tx.meta_set("instance_id", &instance_id)?;
+                tx.meta_set("instance_recipient", &recipient)?;
+                tx.meta_set("signing_key_id", &public.id.to_string())?;
+                tx.meta_set("created_at", &created)?;
+                audit::append(
+                    tx,
+                    &Origin::operator(),
+                    Event::new("instance.init")
+                        .object("instance")
+                        .record(&instance_id)
+                        .changes(serde_json::json!({
+                            "recipient": recipient,
+                            "signing_key_id": public.id.to_string(),
+                        })),
+                )?;
+                Ok(())
+            })?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir(dir)
+                .with_context(|| format!("cannot replace the empty `{}`", dir.display()))?;
+        }
+        let staged = staging.keep();
+        std::fs::rename(&staged, dir)
+            .with_context(|| format!("cannot move the new data dir to `{}`", dir.display()))?;
+        // The first checkpoint covers the init row.
+        let instance = Instance::open(dir)?;
+        instance.checkpoint_if_behind()?;
+        Ok(Initialized {
+            created: true,
+            instance_id,
+            recipient,
+            signing_key_id: public.id.to_string(),
+        })
+    }
+
+    /// Open an existing data dir.
+    pub fn open(dir: &Path) -> anyhow::Result<Instance> {
+        if !Instance::db_path(dir).exists() {
+            return Err(
+                Failure::error(format!("`{}` is not an objectos data dir", dir.display()))
+                    .with_hint("run `objectos init` (or pass the right `--data-dir`)")
+                    .into(),
+            );
+        }
+        let identity = read_identity(&dir.join(INSTANCE_KEY))?;
+        let sk_text = std::fs::read_to_string(dir.join(SIGNING_KEY)).with_context(|| {
+            format!(
+                "cannot read the instance signing key `{}`",
+                dir.join(SIGNING_KEY).display()
+            )
+        })?;
+        let signer =
+            SecretKey::load(&sk_text, None).context("cannot load the instance signing key")?;
+        let backend = Arc::new(
+            SqliteBackend::open(&Instance::db_path(dir), false).map_err(|e| store_error(e, dir))?,
+        );
+        let store = Store::new(Box::new(Shared(backend.clone())));
+        let (id, recipient, key_id) = store
+            .read(|tx| {
+                Ok((
+                    tx.meta_get("instance_id")?,
+                    tx.meta_get("instance_recipient")?,
+                    tx.meta_get("signing_key_id")?,
+                ))
+            })
+            .map_err(|e| match e.downcast::<StoreError>() {
+                Ok(se) => store_error(se, dir),
+                Err(e) => e,
+            })?;
+        let id = id.ok_or_else(|| {
+            Failure::error(format!(
+                "`{}` has no instance id; it was not made by `objectos init`",
+                dir.display()
+            ))
+        })?;
+        if recipient.as_deref() != Some(identity.to_public().to_string().as_str()) {
+            return Err(Failure::error(format!(
+                "`{}` is not this instance's key (the database was initialized with another)",
+                dir.join(INSTANCE_KEY).display()
+            ))
+            .with_hint("put the instance's own `instance.key` back (from its backup)")
+            .into());
+        }
+        if key_id.as_deref() != Some(signer.public.id.to_string().as_str()) {
+            return Err(Failure::error(format!(
+                "`{}` is not this instance's signing key",
+                dir.join(SIGNING_KEY).display()
+            ))
+            .into());
+        }
+        let hmac = HmacKey::new(identity.to_string().expose_secret().as_bytes());
+        Ok(Instance {
+            dir: dir.to_path_buf(),
+            store,
+            sqlite: backend,
+            id,
+            identity,
+            signer,
+            hmac,
+        })
+    }
+
+    pub fn recipient(&self) -> String {
+        self.identity.to_public().to_string()
+    }
+
+    pub fn identity(&self) -> &age::x25519::Identity {
+        &self.identity
+    }
+
+    pub fn signing_public(&self) -> &PublicKey {
+        &self.signer.public
+    }
+
+    pub fn trust_dir(&self) -> PathBuf {
+        self.dir.join(TRUST_DIR)
+    }
+
+    pub fn checkpoints_path(&self) -> PathBuf {
+        self.dir.join(CHECKPOINTS)
+    }
+
+    /// Sign a checkpoint of the current head if the log does not cover it yet.
+    pub fn checkpoint_if_behind(&self) -> anyhow::Result<()> {
+        let head = self.store.read(|tx| Ok(tx.audit_head()?))?;
+        let Some((seq, hash)) = head else {
+            return Ok(());
+        };
+        let last = checkpoint::last_seq(&self.checkpoints_path())?;
+        if last.is_none_or(|l| l < seq) {
+            checkpoint::append(&self.checkpoints_path(), &self.signer, &self.id, seq, &hash)?;
+        }
+        Ok(())
+    }
+
+    /// Run an audited change as `origin`: `work` appends its success rows in the
+    /// same transaction as its changes; if it fails, one row with outcome
+    /// `denied` or `error` is written after the refusal.
+    pub fn change<T>(
+        &self,
+        origin: &Origin,
+        action: &str,
+        object: Option<&str>,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.audited(origin, action, object, || self.store.write(work))
+    }
+
+    /// Run `attempt` (checks, then its own transactions); if it fails at any point,
+    /// write one row with outcome `denied` or `error` after the refusal.
+    pub fn audited<T>(
+        &self,
+        origin: &Origin,
+        action: &str,
+        object: Option<&str>,
+        attempt: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        match attempt() {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                self.refused(origin, action, object, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Write the row of a refused or failed operation.
+    pub fn refused(
+        &self,
+        origin: &Origin,
+        action: &str,
+        object: Option<&str>,
+        err: &anyhow::Error,
+    ) {
+        let (outcome, code) = match exit_of(err) {
+            Exit::Denied => (Outcome::Denied, "denied"),
+            Exit::Verify => (Outcome::Error, "verification_failed"),
+            _ => (Outcome::Error, "error"),
+        };
+        let mut event = Event::new(action)
+            .outcome(outcome, code)
+            .changes(serde_json::json!({ "error": err.to_string() }));
+        if let Some(object) = object {
+            event = event.object(object);
+        }
+        if let Err(log_err) = self
+            .store
+            .write(|tx| audit::append(tx, origin, event).map(|_| ()))
+        {
+            eprintln!("warning: the refusal could not be audited: {log_err}");
+        }
+    }
+}
+
+impl Drop for Instance {
+    /// A command that wrote audit rows leaves a checkpoint of its head behind
+    /// (design §7: checkpoints at shutdown).
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint_if_behind() {
+            eprintln!("warning: could not write the audit checkpoint: {e}");
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of `{}`", path.display()))
+}

@@ -1,0 +1,357 @@
+//! The database behind one interface. SQLite (`sqlite.rs`) is the first backend;
+//! nothing outside `store` writes SQL, and nothing here assumes SQLite, so that a
+//! PostgreSQL backend can implement the same traits for multi-instance sites.
+//!
+//! Work happens in transactions: [`Store::write`] and [`Store::read`] run a closure
+//! against a [`Tx`]; the closure's changes commit together or not at all.
+
+pub mod sqlite;
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::artifact::model::Storage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is busy (another process holds its write lock)")]
+    Busy,
+    #[error("`{0}` would collide with an existing value")]
+    Unique(String),
+    #[error("the database file is not an objectos database or is corrupt: {0}")]
+    Corrupt(String),
+    #[error(
+        "this database was written by a newer objectos (schema version {found}, this build knows up to {known})"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("audit rows are immutable: {0}")]
+    Immutable(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+impl fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentRow {
+    pub id: String,
+    pub user_id: String,
+    pub permset: String,
+    /// `None`: in every organization of the user
+    pub org_id: Option<String>,
+    pub valid_until: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    User,
+    Agent,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::User => "user",
+            KeyKind::Agent => "agent",
+        }
+    }
+}
+
+/// An API key as stored: never the key, only its SHA-256 and a display prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub org_id: String,
+    pub kind: KeyKind,
+    pub read_only: bool,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub hash: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub org_id: String,
+    pub hash: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingRow {
+    pub key: String,
+    /// The value, or for a secret its age ciphertext (base64).
+    pub value: String,
+    pub secret: bool,
+    pub updated_at: String,
+}
+
+/// One audit row as stored (design §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub id: String,
+    pub time: String,
+    pub actor: Value,
+    pub via: String,
+    pub client: Option<Value>,
+    pub credential: Option<String>,
+    pub action: String,
+    pub object: Option<String>,
+    pub record_id: Option<String>,
+    pub changes: Option<Value>,
+    pub outcome: String,
+    pub code: Option<String>,
+    pub request_id: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppliedArtifact {
+    pub seq: i64,
+    pub sha256: String,
+    pub id: String,
+    pub version: String,
+    pub signer_key_id: String,
+    pub bytes: Vec<u8>,
+    pub applied_at: String,
+}
+
+impl fmt::Debug for AppliedArtifact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AppliedArtifact({} {} {})",
+            self.id, self.version, self.sha256
+        )
+    }
+}
+
+/// A column of a business object's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub storage: Storage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IndexSpec {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+}
+
+/// One step of an apply plan, in backend-neutral terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaChange {
+    CreateTable {
+        object: String,
+        columns: Vec<Column>,
+    },
+    AddColumn {
+        object: String,
+        column: Column,
+    },
+    DropColumn {
+        object: String,
+        column: String,
+    },
+    DropTable {
+        object: String,
+    },
+    /// Replace every index of the object's table with these.
+    SetIndexes {
+        object: String,
+        indexes: Vec<IndexSpec>,
+    },
+}
+
+/// One transaction's view of the database.
+pub trait Tx {
+    // Instance metadata (key/value).
+    fn meta_get(&mut self, key: &str) -> StoreResult<Option<String>>;
+    fn meta_set(&mut self, key: &str, value: &str) -> StoreResult<()>;
+
+    // Users.
+    fn user_insert(&mut self, user: &UserRow) -> StoreResult<()>;
+    fn user_by_email(&mut self, email: &str) -> StoreResult<Option<UserRow>>;
+    fn user_by_id(&mut self, id: &str) -> StoreResult<Option<UserRow>>;
+    fn users(&mut self) -> StoreResult<Vec<UserRow>>;
+    fn user_set_disabled(&mut self, id: &str, disabled: bool) -> StoreResult<()>;
+    fn user_set_password(&mut self, id: &str, hash: &str) -> StoreResult<()>;
+
+    // Organizations and memberships.
+    fn org_insert(&mut self, org: &OrgRow) -> StoreResult<()>;
+    fn org_by_name(&mut self, name: &str) -> StoreResult<Option<OrgRow>>;
+    fn org_by_id(&mut self, id: &str) -> StoreResult<Option<OrgRow>>;
+    fn orgs(&mut self) -> StoreResult<Vec<OrgRow>>;
+    fn member_add(&mut self, user_id: &str, org_id: &str, at: &str) -> StoreResult<bool>;
+    fn member_remove(&mut self, user_id: &str, org_id: &str) -> StoreResult<bool>;
+    fn orgs_of_user(&mut self, user_id: &str) -> StoreResult<Vec<OrgRow>>;
+    fn member_count(&mut self, org_id: &str) -> StoreResult<u64>;
+
+    // Teams.
+    fn team_insert(&mut self, team: &TeamRow) -> StoreResult<()>;
+    fn team_by_name(&mut self, name: &str) -> StoreResult<Option<TeamRow>>;
+    fn teams(&mut self) -> StoreResult<Vec<TeamRow>>;
+    fn team_member_add(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool>;
+    fn team_member_remove(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool>;
+    fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<UserRow>>;
+    fn teams_of_user(&mut self, user_id: &str) -> StoreResult<Vec<TeamRow>>;
+
+    // Permission set assignments.
+    fn assignment_insert(&mut self, row: &AssignmentRow) -> StoreResult<()>;
+    fn assignment_delete(
+        &mut self,
+        user_id: &str,
+        permset: &str,
+        org_id: Option<&str>,
+    ) -> StoreResult<bool>;
+    fn assignments_of_user(&mut self, user_id: &str) -> StoreResult<Vec<AssignmentRow>>;
+    fn assignments(&mut self) -> StoreResult<Vec<AssignmentRow>>;
+
+    // API keys and sessions.
+    fn apikey_insert(&mut self, key: &ApiKeyRow) -> StoreResult<()>;
+    fn apikey_by_hash(&mut self, hash: &str) -> StoreResult<Option<ApiKeyRow>>;
+    fn apikey_by_id(&mut self, id: &str) -> StoreResult<Option<ApiKeyRow>>;
+    fn apikeys(&mut self) -> StoreResult<Vec<ApiKeyRow>>;
+    fn apikey_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool>;
+    fn session_insert(&mut self, session: &SessionRow) -> StoreResult<()>;
+    fn session_by_hash(&mut self, hash: &str) -> StoreResult<Option<SessionRow>>;
+    fn session_by_id(&mut self, id: &str) -> StoreResult<Option<SessionRow>>;
+    fn sessions(&mut self) -> StoreResult<Vec<SessionRow>>;
+    fn session_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool>;
+
+    // Settings.
+    fn setting_put(&mut self, row: &SettingRow) -> StoreResult<()>;
+    fn setting_get(&mut self, key: &str) -> StoreResult<Option<SettingRow>>;
+    fn settings(&mut self) -> StoreResult<Vec<SettingRow>>;
+    fn setting_delete(&mut self, key: &str) -> StoreResult<bool>;
+
+    // Artifacts and the shape of the business tables.
+    fn artifact_current(&mut self) -> StoreResult<Option<AppliedArtifact>>;
+    fn artifact_record(&mut self, artifact: &AppliedArtifact) -> StoreResult<()>;
+    fn schema_apply(&mut self, changes: &[SchemaChange]) -> StoreResult<()>;
+
+    // The audit log: append-only, read in seq order.
+    fn audit_head(&mut self) -> StoreResult<Option<(i64, String)>>;
+    fn audit_insert(&mut self, row: &AuditRow) -> StoreResult<()>;
+    /// Rows with `seq >= from`, at most `limit`, in seq order.
+    fn audit_page(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRow>>;
+    fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>>;
+    fn audit_by_seq(&mut self, seq: i64) -> StoreResult<Option<AuditRow>>;
+    fn audit_first_seq(&mut self) -> StoreResult<Option<i64>>;
+
+    /// The backend's own consistency check (`PRAGMA integrity_check` on SQLite).
+    fn integrity_check(&mut self) -> StoreResult<Vec<String>>;
+    fn schema_version(&mut self) -> StoreResult<i64>;
+}
+
+/// Whether a transaction writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Read,
+    Write,
+}
+
+/// A database backend: runs a closure in one transaction.
+pub trait Backend: Send + Sync {
+    fn transaction(
+        &self,
+        mode: Mode,
+        work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
+}
+
+/// The database, whatever its backend.
+pub struct Store {
+    backend: Box<dyn Backend>,
+}
+
+impl Store {
+    pub fn new(backend: Box<dyn Backend>) -> Store {
+        Store { backend }
+    }
+
+    /// Run `work` in one write transaction: everything it did commits, or nothing.
+    pub fn write<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.run(Mode::Write, work)
+    }
+
+    /// Run `work` in one read transaction (a consistent snapshot).
+    pub fn read<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.run(Mode::Read, work)
+    }
+
+    fn run<T>(
+        &self,
+        mode: Mode,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut work = Some(work);
+        let mut out = None;
+        self.backend.transaction(mode, &mut |tx| {
+            let work = work
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("a transaction closure ran twice"))?;
+            out = Some(work(tx)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| anyhow::anyhow!("a transaction ended without a result"))
+    }
+}

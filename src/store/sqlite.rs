@@ -1,0 +1,1141 @@
+//! The SQLite backend: one file in the data dir, WAL, `synchronous=FULL`, schema by
+//! append-only migrations tracked in `PRAGMA user_version`.
+//!
+//! Writes go through one connection (SQLite has one writer at a time); reads use a
+//! small pool, so readers never wait for a writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::Value;
+
+use super::*;
+
+/// The migrations, in order. Never edit or remove a shipped one: append.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: identities, permission assignments, credentials, the audit log.
+    r#"
+    CREATE TABLE objectos_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE objectos_users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name TEXT,
+        password_hash TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE objectos_orgs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE objectos_memberships (
+        user_id TEXT NOT NULL REFERENCES objectos_users(id),
+        org_id TEXT NOT NULL REFERENCES objectos_orgs(id),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, org_id)
+    );
+    CREATE TABLE objectos_teams (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE objectos_team_members (
+        team_id TEXT NOT NULL REFERENCES objectos_teams(id),
+        user_id TEXT NOT NULL REFERENCES objectos_users(id),
+        PRIMARY KEY (team_id, user_id)
+    );
+    CREATE INDEX objectos_team_members_user ON objectos_team_members(user_id);
+    CREATE TABLE objectos_assignments (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES objectos_users(id),
+        permset TEXT NOT NULL,
+        org_id TEXT NOT NULL DEFAULT '',
+        valid_until TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (user_id, permset, org_id)
+    );
+    CREATE TABLE objectos_api_keys (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES objectos_users(id),
+        org_id TEXT NOT NULL REFERENCES objectos_orgs(id),
+        kind TEXT NOT NULL CHECK (kind IN ('user', 'agent')),
+        read_only INTEGER NOT NULL DEFAULT 0,
+        name TEXT,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE TABLE objectos_sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES objectos_users(id),
+        org_id TEXT NOT NULL REFERENCES objectos_orgs(id),
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE TABLE objectos_audit (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        time TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        client TEXT,
+        credential TEXT,
+        action TEXT NOT NULL,
+        object TEXT,
+        record_id TEXT,
+        changes TEXT,
+        outcome TEXT NOT NULL,
+        code TEXT,
+        request_id TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TRIGGER objectos_audit_no_update BEFORE UPDATE ON objectos_audit
+    BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END;
+    CREATE TRIGGER objectos_audit_no_delete BEFORE DELETE ON objectos_audit
+    BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END;
+    "#,
+    // 2: applied artifacts and settings.
+    r#"
+    CREATE TABLE objectos_artifacts (
+        seq INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version TEXT NOT NULL,
+        signer_key_id TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        applied_at TEXT NOT NULL
+    );
+    CREATE TABLE objectos_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        secret INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+    );
+    "#,
+];
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(err, msg) => match err.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Busy,
+            ErrorCode::ConstraintViolation => {
+                let text = msg.clone().unwrap_or_default();
+                if text.contains("immutable") {
+                    StoreError::Immutable(text)
+                } else if let Some(cols) = text.strip_prefix("UNIQUE constraint failed: ") {
+                    StoreError::Unique(cols.to_string())
+                } else {
+                    StoreError::Backend(text)
+                }
+            }
+            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ if msg.as_deref().is_some_and(|m| m.contains("immutable")) => {
+                StoreError::Immutable(msg.clone().unwrap_or_default())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        },
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+trait Sql<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> Sql<T> for rusqlite::Result<T> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(map_err)
+    }
+}
+
+/// Quote an identifier that comes from validated metadata.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The table holding an object's records.
+pub fn table_of(object: &str) -> String {
+    quote(&format!("rec_{object}"))
+}
+
+fn column_type(storage: Storage) -> &'static str {
+    match storage {
+        Storage::Number => "REAL",
+        Storage::Boolean => "INTEGER",
+        _ => "TEXT",
+    }
+}
+
+pub struct SqliteBackend {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection) -> StoreResult<()> {
+    conn.busy_timeout(Duration::from_secs(5)).db()?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )
+    .db()?;
+    Ok(())
+}
+
+impl SqliteBackend {
+    /// Open (creating when `create`) and migrate the database.
+    pub fn open(path: &Path, create: bool) -> StoreResult<SqliteBackend> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let mut conn = Connection::open_with_flags(path, flags).db()?;
+        configure(&conn)?;
+        migrate(&mut conn, MIGRATIONS.len())?;
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn reader(&self) -> StoreResult<Connection> {
+        if let Some(conn) = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
+            .pop()
+        {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .db()?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 16 {
+                pool.push(conn);
+            }
+        }
+    }
+
+    /// A consistent copy of the database into `target`, taken with SQLite's online
+    /// backup while others keep writing.
+    pub fn backup_to(&self, target: &Path) -> StoreResult<()> {
+        let source = self.reader()?;
+        let mut dest = Connection::open(target).db()?;
+        let backup = rusqlite::backup::Backup::new(&source, &mut dest).db()?;
+        backup
+            .run_to_completion(256, Duration::from_millis(5), None)
+            .db()?;
+        drop(backup);
+        self.give_back(source);
+        Ok(())
+    }
+}
+
+/// Apply migrations up to `target` (tests migrate part way to fake an older database).
+pub fn migrate(conn: &mut Connection, target: usize) -> StoreResult<()> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .db()?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(StoreError::TooNew {
+            found: version,
+            known: MIGRATIONS.len() as i64,
+        });
+    }
+    if version >= target as i64 {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+        .db()?;
+    // Read again inside the lock: another process may have migrated meanwhile.
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target)
+        .skip(version.max(0) as usize)
+    {
+        tx.execute_batch(sql).db()?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .db()?;
+    }
+    tx.commit().db()?;
+    Ok(())
+}
+
+impl Backend for SqliteBackend {
+    fn transaction(
+        &self,
+        mode: Mode,
+        work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        match mode {
+            Mode::Write => {
+                let conn = self
+                    .writer
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("the writer connection is poisoned"))?;
+                conn.execute_batch("BEGIN IMMEDIATE").db()?;
+                let mut tx = SqliteTx { conn: &conn };
+                match work(&mut tx) {
+                    Ok(()) => {
+                        if let Err(e) = conn.execute_batch("COMMIT").db() {
+                            let _ = conn.execute_batch("ROLLBACK");
+                            return Err(e.into());
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        Err(e)
+                    }
+                }
+            }
+            Mode::Read => {
+                let conn = self.reader()?;
+                conn.execute_batch("BEGIN").db()?;
+                let result = {
+                    let mut tx = SqliteTx { conn: &conn };
+                    work(&mut tx)
+                };
+                let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+                self.give_back(conn);
+                result
+            }
+        }
+    }
+}
+
+pub struct SqliteTx<'c> {
+    pub(crate) conn: &'c Connection,
+}
+
+fn user_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        name: r.get(2)?,
+        password_hash: r.get(3)?,
+        disabled: r.get::<_, i64>(4)? != 0,
+        created_at: r.get(5)?,
+    })
+}
+
+const USER_COLS: &str = "id, email, name, password_hash, disabled, created_at";
+
+fn org_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrgRow> {
+    Ok(OrgRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+fn team_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRow> {
+    Ok(TeamRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+fn assignment_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssignmentRow> {
+    let org: String = r.get(3)?;
+    Ok(AssignmentRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        permset: r.get(2)?,
+        org_id: if org.is_empty() { None } else { Some(org) },
+        valid_until: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+const KEY_COLS: &str =
+    "id, user_id, org_id, kind, read_only, name, prefix, hash, created_at, expires_at, revoked_at";
+
+fn key_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    let kind: String = r.get(3)?;
+    Ok(ApiKeyRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        org_id: r.get(2)?,
+        kind: if kind == "agent" {
+            KeyKind::Agent
+        } else {
+            KeyKind::User
+        },
+        read_only: r.get::<_, i64>(4)? != 0,
+        name: r.get(5)?,
+        prefix: r.get(6)?,
+        hash: r.get(7)?,
+        created_at: r.get(8)?,
+        expires_at: r.get(9)?,
+        revoked_at: r.get(10)?,
+    })
+}
+
+const SESSION_COLS: &str = "id, user_id, org_id, hash, created_at, expires_at, revoked_at";
+
+fn session_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        org_id: r.get(2)?,
+        hash: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
+
+const AUDIT_COLS: &str = "seq, id, time, actor, via, client, credential, action, object, record_id, changes, outcome, code, request_id, prev_hash, hash";
+
+fn json_col(text: Option<String>) -> Option<Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
+}
+
+fn audit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    let actor: String = r.get(3)?;
+    Ok(AuditRow {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        time: r.get(2)?,
+        actor: serde_json::from_str(&actor).unwrap_or(Value::String(actor)),
+        via: r.get(4)?,
+        client: json_col(r.get(5)?),
+        credential: r.get(6)?,
+        action: r.get(7)?,
+        object: r.get(8)?,
+        record_id: r.get(9)?,
+        changes: json_col(r.get(10)?),
+        outcome: r.get(11)?,
+        code: r.get(12)?,
+        request_id: r.get(13)?,
+        prev_hash: r.get(14)?,
+        hash: r.get(15)?,
+    })
+}
+
+fn canonical_text(value: &Value) -> String {
+    crate::artifact::canonical::to_string(value).unwrap_or_else(|_| value.to_string())
+}
+
+impl SqliteTx<'_> {
+    fn all<T>(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        let rows = stmt.query_map(args, map).db()?;
+        rows.collect::<rusqlite::Result<Vec<T>>>().db()
+    }
+
+    fn one<T>(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        stmt.query_row(args, map).optional().db()
+    }
+
+    fn exec(&self, sql: &str, args: impl rusqlite::Params) -> StoreResult<usize> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        stmt.execute(args).db()
+    }
+
+    fn index_names(&self, table: &str) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")
+            .db()?;
+        let names = stmt.query_map([table], |r| r.get::<_, String>(0)).db()?;
+        names.collect::<rusqlite::Result<Vec<_>>>().db()
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn meta_get(&mut self, key: &str) -> StoreResult<Option<String>> {
+        self.one(
+            "SELECT value FROM objectos_meta WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+    }
+
+    fn meta_set(&mut self, key: &str, value: &str) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    fn user_insert(&mut self, u: &UserRow) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_users (id, email, name, password_hash, disabled, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![u.id, u.email, u.name, u.password_hash, u.disabled as i64, u.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn user_by_email(&mut self, email: &str) -> StoreResult<Option<UserRow>> {
+        self.one(
+            &format!("SELECT {USER_COLS} FROM objectos_users WHERE email = ?1"),
+            [email],
+            user_from,
+        )
+    }
+
+    fn user_by_id(&mut self, id: &str) -> StoreResult<Option<UserRow>> {
+        self.one(
+            &format!("SELECT {USER_COLS} FROM objectos_users WHERE id = ?1"),
+            [id],
+            user_from,
+        )
+    }
+
+    fn users(&mut self) -> StoreResult<Vec<UserRow>> {
+        self.all(
+            &format!("SELECT {USER_COLS} FROM objectos_users ORDER BY email"),
+            [],
+            user_from,
+        )
+    }
+
+    fn user_set_disabled(&mut self, id: &str, disabled: bool) -> StoreResult<()> {
+        self.exec(
+            "UPDATE objectos_users SET disabled = ?2 WHERE id = ?1",
+            params![id, disabled as i64],
+        )?;
+        Ok(())
+    }
+
+    fn user_set_password(&mut self, id: &str, hash: &str) -> StoreResult<()> {
+        self.exec(
+            "UPDATE objectos_users SET password_hash = ?2 WHERE id = ?1",
+            [id, hash],
+        )?;
+        Ok(())
+    }
+
+    fn org_insert(&mut self, o: &OrgRow) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
+            [&o.id, &o.name, &o.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn org_by_name(&mut self, name: &str) -> StoreResult<Option<OrgRow>> {
+        self.one(
+            "SELECT id, name, created_at FROM objectos_orgs WHERE name = ?1",
+            [name],
+            org_from,
+        )
+    }
+
+    fn org_by_id(&mut self, id: &str) -> StoreResult<Option<OrgRow>> {
+        self.one(
+            "SELECT id, name, created_at FROM objectos_orgs WHERE id = ?1",
+            [id],
+            org_from,
+        )
+    }
+
+    fn orgs(&mut self) -> StoreResult<Vec<OrgRow>> {
+        self.all(
+            "SELECT id, name, created_at FROM objectos_orgs ORDER BY name",
+            [],
+            org_from,
+        )
+    }
+
+    fn member_add(&mut self, user_id: &str, org_id: &str, at: &str) -> StoreResult<bool> {
+        Ok(self.exec(
+            "INSERT INTO objectos_memberships (user_id, org_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            [user_id, org_id, at],
+        )? > 0)
+    }
+
+    fn member_remove(&mut self, user_id: &str, org_id: &str) -> StoreResult<bool> {
+        Ok(self.exec(
+            "DELETE FROM objectos_memberships WHERE user_id = ?1 AND org_id = ?2",
+            [user_id, org_id],
+        )? > 0)
+    }
+
+    fn orgs_of_user(&mut self, user_id: &str) -> StoreResult<Vec<OrgRow>> {
+        self.all(
+            "SELECT o.id, o.name, o.created_at FROM objectos_orgs o JOIN objectos_memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.name",
+            [user_id],
+            org_from,
+        )
+    }
+
+    fn member_count(&mut self, org_id: &str) -> StoreResult<u64> {
+        let n: Option<i64> = self.one(
+            "SELECT count(*) FROM objectos_memberships WHERE org_id = ?1",
+            [org_id],
+            |r| r.get(0),
+        )?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    fn team_insert(&mut self, t: &TeamRow) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_teams (id, name, created_at) VALUES (?1, ?2, ?3)",
+            [&t.id, &t.name, &t.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn team_by_name(&mut self, name: &str) -> StoreResult<Option<TeamRow>> {
+        self.one(
+            "SELECT id, name, created_at FROM objectos_teams WHERE name = ?1",
+            [name],
+            team_from,
+        )
+    }
+
+    fn teams(&mut self) -> StoreResult<Vec<TeamRow>> {
+        self.all(
+            "SELECT id, name, created_at FROM objectos_teams ORDER BY name",
+            [],
+            team_from,
+        )
+    }
+
+    fn team_member_add(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool> {
+        Ok(self.exec(
+            "INSERT INTO objectos_team_members (team_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            [team_id, user_id],
+        )? > 0)
+    }
+
+    fn team_member_remove(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool> {
+        Ok(self.exec(
+            "DELETE FROM objectos_team_members WHERE team_id = ?1 AND user_id = ?2",
+            [team_id, user_id],
+        )? > 0)
+    }
+
+    fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<UserRow>> {
+        self.all(
+            "SELECT u.id, u.email, u.name, u.password_hash, u.disabled, u.created_at FROM objectos_users u JOIN objectos_team_members m ON m.user_id = u.id WHERE m.team_id = ?1 ORDER BY u.email",
+            [team_id],
+            user_from,
+        )
+    }
+
+    fn teams_of_user(&mut self, user_id: &str) -> StoreResult<Vec<TeamRow>> {
+        self.all(
+            "SELECT t.id, t.name, t.created_at FROM objectos_teams t JOIN objectos_team_members m ON m.team_id = t.id WHERE m.user_id = ?1 ORDER BY t.name",
+            [user_id],
+            team_from,
+        )
+    }
+
+    fn assignment_insert(&mut self, a: &AssignmentRow) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_assignments (id, user_id, permset, org_id, valid_until, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (user_id, permset, org_id) DO UPDATE SET valid_until = excluded.valid_until",
+            params![a.id, a.user_id, a.permset, a.org_id.clone().unwrap_or_default(), a.valid_until, a.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn assignment_delete(
+        &mut self,
+        user_id: &str,
+        permset: &str,
+        org_id: Option<&str>,
+    ) -> StoreResult<bool> {
+        Ok(self.exec(
+            "DELETE FROM objectos_assignments WHERE user_id = ?1 AND permset = ?2 AND org_id = ?3",
+            [user_id, permset, org_id.unwrap_or("")],
+        )? > 0)
+    }
+
+    fn assignments_of_user(&mut self, user_id: &str) -> StoreResult<Vec<AssignmentRow>> {
+        self.all(
+            "SELECT id, user_id, permset, org_id, valid_until, created_at FROM objectos_assignments WHERE user_id = ?1 ORDER BY permset, org_id",
+            [user_id],
+            assignment_from,
+        )
+    }
+
+    fn assignments(&mut self) -> StoreResult<Vec<AssignmentRow>> {
+        self.all(
+            "SELECT id, user_id, permset, org_id, valid_until, created_at FROM objectos_assignments ORDER BY permset, user_id",
+            [],
+            assignment_from,
+        )
+    }
+
+    fn apikey_insert(&mut self, k: &ApiKeyRow) -> StoreResult<()> {
+        self.exec(
+            &format!("INSERT INTO objectos_api_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            params![k.id, k.user_id, k.org_id, k.kind.as_str(), k.read_only as i64, k.name, k.prefix, k.hash, k.created_at, k.expires_at, k.revoked_at],
+        )?;
+        Ok(())
+    }
+
+    fn apikey_by_hash(&mut self, hash: &str) -> StoreResult<Option<ApiKeyRow>> {
+        self.one(
+            &format!("SELECT {KEY_COLS} FROM objectos_api_keys WHERE hash = ?1"),
+            [hash],
+            key_from,
+        )
+    }
+
+    fn apikey_by_id(&mut self, id: &str) -> StoreResult<Option<ApiKeyRow>> {
+        self.one(
+            &format!("SELECT {KEY_COLS} FROM objectos_api_keys WHERE id = ?1"),
+            [id],
+            key_from,
+        )
+    }
+
+    fn apikeys(&mut self) -> StoreResult<Vec<ApiKeyRow>> {
+        self.all(
+            &format!("SELECT {KEY_COLS} FROM objectos_api_keys ORDER BY created_at, id"),
+            [],
+            key_from,
+        )
+    }
+
+    fn apikey_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
+        Ok(self.exec(
+            "UPDATE objectos_api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            [id, at],
+        )? > 0)
+    }
+
+    fn session_insert(&mut self, s: &SessionRow) -> StoreResult<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO objectos_sessions ({SESSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ),
+            params![
+                s.id,
+                s.user_id,
+                s.org_id,
+                s.hash,
+                s.created_at,
+                s.expires_at,
+                s.revoked_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn session_by_hash(&mut self, hash: &str) -> StoreResult<Option<SessionRow>> {
+        self.one(
+            &format!("SELECT {SESSION_COLS} FROM objectos_sessions WHERE hash = ?1"),
+            [hash],
+            session_from,
+        )
+    }
+
+    fn session_by_id(&mut self, id: &str) -> StoreResult<Option<SessionRow>> {
+        self.one(
+            &format!("SELECT {SESSION_COLS} FROM objectos_sessions WHERE id = ?1"),
+            [id],
+            session_from,
+        )
+    }
+
+    fn sessions(&mut self) -> StoreResult<Vec<SessionRow>> {
+        self.all(
+            &format!("SELECT {SESSION_COLS} FROM objectos_sessions ORDER BY created_at, id"),
+            [],
+            session_from,
+        )
+    }
+
+    fn session_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
+        Ok(self.exec(
+            "UPDATE objectos_sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            [id, at],
+        )? > 0)
+    }
+
+    fn setting_put(&mut self, s: &SettingRow) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_settings (key, value, secret, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, secret = excluded.secret, updated_at = excluded.updated_at",
+            params![s.key, s.value, s.secret as i64, s.updated_at],
+        )?;
+        Ok(())
+    }
+
+    fn setting_get(&mut self, key: &str) -> StoreResult<Option<SettingRow>> {
+        self.one(
+            "SELECT key, value, secret, updated_at FROM objectos_settings WHERE key = ?1",
+            [key],
+            |r| {
+                Ok(SettingRow {
+                    key: r.get(0)?,
+                    value: r.get(1)?,
+                    secret: r.get::<_, i64>(2)? != 0,
+                    updated_at: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn settings(&mut self) -> StoreResult<Vec<SettingRow>> {
+        self.all(
+            "SELECT key, value, secret, updated_at FROM objectos_settings ORDER BY key",
+            [],
+            |r| {
+                Ok(SettingRow {
+                    key: r.get(0)?,
+                    value: r.get(1)?,
+                    secret: r.get::<_, i64>(2)? != 0,
+                    updated_at: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn setting_delete(&mut self, key: &str) -> StoreResult<bool> {
+        Ok(self.exec("DELETE FROM objectos_settings WHERE key = ?1", [key])? > 0)
+    }
+
+    fn artifact_current(&mut self) -> StoreResult<Option<AppliedArtifact>> {
+        self.one(
+            "SELECT seq, sha256, id, version, signer_key_id, bytes, applied_at FROM objectos_artifacts ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(AppliedArtifact {
+                    seq: r.get(0)?,
+                    sha256: r.get(1)?,
+                    id: r.get(2)?,
+                    version: r.get(3)?,
+                    signer_key_id: r.get(4)?,
+                    bytes: r.get(5)?,
+                    applied_at: r.get(6)?,
+                })
+            },
+        )
+    }
+
+    fn artifact_record(&mut self, a: &AppliedArtifact) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_artifacts (sha256, id, version, signer_key_id, bytes, applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![a.sha256, a.id, a.version, a.signer_key_id, a.bytes, a.applied_at],
+        )?;
+        Ok(())
+    }
+
+    fn schema_apply(&mut self, changes: &[SchemaChange]) -> StoreResult<()> {
+        for change in changes {
+            match change {
+                SchemaChange::CreateTable { object, columns } => {
+                    let mut cols = vec![
+                        "\"id\" TEXT PRIMARY KEY".to_string(),
+                        "\"owner_id\" TEXT".to_string(),
+                        "\"organization_id\" TEXT NOT NULL".to_string(),
+                        "\"created_by\" TEXT".to_string(),
+                        "\"created_at\" TEXT NOT NULL".to_string(),
+                        "\"updated_by\" TEXT".to_string(),
+                        "\"updated_at\" TEXT NOT NULL".to_string(),
+                    ];
+                    for c in columns {
+                        cols.push(format!("{} {}", quote(&c.name), column_type(c.storage)));
+                    }
+                    self.conn
+                        .execute_batch(&format!(
+                            "CREATE TABLE {} ({})",
+                            table_of(object),
+                            cols.join(", ")
+                        ))
+                        .db()?;
+                }
+                SchemaChange::AddColumn { object, column } => {
+                    self.conn
+                        .execute_batch(&format!(
+                            "ALTER TABLE {} ADD COLUMN {} {}",
+                            table_of(object),
+                            quote(&column.name),
+                            column_type(column.storage)
+                        ))
+                        .db()?;
+                }
+                SchemaChange::DropColumn { object, column } => {
+                    // An index on the column would block the drop; indexes are reset after.
+                    for name in self.index_names(&format!("rec_{object}"))? {
+                        self.conn
+                            .execute_batch(&format!("DROP INDEX {}", quote(&name)))
+                            .db()?;
+                    }
+                    self.conn
+                        .execute_batch(&format!(
+                            "ALTER TABLE {} DROP COLUMN {}",
+                            table_of(object),
+                            quote(column)
+                        ))
+                        .db()?;
+                }
+                SchemaChange::DropTable { object } => {
+                    self.conn
+                        .execute_batch(&format!("DROP TABLE {}", table_of(object)))
+                        .db()?;
+                }
+                SchemaChange::SetIndexes { object, indexes } => {
+                    for name in self.index_names(&format!("rec_{object}"))? {
+                        self.conn
+                            .execute_batch(&format!("DROP INDEX {}", quote(&name)))
+                            .db()?;
+                    }
+                    for index in indexes {
+                        let cols: Vec<String> = index.columns.iter().map(|c| quote(c)).collect();
+                        self.conn
+                            .execute_batch(&format!(
+                                "CREATE {}INDEX {} ON {} ({})",
+                                if index.unique { "UNIQUE " } else { "" },
+                                quote(&index.name),
+                                table_of(object),
+                                cols.join(", ")
+                            ))
+                            .db()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn audit_head(&mut self) -> StoreResult<Option<(i64, String)>> {
+        self.one(
+            "SELECT seq, hash FROM objectos_audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    fn audit_insert(&mut self, a: &AuditRow) -> StoreResult<()> {
+        self.exec(
+            &format!("INSERT INTO objectos_audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            params![
+                a.seq,
+                a.id,
+                a.time,
+                canonical_text(&a.actor),
+                a.via,
+                a.client.as_ref().map(canonical_text),
+                a.credential,
+                a.action,
+                a.object,
+                a.record_id,
+                a.changes.as_ref().map(canonical_text),
+                a.outcome,
+                a.code,
+                a.request_id,
+                a.prev_hash,
+                a.hash
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn audit_page(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRow>> {
+        self.all(
+            &format!(
+                "SELECT {AUDIT_COLS} FROM objectos_audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
+            ),
+            params![from, limit as i64],
+            audit_from,
+        )
+    }
+
+    fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>> {
+        let mut rows = self.all(
+            &format!("SELECT {AUDIT_COLS} FROM objectos_audit ORDER BY seq DESC LIMIT ?1"),
+            [n as i64],
+            audit_from,
+        )?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn audit_by_seq(&mut self, seq: i64) -> StoreResult<Option<AuditRow>> {
+        self.one(
+            &format!("SELECT {AUDIT_COLS} FROM objectos_audit WHERE seq = ?1"),
+            [seq],
+            audit_from,
+        )
+    }
+
+    fn audit_first_seq(&mut self) -> StoreResult<Option<i64>> {
+        let v: Option<Option<i64>> =
+            self.one("SELECT min(seq) FROM objectos_audit", [], |r| r.get(0))?;
+        Ok(v.flatten())
+    }
+
+    fn integrity_check(&mut self) -> StoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check").db()?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).db()?;
+        let lines = rows.collect::<rusqlite::Result<Vec<_>>>().db()?;
+        Ok(lines.into_iter().filter(|l| l != "ok").collect())
+    }
+
+    fn schema_version(&mut self) -> StoreResult<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, email: &str) -> UserRow {
+        UserRow {
+            id: id.into(),
+            email: email.into(),
+            name: None,
+            password_hash: None,
+            disabled: false,
+            created_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn migrations_applied_twice_are_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let backend = SqliteBackend::open(&path, true).unwrap();
+        drop(backend);
+        let backend = SqliteBackend::open(&path, false).unwrap();
+        let store = Store::new(Box::new(backend));
+        let v = store.read(|tx| Ok(tx.schema_version()?)).unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn an_older_database_is_migrated_forward_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn, 1).unwrap();
+            conn.execute(
+                "INSERT INTO objectos_users (id, email, created_at) VALUES ('u1', 'a@example.com', 'now')",
+                [],
+            )
+            .unwrap();
+            let v: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 1);
+        }
+        let store = Store::new(Box::new(SqliteBackend::open(&path, false).unwrap()));
+        let (v, user) = store
+            .read(|tx| Ok((tx.schema_version()?, tx.user_by_email("A@example.com")?)))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        assert_eq!(user.unwrap().id, "u1");
+        // And the later tables exist.
+        store.read(|tx| Ok(tx.settings()?)).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_objectos_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 999).unwrap();
+        }
+        assert!(matches!(
+            SqliteBackend::open(&path, false),
+            Err(StoreError::TooNew { .. })
+        ));
+    }
+
+    #[test]
+    fn audit_rows_cannot_be_updated_or_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(Box::new(
+            SqliteBackend::open(&dir.path().join("db"), true).unwrap(),
+        ));
+        store
+            .write(|tx| {
+                tx.audit_insert(&AuditRow {
+                    seq: 1,
+                    id: "a".into(),
+                    time: "t".into(),
+                    actor: serde_json::json!({"os_user": "x"}),
+                    via: "cli".into(),
+                    client: None,
+                    credential: None,
+                    action: "test".into(),
+                    object: None,
+                    record_id: None,
+                    changes: None,
+                    outcome: "success".into(),
+                    code: None,
+                    request_id: None,
+                    prev_hash: "0".repeat(64),
+                    hash: "1".repeat(64),
+                })?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        // Behind the tool's back, with a plain connection: the triggers still refuse.
+        let conn = Connection::open(dir.path().join("db")).unwrap();
+        let update = conn.execute("UPDATE objectos_audit SET action = 'x'", []);
+        assert!(update.unwrap_err().to_string().contains("immutable"));
+        let delete = conn.execute("DELETE FROM objectos_audit", []);
+        assert!(delete.unwrap_err().to_string().contains("immutable"));
+    }
+
+    #[test]
+    fn unique_emails_ignore_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(Box::new(
+            SqliteBackend::open(&dir.path().join("db"), true).unwrap(),
+        ));
+        store
+            .write(|tx| Ok(tx.user_insert(&user("1", "a@example.com"))?))
+            .unwrap();
+        let err = store
+            .write(|tx| Ok(tx.user_insert(&user("2", "A@Example.com"))?))
+            .unwrap_err();
+        assert!(err.to_string().contains("collide"), "{err}");
+    }
+}
