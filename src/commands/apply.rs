@@ -133,21 +133,21 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         }
         return Ok(Exit::Success);
     }
-    if let Some(c) = &current_model {
-        if c.manifest.id != model.manifest.id {
-            return refuse(
-                format!(
-                    "the applied artifact is `{}`, not `{}`",
-                    c.manifest.id, model.manifest.id
-                ),
-                "wrong_artifact",
-                Failure::error(format!(
-                    "the applied artifact is `{}`; `{}` is another app",
-                    c.manifest.id, model.manifest.id
-                ))
-                .with_hint("one data dir runs one app"),
-            );
-        }
+    if let Some(c) = &current_model
+        && c.manifest.id != model.manifest.id
+    {
+        return refuse(
+            format!(
+                "the applied artifact is `{}`, not `{}`",
+                c.manifest.id, model.manifest.id
+            ),
+            "wrong_artifact",
+            Failure::error(format!(
+                "the applied artifact is `{}`; `{}` is another app",
+                c.manifest.id, model.manifest.id
+            ))
+            .with_hint("one data dir runs one app"),
+        );
     }
     if downgrade && !args.allow_downgrade {
         return refuse(

@@ -419,7 +419,7 @@ pub fn team_member(
 }
 
 /// The permission sets that can be assigned: the built-in `admin` and the applied artifact's.
-pub fn known_permset<'m>(model: Option<&'m Model>, name: &str) -> anyhow::Result<()> {
+pub fn known_permset(model: Option<&Model>, name: &str) -> anyhow::Result<()> {
     if name == authz::ADMIN_SET || model.and_then(|m| m.permission_set(name)).is_some() {
         return Ok(());
     }

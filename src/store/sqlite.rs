@@ -233,10 +233,10 @@ impl SqliteBackend {
     }
 
     fn give_back(&self, conn: Connection) {
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < 16 {
-                pool.push(conn);
-            }
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 16
+        {
+            pool.push(conn);
         }
     }
 

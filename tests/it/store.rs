@@ -360,8 +360,9 @@ fn every_state_changing_command_leaves_exactly_one_audit_row() {
             "apikey.create",
         ),
     ];
-    let mut seen = audit_rows(&env).len();
-    for (args, action) in steps {
+    let before = audit_rows(&env).len();
+    for (i, (args, action)) in steps.into_iter().enumerate() {
+        let seen = before + i;
         let run = env.run(&args);
         let rows = audit_rows(&env);
         assert_eq!(
@@ -402,7 +403,6 @@ fn every_state_changing_command_leaves_exactly_one_audit_row() {
             "error"
         };
         assert_eq!(row["outcome"], expected, "{args:?}: {row}");
-        seen += 1;
     }
     env.run(&["audit", "verify"]).ok();
 }
