@@ -115,6 +115,8 @@ pub enum Command {
     Audit(AuditCommand),
     /// Check the data dir, keys, database, audit chain and applied artifact
     Doctor,
+    /// Run the HTTP API in the foreground until SIGINT or SIGTERM
+    Serve(ServeArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Write the manual pages
@@ -537,4 +539,25 @@ pub enum AuditCommand {
     },
     /// Walk the whole chain and check it against the signed checkpoints
     Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback unless `--public`)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Allow listening on a non-loopback address (put TLS in the ingress in front)
+    #[arg(long)]
+    pub public: bool,
+
+    /// Log format on stderr
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }

@@ -91,6 +91,9 @@ pub fn exit_of(err: &anyhow::Error) -> Exit {
         if let Some(reported) = cause.downcast_ref::<Reported>() {
             return reported.0;
         }
+        if let Some(api) = cause.downcast_ref::<ApiError>() {
+            return api.exit();
+        }
     }
     Exit::Error
 }
@@ -151,3 +154,59 @@ mod tests {
         assert_eq!(exit_of(&err), Exit::Error);
     }
 }
+
+/// A refusal of a request on any surface (REST, MCP, CLI import/export), with the
+/// HTTP status and the stable code of design §5 (`field_predicate_denied`, …).
+/// Messages never carry values of fields the caller cannot read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(400, code, message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(403, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, "not_found", message)
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            500,
+            "internal",
+            "the request failed inside objectos; the log says why",
+        )
+    }
+
+    /// The exit code of a CLI command refused this way.
+    pub fn exit(&self) -> Exit {
+        match self.status {
+            401 | 403 => Exit::Denied,
+            _ => Exit::Error,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}

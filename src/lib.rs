@@ -12,7 +12,9 @@ pub mod instance;
 pub mod output;
 pub mod prompt;
 pub mod query;
+pub mod records;
 pub mod schemas;
+pub mod server;
 pub mod store;
 pub mod timefmt;
 

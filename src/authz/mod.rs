@@ -1,6 +1,8 @@
 //! Permission sets, record access and field security (design §5). Pure: it decides
 //! from what it is given and never reads the database; callers load the inputs.
 
+pub mod access;
+
 use std::collections::BTreeSet;
 
 use time::OffsetDateTime;

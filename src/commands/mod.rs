@@ -4,7 +4,7 @@ pub(crate) mod access;
 pub(crate) mod apply;
 pub(crate) mod audit;
 pub(crate) mod bootstrap;
-mod build;
+pub(crate) mod build;
 mod completions;
 pub(crate) mod diff;
 pub(crate) mod doctor;
@@ -14,6 +14,7 @@ pub(crate) mod keygen;
 pub mod man;
 pub mod people;
 pub mod runtime;
+pub mod serve;
 pub(crate) mod settings;
 pub(crate) mod sign;
 pub(crate) mod trust;
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Settings(cmd) => settings::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Doctor => doctor::run(&ctx),
+        Command::Serve(args) => serve::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Man(args) => man::run(args, &ctx),
     }

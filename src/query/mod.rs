@@ -4,3 +4,5 @@ pub mod cel;
 pub mod filter;
 
 pub use filter::{Filter, FilterError, Op};
+pub mod compile;
+pub mod request;

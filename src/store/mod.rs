@@ -216,7 +216,7 @@ pub enum SchemaChange {
 }
 
 /// One transaction's view of the database.
-pub trait Tx {
+pub trait Tx: RecordTx {
     // Instance metadata (key/value).
     fn meta_get(&mut self, key: &str) -> StoreResult<Option<String>>;
     fn meta_set(&mut self, key: &str, value: &str) -> StoreResult<()>;
@@ -354,4 +354,191 @@ impl Store {
         })?;
         out.ok_or_else(|| anyhow::anyhow!("a transaction ended without a result"))
     }
+}
+
+/// A value bound to a statement parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+/// How a `LIKE` pattern is anchored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMatch {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+/// A backend-neutral condition on one object's records. Column names come from
+/// the validated model only; every value is a parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    True,
+    False,
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+    Cmp {
+        column: String,
+        op: CmpOp,
+        value: SqlValue,
+    },
+    In {
+        column: String,
+        values: Vec<SqlValue>,
+        negate: bool,
+    },
+    Text {
+        column: String,
+        mode: TextMatch,
+        needle: String,
+    },
+    Null {
+        column: String,
+        is_null: bool,
+    },
+    /// The record is explicitly shared with the user or one of their teams, at
+    /// least at `access` (`read` or `edit`).
+    SharedWith {
+        object: String,
+        user_id: String,
+        teams: Vec<String>,
+        edit: bool,
+    },
+    /// The record's `column` names a parent (of `parent`) that satisfies `cond`.
+    ParentIn {
+        column: String,
+        parent: String,
+        cond: Box<Cond>,
+    },
+}
+
+impl Cond {
+    pub fn and(items: Vec<Cond>) -> Cond {
+        let mut flat = Vec::new();
+        for item in items {
+            match item {
+                Cond::True => {}
+                Cond::False => return Cond::False,
+                Cond::And(inner) => flat.extend(inner),
+                other => flat.push(other),
+            }
+        }
+        match flat.len() {
+            0 => Cond::True,
+            1 => flat.pop().unwrap_or(Cond::True),
+            _ => Cond::And(flat),
+        }
+    }
+
+    pub fn or(items: Vec<Cond>) -> Cond {
+        let mut flat = Vec::new();
+        for item in items {
+            match item {
+                Cond::False => {}
+                Cond::True => return Cond::True,
+                Cond::Or(inner) => flat.extend(inner),
+                other => flat.push(other),
+            }
+        }
+        match flat.len() {
+            0 => Cond::False,
+            1 => flat.pop().unwrap_or(Cond::False),
+            _ => Cond::Or(flat),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    pub object: String,
+    pub columns: Vec<String>,
+    pub cond: Cond,
+    /// (column, descending)
+    pub order: Vec<(String, bool)>,
+    pub limit: Option<u64>,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFn {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub object: String,
+    pub cond: Cond,
+    pub group_by: Vec<String>,
+    /// (function, column; `None` counts rows)
+    pub aggs: Vec<(AggFn, Option<String>)>,
+    pub limit: u64,
+}
+
+/// An explicit share of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRow {
+    pub id: String,
+    pub object: String,
+    pub record_id: String,
+    /// `user` (grantee is a user id) or `team` (a team name)
+    pub grantee_kind: String,
+    pub grantee: String,
+    pub edit: bool,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// Records: the operations the records service composes. Kept apart from [`Tx`]
+/// only for reading; every [`Tx`] implements both.
+pub trait RecordTx {
+    fn record_select(&mut self, select: &Select) -> StoreResult<Vec<Vec<SqlValue>>>;
+    fn record_count(&mut self, object: &str, cond: &Cond) -> StoreResult<u64>;
+    fn record_aggregate(&mut self, agg: &Aggregate) -> StoreResult<Vec<Vec<SqlValue>>>;
+    fn record_insert(&mut self, object: &str, values: &[(String, SqlValue)]) -> StoreResult<()>;
+    fn record_update(
+        &mut self,
+        object: &str,
+        id: &str,
+        values: &[(String, SqlValue)],
+    ) -> StoreResult<()>;
+    fn record_delete(&mut self, object: &str, id: &str) -> StoreResult<bool>;
+    /// Move every record of `object` (or of all objects) owned by `from` to `to`;
+    /// returns the ids moved.
+    fn record_transfer(
+        &mut self,
+        object: &str,
+        from: &str,
+        to: &str,
+        at: &str,
+    ) -> StoreResult<Vec<String>>;
+    fn share_insert(&mut self, share: &ShareRow) -> StoreResult<()>;
+    fn share_delete(
+        &mut self,
+        object: &str,
+        record_id: &str,
+        grantee_kind: &str,
+        grantee: &str,
+    ) -> StoreResult<bool>;
+    fn shares_of(&mut self, object: &str, record_id: &str) -> StoreResult<Vec<ShareRow>>;
+    /// The applied artifact's sequence number, cheap enough to ask per request.
+    fn artifact_seq(&mut self) -> StoreResult<Option<i64>>;
 }

@@ -123,6 +123,21 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     "#,
+    // 3: explicit shares of records.
+    r#"
+    CREATE TABLE objectos_shares (
+        id TEXT PRIMARY KEY,
+        object TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        grantee_kind TEXT NOT NULL CHECK (grantee_kind IN ('user', 'team')),
+        grantee TEXT NOT NULL,
+        edit INTEGER NOT NULL DEFAULT 0,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (object, record_id, grantee_kind, grantee)
+    );
+    CREATE INDEX objectos_shares_grantee ON objectos_shares(object, grantee_kind, grantee, record_id);
+    "#,
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -1015,6 +1030,374 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .db()
+    }
+}
+
+fn like_pattern(mode: TextMatch, needle: &str) -> String {
+    let escaped = needle
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    match mode {
+        TextMatch::Contains => format!("%{escaped}%"),
+        TextMatch::StartsWith => format!("{escaped}%"),
+        TextMatch::EndsWith => format!("%{escaped}"),
+    }
+}
+
+/// Render a condition as SQL, pushing its values as parameters.
+fn render(cond: &Cond, sql: &mut String, params: &mut Vec<SqlValue>) {
+    match cond {
+        Cond::True => sql.push('1'),
+        Cond::False => sql.push('0'),
+        Cond::And(items) | Cond::Or(items) => {
+            let joiner = if matches!(cond, Cond::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            sql.push('(');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(joiner);
+                }
+                render(item, sql, params);
+            }
+            sql.push(')');
+        }
+        Cond::Not(inner) => {
+            sql.push_str("NOT (");
+            render(inner, sql, params);
+            sql.push(')');
+        }
+        Cond::Cmp { column, op, value } => {
+            let op = match op {
+                CmpOp::Eq => "=",
+                CmpOp::Ne => "IS NOT",
+                CmpOp::Gt => ">",
+                CmpOp::Gte => ">=",
+                CmpOp::Lt => "<",
+                CmpOp::Lte => "<=",
+            };
+            sql.push_str(&format!("{} {op} ?", quote(column)));
+            params.push(value.clone());
+        }
+        Cond::In {
+            column,
+            values,
+            negate,
+        } => {
+            if values.is_empty() {
+                sql.push_str(if *negate { "1" } else { "0" });
+                return;
+            }
+            let marks = vec!["?"; values.len()].join(", ");
+            if *negate {
+                sql.push_str(&format!(
+                    "({c} NOT IN ({marks}) OR {c} IS NULL)",
+                    c = quote(column)
+                ));
+            } else {
+                sql.push_str(&format!("{} IN ({marks})", quote(column)));
+            }
+            params.extend(values.iter().cloned());
+        }
+        Cond::Text {
+            column,
+            mode,
+            needle,
+        } => {
+            sql.push_str(&format!("{} LIKE ? ESCAPE '\\'", quote(column)));
+            params.push(SqlValue::Text(like_pattern(*mode, needle)));
+        }
+        Cond::Null { column, is_null } => {
+            sql.push_str(&format!(
+                "{} IS {}NULL",
+                quote(column),
+                if *is_null { "" } else { "NOT " }
+            ));
+        }
+        Cond::SharedWith {
+            object,
+            user_id,
+            teams,
+            edit,
+        } => {
+            sql.push_str("\"id\" IN (SELECT record_id FROM objectos_shares WHERE object = ? AND ((grantee_kind = 'user' AND grantee = ?)");
+            params.push(SqlValue::Text(object.clone()));
+            params.push(SqlValue::Text(user_id.clone()));
+            if !teams.is_empty() {
+                sql.push_str(&format!(
+                    " OR (grantee_kind = 'team' AND grantee IN ({}))",
+                    vec!["?"; teams.len()].join(", ")
+                ));
+                params.extend(teams.iter().map(|t| SqlValue::Text(t.clone())));
+            }
+            sql.push(')');
+            if *edit {
+                sql.push_str(" AND edit = 1");
+            }
+            sql.push(')');
+        }
+        Cond::ParentIn {
+            column,
+            parent,
+            cond,
+        } => {
+            sql.push_str(&format!(
+                "{} IN (SELECT \"id\" FROM {} WHERE ",
+                quote(column),
+                table_of(parent)
+            ));
+            render(cond, sql, params);
+            sql.push(')');
+        }
+    }
+}
+
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value as V};
+        Ok(ToSqlOutput::Owned(match self {
+            SqlValue::Null => V::Null,
+            SqlValue::Integer(i) => V::Integer(*i),
+            SqlValue::Real(r) => V::Real(*r),
+            SqlValue::Text(t) => V::Text(t.clone()),
+        }))
+    }
+}
+
+fn value_of(v: rusqlite::types::ValueRef<'_>) -> SqlValue {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Integer(i),
+        ValueRef::Real(r) => SqlValue::Real(r),
+        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => SqlValue::Text(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+impl SqliteTx<'_> {
+    fn rows(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+        width: usize,
+    ) -> StoreResult<Vec<Vec<SqlValue>>> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).db()?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().db()? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(value_of(row.get_ref(i).db()?));
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
+fn share_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ShareRow> {
+    Ok(ShareRow {
+        id: r.get(0)?,
+        object: r.get(1)?,
+        record_id: r.get(2)?,
+        grantee_kind: r.get(3)?,
+        grantee: r.get(4)?,
+        edit: r.get::<_, i64>(5)? != 0,
+        created_by: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+impl RecordTx for SqliteTx<'_> {
+    fn record_select(&mut self, select: &Select) -> StoreResult<Vec<Vec<SqlValue>>> {
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE ",
+            select
+                .columns
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            table_of(&select.object)
+        );
+        let mut params = Vec::new();
+        render(&select.cond, &mut sql, &mut params);
+        if !select.order.is_empty() {
+            sql.push_str(" ORDER BY ");
+            sql.push_str(
+                &select
+                    .order
+                    .iter()
+                    .map(|(c, desc)| format!("{} {}", quote(c), if *desc { "DESC" } else { "ASC" }))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        if let Some(limit) = select.limit {
+            sql.push_str(" LIMIT ? OFFSET ?");
+            params.push(SqlValue::Integer(limit as i64));
+            params.push(SqlValue::Integer(select.offset as i64));
+        }
+        self.rows(&sql, &params, select.columns.len())
+    }
+
+    fn record_count(&mut self, object: &str, cond: &Cond) -> StoreResult<u64> {
+        let mut sql = format!("SELECT count(*) FROM {} WHERE ", table_of(object));
+        let mut params = Vec::new();
+        render(cond, &mut sql, &mut params);
+        let rows = self.rows(&sql, &params, 1)?;
+        Ok(match rows.first().and_then(|r| r.first()) {
+            Some(SqlValue::Integer(n)) => *n as u64,
+            _ => 0,
+        })
+    }
+
+    fn record_aggregate(&mut self, agg: &Aggregate) -> StoreResult<Vec<Vec<SqlValue>>> {
+        let mut cols: Vec<String> = agg.group_by.iter().map(|c| quote(c)).collect();
+        for (f, column) in &agg.aggs {
+            let name = match f {
+                AggFn::Count => "count",
+                AggFn::Sum => "sum",
+                AggFn::Avg => "avg",
+                AggFn::Min => "min",
+                AggFn::Max => "max",
+            };
+            cols.push(match column {
+                Some(c) => format!("{name}({})", quote(c)),
+                None => format!("{name}(*)"),
+            });
+        }
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE ",
+            cols.join(", "),
+            table_of(&agg.object)
+        );
+        let mut params = Vec::new();
+        render(&agg.cond, &mut sql, &mut params);
+        if !agg.group_by.is_empty() {
+            let groups = agg
+                .group_by
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            sql.push_str(&format!(" GROUP BY {groups} ORDER BY {groups}"));
+        }
+        sql.push_str(" LIMIT ?");
+        params.push(SqlValue::Integer(agg.limit as i64));
+        self.rows(&sql, &params, cols.len())
+    }
+
+    fn record_insert(&mut self, object: &str, values: &[(String, SqlValue)]) -> StoreResult<()> {
+        let cols: Vec<String> = values.iter().map(|(c, _)| quote(c)).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            table_of(object),
+            cols.join(", "),
+            vec!["?"; cols.len()].join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).db()?;
+        stmt.execute(rusqlite::params_from_iter(values.iter().map(|(_, v)| v)))
+            .db()?;
+        Ok(())
+    }
+
+    fn record_update(
+        &mut self,
+        object: &str,
+        id: &str,
+        values: &[(String, SqlValue)],
+    ) -> StoreResult<()> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let sets: Vec<String> = values
+            .iter()
+            .map(|(c, _)| format!("{} = ?", quote(c)))
+            .collect();
+        let sql = format!(
+            "UPDATE {} SET {} WHERE \"id\" = ?",
+            table_of(object),
+            sets.join(", ")
+        );
+        let mut params: Vec<SqlValue> = values.iter().map(|(_, v)| v.clone()).collect();
+        params.push(SqlValue::Text(id.to_string()));
+        let mut stmt = self.conn.prepare_cached(&sql).db()?;
+        stmt.execute(rusqlite::params_from_iter(params.iter()))
+            .db()?;
+        Ok(())
+    }
+
+    fn record_delete(&mut self, object: &str, id: &str) -> StoreResult<bool> {
+        let sql = format!("DELETE FROM {} WHERE \"id\" = ?", table_of(object));
+        let n = self.exec(&sql, [id])?;
+        if n > 0 {
+            self.exec(
+                "DELETE FROM objectos_shares WHERE object = ?1 AND record_id = ?2",
+                [object, id],
+            )?;
+        }
+        Ok(n > 0)
+    }
+
+    fn record_transfer(
+        &mut self,
+        object: &str,
+        from: &str,
+        to: &str,
+        at: &str,
+    ) -> StoreResult<Vec<String>> {
+        let sql = format!(
+            "UPDATE {} SET \"owner_id\" = ?1, \"updated_at\" = ?3 WHERE \"owner_id\" = ?2 RETURNING \"id\"",
+            table_of(object)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).db()?;
+        let ids = stmt
+            .query_map([to, from, at], |r| r.get::<_, String>(0))
+            .db()?;
+        let mut ids = ids.collect::<rusqlite::Result<Vec<_>>>().db()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn share_insert(&mut self, s: &ShareRow) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_shares (id, object, record_id, grantee_kind, grantee, edit, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (object, record_id, grantee_kind, grantee) DO UPDATE SET edit = excluded.edit",
+            params![s.id, s.object, s.record_id, s.grantee_kind, s.grantee, s.edit as i64, s.created_by, s.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn share_delete(
+        &mut self,
+        object: &str,
+        record_id: &str,
+        grantee_kind: &str,
+        grantee: &str,
+    ) -> StoreResult<bool> {
+        Ok(self.exec(
+            "DELETE FROM objectos_shares WHERE object = ?1 AND record_id = ?2 AND grantee_kind = ?3 AND grantee = ?4",
+            [object, record_id, grantee_kind, grantee],
+        )? > 0)
+    }
+
+    fn shares_of(&mut self, object: &str, record_id: &str) -> StoreResult<Vec<ShareRow>> {
+        self.all(
+            "SELECT id, object, record_id, grantee_kind, grantee, edit, created_by, created_at FROM objectos_shares WHERE object = ?1 AND record_id = ?2 ORDER BY grantee_kind, grantee",
+            [object, record_id],
+            share_from,
+        )
+    }
+
+    fn artifact_seq(&mut self) -> StoreResult<Option<i64>> {
+        let v: Option<Option<i64>> =
+            self.one("SELECT max(seq) FROM objectos_artifacts", [], |r| r.get(0))?;
+        Ok(v.flatten())
     }
 }
 

@@ -1,0 +1,85 @@
+//! `objectos serve`: the HTTP API in the foreground.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+use crate::cli::{LogFormat, ServeArgs};
+use crate::commands::Ctx;
+use crate::error::{Exit, Failure};
+use crate::server::{self, Limits};
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("OBJECTOS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// The address to listen on; a non-loopback one needs `--public`.
+pub fn listen_addr(listen: &str, public: bool) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        Failure::error(format!("`{listen}` is not an address to listen on"))
+            .with_hint("write it like `127.0.0.1:8080`")
+    })?;
+    if !addr.ip().is_loopback() && !public {
+        return Err(Failure::error(format!("`{listen}` is not a loopback address"))
+            .with_hint("pass `--public` to listen beyond this host (and terminate TLS in the ingress in front)")
+            .into());
+    }
+    Ok(addr)
+}
+
+/// Wait for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let addr = listen_addr(&args.listen, args.public)?;
+    init_logging(args.log_format);
+    if args.public {
+        tracing::warn!(
+            "listening beyond loopback: objectos speaks plain HTTP; TLS belongs to the ingress in front of it"
+        );
+    }
+    let instance = ctx.instance()?;
+    server::ready_to_serve(&instance)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        server::serve_with_listener(
+            instance,
+            listener,
+            Limits::default(),
+            shutdown_signal(),
+            |_| {},
+        )
+        .await
+    })?;
+    tracing::info!("stopped");
+    Ok(Exit::Success)
+}

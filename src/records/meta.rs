@@ -1,0 +1,66 @@
+//! Object metadata as the caller may see it: readable objects and fields only.
+
+use serde_json::{Value, json};
+
+use crate::artifact::model::{FieldDef, Unique};
+use crate::authz::access::ObjectAccess;
+use crate::error::ApiError;
+use crate::records::{Caller, Records};
+
+fn field_view(access: &ObjectAccess<'_>, f: &FieldDef) -> Value {
+    json!({
+        "name": f.name,
+        "label": f.label,
+        "type": f.field_type,
+        "required": f.required,
+        "unique": f.unique != Unique::No,
+        "readonly": f.readonly,
+        "multiple": f.multiple,
+        "reference": f.reference,
+        "options": if f.options.is_empty() { Value::Null } else { json!(f.options) },
+        "maxLength": f.max_length,
+        "min": f.min,
+        "max": f.max,
+        "creatable": access.field_creatable(&f.name),
+        "editable": access.field_updatable(&f.name),
+    })
+}
+
+fn object_view(access: &ObjectAccess<'_>) -> Value {
+    let o = access.object;
+    json!({
+        "name": o.name,
+        "label": o.label,
+        "ownership": o.ownership.as_str(),
+        "sharingModel": o.sharing_model.as_str(),
+        "readOnly": o.read_only,
+        "permissions": {
+            "read": access.can_read_object(),
+            "create": access.can_create() && !o.read_only,
+            "edit": access.can_edit() && !o.read_only,
+            "delete": access.can_delete() && !o.read_only,
+            "viewAllRecords": access.rights.view_all,
+            "modifyAllRecords": access.rights.modify_all,
+            "export": access.can_export(),
+        },
+        "fields": access.readable_fields().map(|f| field_view(access, f)).collect::<Vec<_>>(),
+    })
+}
+
+impl Records<'_> {
+    /// Every object the caller can read.
+    pub fn meta_objects(&self, caller: &Caller) -> Vec<Value> {
+        self.model
+            .objects
+            .iter()
+            .map(|o| ObjectAccess::new(self.model, &caller.principal, o))
+            .filter(|a| a.can_read_object())
+            .map(|a| object_view(&a))
+            .collect()
+    }
+
+    pub fn meta_object(&self, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+        let access = self.object_access(caller, name)?;
+        Ok(object_view(&access))
+    }
+}

@@ -1,0 +1,539 @@
+//! The HTTP API (design §5): routes, authentication, limits, request ids, logs and
+//! graceful shutdown. Handlers parse, authenticate and call the records service on
+//! a blocking thread; they never touch the database themselves.
+
+pub mod auth;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use crate::artifact::model::Model;
+use crate::artifact::verify::keys_in_dir;
+use crate::error::{ApiError, Failure};
+use crate::instance::Instance;
+use crate::query::request;
+use crate::records::{Records, to_api};
+
+/// Limits of the HTTP surface.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct AppState {
+    pub instance: Instance,
+    model: RwLock<Arc<(i64, Model)>>,
+    last_checkpoint: std::sync::atomic::AtomicI64,
+}
+
+impl AppState {
+    /// The applied model, reloaded when a new artifact was applied meanwhile (so no
+    /// rule cache outlives a change).
+    fn model(&self) -> Result<Arc<(i64, Model)>, ApiError> {
+        let seq = self
+            .instance
+            .store
+            .read(|tx| Ok(tx.artifact_seq()?))
+            .map_err(to_api)?
+            .unwrap_or(0);
+        if let Ok(current) = self.model.read() {
+            if current.0 == seq {
+                return Ok(current.clone());
+            }
+        }
+        let (seq, model) = load_model(&self.instance).map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "cannot load the applied artifact");
+            ApiError::new(503, "not_ready", "the applied artifact cannot be loaded")
+        })?;
+        let fresh = Arc::new((seq, model));
+        if let Ok(mut slot) = self.model.write() {
+            *slot = fresh.clone();
+        }
+        Ok(fresh)
+    }
+
+    /// A checkpoint every 1,000 rows (the minute timer covers the rest).
+    fn checkpoint_every_thousand(&self) {
+        use std::sync::atomic::Ordering;
+        let head = self
+            .instance
+            .store
+            .read(|tx| Ok(tx.audit_head()?))
+            .ok()
+            .flatten();
+        if let Some((seq, _)) = head {
+            if seq - self.last_checkpoint.load(Ordering::Relaxed) >= 1000 {
+                self.checkpoint();
+            }
+        }
+    }
+
+    fn checkpoint(&self) {
+        use std::sync::atomic::Ordering;
+        match self.instance.checkpoint_if_behind() {
+            Ok(()) => {
+                if let Ok(Some((seq, _))) = self.instance.store.read(|tx| Ok(tx.audit_head()?)) {
+                    self.last_checkpoint.store(seq, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "could not write the audit checkpoint")
+            }
+        }
+    }
+}
+
+fn load_model(instance: &Instance) -> anyhow::Result<(i64, Model)> {
+    let applied = instance.store.read(|tx| Ok(tx.artifact_current()?))?;
+    let applied = applied.ok_or_else(|| {
+        Failure::error("no artifact is applied").with_hint("run `objectos apply ARTIFACT` first")
+    })?;
+    let trusted = keys_in_dir(&instance.trust_dir())?
+        .iter()
+        .any(|k| k.id.to_string() == applied.signer_key_id);
+    if !trusted {
+        return Err(Failure::error(format!(
+            "the applied artifact ({} {}) was signed by {}, which is no longer trusted",
+            applied.id, applied.version, applied.signer_key_id
+        ))
+        .with_hint("trust its signer again (`objectos trust add`), or apply an artifact signed by a trusted key")
+        .into());
+    }
+    Ok((
+        applied.seq,
+        crate::artifact::model_from_bytes(&applied.bytes)?,
+    ))
+}
+
+/// Check that the instance can serve: an applied artifact whose signer is trusted.
+pub fn ready_to_serve(instance: &Instance) -> anyhow::Result<()> {
+    load_model(instance).map(|_| ())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            axum::Json(json!({ "error": { "code": self.code, "message": self.message } })),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::internal()))
+}
+
+fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the request needs a JSON body",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("the body is not JSON: {e}")))
+}
+
+fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match json_body(bytes)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request(
+            "invalid_body",
+            "the body is a JSON object of field values",
+        )),
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Authenticate and run `work` with the records service, on a blocking thread.
+async fn with_records<T: Send + 'static>(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    work: impl FnOnce(&Records<'_>, &auth::Authenticated) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let rid = request_id(&headers);
+    blocking(move || {
+        let model = state.model()?;
+        let authed = auth::authenticate(&state.instance, &model.1, &headers, &rid)?;
+        let records = Records::new(&state.instance, &model.1);
+        let out = work(&records, &authed);
+        state.checkpoint_every_thousand();
+        out
+    })
+    .await
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(object): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let page = with_records(state, headers, move |r, a| {
+        let spec = request::from_list_params(&object, &params)?;
+        r.list(&a.caller, &spec)
+    })
+    .await?;
+    let mut body = json!({ "records": page.records });
+    if let Some(total) = page.total {
+        body["total"] = json!(total);
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    Path(object): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let record = with_records(state, headers, move |r, a| {
+        let values = object_body(&body)?;
+        r.create(&a.caller, &object, &values)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(record)).into_response())
+}
+
+async fn get_one(
+    State(state): State<Arc<AppState>>,
+    Path((object, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let record = with_records(state, headers, move |r, a| r.get(&a.caller, &object, &id)).await?;
+    Ok(axum::Json(record).into_response())
+}
+
+async fn update(
+    State(state): State<Arc<AppState>>,
+    Path((object, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let record = with_records(state, headers, move |r, a| {
+        let values = object_body(&body)?;
+        r.update(&a.caller, &object, &id, &values)
+    })
+    .await?;
+    Ok(axum::Json(record).into_response())
+}
+
+async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path((object, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let deleted = with_records(state, headers, move |r, a| {
+        r.delete(&a.caller, &object, &id).map(|_| id)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "id": deleted, "deleted": true })).into_response())
+}
+
+async fn share(
+    State(state): State<Arc<AppState>>,
+    Path((object, id)): Path<(String, String)>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let add = method == axum::http::Method::POST;
+    let result = with_records(state, headers, move |r, a| {
+        let body = json_body(&body)?;
+        let kind = body.get("type").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::bad_request("invalid_body", "`type` (`user` or `team`) is missing")
+        })?;
+        let value = body.get("value").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_body",
+                "`value` (an email or a team name) is missing",
+            )
+        })?;
+        let edit = match body.get("accessLevel").and_then(Value::as_str) {
+            None | Some("read") => false,
+            Some("edit") => true,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "`accessLevel` is `read` or `edit`",
+                ));
+            }
+        };
+        r.share(&a.caller, &object, &id, kind, value, edit, add)
+    })
+    .await?;
+    Ok((
+        (if add {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        }),
+        axum::Json(result),
+    )
+        .into_response())
+}
+
+async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let out = with_records(state, headers, move |r, a| {
+        let spec = request::from_body(&json_body(&body)?)?;
+        if spec.aggregations.is_empty() {
+            let page = r.list(&a.caller, &spec)?;
+            let mut out = json!({ "records": page.records });
+            if let Some(total) = page.total {
+                out["total"] = json!(total);
+            }
+            Ok(out)
+        } else {
+            Ok(json!({ "results": r.aggregate(&a.caller, &spec)? }))
+        }
+    })
+    .await?;
+    Ok(axum::Json(out).into_response())
+}
+
+async fn meta_objects(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    let objects = with_records(state, headers, move |r, a| Ok(r.meta_objects(&a.caller))).await?;
+    Ok(axum::Json(json!({ "objects": objects })).into_response())
+}
+
+async fn meta_object(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let object = with_records(state, headers, move |r, a| r.meta_object(&a.caller, &name)).await?;
+    Ok(axum::Json(object).into_response())
+}
+
+async fn run_action(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let record = with_records(state, headers, move |r, a| {
+        let body = json_body(&body)?;
+        let id = body
+            .get("recordId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request("invalid_body", "`recordId` is missing"))?;
+        r.run_action(&a.caller, &name, id)
+    })
+    .await?;
+    Ok(axum::Json(record).into_response())
+}
+
+async fn audit_events(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let events = with_records(state, headers, move |r, a| {
+        if !a.caller.principal.has("view_audit") {
+            return Err(ApiError::forbidden(
+                "missing_permission",
+                "reading the audit log needs `view_audit`",
+            ));
+        }
+        let from = params
+            .get("from")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(1);
+        let limit = params
+            .get("limit")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(100)
+            .min(1000);
+        let rows = r
+            .instance
+            .store
+            .read(|tx| Ok(tx.audit_page(from, limit)?))
+            .map_err(to_api)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let mut doc = crate::audit::row_document(row);
+                doc["hash"] = json!(row.hash);
+                doc
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(axum::Json(json!({ "events": events })).into_response())
+}
+
+async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let rid = request_id(&headers);
+    let out = blocking(move || {
+        let body = json_body(&body)?;
+        let email = body
+            .get("email")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request("invalid_body", "`email` is missing"))?;
+        let password = body
+            .get("password")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request("invalid_body", "`password` is missing"))?;
+        let org = body.get("organization").and_then(Value::as_str);
+        auth::login(&state.instance, email, password, org, &rid)
+    })
+    .await?;
+    Ok(axum::Json(out).into_response())
+}
+
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    let out = with_records(state, headers, move |r, a| auth::logout(r.instance, a)).await?;
+    Ok(axum::Json(out).into_response())
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match blocking(move || state.model().map(|_| ())).await {
+        Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// Request ids in the response and the log; one log line per request (never the
+/// query string or a header value, which may carry data or credentials).
+async fn observe(mut req: Request, next: Next) -> Response {
+    let rid = request_id(req.headers());
+    if let Ok(value) = HeaderValue::from_str(&rid) {
+        req.headers_mut().insert("x-request-id", value.clone());
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let mut response = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&rid) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    tracing::info!(request_id = %rid, method = %method, path = %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
+    let api = Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/data/{object}", get(list).post(create))
+        .route(
+            "/api/v1/data/{object}/{id}",
+            get(get_one).patch(update).delete(delete),
+        )
+        .route(
+            "/api/v1/data/{object}/{id}/shares",
+            post(share).delete(share),
+        )
+        .route("/api/v1/query", post(query))
+        .route("/api/v1/meta/objects", get(meta_objects))
+        .route("/api/v1/meta/objects/{name}", get(meta_object))
+        .route("/api/v1/actions/{name}", post(run_action))
+        .route("/api/v1/audit/events", get(audit_events))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state);
+    api.layer(middleware::from_fn(observe))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
+}
+
+/// Serve on `listener` until `shutdown` completes; in-flight requests finish, the
+/// checkpoint is written and the database closed before this returns.
+pub async fn serve_with_listener(
+    instance: Instance,
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(std::net::SocketAddr) + Send,
+) -> anyhow::Result<()> {
+    let (seq, model) = load_model(&instance)?;
+    let head = instance
+        .store
+        .read(|tx| Ok(tx.audit_head()?))?
+        .map(|h| h.0)
+        .unwrap_or(0);
+    let state = Arc::new(AppState {
+        instance,
+        model: RwLock::new(Arc::new((seq, model))),
+        last_checkpoint: std::sync::atomic::AtomicI64::new(head),
+    });
+    let app = router(state.clone(), &limits);
+    let addr = listener.local_addr()?;
+    let ticker_state = state.clone();
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let s = ticker_state.clone();
+            let _ = tokio::task::spawn_blocking(move || s.checkpoint()).await;
+        }
+    });
+    tracing::info!(%addr, "listening");
+    on_ready(addr);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    ticker.abort();
+    let _ = ticker.await;
+    tracing::info!("stopped accepting; in-flight requests finished");
+    // The last reference closes the database; the checkpoint is written first.
+    let s = state.clone();
+    let _ = tokio::task::spawn_blocking(move || s.checkpoint()).await;
+    drop(state);
+    Ok(())
+}
