@@ -1046,6 +1046,59 @@ impl<'a> Records<'a> {
     }
 }
 
+impl Records<'_> {
+    /// Audit rows as the caller may see them: their organization's (and the host
+    /// operator's), with the values of fields they cannot read redacted. The
+    /// complete trail is the signed export, for holders of `export_audit`.
+    pub fn audit_events(
+        &self,
+        caller: &Caller,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::new();
+        let mut next = from;
+        while out.len() < limit {
+            let page = self
+                .instance
+                .store
+                .read(|tx| Ok(tx.audit_page(next, 500)?))
+                .map_err(to_api)?;
+            let Some(last) = page.last() else { break };
+            next = last.seq + 1;
+            for row in page {
+                let org = row.actor.get("organization_id").and_then(Value::as_str);
+                if org.is_some_and(|o| o != caller.principal.org_id) {
+                    continue;
+                }
+                let mut doc = crate::audit::row_document(&row);
+                doc["hash"] = json!(row.hash);
+                if let (Some(object), Some(changes)) = (
+                    row.object.as_deref().and_then(|o| self.model.object(o)),
+                    doc.get_mut("changes").and_then(Value::as_object_mut),
+                ) {
+                    let access = ObjectAccess::new(self.model, &caller.principal, object);
+                    for (name, value) in changes.iter_mut() {
+                        let hidden = if object.field(name).is_some() || name == "owner_id" {
+                            !access.field_readable(name)
+                        } else {
+                            !access.can_read_object() && name != "error"
+                        };
+                        if hidden {
+                            *value = json!({ "redacted": true });
+                        }
+                    }
+                }
+                out.push(doc);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A stable hash of a record's stored values (its before-image).
 pub fn before_hash(record: &Map<String, Value>) -> String {
     crate::artifact::signing::sha256_hex(

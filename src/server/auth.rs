@@ -105,6 +105,7 @@ pub fn authenticate(
         ));
     }
     let mut origin = Origin::user(&principal.user_id, &principal.email, Via::Api);
+    origin.actor["organization_id"] = json!(principal.org_id);
     origin.credential = Some(credential);
     origin.request_id = Some(request_id.to_string());
     Ok(Authenticated {
@@ -188,6 +189,7 @@ pub fn login(
         };
         tx.session_insert(&session)?;
         origin.credential = Some(session.id.clone());
+        origin.actor["organization_id"] = json!(org.id);
         audit::append(tx, &origin, Event::new("auth.login").object("session").record(&session.id).changes(json!({ "organization": org.name, "expires_at": session.expires_at })))?;
         Ok(json!({ "token": token, "expires_at": session.expires_at, "user": { "id": user.id, "email": user.email }, "organization": org.name }))
     });

@@ -386,19 +386,7 @@ async fn audit_events(
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(100)
             .min(1000);
-        let rows = r
-            .instance
-            .store
-            .read(|tx| Ok(tx.audit_page(from, limit)?))
-            .map_err(to_api)?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let mut doc = crate::audit::row_document(row);
-                doc["hash"] = json!(row.hash);
-                doc
-            })
-            .collect::<Vec<_>>())
+        r.audit_events(&a.caller, from, limit)
     })
     .await?;
     Ok(axum::Json(json!({ "events": events })).into_response())

@@ -3,6 +3,8 @@
 mod util;
 
 mod cli;
+mod runtime;
 mod signing;
 mod store;
 mod toolchain;
+mod world;

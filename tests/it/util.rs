@@ -203,3 +203,125 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `objectos serve` on a free loopback port, stopped with SIGTERM.
+pub struct Server {
+    pub child: Option<std::process::Child>,
+    pub base: String,
+    pub log: PathBuf,
+    pub client: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start(env: &Env) -> Server {
+        Server::start_with(env, &[])
+    }
+
+    pub fn start_with(env: &Env, extra: &[&str]) -> Server {
+        let log = env.path(&format!("serve-{}.log", uuid_like()));
+        let err = std::fs::File::create(&log).unwrap();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let child = env
+            .cmd()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn serve");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let addr = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(at) = text.find("addr=") {
+                let rest = &text[at + 5..];
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_matches('"')
+                    .to_string();
+            }
+            if let Some(at) = text.find("\"addr\":\"") {
+                let rest = &text[at + 8..];
+                break rest.split('"').next().unwrap().to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not start:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        Server {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            log,
+            client: reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// (status, JSON body or Null, raw body)
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let raw = resp.text().unwrap_or_default();
+        let json = serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null);
+        (status, json, raw)
+    }
+
+    pub fn get(&self, path: &str, key: &str) -> (u16, serde_json::Value, String) {
+        self.call("GET", path, Some(key), None)
+    }
+
+    /// SIGTERM and wait; returns (exit code, log).
+    pub fn stop(mut self) -> (i32, String) {
+        let mut child = self.child.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = child.wait().unwrap();
+        (
+            status.code().unwrap_or(-1),
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
