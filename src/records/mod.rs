@@ -19,6 +19,14 @@ use crate::query::request::QuerySpec;
 use crate::store::*;
 use crate::timefmt;
 
+/// An explicit share: to a user (by email) or a team, at read or edit.
+#[derive(Debug, Clone, Copy)]
+pub struct Share<'s> {
+    pub kind: &'s str,
+    pub grantee: &'s str,
+    pub edit: bool,
+}
+
 /// Who is asking, and through what.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -702,7 +710,7 @@ impl<'a> Records<'a> {
                         }
                     }
                     for field in o.fields.iter().filter(|f| f.required) {
-                        if !values.get(&field.name).is_some_and(|v| !v.is_null()) {
+                        if values.get(&field.name).is_none_or(|v| v.is_null()) {
                             return Err(ApiError::bad_request(
                                 "required_field",
                                 format!("`{}` is required", field.name),
@@ -820,15 +828,15 @@ impl<'a> Records<'a> {
                     }
                     let before =
                         Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(object))?;
-                    if let Some(expected) = expected {
-                        if before_hash(&before) != expected {
-                            return Err(ApiError::new(
-                                409,
-                                "stale",
-                                "the record changed since the change was proposed",
-                            )
-                            .into());
-                        }
+                    if let Some(expected) = expected
+                        && before_hash(&before) != expected
+                    {
+                        return Err(ApiError::new(
+                            409,
+                            "stale",
+                            "the record changed since the change was proposed",
+                        )
+                        .into());
                     }
                     let mut columns = self.prepare(tx, caller, &access, values, false)?;
                     for field in o.fields.iter().filter(|f| f.required) {
@@ -936,11 +944,10 @@ impl<'a> Records<'a> {
         caller: &Caller,
         object: &str,
         id: &str,
-        kind: &str,
-        grantee: &str,
-        edit: bool,
+        share: &Share<'_>,
         add: bool,
     ) -> Result<Value, ApiError> {
+        let (kind, grantee, edit) = (share.kind, share.grantee, share.edit);
         let action = if add { "share.add" } else { "share.remove" };
         let result = (|| {
             let access = self.object_access(caller, object)?;

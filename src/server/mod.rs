@@ -57,10 +57,10 @@ impl AppState {
             .read(|tx| Ok(tx.artifact_seq()?))
             .map_err(to_api)?
             .unwrap_or(0);
-        if let Ok(current) = self.model.read() {
-            if current.0 == seq {
-                return Ok(current.clone());
-            }
+        if let Ok(current) = self.model.read()
+            && current.0 == seq
+        {
+            return Ok(current.clone());
         }
         let (seq, model) = load_model(&self.instance).map_err(|e| {
             tracing::error!(error = %format!("{e:#}"), "cannot load the applied artifact");
@@ -82,10 +82,10 @@ impl AppState {
             .read(|tx| Ok(tx.audit_head()?))
             .ok()
             .flatten();
-        if let Some((seq, _)) = head {
-            if seq - self.last_checkpoint.load(Ordering::Relaxed) >= 1000 {
-                self.checkpoint();
-            }
+        if let Some((seq, _)) = head
+            && seq - self.last_checkpoint.load(Ordering::Relaxed) >= 1000
+        {
+            self.checkpoint();
         }
     }
 
@@ -301,7 +301,17 @@ async fn share(
                 ));
             }
         };
-        r.share(&a.caller, &object, &id, kind, value, edit, add)
+        r.share(
+            &a.caller,
+            &object,
+            &id,
+            &crate::records::Share {
+                kind,
+                grantee: value,
+                edit,
+            },
+            add,
+        )
     })
     .await?;
     Ok((

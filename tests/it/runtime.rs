@@ -339,7 +339,7 @@ fn the_permission_table_holds_for_every_user_object_and_operation() {
         (
             "rep_a",
             "PATCH",
-            format!("/api/v1/data/crm_fx_rate/fx1"),
+            "/api/v1/data/crm_fx_rate/fx1".to_string(),
             403,
         ),
         (
