@@ -117,6 +117,12 @@ pub enum Command {
     Doctor,
     /// Run the HTTP API in the foreground until SIGINT or SIGTERM
     Serve(ServeArgs),
+    /// Create records in bulk from JSON lines or CSV, as a user, through the same rules and audit
+    Import(ImportArgs),
+    /// Write the records a user may read as JSON lines (needs `allowExport`)
+    Export(ExportArgs),
+    /// Move record ownership from one user to another (for people who leave)
+    Transfer(TransferArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Write the manual pages
@@ -560,4 +566,69 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The object to create records of
+    #[arg(value_name = "OBJECT")]
+    pub object: String,
+
+    /// JSON lines, or CSV with a header row (by extension, or `--format`); `-` reads stdin
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The user the records are created as (their create and field rights apply)
+    #[arg(long = "as", value_name = "EMAIL")]
+    pub email: String,
+
+    /// The organization to act in, when the user belongs to several
+    #[arg(long, value_name = "NAME")]
+    pub org: Option<String>,
+
+    /// `jsonl` or `csv` (default: by the file's extension, JSON lines otherwise)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// Report invalid rows and go on, instead of stopping at the first
+    #[arg(long)]
+    pub skip_invalid: bool,
+
+    /// Records per transaction
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The object to export
+    #[arg(value_name = "OBJECT")]
+    pub object: String,
+
+    /// The user whose view is exported
+    #[arg(long = "as", value_name = "EMAIL")]
+    pub email: String,
+
+    /// The organization to act in, when the user belongs to several
+    #[arg(long, value_name = "NAME")]
+    pub org: Option<String>,
+
+    /// Write here instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The user whose records move
+    #[arg(long, value_name = "EMAIL")]
+    pub from: String,
+
+    /// The user who receives them
+    #[arg(long, value_name = "EMAIL")]
+    pub to: String,
+
+    /// Only records of this object
+    #[arg(long, value_name = "NAME")]
+    pub object: Option<String>,
 }

@@ -5,6 +5,7 @@ pub(crate) mod apply;
 pub(crate) mod audit;
 pub(crate) mod bootstrap;
 pub(crate) mod build;
+pub(crate) mod bulk;
 mod completions;
 pub(crate) mod diff;
 pub(crate) mod doctor;
@@ -60,6 +61,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Doctor => doctor::run(&ctx),
         Command::Serve(args) => serve::run(args, &ctx),
+        Command::Import(args) => bulk::import(args, &ctx),
+        Command::Export(args) => bulk::export(args, &ctx),
+        Command::Transfer(args) => bulk::transfer(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Man(args) => man::run(args, &ctx),
     }

@@ -3,6 +3,7 @@
 //! read is filtered by the caller's record access inside the SQL, every field
 //! passes field security, and every write (and every refused write) is audited.
 
+pub mod convert;
 pub mod meta;
 
 use serde_json::{Map, Value, json};
@@ -32,6 +33,14 @@ pub struct Share<'s> {
 pub struct Caller {
     pub principal: Principal,
     pub origin: Origin,
+}
+
+/// What a bulk create did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub created: Vec<String>,
+    /// (index in the batch, why)
+    pub skipped: Vec<(usize, ApiError)>,
 }
 
 /// A page of a list.
@@ -106,6 +115,16 @@ impl<'a> Records<'a> {
             object,
             &record_access(self.model, &caller.principal, object, Op::Read),
         )
+    }
+
+    /// Whether the caller reads every record of the object in their organization.
+    fn sees_all(&self, caller: &Caller, object: &'a ObjectDef) -> bool {
+        match record_access(self.model, &caller.principal, object, Op::Read) {
+            crate::authz::access::RecordAccess::Any { grants, .. } => grants
+                .iter()
+                .any(|g| matches!(g, crate::authz::access::Grant::All)),
+            crate::authz::access::RecordAccess::None => false,
+        }
     }
 
     fn op_cond(&self, caller: &Caller, object: &'a ObjectDef, op: Op) -> Cond {
@@ -208,6 +227,7 @@ impl<'a> Records<'a> {
             order,
             limit: Some(spec.limit),
             offset: spec.offset,
+            selective: !self.sees_all(caller, object),
         };
         let (rows, total) = self
             .instance
@@ -342,6 +362,7 @@ impl<'a> Records<'a> {
             order: Vec::new(),
             limit: Some(1),
             offset: 0,
+            selective: true,
         })?;
         Ok(rows
             .into_iter()
@@ -364,6 +385,7 @@ impl<'a> Records<'a> {
             order: Vec::new(),
             limit: Some(1),
             offset: 0,
+            selective: true,
         })?;
         Ok(rows
             .into_iter()
@@ -653,137 +675,195 @@ impl<'a> Records<'a> {
                     format!("you may not create `{object}` records"),
                 ));
             }
-            let o = access.object;
             self.instance
                 .store
-                .write(|tx| {
-                    let mut values = values.clone();
-                    for field in &o.fields {
-                        if values.contains_key(&field.name) {
-                            continue;
-                        }
-                        if let Some(default) = &field.default_value {
-                            let v = match default {
-                                DefaultValue::Literal(v) => v.clone(),
-                                DefaultValue::Now => json!(match field.storage {
-                                    Storage::Date => timefmt::now().date().to_string(),
-                                    Storage::Time => {
-                                        let t = timefmt::now().time();
-                                        format!(
-                                            "{:02}:{:02}:{:02}",
-                                            t.hour(),
-                                            t.minute(),
-                                            t.second()
-                                        )
-                                    }
-                                    _ => timefmt::rfc3339(timefmt::now()),
-                                }),
-                                DefaultValue::CurrentUser => json!(caller.principal.user_id),
-                            };
-                            // Defaults are the app's, not the caller's: they bypass field
-                            // rights but not validation.
-                            if check_value(field, &v).is_ok() {
-                                values.insert(field.name.clone(), v);
-                            }
-                        }
-                    }
-                    let defaulted: Vec<String> = values
-                        .keys()
-                        .filter(|k| {
-                            !access.field_creatable(k)
-                                && o.field(k).is_some_and(|f| f.default_value.is_some())
-                        })
-                        .cloned()
-                        .collect();
-                    let mut explicit = values.clone();
-                    for k in &defaulted {
-                        explicit.remove(k);
-                    }
-                    let mut columns = self.prepare(tx, caller, &access, &explicit, true)?;
-                    for k in &defaulted {
-                        if let (Some(field), Some(v)) = (o.field(k), values.get(k)) {
-                            columns.push((
-                                k.clone(),
-                                json_to_sql(field.storage, v)
-                                    .map_err(|e| ApiError::bad_request("invalid_value", e))?,
-                            ));
-                        }
-                    }
-                    for field in o.fields.iter().filter(|f| f.required) {
-                        if values.get(&field.name).is_none_or(|v| v.is_null()) {
-                            return Err(ApiError::bad_request(
-                                "required_field",
-                                format!("`{}` is required", field.name),
-                            )
-                            .into());
-                        }
-                    }
-                    let id = uuid::Uuid::now_v7().to_string();
-                    let at = now();
-                    let owner = columns
-                        .iter()
-                        .find(|(c, _)| c == "owner_id")
-                        .map(|(_, v)| v.clone());
-                    columns.retain(|(c, _)| c != "owner_id");
-                    let owner = if o.has_owner() {
-                        owner.unwrap_or(SqlValue::Text(caller.principal.user_id.clone()))
-                    } else {
-                        SqlValue::Null
-                    };
-                    let mut row = vec![
-                        ("id".to_string(), SqlValue::Text(id.clone())),
-                        ("owner_id".to_string(), owner),
-                        (
-                            "organization_id".to_string(),
-                            SqlValue::Text(caller.principal.org_id.clone()),
-                        ),
-                        (
-                            "created_by".to_string(),
-                            SqlValue::Text(caller.principal.user_id.clone()),
-                        ),
-                        ("created_at".to_string(), SqlValue::Text(at.clone())),
-                        (
-                            "updated_by".to_string(),
-                            SqlValue::Text(caller.principal.user_id.clone()),
-                        ),
-                        ("updated_at".to_string(), SqlValue::Text(at)),
-                    ];
-                    row.extend(columns);
-                    tx.record_insert(&o.name, &row)
-                        .map_err(|e| Self::unique_error(o, e.into()))?;
-                    let assigned: Vec<(String, Value)> = row
-                        .iter()
-                        .filter(|(c, _)| !SYSTEM_FIELDS.contains(&c.as_str()) || c == "owner_id")
-                        .map(|(c, v)| {
-                            (
-                                c.clone(),
-                                sql_to_json(
-                                    column_storage(o, c).unwrap_or(Storage::Text),
-                                    v.clone(),
-                                ),
-                            )
-                        })
-                        .collect();
-                    audit::append(
-                        tx,
-                        &caller.origin,
-                        Event::new("record.create")
-                            .object(&o.name)
-                            .record(&id)
-                            .changes(self.changes(o, None, &assigned)),
-                    )?;
-                    let record = self.fetch(tx, caller, &access, &id, Op::Read)?;
-                    // A record the creator cannot read back (a rule-less private object
-                    // without ownership, say) answers with its id only.
-                    Ok(record.unwrap_or_else(|| {
-                        let mut m = Map::new();
-                        m.insert("id".into(), json!(id));
-                        m
-                    }))
-                })
+                .write(|tx| self.insert_one(tx, caller, &access, values, true))
                 .map_err(to_api)
         })();
         result.inspect_err(|e| self.refused(caller, "record.create", object, None, e))
+    }
+
+    /// Insert one record as the caller, in the caller's transaction: defaults,
+    /// field rights, validation, references, uniqueness, and its audit row.
+    fn insert_one(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        access: &ObjectAccess<'a>,
+        values: &Map<String, Value>,
+        read_back: bool,
+    ) -> anyhow::Result<Map<String, Value>> {
+        let o = access.object;
+        let mut values = values.clone();
+        for field in &o.fields {
+            if values.contains_key(&field.name) {
+                continue;
+            }
+            if let Some(default) = &field.default_value {
+                let v = match default {
+                    DefaultValue::Literal(v) => v.clone(),
+                    DefaultValue::Now => json!(match field.storage {
+                        Storage::Date => timefmt::now().date().to_string(),
+                        Storage::Time => {
+                            let t = timefmt::now().time();
+                            format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+                        }
+                        _ => timefmt::rfc3339(timefmt::now()),
+                    }),
+                    DefaultValue::CurrentUser => json!(caller.principal.user_id),
+                };
+                // Defaults are the app's, not the caller's: they bypass field
+                // rights but not validation.
+                if check_value(field, &v).is_ok() {
+                    values.insert(field.name.clone(), v);
+                }
+            }
+        }
+        let defaulted: Vec<String> = values
+            .keys()
+            .filter(|k| {
+                !access.field_creatable(k) && o.field(k).is_some_and(|f| f.default_value.is_some())
+            })
+            .cloned()
+            .collect();
+        let mut explicit = values.clone();
+        for k in &defaulted {
+            explicit.remove(k);
+        }
+        let mut columns = self.prepare(tx, caller, access, &explicit, true)?;
+        for k in &defaulted {
+            if let (Some(field), Some(v)) = (o.field(k), values.get(k)) {
+                columns.push((
+                    k.clone(),
+                    json_to_sql(field.storage, v)
+                        .map_err(|e| ApiError::bad_request("invalid_value", e))?,
+                ));
+            }
+        }
+        for field in o.fields.iter().filter(|f| f.required) {
+            if values.get(&field.name).is_none_or(|v| v.is_null()) {
+                return Err(ApiError::bad_request(
+                    "required_field",
+                    format!("`{}` is required", field.name),
+                )
+                .into());
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let at = now();
+        let owner = columns
+            .iter()
+            .find(|(c, _)| c == "owner_id")
+            .map(|(_, v)| v.clone());
+        columns.retain(|(c, _)| c != "owner_id");
+        let owner = if o.has_owner() {
+            owner.unwrap_or(SqlValue::Text(caller.principal.user_id.clone()))
+        } else {
+            SqlValue::Null
+        };
+        let mut row = vec![
+            ("id".to_string(), SqlValue::Text(id.clone())),
+            ("owner_id".to_string(), owner),
+            (
+                "organization_id".to_string(),
+                SqlValue::Text(caller.principal.org_id.clone()),
+            ),
+            (
+                "created_by".to_string(),
+                SqlValue::Text(caller.principal.user_id.clone()),
+            ),
+            ("created_at".to_string(), SqlValue::Text(at.clone())),
+            (
+                "updated_by".to_string(),
+                SqlValue::Text(caller.principal.user_id.clone()),
+            ),
+            ("updated_at".to_string(), SqlValue::Text(at)),
+        ];
+        row.extend(columns);
+        tx.record_insert(&o.name, &row)
+            .map_err(|e| Self::unique_error(o, e.into()))?;
+        let assigned: Vec<(String, Value)> = row
+            .iter()
+            .filter(|(c, _)| !SYSTEM_FIELDS.contains(&c.as_str()) || c == "owner_id")
+            .map(|(c, v)| {
+                (
+                    c.clone(),
+                    sql_to_json(column_storage(o, c).unwrap_or(Storage::Text), v.clone()),
+                )
+            })
+            .collect();
+        audit::append(
+            tx,
+            &caller.origin,
+            Event::new("record.create")
+                .object(&o.name)
+                .record(&id)
+                .changes(self.changes(o, None, &assigned)),
+        )?;
+        let record = if read_back {
+            self.fetch(tx, caller, access, &id, Op::Read)?
+        } else {
+            None
+        };
+        // A record the creator cannot read back (a rule-less private object
+        // without ownership, say) answers with its id only.
+        Ok(record.unwrap_or_else(|| {
+            let mut m = Map::new();
+            m.insert("id".into(), json!(id));
+            m
+        }))
+    }
+
+    /// Create many records as the caller in one transaction (bulk import). Each
+    /// gets its own audit row. An invalid row is skipped with its error when
+    /// `skip_invalid`; otherwise it refuses the whole batch, naming its index.
+    pub fn create_batch(
+        &self,
+        caller: &Caller,
+        object: &str,
+        rows: &[Map<String, Value>],
+        skip_invalid: bool,
+    ) -> Result<BatchOutcome, (usize, ApiError)> {
+        let access = self.writable_object(caller, object).map_err(|e| (0, e))?;
+        if !access.can_create() {
+            return Err((
+                0,
+                ApiError::forbidden(
+                    "forbidden",
+                    format!("you may not create `{object}` records"),
+                ),
+            ));
+        }
+        let mut failed_at = None;
+        let result = self.instance.store.write(|tx| {
+            let mut outcome = BatchOutcome::default();
+            for (i, values) in rows.iter().enumerate() {
+                match self.insert_one(tx, caller, &access, values, false) {
+                    Ok(record) => outcome.created.push(
+                        record
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                    Err(e) => {
+                        let api = to_api(e);
+                        if skip_invalid && api.status < 500 {
+                            outcome.skipped.push((i, api));
+                        } else {
+                            failed_at = Some(i);
+                            return Err(api.into());
+                        }
+                    }
+                }
+            }
+            Ok(outcome)
+        });
+        result.map_err(|e| {
+            let api = to_api(e);
+            self.refused(caller, "record.create", object, None, &api);
+            (failed_at.unwrap_or(0), api)
+        })
     }
 
     /// Update a record: 404 if the caller cannot read it, 403 if they cannot edit it
@@ -909,6 +989,7 @@ impl<'a> Records<'a> {
                                 order: Vec::new(),
                                 limit: None,
                                 offset: 0,
+                                selective: true,
                             })?;
                             for row in rows {
                                 if let Some(SqlValue::Text(child_id)) = row.into_iter().next() {

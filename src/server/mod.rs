@@ -499,6 +499,9 @@ pub async fn serve_with_listener(
     on_ready: impl FnOnce(std::net::SocketAddr) + Send,
 ) -> anyhow::Result<()> {
     let (seq, model) = load_model(&instance)?;
+    if let Err(e) = instance.store.write(|tx| Ok(tx.optimize()?)) {
+        tracing::warn!(error = %e, "could not refresh the planner statistics");
+    }
     let head = instance
         .store
         .read(|tx| Ok(tx.audit_head()?))?
@@ -518,7 +521,11 @@ pub async fn serve_with_listener(
         loop {
             tick.tick().await;
             let s = ticker_state.clone();
-            let _ = tokio::task::spawn_blocking(move || s.checkpoint()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                s.checkpoint();
+                let _ = s.instance.store.write(|tx| Ok(tx.optimize()?));
+            })
+            .await;
         }
     });
     tracing::info!(%addr, "listening");

@@ -294,6 +294,8 @@ pub trait Tx: RecordTx {
     /// The backend's own consistency check (`PRAGMA integrity_check` on SQLite).
     fn integrity_check(&mut self) -> StoreResult<Vec<String>>;
     fn schema_version(&mut self) -> StoreResult<i64>;
+    /// Refresh the planner's statistics where they are stale (cheap when they are not).
+    fn optimize(&mut self) -> StoreResult<()>;
 }
 
 /// Whether a transaction writes.
@@ -472,6 +474,10 @@ pub struct Select {
     pub order: Vec<(String, bool)>,
     pub limit: Option<u64>,
     pub offset: u64,
+    /// The condition keeps a small part of the table (record access narrows it):
+    /// find the rows through the condition's indexes and sort them, rather than
+    /// walk an index in sort order testing every row.
+    pub selective: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
