@@ -160,6 +160,9 @@ fn main() {
     )
     .unwrap();
     let raw = rusqlite::Connection::open(&db).unwrap();
+    // The same page cache and memory map objectos gives its connections.
+    raw.execute_batch("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")
+        .unwrap();
     let sql = "SELECT id, owner_id, organization_id, created_by, created_at, updated_by, updated_at, account, amount, close_date, forecast_category, name, probability, region, stage FROM rec_crm_opportunity WHERE organization_id = ?1 AND owner_id = ?2 AND stage = 'proposal' ORDER BY id LIMIT 20";
     let iterations = 500;
     let mut service = Vec::new();

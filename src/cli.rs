@@ -123,6 +123,12 @@ pub enum Command {
     Export(ExportArgs),
     /// Move record ownership from one user to another (for people who leave)
     Transfer(TransferArgs),
+    /// Take a consistent backup while the runtime serves (keys only in an encrypted one)
+    Backup(BackupArgs),
+    /// Restore a backup into an empty data dir, refusing one whose audit chain does not verify
+    Restore(RestoreArgs),
+    /// Set up the sample CRM end to end (init, sign, apply, bootstrap, users) and serve it
+    Quickstart(QuickstartArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Write the manual pages
@@ -631,4 +637,42 @@ pub struct TransferArgs {
     /// Only records of this object
     #[arg(long, value_name = "NAME")]
     pub object: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Encrypt to this age recipient (`age1…` or an SSH public key); repeatable.
+    /// Only an encrypted backup carries the instance keys
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// An age identity file to decrypt it with (repeatable)
+    #[arg(short = 'i', long = "identity", value_name = "IDENTITY")]
+    pub identities: Vec<PathBuf>,
+
+    /// For an unencrypted backup: a directory holding `instance.key` and `instance-signing.key`
+    #[arg(long, value_name = "DIR")]
+    pub keys_from: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Address to serve on
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Allow a non-loopback address
+    #[arg(long)]
+    pub public: bool,
 }

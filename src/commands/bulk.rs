@@ -569,3 +569,48 @@ pub fn refuse_terminal_stdin(file: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn backup(args: crate::cli::BackupArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let instance = ctx.instance()?;
+    let report = crate::instance::backup::backup(
+        &instance,
+        &Origin::operator(),
+        &args.output,
+        &args.encrypt_to,
+    )?;
+    if ctx.out.json {
+        ctx.out.json_doc("backup", &report)?;
+    } else {
+        ctx.out.data(&report.file)?;
+        ctx.out.status(format!(
+            "backed up to `{}` ({} bytes, {}); audit head seq {}",
+            report.file,
+            report.bytes,
+            if report.encrypted {
+                "encrypted, with the instance keys"
+            } else {
+                "not encrypted, without the instance keys"
+            },
+            report.audit_head_seq.unwrap_or(0)
+        ));
+    }
+    Ok(Exit::Success)
+}
+
+pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let report = crate::instance::backup::restore(
+        &args.file,
+        &ctx.data_dir,
+        &args.identities,
+        args.keys_from.as_deref(),
+    )?;
+    if ctx.out.json {
+        ctx.out.json_doc("restore", &report)?;
+    } else {
+        ctx.out.status(format!(
+            "restored instance {} into `{}`: {} audit rows verify against {} checkpoints",
+            report.instance_id, report.data_dir, report.audit_rows, report.checkpoints
+        ));
+    }
+    Ok(Exit::Success)
+}

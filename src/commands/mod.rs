@@ -14,6 +14,7 @@ mod inspect;
 pub(crate) mod keygen;
 pub mod man;
 pub mod people;
+pub(crate) mod quickstart;
 pub mod runtime;
 pub mod serve;
 pub(crate) mod settings;
@@ -64,6 +65,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Import(args) => bulk::import(args, &ctx),
         Command::Export(args) => bulk::export(args, &ctx),
         Command::Transfer(args) => bulk::transfer(args, &ctx),
+        Command::Backup(args) => bulk::backup(args, &ctx),
+        Command::Restore(args) => bulk::restore(args, &ctx),
+        Command::Quickstart(args) => quickstart::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Man(args) => man::run(args, &ctx),
     }

@@ -71,13 +71,18 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        server::serve_with_listener(
-            instance,
-            listener,
-            Limits::default(),
-            shutdown_signal(),
-            |_| {},
-        )
+        let shutdown = async {
+            shutdown_signal().await;
+            if let Err(e) = server::notify::notify("STOPPING=1") {
+                tracing::warn!(error = %e, "could not tell systemd the service is stopping");
+            }
+        };
+        server::serve_with_listener(instance, listener, Limits::default(), shutdown, |addr| {
+            if let Err(e) = server::notify::notify(&format!("READY=1\nSTATUS=listening on {addr}"))
+            {
+                tracing::warn!(error = %e, "could not tell systemd the service is ready");
+            }
+        })
         .await
     })?;
     tracing::info!("stopped");

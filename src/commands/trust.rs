@@ -34,20 +34,7 @@ pub fn run(cmd: TrustCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
     match cmd {
         TrustCommand::Add { key } => {
             let public = PublicKey::read(&key)?;
-            let path = instance.trust_dir().join(format!("{}.pub", public.id));
-            let existed = path.exists();
-            instance.change(&origin, "trust.add", Some("trusted_key"), |tx| {
-                write_atomic(&path, public.to_file_text().as_bytes(), Some(0o644), false)?;
-                audit::append(
-                    tx,
-                    &origin,
-                    Event::new("trust.add")
-                        .object("trusted_key")
-                        .record(public.id.to_string())
-                        .changes(json!({"public_key": public.base64, "already_trusted": existed})),
-                )?;
-                Ok(())
-            })?;
+            let existed = add_key(&instance, &origin, &public)?;
             if ctx.out.json {
                 ctx.out.json_doc(
                     "trust.add",
@@ -149,4 +136,27 @@ pub struct TrustRemoved {
     pub key_id: String,
     /// It signed the applied artifact: `serve` refuses to start until another is applied
     pub signed_applied: bool,
+}
+
+/// Trust a key (idempotent, audited); returns whether it was trusted already.
+pub fn add_key(
+    instance: &crate::instance::Instance,
+    origin: &Origin,
+    public: &PublicKey,
+) -> anyhow::Result<bool> {
+    let path = instance.trust_dir().join(format!("{}.pub", public.id));
+    let existed = path.exists();
+    instance.change(origin, "trust.add", Some("trusted_key"), |tx| {
+        write_atomic(&path, public.to_file_text().as_bytes(), Some(0o644), false)?;
+        audit::append(
+            tx,
+            origin,
+            Event::new("trust.add")
+                .object("trusted_key")
+                .record(public.id.to_string())
+                .changes(json!({"public_key": public.base64, "already_trusted": existed})),
+        )?;
+        Ok(())
+    })?;
+    Ok(existed)
 }

@@ -2,6 +2,7 @@
 //! checkpoint log, opened together.
 
 pub mod apply;
+pub mod backup;
 pub mod settings;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! a blocking thread; they never touch the database themselves.
 
 pub mod auth;
+pub mod notify;
 
 use std::collections::HashMap;
 use std::future::Future;
