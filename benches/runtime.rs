@@ -6,6 +6,7 @@
 //! - a single authorised get;
 //! - in process: the records service's list against the same query as raw SQL
 //!   through rusqlite on the same file (design §9: within 1.3×).
+//!
 //! It prints requests/s, p50/p99 and the ratio. It asserts nothing.
 
 use std::path::Path;

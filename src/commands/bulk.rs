@@ -101,6 +101,9 @@ fn api_failure(e: ApiError) -> anyhow::Error {
     Failure::new(exit, format!("{} ({})", e.message, e.code)).into()
 }
 
+/// One row (its line number and fields), or why that line is not a row.
+type RowResult = Result<(usize, Map<String, Value>), (usize, String)>;
+
 /// Rows of an import: JSON lines, or CSV with a header row.
 enum Rows<R: BufRead> {
     Jsonl {
@@ -139,10 +142,7 @@ fn read_bounded_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::
 
 impl<R: BufRead> Rows<R> {
     /// The next row as (line number, fields), or a parse error naming the line.
-    fn next(
-        &mut self,
-        object: &crate::artifact::model::ObjectDef,
-    ) -> Option<Result<(usize, Map<String, Value>), (usize, String)>> {
+    fn next(&mut self, object: &crate::artifact::model::ObjectDef) -> Option<RowResult> {
         match self {
             Rows::Jsonl { reader, line } => {
                 let mut buf = Vec::new();
@@ -463,10 +463,10 @@ pub fn transfer(args: TransferArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
     let model = model_of(&instance)?;
     let origin = Origin::operator();
-    if let Some(name) = &args.object {
-        if model.object(name).is_none() {
-            return Err(Failure::error(format!("no object `{name}`")).into());
-        }
+    if let Some(name) = &args.object
+        && model.object(name).is_none()
+    {
+        return Err(Failure::error(format!("no object `{name}`")).into());
     }
     let objects: Vec<&crate::artifact::model::ObjectDef> = model
         .objects
@@ -505,15 +505,15 @@ pub fn transfer(args: TransferArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
                 selective: true,
             })?;
             for row in orgs {
-                if let Some(SqlValue::Text(org)) = row.first() {
-                    if !to_orgs.contains(org) {
-                        return Err(Failure::error(format!(
-                            "`{}` owns `{}` records in an organization `{}` is not a member of",
-                            from.email, object.name, to.email
-                        ))
-                        .with_hint("add them as a member first (`objectos member add`)")
-                        .into());
-                    }
+                if let Some(SqlValue::Text(org)) = row.first()
+                    && !to_orgs.contains(org)
+                {
+                    return Err(Failure::error(format!(
+                        "`{}` owns `{}` records in an organization `{}` is not a member of",
+                        from.email, object.name, to.email
+                    ))
+                    .with_hint("add them as a member first (`objectos member add`)")
+                    .into());
                 }
             }
             let ids = tx.record_transfer(&object.name, &from.id, &to.id, &at)?;
