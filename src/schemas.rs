@@ -60,6 +60,11 @@ pub fn all() -> Vec<(String, Value)> {
         ("audit.tail", doc::<Tail>()),
         ("audit.verify", doc::<crate::audit::verify::ChainReport>()),
         ("doctor", doc::<DoctorReport>()),
+        ("import", doc::<crate::commands::bulk::ImportReport>()),
+        ("export", doc::<crate::commands::bulk::ExportReport>()),
+        ("transfer", doc::<crate::commands::bulk::TransferReport>()),
+        ("backup", doc::<crate::instance::backup::BackupReport>()),
+        ("restore", doc::<crate::instance::backup::RestoreReport>()),
     ];
     for (name, schema) in docs {
         out.push((format!("objectos.{name}.schema.json"), schema));

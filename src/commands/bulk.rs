@@ -235,123 +235,132 @@ pub fn import(args: ImportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         .object_access(&caller, &args.object)
         .map_err(api_failure)?;
     let object = access.object;
-    let csv_input = match args.format.as_deref() {
-        Some("csv") => true,
-        Some("jsonl") | Some("json") => false,
-        Some(other) => {
-            return Err(Failure::error(format!(
-                "`{other}` is not an import format; use `jsonl` or `csv`"
-            ))
-            .into());
-        }
-        None => args
-            .file
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
-    };
-    refuse_terminal_stdin(&args.file)?;
-    let input = open_input(&args.file)?;
-    let mut rows: Rows<Box<dyn BufRead>> = if csv_input {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .from_reader(input);
-        let header = reader
-            .headers()
-            .map_err(|e| Failure::error(format!("the CSV header row is malformed: {e}")))?
-            .iter()
-            .map(str::to_string)
-            .collect();
-        Rows::Csv { reader, header }
-    } else {
-        Rows::Jsonl {
-            reader: input,
-            line: 0,
-        }
-    };
-    let bar = if ctx.out.progress_allowed() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {pos} rows imported ({per_sec}, {elapsed})",
-        ) {
-            bar.set_style(style);
-        }
-        Some(bar)
-    } else {
-        None
-    };
-    let started = Instant::now();
-    let mut imported = 0usize;
-    let mut skipped: Vec<SkippedRow> = Vec::new();
-    let mut batch: Vec<Map<String, Value>> = Vec::new();
-    let mut lines: Vec<usize> = Vec::new();
-    let batch_size = args.batch.clamp(1, 50_000);
-    let mut finished = false;
-    while !finished {
-        batch.clear();
-        lines.clear();
-        while batch.len() < batch_size {
-            match rows.next(object) {
-                None => {
-                    finished = true;
-                    break;
-                }
-                Some(Ok((line, map))) => {
-                    batch.push(map);
-                    lines.push(line);
-                }
-                Some(Err((line, message))) => {
-                    if args.skip_invalid {
-                        skipped.push(SkippedRow {
-                            line,
-                            code: "invalid_row".into(),
-                            message,
-                        });
-                        continue;
+    let attempt = || -> anyhow::Result<ImportReport> {
+        let csv_input = match args.format.as_deref() {
+            Some("csv") => true,
+            Some("jsonl") | Some("json") => false,
+            Some(other) => {
+                return Err(Failure::error(format!(
+                    "`{other}` is not an import format; use `jsonl` or `csv`"
+                ))
+                .into());
+            }
+            None => args
+                .file
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+        };
+        refuse_terminal_stdin(&args.file)?;
+        let input = open_input(&args.file)?;
+        let mut rows: Rows<Box<dyn BufRead>> = if csv_input {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(false)
+                .from_reader(input);
+            let header = reader
+                .headers()
+                .map_err(|e| Failure::error(format!("the CSV header row is malformed: {e}")))?
+                .iter()
+                .map(str::to_string)
+                .collect();
+            Rows::Csv { reader, header }
+        } else {
+            Rows::Jsonl {
+                reader: input,
+                line: 0,
+            }
+        };
+        let bar = if ctx.out.progress_allowed() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {pos} rows imported ({per_sec}, {elapsed})",
+            ) {
+                bar.set_style(style);
+            }
+            Some(bar)
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let mut imported = 0usize;
+        let mut skipped: Vec<SkippedRow> = Vec::new();
+        let mut batch: Vec<Map<String, Value>> = Vec::new();
+        let mut lines: Vec<usize> = Vec::new();
+        let batch_size = args.batch.clamp(1, 50_000);
+        let mut finished = false;
+        while !finished {
+            batch.clear();
+            lines.clear();
+            while batch.len() < batch_size {
+                match rows.next(object) {
+                    None => {
+                        finished = true;
+                        break;
                     }
-                    return Err(Failure::error(format!("line {line}: {message}; the import stopped there, {imported} records were imported before it and nothing of this batch was written")).into());
+                    Some(Ok((line, map))) => {
+                        batch.push(map);
+                        lines.push(line);
+                    }
+                    Some(Err((line, message))) => {
+                        if args.skip_invalid {
+                            skipped.push(SkippedRow {
+                                line,
+                                code: "invalid_row".into(),
+                                message,
+                            });
+                            continue;
+                        }
+                        // Report the first invalid row in file order: an earlier row of
+                        // this batch may be invalid too.
+                        if let Err((i, e)) = records.check_batch(&caller, &args.object, &batch) {
+                            let line = lines.get(i).copied().unwrap_or(0);
+                            return Err(Failure::new(e.exit(), format!("line {line}: {} ({}); the import stopped there, {imported} records were imported before it and nothing of this batch was written", e.message, e.code)).into());
+                        }
+                        return Err(Failure::error(format!("line {line}: {message}; the import stopped there, {imported} records were imported before it and nothing of this batch was written")).into());
+                    }
                 }
             }
-        }
-        if batch.is_empty() {
-            break;
-        }
-        match records.create_batch(&caller, &args.object, &batch, args.skip_invalid) {
-            Ok(outcome) => {
-                imported += outcome.created.len();
-                for (i, e) in outcome.skipped {
-                    skipped.push(SkippedRow {
-                        line: lines[i],
-                        code: e.code.to_string(),
-                        message: e.message,
-                    });
+            if batch.is_empty() {
+                break;
+            }
+            match records.create_batch(&caller, &args.object, &batch, args.skip_invalid) {
+                Ok(outcome) => {
+                    imported += outcome.created.len();
+                    for (i, e) in outcome.skipped {
+                        skipped.push(SkippedRow {
+                            line: lines[i],
+                            code: e.code.to_string(),
+                            message: e.message,
+                        });
+                    }
+                }
+                Err((i, e)) => {
+                    let line = lines.get(i).copied().unwrap_or(0);
+                    return Err(Failure::new(e.exit(), format!("line {line}: {} ({}); the import stopped there, {imported} records were imported before it and nothing of this batch was written", e.message, e.code)).into());
                 }
             }
-            Err((i, e)) => {
-                let line = lines.get(i).copied().unwrap_or(0);
-                return Err(Failure::new(e.exit(), format!("line {line}: {} ({}); the import stopped there, {imported} records were imported before it and nothing of this batch was written", e.message, e.code)).into());
+            if let Some(bar) = &bar {
+                bar.set_position(imported as u64);
             }
         }
-        if let Some(bar) = &bar {
-            bar.set_position(imported as u64);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    instance.store.write(|tx| {
-        audit::append(tx, &caller.origin, Event::new("import").object(&args.object).changes(json!({"imported": imported, "skipped": skipped.len(), "file": args.file.display().to_string()})))?;
-        Ok(())
-    })?;
-    let report = ImportReport {
-        object: args.object.clone(),
-        user: caller.principal.email.clone(),
-        imported,
-        skipped,
-        seconds,
-        rows_per_second: imported as f64 / seconds.max(1e-9),
+        let seconds = started.elapsed().as_secs_f64();
+        instance.store.write(|tx| {
+            audit::append(tx, &caller.origin, Event::new("import").object(&args.object).changes(json!({"imported": imported, "skipped": skipped.len(), "file": args.file.display().to_string()})))?;
+            Ok(())
+        })?;
+        Ok(ImportReport {
+            object: args.object.clone(),
+            user: caller.principal.email.clone(),
+            imported,
+            skipped,
+            seconds,
+            rows_per_second: imported as f64 / seconds.max(1e-9),
+        })
     };
+    let report = instance.audited(&caller.origin, "import", Some(&args.object), attempt)?;
     if ctx.out.json {
         ctx.out.json_doc("import", &report)?;
     } else {

@@ -5,7 +5,7 @@ pub(crate) mod apply;
 pub(crate) mod audit;
 pub(crate) mod bootstrap;
 pub(crate) mod build;
-pub(crate) mod bulk;
+pub mod bulk;
 mod completions;
 pub(crate) mod diff;
 pub(crate) mod doctor;

@@ -36,21 +36,19 @@ pub fn listen_addr(listen: &str, public: bool) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Wait for SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Install the SIGINT and SIGTERM handlers now (before the service says it is
+/// ready), and return a future that completes when either arrives.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }
 
 pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
@@ -71,8 +69,9 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let signal = shutdown_signal()?;
         let shutdown = async {
-            shutdown_signal().await;
+            signal.await;
             if let Err(e) = server::notify::notify("STOPPING=1") {
                 tracing::warn!(error = %e, "could not tell systemd the service is stopping");
             }

@@ -271,6 +271,11 @@ pub fn restore(
         let mut entry =
             entry.map_err(|e| Failure::verify(format!("the backup is damaged: {e}")))?;
         let name = entry.path()?.to_string_lossy().into_owned();
+        if entry.header().entry_type() == tar::EntryType::Directory
+            && name.trim_end_matches('/') == TRUST_DIR
+        {
+            continue;
+        }
         let allowed = [
             "manifest.json",
             DB_FILE,

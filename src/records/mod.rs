@@ -35,6 +35,18 @@ pub struct Caller {
     pub origin: Origin,
 }
 
+/// Rolls a checked batch back.
+#[derive(Debug)]
+struct DryRun;
+
+impl std::fmt::Display for DryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dry run")
+    }
+}
+
+impl std::error::Error for DryRun {}
+
 /// What a bulk create did.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
@@ -824,6 +836,28 @@ impl<'a> Records<'a> {
         rows: &[Map<String, Value>],
         skip_invalid: bool,
     ) -> Result<BatchOutcome, (usize, ApiError)> {
+        self.create_batch_mode(caller, object, rows, skip_invalid, false)
+    }
+
+    /// Check a batch as `create_batch` would, writing nothing.
+    pub fn check_batch(
+        &self,
+        caller: &Caller,
+        object: &str,
+        rows: &[Map<String, Value>],
+    ) -> Result<(), (usize, ApiError)> {
+        self.create_batch_mode(caller, object, rows, false, true)
+            .map(|_| ())
+    }
+
+    fn create_batch_mode(
+        &self,
+        caller: &Caller,
+        object: &str,
+        rows: &[Map<String, Value>],
+        skip_invalid: bool,
+        dry_run: bool,
+    ) -> Result<BatchOutcome, (usize, ApiError)> {
         let access = self.writable_object(caller, object).map_err(|e| (0, e))?;
         if !access.can_create() {
             return Err((
@@ -857,8 +891,18 @@ impl<'a> Records<'a> {
                     }
                 }
             }
+            if dry_run {
+                return Err(DryRun.into());
+            }
             Ok(outcome)
         });
+        if dry_run {
+            return match result {
+                Err(e) if e.downcast_ref::<DryRun>().is_some() => Ok(BatchOutcome::default()),
+                Err(e) => Err((failed_at.unwrap_or(0), to_api(e))),
+                Ok(outcome) => Ok(outcome),
+            };
+        }
         result.map_err(|e| {
             let api = to_api(e);
             self.refused(caller, "record.create", object, None, &api);

@@ -3,6 +3,7 @@
 mod util;
 
 mod cli;
+mod operator;
 mod runtime;
 mod signing;
 mod store;
