@@ -280,7 +280,7 @@ impl ObjectRights {
         let view_all = self.view_all || modify_all;
         let edit = self.edit || modify_all;
         let delete = self.delete || modify_all;
-        let read = self.read || self.create || edit || delete || view_all || self.read_org;
+        let read = self.read || self.create || edit || delete || view_all;
         ObjectRights {
             read,
             create: self.create,
@@ -289,8 +289,9 @@ impl ObjectRights {
             view_all,
             modify_all,
             export: self.export,
-            read_org: self.read_org,
-            write_org: self.write_org,
+            // A scope widens that set's own read or edit, and grants nothing alone.
+            read_org: self.read_org && read,
+            write_org: self.write_org && edit,
         }
     }
 }

@@ -60,10 +60,11 @@ impl Origin {
         }
     }
 
-    /// The CLI operator acting as a user (`import --as`, `export --as`).
-    pub fn operator_as(user_id: &str, email: &str) -> Origin {
+    /// The CLI operator acting as a user (`import --as`, `export --as`) inside
+    /// one organization.
+    pub fn operator_as(user_id: &str, email: &str, org_id: &str) -> Origin {
         Origin {
-            actor: json!({ "os_user": os_user(), "as": { "user_id": user_id, "email": email } }),
+            actor: json!({ "os_user": os_user(), "as": { "user_id": user_id, "email": email }, "organization_id": org_id }),
             via: Via::Cli,
             client: None,
             credential: None,
@@ -273,19 +274,7 @@ pub fn row_hash(row: &AuditRow) -> Option<String> {
 pub fn append(tx: &mut dyn Tx, origin: &Origin, event: Event) -> anyhow::Result<AuditRow> {
     let (seq, prev_hash) = match tx.audit_head()? {
         Some((seq, hash)) => (seq + 1, hash),
-        None => {
-            // After `audit archive` the anchor is where the chain continues.
-            match tx.meta_get("audit_anchor")? {
-                Some(anchor) => {
-                    let (seq, hash) = anchor
-                        .split_once(':')
-                        .and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h.to_string())))
-                        .ok_or_else(|| anyhow::anyhow!("the audit anchor is malformed"))?;
-                    (seq + 1, hash)
-                }
-                None => (1, ZERO_HASH.to_string()),
-            }
-        }
+        None => (1, ZERO_HASH.to_string()),
     };
     let mut row = AuditRow {
         seq,

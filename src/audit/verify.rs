@@ -45,11 +45,9 @@ pub fn verify_chain(
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<ChainReport> {
     store.read(|tx| {
-        let anchor = tx.meta_get("audit_anchor")?;
-        let (mut expected, mut prev) = match anchor.as_deref().and_then(|a| a.split_once(':')) {
-            Some((seq, hash)) => (seq.parse::<i64>().unwrap_or(0) + 1, hash.to_string()),
-            None => (1, ZERO_HASH.to_string()),
-        };
+        // The chain starts at seq 1 from 32 zero bytes; nothing else is trusted as
+        // a starting point.
+        let (mut expected, mut prev) = (1i64, ZERO_HASH.to_string());
         let first_seq = tx.audit_first_seq()?;
         let mut broken: Option<Broken> = None;
         let mut rows = 0u64;
@@ -92,21 +90,17 @@ pub fn verify_chain(
                 Some(row) if row.hash == cp.hash => {}
                 Some(_) => keep_first(&mut broken, cp.seq, format!("the row differs from the signed checkpoint at seq {}", cp.seq)),
                 None => {
-                    let archived = anchor
-                        .as_deref()
-                        .and_then(|a| a.split_once(':'))
-                        .and_then(|(s, _)| s.parse::<i64>().ok())
-                        .is_some_and(|a| cp.seq <= a);
-                    if !archived {
-                        let missing_from = head_seq.map(|h| h + 1).unwrap_or(1).min(cp.seq);
-                        keep_first(
-                            &mut broken,
-                            missing_from,
-                            format!("rows up to seq {} are missing: a signed checkpoint says they existed (the newest rows were cut off)", cp.seq),
-                        );
-                    }
+                    let missing_from = head_seq.map(|h| h + 1).unwrap_or(1).min(cp.seq);
+                    keep_first(
+                        &mut broken,
+                        missing_from,
+                        format!("rows up to seq {} are missing: a signed checkpoint says they existed (the newest rows were cut off)", cp.seq),
+                    );
                 }
             }
+        }
+        if rows > 0 && checkpoints.is_empty() {
+            keep_first(&mut broken, first_seq.unwrap_or(1), "no signed checkpoint vouches for the chain (the checkpoint log is missing or empty), so cut-off rows could not be told".into());
         }
         Ok(ChainReport {
             rows,

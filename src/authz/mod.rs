@@ -34,11 +34,11 @@ pub fn builtin_admin() -> PermissionSetDef {
 /// Whether an assignment is in force for a credential of `org_id` at `now`.
 pub fn assignment_active(a: &AssignmentRow, org_id: &str, now: &OffsetDateTime) -> bool {
     let org_ok = a.org_id.as_deref().is_none_or(|o| o == org_id);
-    let time_ok = a
-        .valid_until
-        .as_deref()
-        .and_then(timefmt::parse_rfc3339)
-        .is_none_or(|until| until > *now);
+    // An unreadable `valid_until` fails closed: the assignment is not in force.
+    let time_ok = match a.valid_until.as_deref() {
+        None => true,
+        Some(text) => timefmt::parse_rfc3339(text).is_some_and(|until| until > *now),
+    };
     org_ok && time_ok
 }
 

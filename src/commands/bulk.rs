@@ -82,9 +82,10 @@ fn caller_as(
         }
         let org = identity::credential_org(tx, &user, org)?;
         let principal = Principal::load(tx, Some(model), &user, &org.id, &timefmt::now())?;
-        let mut origin = Origin::operator_as(&user.id, &user.email);
-        origin.actor["as"]["organization_id"] = json!(org.id);
-        Ok(Caller { principal, origin })
+        Ok(Caller {
+            principal,
+            origin: Origin::operator_as(&user.id, &user.email, &org.id),
+        })
     })
 }
 
@@ -400,10 +401,17 @@ pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             .into());
         }
         let mut out: Box<dyn Write> = match &args.output {
-            Some(path) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("cannot write `{}`", path.display()))?,
-            )),
+            Some(path) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)
+                    .with_context(|| format!("cannot write `{}`", path.display()))?;
+                Box::new(std::io::BufWriter::new(file))
+            }
             None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         };
         let mut last: Option<String> = None;

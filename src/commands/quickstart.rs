@@ -358,7 +358,7 @@ fn seed(
             let principal = Principal::load(tx, Some(model), &user, &org.id, &timefmt::now())?;
             Ok(Caller {
                 principal,
-                origin: Origin::operator_as(&user.id, &user.email),
+                origin: Origin::operator_as(&user.id, &user.email, &org.id),
             })
         })
     };

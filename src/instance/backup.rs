@@ -105,34 +105,54 @@ pub fn backup(
         .collect::<anyhow::Result<_>>()?;
     let encrypted = !recipients.is_empty();
     instance.audited(origin, "backup.create", Some("instance"), || {
-        // The row goes in first, so the snapshot holds the record of its own making.
-        instance.store.write(|tx| {
-            audit::append(tx, origin, Event::new("backup.create").object("instance").record(&instance.id).changes(json!({"encrypted": encrypted, "includes_instance_keys": encrypted, "file": out.display().to_string()})))?;
-            Ok(())
-        })?;
-        instance.checkpoint_if_behind()?;
         let parent = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let work = tempfile::Builder::new().prefix(".objectos-backup-").tempdir_in(&parent).with_context(|| format!("cannot write into `{}`", parent.display()))?;
+        let work = tempfile::Builder::new()
+            .prefix(".objectos-backup-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot write into `{}`", parent.display()))?;
         let snapshot = work.path().join(DB_FILE);
         instance.sqlite.backup_to(&snapshot)?;
         // Only the checkpoints the snapshot's rows can answer for.
         let head = {
-            let copy = crate::store::Store::new(Box::new(crate::store::sqlite::SqliteBackend::open(&snapshot, false)?));
+            let copy = crate::store::Store::new(Box::new(
+                crate::store::sqlite::SqliteBackend::open(&snapshot, false)?,
+            ));
             copy.read(|tx| Ok(tx.audit_head()?))?
         };
         let head_seq = head.as_ref().map(|h| h.0).unwrap_or(0);
-        let checkpoints: Vec<_> = checkpoint::read_all(&instance.checkpoints_path())?.into_iter().filter(|c| c.seq <= head_seq).collect();
+        let mut checkpoints: Vec<_> = checkpoint::read_all(&instance.checkpoints_path())?
+            .into_iter()
+            .filter(|c| c.seq <= head_seq)
+            .collect();
+        // A checkpoint of exactly the snapshot's head, so a restore can tell that no
+        // row was cut from the end of the backup.
+        if let Some((seq, hash)) = &head {
+            if !checkpoints.iter().any(|c| c.seq == *seq && c.hash == *hash) {
+                checkpoints.push(checkpoint::append(
+                    &instance.checkpoints_path(),
+                    &instance.signer,
+                    &instance.id,
+                    *seq,
+                    hash,
+                )?);
+            }
+        }
         let mut cp_text = String::new();
         for cp in &checkpoints {
             cp_text.push_str(&crate::artifact::canonical::to_string(cp)?);
             cp_text.push('\n');
         }
         let db_sha = sha256_hex(&std::fs::read(&snapshot)?);
+        let mut trust_keys: Vec<String> = std::fs::read_dir(instance.trust_dir())?
+            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+            .collect();
+        trust_keys.sort();
         let manifest = json!({
             "format": "objectos.backup/1",
+            "trust_keys": trust_keys,
             "instance_id": instance.id,
             "created_at": timefmt::rfc3339(timefmt::now()),
             "audit_head_seq": head.as_ref().map(|h| h.0),
@@ -145,11 +165,31 @@ pub fn backup(
         {
             let file = std::fs::File::create(&tar_path)?;
             let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-            append_file(&mut tar, "manifest.json", serde_json::to_string_pretty(&manifest)?.as_bytes(), 0o644)?;
+            // The manifest is signed by the instance key: a restore checks the
+            // database and the trust store against it with a key from outside.
+            let manifest_bytes = serde_json::to_string_pretty(&manifest)?;
+            let signature = instance.signer.sign_bytes(
+                manifest_bytes.as_bytes(),
+                &format!("objectos backup instance:{} head:{head_seq}", instance.id),
+            )?;
+            append_file(&mut tar, "manifest.json", manifest_bytes.as_bytes(), 0o644)?;
+            append_file(
+                &mut tar,
+                "manifest.json.minisig",
+                signature.as_bytes(),
+                0o644,
+            )?;
             append_path(&mut tar, DB_FILE, &snapshot, 0o600)?;
             append_file(&mut tar, CHECKPOINTS, cp_text.as_bytes(), 0o644)?;
-            append_path(&mut tar, SIGNING_PUB, &instance.dir.join(SIGNING_PUB), 0o644)?;
-            let mut trusted: Vec<PathBuf> = std::fs::read_dir(instance.trust_dir())?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            append_path(
+                &mut tar,
+                SIGNING_PUB,
+                &instance.dir.join(SIGNING_PUB),
+                0o644,
+            )?;
+            let mut trusted: Vec<PathBuf> = std::fs::read_dir(instance.trust_dir())?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
             trusted.sort();
             for path in trusted {
                 if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
@@ -157,8 +197,18 @@ pub fn backup(
                 }
             }
             if encrypted {
-                append_path(&mut tar, INSTANCE_KEY, &instance.dir.join(INSTANCE_KEY), 0o600)?;
-                append_path(&mut tar, SIGNING_KEY, &instance.dir.join(SIGNING_KEY), 0o600)?;
+                append_path(
+                    &mut tar,
+                    INSTANCE_KEY,
+                    &instance.dir.join(INSTANCE_KEY),
+                    0o600,
+                )?;
+                append_path(
+                    &mut tar,
+                    SIGNING_KEY,
+                    &instance.dir.join(SIGNING_KEY),
+                    0o600,
+                )?;
             }
             tar.into_inner()?.flush()?;
         }
@@ -167,7 +217,10 @@ pub fn backup(
             let mut input = std::fs::File::open(&tar_path)?;
             let mut output = std::fs::File::create(&staged)?;
             if encrypted {
-                let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient)).map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
+                let encryptor = age::Encryptor::with_recipients(
+                    recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+                )
+                .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
                 let mut writer = encryptor.wrap_output(&mut output)?;
                 std::io::copy(&mut input, &mut writer)?;
                 writer.finish()?;
@@ -178,7 +231,26 @@ pub fn backup(
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::rename(&staged, out).with_context(|| format!("cannot write `{}`", out.display()))?;
+        std::fs::rename(&staged, out)
+            .with_context(|| format!("cannot write `{}`", out.display()))?;
+        // Recorded once the backup exists (a failed one leaves only its error row).
+        instance.store.write(|tx| {
+            audit::append(
+                tx,
+                origin,
+                Event::new("backup.create")
+                    .object("instance")
+                    .record(&instance.id)
+                    .changes(json!({
+                        "encrypted": encrypted,
+                        "includes_instance_keys": encrypted,
+                        "file": out.display().to_string(),
+                        "audit_head_seq": head.as_ref().map(|h| h.0),
+                        "database_sha256": db_sha,
+                    })),
+            )?;
+            Ok(())
+        })?;
         Ok(BackupReport {
             file: out.display().to_string(),
             encrypted,
@@ -276,8 +348,15 @@ pub fn restore(
         {
             continue;
         }
+        if !encrypted && (name == INSTANCE_KEY || name == SIGNING_KEY) {
+            return Err(Failure::verify(format!(
+                "an unencrypted backup must not carry `{name}`; refusing it"
+            ))
+            .into());
+        }
         let allowed = [
             "manifest.json",
+            "manifest.json.minisig",
             DB_FILE,
             CHECKPOINTS,
             SIGNING_PUB,
@@ -323,11 +402,61 @@ pub fn restore(
         std::fs::set_permissions(s.join(name), std::fs::Permissions::from_mode(mode))?;
     }
     std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o700))?;
+    // The manifest must be signed by the instance key (from outside the archive for
+    // an unencrypted backup), and must describe exactly this database.
+    let signer = crate::artifact::signing::SecretKey::load(
+        &std::fs::read_to_string(s.join(SIGNING_KEY))?,
+        None,
+    )
+    .context("cannot load the instance signing key")?;
+    let manifest_text = std::fs::read_to_string(s.join("manifest.json"))
+        .map_err(|_| Failure::verify("the backup has no manifest"))?;
+    let manifest_sig = std::fs::read_to_string(s.join("manifest.json.minisig"))
+        .map_err(|_| Failure::verify("the backup's manifest is not signed"))?;
+    let sig = crate::artifact::signing::SignatureFile::parse(&manifest_sig)
+        .map_err(|e| Failure::verify(format!("the manifest signature is malformed: {e}")))?;
+    sig.check(
+        &signer.public,
+        &crate::artifact::signing::blake2b_512(manifest_text.as_bytes()),
+    )
+    .map_err(|e| {
+        Failure::verify(format!(
+            "the backup's manifest was not signed by this instance's key: {e}; nothing was restored"
+        ))
+    })?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest_text)
+        .map_err(|_| Failure::verify("the backup's manifest is not JSON"))?;
+    if manifest["database_sha256"].as_str()
+        != Some(sha256_hex(&std::fs::read(s.join(DB_FILE))?).as_str())
+    {
+        return Err(Failure::verify("the backup's database is not the one its signed manifest describes; nothing was restored").into());
+    }
+    let mut trust_now: Vec<String> = std::fs::read_dir(s.join(TRUST_DIR))?
+        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+        .collect();
+    trust_now.sort();
+    if manifest["trust_keys"] != json!(trust_now) {
+        return Err(Failure::verify("the backup's trusted keys are not the ones its signed manifest lists; nothing was restored").into());
+    }
     // The chain and its checkpoints must verify before anything lands at the target.
     let report = {
         let staged = Instance::open(s)?;
+        if manifest["instance_id"].as_str() != Some(staged.id.as_str()) {
+            return Err(Failure::verify(
+                "the backup's database belongs to another instance than its manifest",
+            )
+            .into());
+        }
         let cps = checkpoint::read_all(&staged.checkpoints_path())?;
         let report = verify::verify_chain(&staged.store, &cps, staged.signing_public(), |_| {})?;
+        let head_vouched = cps
+            .iter()
+            .any(|c| Some(c.seq) == report.head_seq && Some(&c.hash) == report.head_hash.as_ref());
+        if report.broken.is_none()
+            && (report.head_seq != manifest["audit_head_seq"].as_i64() || !head_vouched)
+        {
+            return Err(Failure::verify("the backup's newest audit rows do not match its signed manifest and checkpoint; nothing was restored").into());
+        }
         if let Some(b) = &report.broken {
             return Err(Failure::verify(format!(
                 "the backup's audit chain is broken at seq {}: {}; nothing was restored",

@@ -35,6 +35,13 @@ pub struct Caller {
     pub origin: Origin,
 }
 
+/// A page of audit rows and where the next page starts.
+#[derive(Debug)]
+pub struct AuditPage {
+    pub events: Vec<Value>,
+    pub next_from: Option<i64>,
+}
+
 /// Rolls a checked batch back.
 #[derive(Debug)]
 struct DryRun;
@@ -175,7 +182,12 @@ impl<'a> Records<'a> {
                     format!("you may not filter, sort, group or aggregate on `{field}`"),
                 )
             } else {
-                ApiError::forbidden("field_not_readable", format!("you may not read `{field}`"))
+                // Selecting a field one may not read answers like a field that does
+                // not exist: no oracle of which fields there are.
+                ApiError::bad_request(
+                    "unknown_field",
+                    format!("`{}` has no field `{field}`", access.object.name),
+                )
             });
         }
         Ok(())
@@ -308,6 +320,7 @@ impl<'a> Records<'a> {
             .store
             .read(|tx| Ok(tx.record_aggregate(&agg)?))
             .map_err(to_api)?;
+        self.audit_aggregate(caller, object, spec)?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -428,6 +441,39 @@ impl<'a> Records<'a> {
                     Event::new("record.read").object(&object.name).changes(
                         json!({"read": how, "surface": caller.origin.via.as_str(), "ids": ids}),
                     ),
+                )?;
+                Ok(())
+            })
+            .map_err(to_api)
+    }
+
+    /// An aggregate over an `auditReads` object reads its values too: audited with
+    /// the query's shape.
+    fn audit_aggregate(
+        &self,
+        caller: &Caller,
+        object: &ObjectDef,
+        spec: &QuerySpec,
+    ) -> Result<(), ApiError> {
+        if !object.audit_reads {
+            return Ok(());
+        }
+        let shape = json!({
+            "read": "aggregate",
+            "surface": caller.origin.via.as_str(),
+            "filter": crate::query::filter::to_json(&spec.filter),
+            "groupBy": spec.group_by,
+            "aggregations": spec.aggregations.iter().map(|a| json!({"function": format!("{:?}", a.function).to_lowercase(), "field": a.field})).collect::<Vec<_>>(),
+        });
+        self.instance
+            .store
+            .write(|tx| {
+                audit::append(
+                    tx,
+                    &caller.origin,
+                    Event::new("record.read")
+                        .object(&object.name)
+                        .changes(shape),
                 )?;
                 Ok(())
             })
@@ -706,57 +752,48 @@ impl<'a> Records<'a> {
         read_back: bool,
     ) -> anyhow::Result<Map<String, Value>> {
         let o = access.object;
+        // What the caller sent goes through field rights and validation, all of it.
+        let mut columns = self.prepare(tx, caller, access, values, true)?;
         let mut values = values.clone();
+        // Defaults are the app's, not the caller's: they fill only fields the
+        // caller left out, bypassing field rights but not validation.
         for field in &o.fields {
             if values.contains_key(&field.name) {
                 continue;
             }
-            if let Some(default) = &field.default_value {
-                let v = match default {
-                    DefaultValue::Literal(v) => v.clone(),
-                    DefaultValue::Now => json!(match field.storage {
-                        Storage::Date => timefmt::now().date().to_string(),
-                        Storage::Time => {
-                            let t = timefmt::now().time();
-                            format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
-                        }
-                        _ => timefmt::rfc3339(timefmt::now()),
-                    }),
-                    DefaultValue::CurrentUser => json!(caller.principal.user_id),
-                };
-                // Defaults are the app's, not the caller's: they bypass field
-                // rights but not validation.
-                if check_value(field, &v).is_ok() {
-                    values.insert(field.name.clone(), v);
-                }
-            }
-        }
-        let defaulted: Vec<String> = values
-            .keys()
-            .filter(|k| {
-                !access.field_creatable(k) && o.field(k).is_some_and(|f| f.default_value.is_some())
-            })
-            .cloned()
-            .collect();
-        let mut explicit = values.clone();
-        for k in &defaulted {
-            explicit.remove(k);
-        }
-        let mut columns = self.prepare(tx, caller, access, &explicit, true)?;
-        for k in &defaulted {
-            if let (Some(field), Some(v)) = (o.field(k), values.get(k)) {
+            let Some(default) = &field.default_value else {
+                continue;
+            };
+            let v = match default {
+                DefaultValue::Literal(v) => v.clone(),
+                DefaultValue::Now => json!(match field.storage {
+                    Storage::Date => timefmt::now().date().to_string(),
+                    Storage::Time => {
+                        let t = timefmt::now().time();
+                        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+                    }
+                    _ => timefmt::rfc3339(timefmt::now()),
+                }),
+                DefaultValue::CurrentUser => json!(caller.principal.user_id),
+            };
+            if check_value(field, &v).is_ok() {
                 columns.push((
-                    k.clone(),
-                    json_to_sql(field.storage, v)
+                    field.name.clone(),
+                    json_to_sql(field.storage, &v)
                         .map_err(|e| ApiError::bad_request("invalid_value", e))?,
                 ));
+                values.insert(field.name.clone(), v);
             }
         }
         for field in o.fields.iter().filter(|f| f.required) {
             if values.get(&field.name).is_none_or(|v| v.is_null()) {
                 return Err(ApiError::bad_request(
                     "required_field",
-                    format!("`{}` is required", field.name),
+                    if access.field_readable(&field.name) {
+                        format!("`{}` is required", field.name)
+                    } else {
+                        "a required field is missing".to_string()
+                    },
                 )
                 .into());
             }
@@ -883,6 +920,20 @@ impl<'a> Records<'a> {
                     Err(e) => {
                         let api = to_api(e);
                         if skip_invalid && api.status < 500 {
+                            // A skipped row is a refused write: it leaves its row.
+                            let outcome_kind = if api.status == 403 {
+                                Outcome::Denied
+                            } else {
+                                Outcome::Error
+                            };
+                            audit::append(
+                                tx,
+                                &caller.origin,
+                                Event::new("record.create")
+                                    .object(object)
+                                    .outcome(outcome_kind, api.code)
+                                    .changes(json!({"error": api.message, "row": i})),
+                            )?;
                             outcome.skipped.push((i, api));
                         } else {
                             failed_at = Some(i);
@@ -903,11 +954,8 @@ impl<'a> Records<'a> {
                 Ok(outcome) => Ok(outcome),
             };
         }
-        result.map_err(|e| {
-            let api = to_api(e);
-            self.refused(caller, "record.create", object, None, &api);
-            (failed_at.unwrap_or(0), api)
-        })
+        // The caller (the import) writes the one row of a refused batch.
+        result.map_err(|e| (failed_at.unwrap_or(0), to_api(e)))
     }
 
     /// Update a record: 404 if the caller cannot read it, 403 if they cannot edit it
@@ -1019,47 +1067,114 @@ impl<'a> Records<'a> {
                     if self.fetch(tx, caller, &access, id, Op::Read)?.is_none() {
                         return Err(not_found_record(object).into());
                     }
-                    if !access.can_delete() || self.fetch(tx, caller, &access, id, Op::Delete)?.is_none() {
-                        return Err(ApiError::forbidden("forbidden", "you may not delete this record").into());
+                    if !access.can_delete()
+                        || self.fetch(tx, caller, &access, id, Op::Delete)?.is_none()
+                    {
+                        return Err(ApiError::forbidden(
+                            "forbidden",
+                            "you may not delete this record",
+                        )
+                        .into());
                     }
-                    let before = Self::fetch_raw(tx, o, id)?.unwrap_or_default();
-                    // Children under a master-detail relationship go with their parent.
-                    for child in self.model.objects.iter() {
-                        for f in child.fields.iter().filter(|f| f.field_type == "master_detail" && f.reference.as_deref() == Some(o.name.as_str())) {
-                            let rows = tx.record_select(&Select {
-                                object: child.name.clone(),
-                                columns: vec!["id".into()],
-                                cond: Cond::Cmp { column: f.name.clone(), op: CmpOp::Eq, value: SqlValue::Text(id.to_string()) },
-                                order: Vec::new(),
-                                limit: None,
-                                offset: 0,
-                                selective: true,
-                            })?;
-                            for row in rows {
-                                if let Some(SqlValue::Text(child_id)) = row.into_iter().next() {
-                                    tx.record_delete(&child.name, &child_id)?;
-                                    audit::append(tx, &caller.origin, Event::new("record.delete").object(&child.name).record(&child_id).changes(json!({"cascade_from": {"object": o.name, "id": id}})))?;
-                                }
-                            }
-                        }
-                    }
-                    tx.record_delete(&o.name, id)?;
-                    let mut changes = Changes::new();
-                    for field in &o.fields {
-                        if let Some(v) = before.get(&field.name).filter(|v| !v.is_null()) {
-                            if field.sensitive {
-                                changes.sensitive(&field.name, Some(v), &self.instance.hmac);
-                            } else {
-                                changes.field(&field.name, Some(v), None);
-                            }
-                        }
-                    }
-                    audit::append(tx, &caller.origin, Event::new("record.delete").object(&o.name).record(id).changes(changes.into_value()))?;
+                    self.delete_tree(tx, caller, o, id, None, 0)?;
                     Ok(())
                 })
                 .map_err(to_api)
         })();
         result.inspect_err(|e| self.refused(caller, "record.delete", object, Some(id), e))
+    }
+
+    /// Delete a record and, under master-detail relationships, its children (and
+    /// theirs), each with its before-image in its own audit row. The caller must be
+    /// allowed to delete every child object; a read-only child object refuses.
+    fn delete_tree(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        o: &'a ObjectDef,
+        id: &str,
+        parent: Option<(&str, &str)>,
+        depth: usize,
+    ) -> anyhow::Result<()> {
+        if depth > 8 {
+            return Err(ApiError::bad_request(
+                "too_deep",
+                "the master-detail chain under this record is too deep to delete",
+            )
+            .into());
+        }
+        let before = Self::fetch_raw(tx, o, id)?.unwrap_or_default();
+        for child in self.model.objects.iter() {
+            for f in child.fields.iter().filter(|f| {
+                f.field_type == "master_detail" && f.reference.as_deref() == Some(o.name.as_str())
+            }) {
+                let rows = tx.record_select(&Select {
+                    object: child.name.clone(),
+                    columns: vec!["id".into()],
+                    cond: Cond::Cmp {
+                        column: f.name.clone(),
+                        op: CmpOp::Eq,
+                        value: SqlValue::Text(id.to_string()),
+                    },
+                    order: Vec::new(),
+                    limit: None,
+                    offset: 0,
+                    selective: true,
+                })?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let child_access = ObjectAccess::new(self.model, &caller.principal, child);
+                if child.read_only || !child_access.can_delete() {
+                    return Err(ApiError::forbidden(
+                        "forbidden",
+                        format!(
+                            "`{}` records depend on this record and you may not delete them",
+                            child.name
+                        ),
+                    )
+                    .into());
+                }
+                for row in rows {
+                    if let Some(SqlValue::Text(child_id)) = row.into_iter().next() {
+                        self.delete_tree(
+                            tx,
+                            caller,
+                            child,
+                            &child_id,
+                            Some((&o.name, id)),
+                            depth + 1,
+                        )?;
+                    }
+                }
+            }
+        }
+        tx.record_delete(&o.name, id)?;
+        let mut changes = Changes::new();
+        for field in &o.fields {
+            if let Some(v) = before.get(&field.name).filter(|v| !v.is_null()) {
+                if field.sensitive {
+                    changes.sensitive(&field.name, Some(v), &self.instance.hmac);
+                } else {
+                    changes.field(&field.name, Some(v), None);
+                }
+            }
+        }
+        if let Some((parent_object, parent_id)) = parent {
+            changes.note(
+                "cascade_from",
+                json!({"object": parent_object, "id": parent_id}),
+            );
+        }
+        audit::append(
+            tx,
+            &caller.origin,
+            Event::new("record.delete")
+                .object(&o.name)
+                .record(id)
+                .changes(changes.into_value()),
+        )?;
+        Ok(())
     }
 
     /// Share a record with a user (by email) or a team, or take the share back. Only
@@ -1187,47 +1302,104 @@ impl Records<'_> {
         caller: &Caller,
         from: i64,
         limit: usize,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<AuditPage, ApiError> {
+        const MAX_SCAN: usize = 10_000;
         let mut out = Vec::new();
         let mut next = from;
-        while out.len() < limit {
+        let mut scanned = 0usize;
+        let mut exhausted = false;
+        while out.len() < limit && scanned < MAX_SCAN {
             let page = self
                 .instance
                 .store
                 .read(|tx| Ok(tx.audit_page(next, 500)?))
                 .map_err(to_api)?;
-            let Some(last) = page.last() else { break };
-            next = last.seq + 1;
+            let Some(last) = page.last() else {
+                exhausted = true;
+                break;
+            };
+            let page_end = last.seq + 1;
             for row in page {
-                let org = row.actor.get("organization_id").and_then(Value::as_str);
-                if org.is_some_and(|o| o != caller.principal.org_id) {
+                scanned += 1;
+                next = row.seq + 1;
+                // Only the caller's organization: the host operator's rows, sign-in
+                // attempts and other organizations' rows are not theirs to read.
+                if row.actor.get("organization_id").and_then(Value::as_str)
+                    != Some(caller.principal.org_id.as_str())
+                {
                     continue;
                 }
                 let mut doc = crate::audit::row_document(&row);
                 doc["hash"] = json!(row.hash);
-                if let (Some(object), Some(changes)) = (
-                    row.object.as_deref().and_then(|o| self.model.object(o)),
-                    doc.get_mut("changes").and_then(Value::as_object_mut),
-                ) {
-                    let access = ObjectAccess::new(self.model, &caller.principal, object);
-                    for (name, value) in changes.iter_mut() {
-                        let hidden = if object.field(name).is_some() || name == "owner_id" {
-                            !access.field_readable(name)
-                        } else {
-                            !access.can_read_object() && name != "error"
-                        };
-                        if hidden {
-                            *value = json!({ "redacted": true });
-                        }
-                    }
-                }
+                self.redact(caller, &row, &mut doc)?;
                 out.push(doc);
                 if out.len() >= limit {
                     break;
                 }
             }
+            if out.len() < limit {
+                next = page_end;
+            }
         }
-        Ok(out)
+        Ok(AuditPage {
+            events: out,
+            next_from: if exhausted { None } else { Some(next) },
+        })
+    }
+
+    /// Values in a row's changes stay only where the caller could read them now:
+    /// a field they may read, on a record they may read.
+    fn redact(
+        &self,
+        caller: &Caller,
+        row: &crate::store::AuditRow,
+        doc: &mut Value,
+    ) -> Result<(), ApiError> {
+        let Some(changes) = doc.get_mut("changes").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        let Some(object_name) = row.object.as_deref() else {
+            return Ok(());
+        };
+        let object = self.model.object(object_name);
+        let is_record_object = object.is_some()
+            || row.action.starts_with("record.")
+            || row.action.starts_with("share.");
+        if !is_record_object {
+            return Ok(());
+        }
+        let record_readable = match (object, row.record_id.as_deref()) {
+            (Some(o), Some(id)) => {
+                let cond = Cond::and(vec![Self::id_cond(id), self.read_cond(caller, o)]);
+                self.instance
+                    .store
+                    .read(|tx| Ok(tx.record_count(&o.name, &cond)?))
+                    .map_err(to_api)?
+                    > 0
+            }
+            (Some(o), None) => {
+                ObjectAccess::new(self.model, &caller.principal, o).can_read_object()
+            }
+            (None, _) => false,
+        };
+        let access = object.map(|o| ObjectAccess::new(self.model, &caller.principal, o));
+        for (name, value) in changes.iter_mut() {
+            if name == "error" {
+                continue;
+            }
+            let visible = record_readable
+                && access.as_ref().is_some_and(|a| {
+                    if a.object.field(name).is_some() || name == "owner_id" {
+                        a.field_readable(name)
+                    } else {
+                        a.can_read_object()
+                    }
+                });
+            if !visible {
+                *value = json!({ "redacted": true });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -24,9 +24,12 @@ fn unauthenticated() -> ApiError {
     )
 }
 
+/// An unreadable expiry fails closed: the credential counts as expired.
 fn expired(at: Option<&str>) -> bool {
-    at.and_then(timefmt::parse_rfc3339)
-        .is_some_and(|t| t <= timefmt::now())
+    match at {
+        None => false,
+        Some(text) => timefmt::parse_rfc3339(text).is_none_or(|t| t <= timefmt::now()),
+    }
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -126,6 +129,15 @@ pub fn login(
 ) -> Result<serde_json::Value, ApiError> {
     let email_norm =
         identity::normalize_email(email).unwrap_or_else(|_| email.to_ascii_lowercase());
+    if throttle::locked(&email_norm) {
+        return Err(ApiError::new(
+            429,
+            "too_many_attempts",
+            "too many failed sign-ins for this email; wait a few minutes",
+        ));
+    }
+    // Password hashing is deliberately expensive: at most two at a time.
+    let slot = throttle::slot();
     let user = instance
         .store
         .read(|tx| Ok(tx.user_by_email(&email_norm)?))
@@ -160,6 +172,7 @@ pub fn login(
         {
             tracing::error!(error = %e, "could not audit a failed sign-in");
         }
+        throttle::failed(&email_norm);
         ApiError::new(
             401,
             "invalid_credentials",
@@ -172,6 +185,8 @@ pub fn login(
     if user.disabled {
         return Err(failed("user disabled"));
     }
+    drop(slot);
+    throttle::succeeded(&email_norm);
     let (token, token_hash) = identity::new_token(SESSION_PREFIX);
     let mut origin = Origin::user(&user.id, &user.email, Via::Api);
     origin.request_id = Some(request_id.to_string());
@@ -226,4 +241,83 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| {
         identity::hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default()
     })
+}
+
+/// Sign-in throttling: a lockout after repeated failures for one email, and a cap
+/// on concurrent password verifications (argon2 is meant to be costly).
+mod throttle {
+    use std::collections::HashMap;
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    const MAX_FAILURES: u32 = 10;
+    const WINDOW: Duration = Duration::from_secs(15 * 60);
+    const CONCURRENT: usize = 2;
+
+    static FAILURES: Mutex<Option<HashMap<String, (u32, Instant)>>> = Mutex::new(None);
+    static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+    pub fn locked(email: &str) -> bool {
+        let Ok(mut guard) = FAILURES.lock() else {
+            return false;
+        };
+        let map = guard.get_or_insert_with(HashMap::new);
+        match map.get(email) {
+            Some((n, since)) if since.elapsed() < WINDOW => *n >= MAX_FAILURES,
+            Some(_) => {
+                map.remove(email);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn failed(email: &str) {
+        if let Ok(mut guard) = FAILURES.lock() {
+            let map = guard.get_or_insert_with(HashMap::new);
+            if map.len() > 100_000 {
+                map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+            }
+            let entry = map.entry(email.to_string()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    pub fn succeeded(email: &str) {
+        if let Ok(mut guard) = FAILURES.lock() {
+            if let Some(map) = guard.as_mut() {
+                map.remove(email);
+            }
+        }
+    }
+
+    /// One of the few password verifications allowed at once; freed on drop.
+    pub struct Slot;
+
+    pub fn slot() -> Slot {
+        let (lock, cvar) = &SLOTS;
+        if let Ok(mut busy) = lock.lock() {
+            while *busy >= CONCURRENT {
+                match cvar.wait(busy) {
+                    Ok(b) => busy = b,
+                    Err(_) => return Slot,
+                }
+            }
+            *busy += 1;
+        }
+        Slot
+    }
+
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            let (lock, cvar) = &SLOTS;
+            if let Ok(mut busy) = lock.lock() {
+                *busy = busy.saturating_sub(1);
+            }
+            cvar.notify_one();
+        }
+    }
 }

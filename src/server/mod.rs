@@ -400,7 +400,10 @@ async fn audit_events(
         r.audit_events(&a.caller, from, limit)
     })
     .await?;
-    Ok(axum::Json(json!({ "events": events })).into_response())
+    Ok(
+        axum::Json(json!({ "events": events.events, "next_from": events.next_from }))
+            .into_response(),
+    )
 }
 
 async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {

@@ -830,6 +830,21 @@ fn backups_taken_under_concurrent_writes_restore_and_verify() {
     assert!(!listing.contains("instance.key") && !listing.contains("instance-signing.key\n"));
     env.run(&["--data-dir", "r2", "restore", "plain.tar"])
         .code(1);
+    // An unencrypted backup that carries keys was not made by objectos: refused.
+    std::fs::create_dir(env.path("k")).unwrap();
+    env.tool("tar", &["-xf", "plain.tar", "-C", "k"]).ok();
+    std::fs::copy(env.path("data/instance.key"), env.path("k/instance.key")).unwrap();
+    env.tool("sh", &["-c", "cd k && tar -cf ../withkeys.tar *"])
+        .ok();
+    env.run(&[
+        "--data-dir",
+        "r3",
+        "restore",
+        "withkeys.tar",
+        "--keys-from",
+        "data",
+    ])
+    .code(3);
     env.run(&[
         "--data-dir",
         "r2",
@@ -852,7 +867,7 @@ fn a_backup_with_a_tampered_chain_is_refused() {
     std::fs::create_dir(env.path("x")).unwrap();
     env.tool("tar", &["-xf", "plain.tar", "-C", "x"]).ok();
     env.tool("sqlite3", &["x/objectos.db", "DROP TRIGGER objectos_audit_no_update; UPDATE objectos_audit SET action = 'forged' WHERE seq = 3;"]).ok();
-    env.tool("sh", &["-c", "cd x && tar -cf ../forged.tar manifest.json objectos.db audit-checkpoints.log instance-signing.key.pub trust"]).ok();
+    env.tool("sh", &["-c", "cd x && tar -cf ../forged.tar manifest.json manifest.json.minisig objectos.db audit-checkpoints.log instance-signing.key.pub trust"]).ok();
     let run = env
         .run(&[
             "--data-dir",
@@ -863,7 +878,7 @@ fn a_backup_with_a_tampered_chain_is_refused() {
             "data",
         ])
         .code(3);
-    assert!(run.stderr.contains("seq 3"), "{}", run.stderr);
+    assert!(run.stderr.contains("signed manifest"), "{}", run.stderr);
     assert!(!env.path("r").exists());
 }
 

@@ -1157,6 +1157,20 @@ fn actions_run_for_holders_of_their_permissions_and_governance_holds() {
         .filter(|e| e["action"] == "record.read" && e["actor"]["email"] == "rep.b@example.com")
         .collect();
     assert_eq!(reads.len(), 2);
+    world.call("rep_b", "POST", "/api/v1/query", Some(json!({"object": "crm_contact", "groupBy": ["last_name"], "aggregations": [{"function": "count"}]})));
+    let events = world
+        .env
+        .run(&["--json", "audit", "tail", "-n", "5"])
+        .ok()
+        .json();
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "record.read" && e["changes"]["read"] == "aggregate"),
+        "aggregates on auditReads objects are audited"
+    );
     assert_eq!(reads[0]["changes"]["ids"][0], world.id("contact_a"));
     assert_eq!(reads[0]["via"], "api");
     // Writes carry their changes; the sensitive note only as an HMAC.
@@ -1303,10 +1317,13 @@ fn credentials_revoked_while_serving_stop_at_the_next_request() {
         status(&world, "rep_a", "GET", "/api/v1/data/crm_opportunity", None),
         403
     );
-    // Failed and successful sign-ins are audited.
+    // Failed and successful sign-ins are audited (failed ones belong to no
+    // organization: the host operator reads them).
     let events = world
-        .call("admin", "GET", "/api/v1/audit/events?limit=1000", None)
-        .1;
+        .env
+        .run(&["--json", "audit", "tail", "-n", "100000"])
+        .ok()
+        .json();
     let logins: Vec<&Value> = events["events"]
         .as_array()
         .unwrap()
@@ -1316,6 +1333,11 @@ fn credentials_revoked_while_serving_stop_at_the_next_request() {
     assert!(logins.iter().any(|e| e["outcome"] == "denied"));
     assert!(logins.iter().any(|e| e["outcome"] == "success"));
     assert!(!events.to_string().contains(crate::store::PASSWORD));
+    // Repeated failures for one email lock it for a while.
+    for _ in 0..10 {
+        assert_eq!(login("target@example.com", "guess").0, 401);
+    }
+    assert_eq!(login("target@example.com", "guess").0, 429);
 }
 
 #[test]
@@ -1438,4 +1460,184 @@ fn serve_refuses_to_start_without_a_trusted_artifact_and_listens_on_loopback() {
     env.run(&["trust", "remove", &id]).ok();
     let run = env.run(&["serve", "--listen", "127.0.0.1:0"]).code(1);
     assert!(run.stderr.contains("no longer trusted"), "{}", run.stderr);
+}
+
+/// A small app built for the edge cases of field defaults, scopes and cascades.
+fn edge_app(env: &Env) -> Server {
+    let app = json!({
+        "manifest": {"id": "com.example.edge", "namespace": "edge", "version": "1.0.0", "name": "Edge", "engines": {"protocol": "^17"}},
+        "objects": [
+            {"name": "edge_case", "sharingModel": "private", "fields": {
+                "title": {"type": "text", "required": true},
+                "status": {"type": "select", "readonly": true, "defaultValue": "open", "options": [{"label": "Open", "value": "open"}, {"label": "Approved", "value": "approved"}]},
+                "secret_code": {"type": "text", "defaultValue": "none"},
+                "parent_case": {"type": "lookup", "reference": "edge_case"}
+            }},
+            {"name": "edge_step", "sharingModel": "controlled_by_parent", "fields": {
+                "case": {"type": "master_detail", "reference": "edge_case", "required": true},
+                "note": {"type": "text"}
+            }}
+        ],
+        "permissions": [
+            {"name": "editor", "objects": {"edge_case": {"allowCreate": true, "allowEdit": true, "allowDelete": true}, "edge_step": {"allowCreate": true, "allowRead": true}}, "fields": {"edge_case.secret_code": {"readable": false, "editable": false}}, "systemPermissions": ["api_access"]},
+            {"name": "org_reader", "objects": {"edge_case": {"allowRead": true, "writeScope": "org"}}},
+            {"name": "scope_only", "objects": {"edge_case": {"readScope": "org"}}}
+        ]
+    });
+    env.write("edge.json", app.to_string());
+    env.run(&["build", "edge.json", "-o", "edge-artifact.json"])
+        .ok();
+    env.run(&["keygen", "-o", "edge-key", "--unencrypted"]).ok();
+    env.run(&["sign", "edge-artifact.json", "-k", "edge-key"])
+        .ok();
+    env.run(&["init"]).ok();
+    env.run(&["trust", "add", "edge-key.pub"]).ok();
+    env.run(&["apply", "edge-artifact.json", "-y"]).ok();
+    env.write("pw", format!("{}\n", crate::store::PASSWORD));
+    env.run(&[
+        "bootstrap",
+        "--admin-email",
+        "admin@example.com",
+        "--password-file",
+        "pw",
+    ])
+    .ok();
+    for (email, sets) in [
+        ("a@example.com", vec!["editor"]),
+        ("b@example.com", vec!["editor", "org_reader"]),
+        ("c@example.com", vec!["scope_only"]),
+    ] {
+        env.run(&["user", "add", email, "--no-password"]).ok();
+        for set in sets {
+            env.run(&["permset", "assign", set, email]).ok();
+        }
+    }
+    Server::start(&env)
+}
+
+#[test]
+fn defaults_scopes_and_cascades_grant_nothing_extra() {
+    let env = Env::new();
+    let server = edge_app(&env);
+    let key = |email: &str| {
+        env.run(&["apikey", "create", email])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let (a, b) = (key("a@example.com"), key("b@example.com"));
+    // A caller may not set a read-only field just because it has a default...
+    let (s, body, _) = server.call(
+        "POST",
+        "/api/v1/data/edge_case",
+        Some(&a),
+        Some(json!({"title": "t", "status": "approved"})),
+    );
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (403, Some("field_not_editable"))
+    );
+    // ...nor a field hidden from them that has one.
+    let (s, _, _) = server.call(
+        "POST",
+        "/api/v1/data/edge_case",
+        Some(&a),
+        Some(json!({"title": "t", "secret_code": "mine"})),
+    );
+    assert_eq!(s, 403);
+    // Left out, the defaults apply.
+    let (s, body, raw) = server.call(
+        "POST",
+        "/api/v1/data/edge_case",
+        Some(&a),
+        Some(json!({"title": "A's case"})),
+    );
+    assert_eq!(s, 201, "{raw}");
+    assert_eq!(body["status"], "open");
+    assert!(body.get("secret_code").is_none());
+    let case_a = body["id"].as_str().unwrap().to_string();
+    // A reference to a record the caller cannot read is refused like a missing one.
+    let (s, body, _) = server.call(
+        "POST",
+        "/api/v1/data/edge_case",
+        Some(&b),
+        Some(json!({"title": "b", "parent_case": case_a})),
+    );
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid_reference"))
+    );
+    // b holds edit (own records) from one set and writeScope org from a set that
+    // grants no edit: together they do not edit a's record.
+    let (s, _, _) = server.call(
+        "PATCH",
+        &format!("/api/v1/data/edge_case/{case_a}"),
+        Some(&b),
+        Some(json!({"title": "hijacked"})),
+    );
+    assert_eq!(s, 404);
+    assert_eq!(
+        server
+            .call(
+                "GET",
+                &format!("/api/v1/data/edge_case/{case_a}"),
+                Some(&a),
+                None
+            )
+            .1["title"],
+        "A's case"
+    );
+    // A scope alone grants no read.
+    let c = key("c@example.com");
+    assert_eq!(
+        server
+            .call("GET", "/api/v1/data/edge_case", Some(&c), None)
+            .0,
+        403
+    );
+    env.run(&["permset", "assign", "editor", "c@example.com"])
+        .ok();
+    let (_, body, _) = server.call("GET", "/api/v1/data/edge_case", Some(&c), None);
+    assert_eq!(
+        body["records"].as_array().unwrap().len(),
+        0,
+        "readScope:org from a set without read must not widen the editor set"
+    );
+    // A child under the case that a may not delete blocks the parent's delete.
+    let (s, _, raw) = server.call(
+        "POST",
+        "/api/v1/data/edge_step",
+        Some(&a),
+        Some(json!({"case": case_a, "note": "n"})),
+    );
+    assert_eq!(s, 201, "{raw}");
+    let (s, _, _) = server.call(
+        "DELETE",
+        &format!("/api/v1/data/edge_case/{case_a}"),
+        Some(&a),
+        None,
+    );
+    assert_eq!(s, 403);
+    assert_eq!(
+        server
+            .call(
+                "GET",
+                &format!("/api/v1/data/edge_case/{case_a}"),
+                Some(&a),
+                None
+            )
+            .0,
+        200
+    );
+}
+
+#[test]
+fn a_missing_checkpoint_log_fails_verification() {
+    let env = Env::new();
+    crate::store::ready(&env);
+    env.run(&["audit", "verify"]).ok();
+    std::fs::remove_file(env.path("data/audit-checkpoints.log")).unwrap();
+    let run = env.run(&["audit", "verify"]).code(3);
+    assert!(run.stderr.contains("checkpoint"), "{}", run.stderr);
 }
