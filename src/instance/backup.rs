@@ -129,16 +129,16 @@ pub fn backup(
             .collect();
         // A checkpoint of exactly the snapshot's head, so a restore can tell that no
         // row was cut from the end of the backup.
-        if let Some((seq, hash)) = &head {
-            if !checkpoints.iter().any(|c| c.seq == *seq && c.hash == *hash) {
-                checkpoints.push(checkpoint::append(
-                    &instance.checkpoints_path(),
-                    &instance.signer,
-                    &instance.id,
-                    *seq,
-                    hash,
-                )?);
-            }
+        if let Some((seq, hash)) = &head
+            && !checkpoints.iter().any(|c| c.seq == *seq && c.hash == *hash)
+        {
+            checkpoints.push(checkpoint::append(
+                &instance.checkpoints_path(),
+                &instance.signer,
+                &instance.id,
+                *seq,
+                hash,
+            )?);
         }
         let mut cp_text = String::new();
         for cp in &checkpoints {

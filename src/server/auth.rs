@@ -287,10 +287,10 @@ mod throttle {
     }
 
     pub fn succeeded(email: &str) {
-        if let Ok(mut guard) = FAILURES.lock() {
-            if let Some(map) = guard.as_mut() {
-                map.remove(email);
-            }
+        if let Ok(mut guard) = FAILURES.lock()
+            && let Some(map) = guard.as_mut()
+        {
+            map.remove(email);
         }
     }
 

@@ -1512,7 +1512,7 @@ fn edge_app(env: &Env) -> Server {
             env.run(&["permset", "assign", set, email]).ok();
         }
     }
-    Server::start(&env)
+    Server::start(env)
 }
 
 #[test]
