@@ -320,10 +320,55 @@ pub struct SessionList {
     pub sessions: Vec<SessionView>,
 }
 
-fn names(
-    tx: &mut dyn crate::store::Tx,
-) -> anyhow::Result<(Vec<crate::store::UserRow>, Vec<crate::store::OrgRow>)> {
-    Ok((tx.users()?, tx.orgs()?))
+/// Emails and organization names by id, for the lists of credentials.
+struct Names {
+    users: Vec<crate::store::UserRow>,
+    orgs: Vec<crate::store::OrgRow>,
+}
+
+impl Names {
+    fn load(tx: &mut dyn crate::store::Tx) -> anyhow::Result<Names> {
+        Ok(Names {
+            users: tx.users()?,
+            orgs: tx.orgs()?,
+        })
+    }
+
+    fn email(&self, user_id: &str) -> String {
+        self.users
+            .iter()
+            .find(|u| u.id == user_id)
+            .map(|u| u.email.clone())
+            .unwrap_or_default()
+    }
+
+    fn org(&self, org_id: &str) -> String {
+        self.orgs
+            .iter()
+            .find(|o| o.id == org_id)
+            .map(|o| o.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Views of credentials, only `filter`'s when given (an email).
+    fn views<T, V>(
+        &self,
+        rows: &[T],
+        filter: Option<&str>,
+        ids: impl Fn(&T) -> (&str, &str),
+        view: impl Fn(&T, &str, &str) -> V,
+    ) -> Vec<V> {
+        rows.iter()
+            .filter_map(|row| {
+                let (user_id, org_id) = ids(row);
+                let email = self.email(user_id);
+                if filter.is_some_and(|f| f != email) {
+                    return None;
+                }
+                Some(view(row, &email, &self.org(org_id)))
+            })
+            .collect()
+    }
 }
 
 pub fn apikey(cmd: ApikeyCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
@@ -383,30 +428,16 @@ pub fn apikey(cmd: ApikeyCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             }
         }
         ApikeyCommand::List { user } => {
-            let (keys, users, orgs) = instance.store.read(|tx| {
-                let (u, o) = names(tx)?;
-                Ok((tx.apikeys()?, u, o))
-            })?;
+            let (keys, names) = instance
+                .store
+                .read(|tx| Ok((tx.apikeys()?, Names::load(tx)?)))?;
             let filter = user.as_deref().map(identity::normalize_email).transpose()?;
-            let views: Vec<KeyView> = keys
-                .iter()
-                .filter_map(|k| {
-                    let email = users
-                        .iter()
-                        .find(|u| u.id == k.user_id)
-                        .map(|u| u.email.clone())
-                        .unwrap_or_default();
-                    if filter.as_ref().is_some_and(|f| *f != email) {
-                        return None;
-                    }
-                    let org = orgs
-                        .iter()
-                        .find(|o| o.id == k.org_id)
-                        .map(|o| o.name.clone())
-                        .unwrap_or_default();
-                    Some(KeyView::new(k, &email, &org))
-                })
-                .collect();
+            let views = names.views(
+                &keys,
+                filter.as_deref(),
+                |k| (&k.user_id, &k.org_id),
+                KeyView::new,
+            );
             if ctx.out.json {
                 ctx.out
                     .json_doc("apikey.list", &KeyList { api_keys: views })?;
@@ -463,30 +494,16 @@ pub fn session(cmd: SessionCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
     match cmd {
         SessionCommand::List { user } => {
-            let (sessions, users, orgs) = instance.store.read(|tx| {
-                let (u, o) = names(tx)?;
-                Ok((tx.sessions()?, u, o))
-            })?;
+            let (sessions, names) = instance
+                .store
+                .read(|tx| Ok((tx.sessions()?, Names::load(tx)?)))?;
             let filter = user.as_deref().map(identity::normalize_email).transpose()?;
-            let views: Vec<SessionView> = sessions
-                .iter()
-                .filter_map(|s| {
-                    let email = users
-                        .iter()
-                        .find(|u| u.id == s.user_id)
-                        .map(|u| u.email.clone())
-                        .unwrap_or_default();
-                    if filter.as_ref().is_some_and(|f| *f != email) {
-                        return None;
-                    }
-                    let org = orgs
-                        .iter()
-                        .find(|o| o.id == s.org_id)
-                        .map(|o| o.name.clone())
-                        .unwrap_or_default();
-                    Some(SessionView::new(s, &email, &org))
-                })
-                .collect();
+            let views = names.views(
+                &sessions,
+                filter.as_deref(),
+                |s| (&s.user_id, &s.org_id),
+                SessionView::new,
+            );
             if ctx.out.json {
                 ctx.out
                     .json_doc("session.list", &SessionList { sessions: views })?;
