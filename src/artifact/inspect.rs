@@ -134,6 +134,42 @@ fn agent_writes(a: AgentWrites) -> &'static str {
     }
 }
 
+/// One permission set's object rights (implications applied) and field rights.
+pub fn set_rows(set: &PermissionSetDef) -> (Vec<AccessRow>, Vec<FieldRow>) {
+    let objects = set
+        .objects
+        .iter()
+        .map(|(object, rights)| {
+            let r = rights.implied();
+            AccessRow {
+                permission_set: set.name.clone(),
+                object: object.clone(),
+                read: r.read,
+                create: r.create,
+                edit: r.edit,
+                delete: r.delete,
+                view_all: r.view_all,
+                modify_all: r.modify_all,
+                export: r.export,
+                read_scope: if r.read_org { "org" } else { "own" }.into(),
+                write_scope: if r.write_org { "org" } else { "own" }.into(),
+            }
+        })
+        .collect();
+    let fields = set
+        .fields
+        .iter()
+        .map(|((object, field), rights)| FieldRow {
+            permission_set: set.name.clone(),
+            object: object.clone(),
+            field: field.clone(),
+            readable: rights.readable,
+            editable: rights.editable,
+        })
+        .collect();
+    (objects, fields)
+}
+
 pub fn inspect(model: &Model, report: &Report) -> Inspection {
     let objects = model
         .objects
@@ -168,31 +204,9 @@ pub fn inspect(model: &Model, report: &Report) -> Inspection {
     let mut field_restrictions = Vec::new();
     let mut system_permissions = Vec::new();
     for set in &model.permission_sets {
-        for (object, rights) in &set.objects {
-            let r = rights.implied();
-            access_matrix.push(AccessRow {
-                permission_set: set.name.clone(),
-                object: object.clone(),
-                read: r.read,
-                create: r.create,
-                edit: r.edit,
-                delete: r.delete,
-                view_all: r.view_all,
-                modify_all: r.modify_all,
-                export: r.export,
-                read_scope: if r.read_org { "org" } else { "own" }.into(),
-                write_scope: if r.write_org { "org" } else { "own" }.into(),
-            });
-        }
-        for ((object, field), rights) in &set.fields {
-            field_restrictions.push(FieldRow {
-                permission_set: set.name.clone(),
-                object: object.clone(),
-                field: field.clone(),
-                readable: rights.readable,
-                editable: rights.editable,
-            });
-        }
+        let (objects, fields) = set_rows(set);
+        access_matrix.extend(objects);
+        field_restrictions.extend(fields);
         system_permissions.push(SystemPermissionRow {
             permission_set: set.name.clone(),
             is_default: set.is_default,

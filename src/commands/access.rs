@@ -123,46 +123,7 @@ pub fn permset(cmd: PermsetCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                     Failure::error(format!("no permission set `{name}`"))
                         .with_hint("see `objectos permset list`")
                 })?;
-            let inspection_rows = |set: &PermissionSetDef| {
-                let mut objects = Vec::new();
-                for (object, rights) in &set.objects {
-                    let r = rights.implied();
-                    objects.push(crate::artifact::inspect::AccessRow {
-                        permission_set: set.name.clone(),
-                        object: object.clone(),
-                        read: r.read,
-                        create: r.create,
-                        edit: r.edit,
-                        delete: r.delete,
-                        view_all: r.view_all,
-                        modify_all: r.modify_all,
-                        export: r.export,
-                        read_scope: if r.read_org {
-                            "org".into()
-                        } else {
-                            "own".into()
-                        },
-                        write_scope: if r.write_org {
-                            "org".into()
-                        } else {
-                            "own".into()
-                        },
-                    });
-                }
-                let fields = set
-                    .fields
-                    .iter()
-                    .map(|((o, f), r)| crate::artifact::inspect::FieldRow {
-                        permission_set: set.name.clone(),
-                        object: o.clone(),
-                        field: f.clone(),
-                        readable: r.readable,
-                        editable: r.editable,
-                    })
-                    .collect::<Vec<_>>();
-                (objects, fields)
-            };
-            let (objects, fields) = inspection_rows(&set);
+            let (objects, fields) = crate::artifact::inspect::set_rows(&set);
             let detail = PermsetDetail {
                 builtin: set.name == authz::ADMIN_SET,
                 default: set.is_default,
