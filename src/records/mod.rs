@@ -395,6 +395,35 @@ impl<'a> Records<'a> {
             .map(|r| Self::row_to_record(object, &columns, r)))
     }
 
+    /// Find a record for a write: 404 when the caller cannot read it (as if it did
+    /// not exist), 403 when they can read it but `op` may not touch it.
+    fn locate(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        access: &ObjectAccess<'a>,
+        id: &str,
+        op: Op,
+    ) -> anyhow::Result<()> {
+        if self.fetch(tx, caller, access, id, Op::Read)?.is_none() {
+            return Err(not_found_record(&access.object.name).into());
+        }
+        let allowed = match op {
+            Op::Read => true,
+            Op::Edit => access.can_edit(),
+            Op::Delete => access.can_delete(),
+        };
+        if !allowed || self.fetch(tx, caller, access, id, op)?.is_none() {
+            let verb = if op == Op::Delete { "delete" } else { "edit" };
+            return Err(ApiError::forbidden(
+                "forbidden",
+                format!("you may not {verb} this record"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// Every stored column of a record (for before-images), no access check.
     fn fetch_raw(
         tx: &mut dyn Tx,
@@ -986,18 +1015,7 @@ impl<'a> Records<'a> {
             self.instance
                 .store
                 .write(|tx| {
-                    if self.fetch(tx, caller, &access, id, Op::Read)?.is_none() {
-                        return Err(not_found_record(object).into());
-                    }
-                    if !access.can_edit()
-                        || self.fetch(tx, caller, &access, id, Op::Edit)?.is_none()
-                    {
-                        return Err(ApiError::forbidden(
-                            "forbidden",
-                            "you may not edit this record",
-                        )
-                        .into());
-                    }
+                    self.locate(tx, caller, &access, id, Op::Edit)?;
                     let before =
                         Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(object))?;
                     if let Some(expected) = expected
@@ -1064,18 +1082,7 @@ impl<'a> Records<'a> {
             self.instance
                 .store
                 .write(|tx| {
-                    if self.fetch(tx, caller, &access, id, Op::Read)?.is_none() {
-                        return Err(not_found_record(object).into());
-                    }
-                    if !access.can_delete()
-                        || self.fetch(tx, caller, &access, id, Op::Delete)?.is_none()
-                    {
-                        return Err(ApiError::forbidden(
-                            "forbidden",
-                            "you may not delete this record",
-                        )
-                        .into());
-                    }
+                    self.locate(tx, caller, &access, id, Op::Delete)?;
                     self.delete_tree(tx, caller, o, id, None, 0)?;
                     Ok(())
                 })
