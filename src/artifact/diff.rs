@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::model::*;
+use crate::model::*;
 
 #[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct Change {
@@ -631,8 +631,8 @@ fn sharing_rules(d: &mut Diff, old: &Model, new: &Model) {
             // A changed condition can match records it did not before; flag it.
             details.push(format!(
                 "condition {} → {}",
-                crate::artifact::canonical::to_string(&o.condition_source).unwrap_or_default(),
-                crate::artifact::canonical::to_string(&n.condition_source).unwrap_or_default()
+                crate::crypto::canonical::to_string(&o.condition_source).unwrap_or_default(),
+                crate::crypto::canonical::to_string(&n.condition_source).unwrap_or_default()
             ));
             widens = true;
         }

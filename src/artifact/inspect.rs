@@ -3,8 +3,8 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::model::*;
 use crate::artifact::validate::{Issue, Report};
+use crate::model::*;
 
 #[derive(Serialize, JsonSchema)]
 pub struct Inspection {
@@ -437,7 +437,7 @@ pub fn render(i: &Inspection) -> String {
                 r.name,
                 if r.active { "" } else { " (inactive)" },
                 r.object,
-                crate::artifact::canonical::to_string(&r.condition).unwrap_or_default(),
+                crate::crypto::canonical::to_string(&r.condition).unwrap_or_default(),
                 r.shared_with,
                 r.access
             );
@@ -455,7 +455,7 @@ pub fn render(i: &Inspection) -> String {
             if let Some(p) = &a.patch {
                 notes.push(format!(
                     "sets {}",
-                    crate::artifact::canonical::to_string(p).unwrap_or_default()
+                    crate::crypto::canonical::to_string(p).unwrap_or_default()
                 ));
             }
             if !a.required_permissions.is_empty() {

@@ -1,21 +1,19 @@
-//! The artifact toolchain: model, build, validate, canonical JSON, sign, verify, diff.
+//! The artifact toolchain: build, validate, verify, inspect and diff artifacts. It
+//! stands on `model` (what an artifact means) and `crypto` (canonical JSON and
+//! signatures), and never on the runtime (`store`, `query`, `records`).
 
 pub mod build;
-pub mod canonical;
 pub mod diff;
 pub mod inspect;
 pub mod keys;
-pub mod model;
-pub mod signing;
 pub mod validate;
-pub mod values;
 pub mod verify;
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-pub use model::*;
+pub use crate::model::*;
 
 use crate::error::Failure;
 
@@ -153,7 +151,7 @@ pub fn fill_defaults(document: &mut Value) {
 pub fn artifact_bytes(document: &Value) -> anyhow::Result<Vec<u8>> {
     let mut document = document.clone();
     fill_defaults(&mut document);
-    Ok(canonical::to_vec(&document)?)
+    Ok(crate::crypto::canonical::to_vec(&document)?)
 }
 
 /// Count of entries in a top-level array.

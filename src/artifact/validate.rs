@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::artifact::build::SourceMap;
 use crate::artifact::keys;
-use crate::artifact::model::*;
-use crate::query::Filter;
+use crate::model::filter::Filter;
+use crate::model::*;
 
 #[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct Issue {
@@ -1181,7 +1181,7 @@ fn validate_field(
                 required_permissions: required_permissions.clone(),
                 sensitive: false,
             };
-            if let Err(why) = crate::artifact::values::check_value(&probe, literal) {
+            if let Err(why) = crate::model::values::check_value(&probe, literal) {
                 w.err(
                     &format!("{pointer}/defaultValue"),
                     format!("the default does not fit the field: {why}"),
@@ -1483,8 +1483,7 @@ fn validate_sharing_rules(
                                     fine = false;
                                 }
                             }
-                            if let Err(e) = crate::artifact::values::check_filter_values(o, &filter)
-                            {
+                            if let Err(e) = crate::model::values::check_filter_values(o, &filter) {
                                 w.err(&format!("{pointer}/condition"), e);
                                 fine = false;
                             }
@@ -1628,7 +1627,7 @@ fn validate_actions(
                                     format!("`{field}` is read-only; an action cannot set it"),
                                 ),
                                 Some(f) => {
-                                    if let Err(why) = crate::artifact::values::check_value(f, v) {
+                                    if let Err(why) = crate::model::values::check_value(f, v) {
                                         w.err(
                                             &here,
                                             format!("the value does not fit `{field}`: {why}"),

@@ -11,8 +11,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::artifact::build::MAX_DOCUMENT_BYTES;
-use crate::artifact::signing::{self, Claims, PublicKey, SignatureFile, SignatureProblem};
 use crate::artifact::{self, Model};
+use crate::crypto::signing::{self, Claims, PublicKey, SignatureFile, SignatureProblem};
 use crate::timefmt;
 
 /// Why an artifact did not verify. Each has its own wording; all exit 3.

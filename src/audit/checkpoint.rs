@@ -8,8 +8,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::artifact::canonical;
-use crate::artifact::signing::{PublicKey, SecretKey, SignatureFile, blake2b_512};
+use crate::crypto::canonical;
+use crate::crypto::signing::{PublicKey, SecretKey, SignatureFile, blake2b_512};
 use crate::timefmt;
 
 /// One line of the checkpoint log.
@@ -106,7 +106,7 @@ pub fn last_seq(path: &Path) -> anyhow::Result<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::signing::generate_keypair;
+    use crate::crypto::signing::generate_keypair;
 
     #[test]
     fn checkpoints_verify_and_detect_edits() {

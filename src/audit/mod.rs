@@ -8,7 +8,7 @@ use hmac::Mac;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
-use crate::artifact::canonical;
+use crate::crypto::canonical;
 use crate::store::{AuditRow, Tx};
 use crate::timefmt;
 

@@ -3,9 +3,9 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::signing::PublicKey;
 use crate::audit::checkpoint::Checkpoint;
 use crate::audit::{ZERO_HASH, row_hash};
+use crate::crypto::signing::PublicKey;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Record access and field security for one principal on one object (design §5).
 
-use crate::artifact::model::*;
 use crate::authz::Principal;
+use crate::model::*;
 
 /// Operations on records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

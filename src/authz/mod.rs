@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use time::OffsetDateTime;
 
-use crate::artifact::model::{Model, ObjectRights, PermissionSetDef, SYSTEM_PERMISSIONS};
+use crate::model::{Model, ObjectRights, PermissionSetDef, SYSTEM_PERMISSIONS};
 use crate::store::{AssignmentRow, Tx, UserRow};
 use crate::timefmt;
 

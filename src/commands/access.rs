@@ -3,7 +3,6 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::model::{Model, PermissionSetDef};
 use crate::audit::Origin;
 use crate::authz;
 use crate::cli::{ApikeyCommand, PermsetCommand, SessionCommand};
@@ -11,6 +10,7 @@ use crate::commands::Ctx;
 use crate::commands::runtime::{KeyView, SessionView, current_model, table};
 use crate::error::{Exit, Failure};
 use crate::identity::{self, NewKey};
+use crate::model::{Model, PermissionSetDef};
 use crate::timefmt;
 
 #[derive(Serialize, JsonSchema)]

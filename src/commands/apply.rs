@@ -90,7 +90,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     };
     let bytes = std::fs::read(&args.artifact)?;
     // The bytes read now must be the bytes verified.
-    if crate::artifact::signing::sha256_hex(&bytes) != sha256 {
+    if crate::crypto::signing::sha256_hex(&bytes) != sha256 {
         anyhow::bail!(
             "`{}` changed while it was being applied; apply it again",
             args.artifact.display()

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::{self, signing};
+use crate::artifact;
 use crate::cli::BuildArgs;
 use crate::commands::Ctx;
 use crate::commands::validate::print_issues;
+use crate::crypto::signing;
 use crate::error::{Exit, Failure};
 
 #[derive(Serialize, JsonSchema)]

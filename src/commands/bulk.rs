@@ -10,7 +10,6 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::artifact::model::Model;
 use crate::audit::{self, Event, Origin};
 use crate::authz::Principal;
 use crate::authz::access::ObjectAccess;
@@ -20,7 +19,8 @@ use crate::commands::runtime::current_model;
 use crate::error::{ApiError, Exit, Failure};
 use crate::identity;
 use crate::instance::Instance;
-use crate::query::filter::{Filter, Op};
+use crate::model::Model;
+use crate::model::filter::{Filter, Op};
 use crate::query::request::QuerySpec;
 use crate::records::{Caller, Records, convert};
 use crate::store::{CmpOp, Cond, Select, SqlValue};
@@ -143,7 +143,7 @@ fn read_bounded_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::
 
 impl<R: BufRead> Rows<R> {
     /// The next row as (line number, fields), or a parse error naming the line.
-    fn next(&mut self, object: &crate::artifact::model::ObjectDef) -> Option<RowResult> {
+    fn next(&mut self, object: &crate::model::ObjectDef) -> Option<RowResult> {
         match self {
             Rows::Jsonl { reader, line } => {
                 let mut buf = Vec::new();
@@ -485,7 +485,7 @@ pub fn transfer(args: TransferArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     {
         return Err(Failure::error(format!("no object `{name}`")).into());
     }
-    let objects: Vec<&crate::artifact::model::ObjectDef> = model
+    let objects: Vec<&crate::model::ObjectDef> = model
         .objects
         .iter()
         .filter(|o| o.has_owner() && args.object.as_ref().is_none_or(|n| *n == o.name))

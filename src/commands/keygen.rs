@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::signing::{self, write_atomic};
 use crate::cli::KeygenArgs;
 use crate::commands::Ctx;
+use crate::crypto::signing::{self, write_atomic};
 use crate::error::{Exit, Failure};
 use crate::prompt;
 

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::artifact::signing::{self, write_atomic};
 use crate::audit::Origin;
 use crate::authz::Principal;
 use crate::cli::{ApplyArgs, LogFormat, QuickstartArgs, ServeArgs};
 use crate::commands::{Ctx, apply, serve};
+use crate::crypto::signing::{self, write_atomic};
 use crate::error::Exit;
 use crate::identity::{self, NewKey, NewUser};
 use crate::instance::Instance;
@@ -129,7 +129,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             signing::sha256_hex(&bytes)
         ),
     );
-    let secret = crate::artifact::signing::SecretKey::load(&std::fs::read_to_string(&key)?, None)?;
+    let secret = crate::crypto::signing::SecretKey::load(&std::fs::read_to_string(&key)?, None)?;
     let claims = signing::Claims {
         timestamp: Some(timefmt::now().unix_timestamp()),
         file: Some("objectstack.json".into()),
@@ -330,11 +330,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 /// The sample users and their records, made through the records service as them.
-fn seed(
-    instance: &Instance,
-    origin: &Origin,
-    model: &crate::artifact::model::Model,
-) -> anyhow::Result<()> {
+fn seed(instance: &Instance, origin: &Origin, model: &crate::model::Model) -> anyhow::Result<()> {
     for (email, set, name) in [
         (REP, "sales_rep", "Riley Rep"),
         (MANAGER, "sales_manager", "Morgan Manager"),

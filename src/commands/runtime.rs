@@ -4,9 +4,9 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::model::Model;
 use crate::commands::Ctx;
 use crate::instance::Instance;
+use crate::model::Model;
 use crate::store::{ApiKeyRow, OrgRow, SessionRow, UserRow};
 
 impl Ctx {

@@ -7,10 +7,10 @@ use anyhow::Context;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::signing::{self, Claims, SecretKey, write_atomic};
 use crate::artifact::{self};
 use crate::cli::SignArgs;
 use crate::commands::Ctx;
+use crate::crypto::signing::{self, Claims, SecretKey, write_atomic};
 use crate::error::{Exit, Failure};
 use crate::{prompt, timefmt};
 

@@ -4,11 +4,11 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::artifact::signing::{KeyId, PublicKey, write_atomic};
 use crate::artifact::verify::keys_in_dir;
 use crate::audit::{self, Event, Origin};
 use crate::cli::TrustCommand;
 use crate::commands::Ctx;
+use crate::crypto::signing::{KeyId, PublicKey, write_atomic};
 use crate::error::{Exit, Failure};
 
 #[derive(Serialize, JsonSchema)]

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::signing::PublicKey;
 use crate::artifact::verify::{self, Check, Reason, Request, Signed};
 use crate::cli::VerifyArgs;
 use crate::commands::Ctx;
 use crate::commands::sign::signature_path;
+use crate::crypto::signing::PublicKey;
 use crate::error::{Exit, Failure, Reported};
 use crate::timefmt;
 

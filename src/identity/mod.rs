@@ -7,11 +7,11 @@ use rand::RngCore;
 use serde_json::json;
 use sha2::Digest;
 
-use crate::artifact::model::Model;
 use crate::audit::{self, Changes, Event, Origin};
 use crate::authz;
 use crate::error::Failure;
 use crate::instance::Instance;
+use crate::model::Model;
 use crate::store::*;
 use crate::timefmt;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::model::{Model, ObjectDef, Unique, is_reference};
+use crate::model::{Model, ObjectDef, Unique, is_reference};
 use crate::store::{Column, IndexSpec, SchemaChange};
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -89,7 +89,7 @@ fn index_name(object: &str, columns: &[&str], unique: bool) -> String {
     if base.len() <= 60 {
         return base;
     }
-    let digest = crate::artifact::signing::sha256_hex(base.as_bytes());
+    let digest = crate::crypto::signing::sha256_hex(base.as_bytes());
     format!("{}_{}", &base[..40], &digest[..12])
 }
 

@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::artifact::signing::sha256_hex;
 use crate::audit::{self, Event, Origin, checkpoint, verify};
+use crate::crypto::signing::sha256_hex;
 use crate::error::Failure;
 use crate::instance::{
     CHECKPOINTS, DB_FILE, INSTANCE_KEY, Instance, SIGNING_KEY, SIGNING_PUB, TRUST_DIR,
@@ -142,7 +142,7 @@ pub fn backup(
         }
         let mut cp_text = String::new();
         for cp in &checkpoints {
-            cp_text.push_str(&crate::artifact::canonical::to_string(cp)?);
+            cp_text.push_str(&crate::crypto::canonical::to_string(cp)?);
             cp_text.push('\n');
         }
         let db_sha = sha256_hex(&std::fs::read(&snapshot)?);
@@ -404,7 +404,7 @@ pub fn restore(
     std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o700))?;
     // The manifest must be signed by the instance key (from outside the archive for
     // an unencrypted backup), and must describe exactly this database.
-    let signer = crate::artifact::signing::SecretKey::load(
+    let signer = crate::crypto::signing::SecretKey::load(
         &std::fs::read_to_string(s.join(SIGNING_KEY))?,
         None,
     )
@@ -413,11 +413,11 @@ pub fn restore(
         .map_err(|_| Failure::verify("the backup has no manifest"))?;
     let manifest_sig = std::fs::read_to_string(s.join("manifest.json.minisig"))
         .map_err(|_| Failure::verify("the backup's manifest is not signed"))?;
-    let sig = crate::artifact::signing::SignatureFile::parse(&manifest_sig)
+    let sig = crate::crypto::signing::SignatureFile::parse(&manifest_sig)
         .map_err(|e| Failure::verify(format!("the manifest signature is malformed: {e}")))?;
     sig.check(
         &signer.public,
-        &crate::artifact::signing::blake2b_512(manifest_text.as_bytes()),
+        &crate::crypto::signing::blake2b_512(manifest_text.as_bytes()),
     )
     .map_err(|e| {
         Failure::verify(format!(

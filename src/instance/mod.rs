@@ -11,8 +11,8 @@ use std::sync::Arc;
 use age::secrecy::ExposeSecret;
 use anyhow::Context;
 
-use crate::artifact::signing::{self, PublicKey, SecretKey, write_atomic};
 use crate::audit::{self, Event, HmacKey, Origin, Outcome, checkpoint};
+use crate::crypto::signing::{self, PublicKey, SecretKey, write_atomic};
 use crate::error::{Exit, Failure, exit_of};
 use crate::store::sqlite::SqliteBackend;
 use crate::store::{Backend, Mode, Store, StoreError, Tx};

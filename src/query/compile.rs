@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
-use crate::artifact::model::{ObjectDef, SYSTEM_FIELDS, Storage};
 use crate::authz::Principal;
 use crate::authz::access::{Grant, RecordAccess};
-use crate::query::filter::{Filter, Op};
+use crate::model::filter::{Filter, Op};
+use crate::model::{ObjectDef, SYSTEM_FIELDS, Storage};
 use crate::store::{CmpOp, Cond, SqlValue, TextMatch};
 
 /// The storage of a column: a field's, or a system field's.
@@ -26,7 +26,7 @@ pub fn json_to_sql(storage: Storage, value: &Value) -> Result<SqlValue, String> 
         }
         (Storage::Boolean, Value::Bool(b)) => SqlValue::Integer(i64::from(*b)),
         (Storage::Json, v) => {
-            SqlValue::Text(crate::artifact::canonical::to_string(v).map_err(|e| e.to_string())?)
+            SqlValue::Text(crate::crypto::canonical::to_string(v).map_err(|e| e.to_string())?)
         }
         (Storage::Text | Storage::Date | Storage::DateTime | Storage::Time, Value::String(s)) => {
             SqlValue::Text(s.clone())

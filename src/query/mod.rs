@@ -1,8 +1,6 @@
-//! ObjectQL: filters parsed from JSON or CEL, checked against rights, compiled to SQL.
+//! ObjectQL at run time: requests parsed from the API, checked against rights and
+//! compiled to backend-neutral conditions. The filter tree itself is part of the
+//! app model (`crate::model::filter`), shared with the toolchain.
 
-pub mod cel;
-pub mod filter;
-
-pub use filter::{Filter, FilterError, Op};
 pub mod compile;
 pub mod request;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::query::filter::Filter;
+use crate::model::filter::Filter;
 use crate::store::AggFn;
 
 pub const DEFAULT_LIMIT: u64 = 50;

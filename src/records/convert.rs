@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::artifact::model::{FieldDef, Storage};
+use crate::model::{FieldDef, Storage};
 
 /// A CSV cell as the field's JSON value; an empty cell is no value.
 pub fn from_text(field: &FieldDef, text: &str) -> Result<Option<Value>, String> {

@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::artifact::model::{FieldDef, Unique};
 use crate::authz::access::ObjectAccess;
 use crate::error::ApiError;
+use crate::model::{FieldDef, Unique};
 use crate::records::{Caller, Records};
 
 fn field_view(access: &ObjectAccess<'_>, f: &FieldDef) -> Value {

@@ -8,13 +8,13 @@ pub mod meta;
 
 use serde_json::{Map, Value, json};
 
-use crate::artifact::model::*;
-use crate::artifact::values::check_value;
 use crate::audit::{self, Changes, Event, Origin, Outcome};
 use crate::authz::Principal;
 use crate::authz::access::{ObjectAccess, Op, record_access};
 use crate::error::ApiError;
 use crate::instance::Instance;
+use crate::model::values::check_value;
+use crate::model::*;
 use crate::query::compile::{access_cond, column_storage, filter_cond, json_to_sql, sql_to_json};
 use crate::query::request::QuerySpec;
 use crate::store::*;
@@ -490,7 +490,7 @@ impl<'a> Records<'a> {
         let shape = json!({
             "read": "aggregate",
             "surface": caller.origin.via.as_str(),
-            "filter": crate::query::filter::to_json(&spec.filter),
+            "filter": crate::model::filter::to_json(&spec.filter),
             "groupBy": spec.group_by,
             "aggregations": spec.aggregations.iter().map(|a| json!({"function": format!("{:?}", a.function).to_lowercase(), "field": a.field})).collect::<Vec<_>>(),
         });
@@ -1412,7 +1412,7 @@ impl Records<'_> {
 
 /// A stable hash of a record's stored values (its before-image).
 pub fn before_hash(record: &Map<String, Value>) -> String {
-    crate::artifact::signing::sha256_hex(
-        &crate::artifact::canonical::to_vec(&Value::Object(record.clone())).unwrap_or_default(),
+    crate::crypto::signing::sha256_hex(
+        &crate::crypto::canonical::to_vec(&Value::Object(record.clone())).unwrap_or_default(),
     )
 }

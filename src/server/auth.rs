@@ -4,12 +4,12 @@
 use axum::http::HeaderMap;
 use serde_json::json;
 
-use crate::artifact::model::Model;
 use crate::audit::{self, Event, Origin, Outcome, Via};
 use crate::authz::Principal;
 use crate::error::ApiError;
 use crate::identity::{self, API_KEY_PREFIX, SESSION_PREFIX, token_hash};
 use crate::instance::Instance;
+use crate::model::Model;
 use crate::records::{Caller, to_api};
 use crate::store::{KeyKind, SessionRow};
 use crate::timefmt;

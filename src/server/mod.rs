@@ -19,10 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
-use crate::artifact::model::Model;
 use crate::artifact::verify::keys_in_dir;
 use crate::error::{ApiError, Failure};
 use crate::instance::Instance;
+use crate::model::Model;
 use crate::query::request;
 use crate::records::{Records, to_api};
 

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::artifact::model::Storage;
+use crate::model::Storage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -462,7 +462,7 @@ fn audit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 }
 
 fn canonical_text(value: &Value) -> String {
-    crate::artifact::canonical::to_string(value).unwrap_or_else(|_| value.to_string())
+    crate::crypto::canonical::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 impl SqliteTx<'_> {

@@ -1,13 +1,19 @@
-//! What an artifact means to objectos: the typed model that validation produces and
-//! the runtime enforces. The document itself is kept as JSON so that everything
-//! objectos does not model is carried verbatim.
+//! What an artifact means to objectos: the typed app model that the toolchain's
+//! validation produces and the runtime enforces, with the filter language its
+//! sharing rules are written in. Pure data: no database, no I/O. The document
+//! itself is kept as JSON so that everything objectos does not model is carried
+//! verbatim.
+
+pub mod cel;
+pub mod filter;
+pub mod values;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::query::Filter;
+use crate::model::filter::Filter;
 
 /// The upstream protocol major version objectos speaks.
 pub const PROTOCOL_MAJOR: u64 = 17;

@@ -5,8 +5,8 @@
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
-use crate::artifact::model::{FieldDef, ObjectDef, SYSTEM_FIELDS, Storage};
-use crate::query::{Filter, Op};
+use crate::model::filter::{Filter, Op};
+use crate::model::{FieldDef, ObjectDef, SYSTEM_FIELDS, Storage};
 
 /// Check a value against a field. `null` always fits (`required` is checked apart).
 pub fn check_value(field: &FieldDef, value: &Value) -> Result<(), String> {

@@ -6,7 +6,7 @@
 
 use serde_json::{Number, Value};
 
-use crate::query::filter::{Filter, Op};
+use crate::model::filter::{Filter, Op};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
@@ -254,7 +254,7 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Filter, String> {
         self.depth += 1;
-        if self.depth > crate::query::filter::MAX_DEPTH {
+        if self.depth > crate::model::filter::MAX_DEPTH {
             return Err("the condition is nested too deeply".into());
         }
         let result = match self.peek() {

@@ -152,10 +152,10 @@ impl Filter {
                     format!("a CEL condition has only `dialect` and `source`, not `{extra}`"),
                 ));
             }
-            return crate::query::cel::parse(source).map_err(|e| err("/source", e));
+            return crate::model::cel::parse(source).map_err(|e| err("/source", e));
         }
         if let Value::String(source) = value {
-            return crate::query::cel::parse(source).map_err(|e| err("", e));
+            return crate::model::cel::parse(source).map_err(|e| err("", e));
         }
         Filter::from_json(value)
     }
