@@ -135,31 +135,99 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
                 .context(format!("cannot read `{}`", req.signature.display())));
         }
     };
-    let sig = match sig_text.as_deref().map(SignatureFile::parse) {
+    let contents = match &bytes {
+        Some(bytes) => Contents::Bytes(bytes),
+        None => Contents::File(req.artifact),
+    };
+    judge(
+        &mut out,
+        &digests,
+        contents,
+        sig_text.as_deref(),
+        &req.signature.display().to_string(),
+        req.keys,
+        req.pin,
+        req.now,
+    )?;
+    Ok(out)
+}
+
+/// Verify an artifact already in memory (the one the database holds) against its
+/// stored signature text, as of `now`.
+pub fn verify_bytes(
+    bytes: &[u8],
+    signature: &str,
+    keys: &[PublicKey],
+    now: OffsetDateTime,
+) -> anyhow::Result<Outcome> {
+    let digests = signing::digest_bytes(bytes);
+    let mut out = Outcome {
+        artifact: PathBuf::from("<stored artifact>"),
+        sha256: Some(digests.sha256_hex()),
+        signed: None,
+        checks: Vec::new(),
+        failure: None,
+        model: None,
+        signer: None,
+    };
+    judge(
+        &mut out,
+        &digests,
+        Contents::Bytes(bytes),
+        Some(signature),
+        "the stored signature",
+        keys,
+        None,
+        now,
+    )?;
+    Ok(out)
+}
+
+/// The artifact's contents: in memory, or (too large to validate) on disk.
+enum Contents<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// Every check after the artifact was hashed and its signature read: the first
+/// failure is recorded in `out` and ends the checks.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    out: &mut Outcome,
+    digests: &signing::FileDigests,
+    contents: Contents<'_>,
+    sig_text: Option<&str>,
+    sig_name: &str,
+    keys: &[PublicKey],
+    pin: Option<&str>,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let out = &mut *out;
+    let sig = match sig_text.map(SignatureFile::parse) {
         Some(Ok(sig)) => sig,
         Some(Err(why)) => {
             fail(
-                &mut out,
+                out,
                 "signature_file",
                 Reason::MalformedSignature,
-                format!("`{}`: {why}", req.signature.display()),
+                format!("`{}`: {why}", sig_name),
             );
-            return Ok(out);
+            return Ok(());
         }
         None => {
             fail(
-                &mut out,
+                out,
                 "signature_file",
                 Reason::MalformedSignature,
                 format!(
                     "`{}` is not a minisign signature (not text, or too large)",
-                    req.signature.display()
+                    sig_name
                 ),
             );
-            return Ok(out);
+            return Ok(());
         }
     };
-    pass(&mut out, "signature_file", "parsed".to_string());
+    pass(out, "signature_file", "parsed".to_string());
     let claims = Claims::parse(&sig.trusted_comment);
     out.signed = Some(Signed {
         key_id: sig.key_id.to_string(),
@@ -172,10 +240,10 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
         timestamp: claims.timestamp,
     });
 
-    let Some(key) = req.keys.iter().find(|k| k.id == sig.key_id) else {
-        let trusted: Vec<String> = req.keys.iter().map(|k| k.id.to_string()).collect();
+    let Some(key) = keys.iter().find(|k| k.id == sig.key_id) else {
+        let trusted: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
         fail(
-            &mut out,
+            out,
             "key",
             Reason::UntrustedKey,
             format!(
@@ -188,19 +256,19 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
                 }
             ),
         );
-        return Ok(out);
+        return Ok(());
     };
-    pass(&mut out, "key", format!("key {} is trusted", key.id));
+    pass(out, "key", format!("key {} is trusted", key.id));
 
     match sig.check(key, &digests.blake2b) {
-        Ok(()) => pass(&mut out, "signature", "valid".to_string()),
+        Ok(()) => pass(out, "signature", "valid".to_string()),
         Err(problem) => {
             let reason = match problem {
                 SignatureProblem::WrongKey => Reason::UntrustedKey,
                 _ => Reason::BadSignature,
             };
-            fail(&mut out, "signature", reason, problem.to_string());
-            return Ok(out);
+            fail(out, "signature", reason, problem.to_string());
+            return Ok(());
         }
     }
     out.signer = Some(key.clone());
@@ -209,78 +277,78 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
     match &claims.sha256 {
         Some(claimed) if *claimed != actual => {
             fail(
-                &mut out,
+                out,
                 "digest",
                 Reason::DigestMismatch,
                 format!("the signature claims sha256 {claimed}, the artifact's is {actual}"),
             );
-            return Ok(out);
+            return Ok(());
         }
-        Some(_) => pass(&mut out, "digest", format!("sha256 {actual}")),
+        Some(_) => pass(out, "digest", format!("sha256 {actual}")),
         None => pass(
-            &mut out,
+            out,
             "digest",
             "no digest claim (plain minisign signature); judged on the signature alone".to_string(),
         ),
     }
-    if let Some(pin) = req.pin {
+    if let Some(pin) = pin {
         let pin = pin.trim().to_ascii_lowercase();
         if pin != actual {
             fail(
-                &mut out,
+                out,
                 "pin",
                 Reason::DigestMismatch,
                 format!("expected sha256 {pin}, the artifact's is {actual}"),
             );
-            return Ok(out);
+            return Ok(());
         }
-        pass(&mut out, "pin", "matches --sha256".to_string());
+        pass(out, "pin", "matches --sha256".to_string());
     }
 
     if let Some(bad) = &claims.malformed_expiry {
         fail(
-            &mut out,
+            out,
             "expiry",
             Reason::Expired,
             format!("the expiry `{bad}` is unreadable, so the signature cannot be trusted"),
         );
-        return Ok(out);
+        return Ok(());
     }
     match claims.expires {
-        Some(at) if at <= req.now => {
+        Some(at) if at <= now => {
             fail(
-                &mut out,
+                out,
                 "expiry",
                 Reason::Expired,
                 format!("the signature expired at {}", timefmt::rfc3339(at)),
             );
-            return Ok(out);
+            return Ok(());
         }
         Some(at) => pass(
-            &mut out,
+            out,
             "expiry",
             format!("valid until {}", timefmt::rfc3339(at)),
         ),
-        None => pass(&mut out, "expiry", "no expiry".to_string()),
+        None => pass(out, "expiry", "no expiry".to_string()),
     }
 
-    let parsed = match &bytes {
-        Some(bytes) => artifact::check_bytes(bytes, req.artifact, false),
-        None => artifact::check_file(req.artifact, false),
+    let parsed = match contents {
+        Contents::Bytes(bytes) => artifact::check_bytes(bytes, &out.artifact.clone(), false),
+        Contents::File(path) => artifact::check_file(path, false),
     };
     let checked = match parsed {
         Ok(checked) => checked,
         // Unparseable (not JSON, not UTF-8, too large) is a verdict, not an I/O error.
         Err(e) if crate::error::exit_of(&e) == crate::error::Exit::Verify => {
-            fail(&mut out, "artifact", Reason::InvalidArtifact, e.to_string());
-            return Ok(out);
+            fail(out, "artifact", Reason::InvalidArtifact, e.to_string());
+            return Ok(());
         }
         Err(e) => return Err(e),
     };
     if !checked.report.errors.is_empty() {
         let first = &checked.report.errors[0];
         fail(
-            &mut out,
+            out,
             "artifact",
             Reason::InvalidArtifact,
             format!(
@@ -290,7 +358,7 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
                 first.message
             ),
         );
-        return Ok(out);
+        return Ok(());
     }
     // The claims must describe this artifact, not another one signed by the same key.
     let model = checked.into_model()?;
@@ -298,7 +366,7 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
         && *id != model.manifest.id
     {
         fail(
-            &mut out,
+            out,
             "artifact",
             Reason::InvalidArtifact,
             format!(
@@ -306,13 +374,13 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
                 model.manifest.id
             ),
         );
-        return Ok(out);
+        return Ok(());
     }
     if let Some(version) = &claims.version
         && *version != model.manifest.version.to_string()
     {
         fail(
-            &mut out,
+            out,
             "artifact",
             Reason::InvalidArtifact,
             format!(
@@ -320,15 +388,15 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
                 model.manifest.version
             ),
         );
-        return Ok(out);
+        return Ok(());
     }
     pass(
-        &mut out,
+        out,
         "artifact",
         format!("{} {} is valid", model.manifest.id, model.manifest.version),
     );
     out.model = Some(model);
-    Ok(out)
+    Ok(())
 }
 
 fn pass(out: &mut Outcome, name: &'static str, detail: String) {
@@ -349,6 +417,11 @@ fn fail(out: &mut Outcome, name: &'static str, reason: Reason, detail: String) {
 }
 
 /// Read every `*.pub` file of a directory as a trusted key, in name order.
+///
+/// Each file is named after its key's id (`ID.pub`, as `trust add` writes it) and
+/// no two keys share an id: a key id is not derived from the key, so a file whose
+/// name and key disagree, or a second key claiming a trusted key's id, is a sign
+/// that someone placed a key of their own, and the whole store is refused.
 pub fn keys_in_dir(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
     use anyhow::Context;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -357,5 +430,28 @@ pub fn keys_in_dir(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
         .filter(|p| p.extension().is_some_and(|e| e == "pub"))
         .collect();
     paths.sort();
-    paths.iter().map(|p| PublicKey::read(p)).collect()
+    let mut keys: Vec<PublicKey> = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let key = PublicKey::read(path)?;
+        let named = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if !named.eq_ignore_ascii_case(&key.id.to_string()) {
+            return Err(crate::error::Failure::verify(format!(
+                "the trusted key `{}` holds key {}, not the key its name says",
+                path.display(),
+                key.id
+            ))
+            .with_hint("remove the file and trust the key again with `objectos trust add KEY.pub`")
+            .into());
+        }
+        if keys.iter().any(|k| k.id == key.id) {
+            return Err(crate::error::Failure::verify(format!(
+                "two trusted keys claim id {} in `{}`",
+                key.id,
+                dir.display()
+            ))
+            .into());
+        }
+        keys.push(key);
+    }
+    Ok(keys)
 }

@@ -23,6 +23,9 @@ pub struct ChainReport {
     pub head_hash: Option<String>,
     pub checkpoints: usize,
     pub broken: Option<Broken>,
+    /// Seqs of rows recording that the audit log's immutability guards had been
+    /// dropped or altered behind objectos's back (and were put back)
+    pub guards_restored_at: Vec<i64>,
 }
 
 impl ChainReport {
@@ -52,6 +55,7 @@ pub fn verify_chain(
         let mut broken: Option<Broken> = None;
         let mut rows = 0u64;
         let mut head: Option<(i64, String)> = None;
+        let mut guards_restored_at = Vec::new();
         let mut from = first_seq.unwrap_or(expected).min(expected);
         loop {
             let page = tx.audit_page(from, 1000)?;
@@ -60,6 +64,9 @@ pub fn verify_chain(
             }
             for row in &page {
                 rows += 1;
+                if row.action == crate::instance::GUARDS_RESTORED {
+                    guards_restored_at.push(row.seq);
+                }
                 if broken.is_none() {
                     if row.seq != expected {
                         if row.seq > expected {
@@ -109,6 +116,7 @@ pub fn verify_chain(
             head_hash: head.map(|h| h.1),
             checkpoints: checkpoints.len(),
             broken,
+            guards_restored_at,
         })
     })
 }

@@ -8,9 +8,9 @@ use crate::artifact::verify::{self, Request, keys_in_dir};
 use crate::audit::{self, Event, Origin, Outcome};
 use crate::cli::ApplyArgs;
 use crate::commands::Ctx;
-use crate::commands::runtime::current_model;
 use crate::commands::sign::signature_path;
 use crate::error::{Exit, Failure};
+use crate::instance::applied::Purpose;
 use crate::instance::apply::{self, Plan};
 use crate::store::AppliedArtifact;
 use crate::{prompt, timefmt};
@@ -88,16 +88,25 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     else {
         anyhow::bail!("verification passed without a model");
     };
+    // What is stored is what was verified: the bytes and the signature are read
+    // once more and checked together against the signer before anything changes.
     let bytes = std::fs::read(&args.artifact)?;
-    // The bytes read now must be the bytes verified.
-    if crate::crypto::signing::sha256_hex(&bytes) != sha256 {
+    let signature_text = std::fs::read_to_string(&sig)?;
+    let recheck = verify::verify_bytes(
+        &bytes,
+        &signature_text,
+        std::slice::from_ref(&signer),
+        timefmt::now(),
+    )?;
+    if crate::crypto::signing::sha256_hex(&bytes) != sha256 || !recheck.ok() {
         anyhow::bail!(
             "`{}` changed while it was being applied; apply it again",
             args.artifact.display()
         );
     }
-    let applied = instance.store.read(|tx| Ok(tx.artifact_current()?))?;
-    let current_model = current_model(&instance)?;
+    let replaced = crate::instance::applied::load(&instance, Purpose::Replace)?;
+    let applied = replaced.as_ref().map(|a| a.row.clone());
+    let current_model = replaced.map(|a| a.model);
     let artifact = ArtifactRef {
         id: model.manifest.id.clone(),
         version: model.manifest.version.to_string(),
@@ -193,6 +202,8 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             id: artifact.id.clone(),
             version: artifact.version.clone(),
             signer_key_id: artifact.signer_key_id.clone(),
+            signer_public_key: Some(signer.base64.clone()),
+            signature: Some(signature_text.clone()),
             bytes: bytes.clone(),
             applied_at: timefmt::rfc3339(timefmt::now()),
         })?;

@@ -85,6 +85,27 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             if let Some(bar) = progress {
                 bar.finish_and_clear();
             }
+            let mut report = report;
+            if report.broken.is_none() && !instance.guards_restored.is_empty() {
+                report.broken = Some(verify::Broken {
+                    seq: report.head_seq.unwrap_or(0),
+                    reason: format!(
+                        "the audit log's immutability guards ({}) had been dropped or altered behind objectos's back (put back now)",
+                        instance.guards_restored.join(", ")
+                    ),
+                });
+            }
+            if !report.guards_restored_at.is_empty() {
+                ctx.out.warn(format!(
+                    "the immutability guards were found missing and put back before (rows {}); rows changed while they were gone would show as a broken chain",
+                    report
+                        .guards_restored_at
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             if ctx.out.json {
                 ctx.out.json_doc("audit.verify", &report)?;
                 return if report.ok() {

@@ -11,20 +11,14 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{self, Event, Origin};
-use crate::authz::Principal;
 use crate::authz::access::ObjectAccess;
 use crate::cli::{ExportArgs, ImportArgs, TransferArgs};
 use crate::commands::Ctx;
-use crate::commands::runtime::current_model;
+use crate::commands::runtime::required_model;
 use crate::error::{ApiError, Exit, Failure};
-use crate::identity;
-use crate::instance::Instance;
-use crate::model::Model;
 use crate::model::filter::{Filter, Op};
 use crate::query::request::QuerySpec;
 use crate::records::{Caller, Records, convert};
-use crate::store::{CmpOp, Cond, Select, SqlValue};
-use crate::timefmt;
 
 /// The longest line (one record) an import reads.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -52,49 +46,6 @@ pub struct ExportReport {
     pub user: String,
     pub exported: usize,
     pub output: Option<String>,
-}
-
-#[derive(Serialize, JsonSchema)]
-pub struct TransferReport {
-    pub from: String,
-    pub to: String,
-    pub objects: Vec<TransferredObject>,
-    pub total: usize,
-}
-
-#[derive(Serialize, JsonSchema)]
-pub struct TransferredObject {
-    pub object: String,
-    pub records: usize,
-}
-
-/// The CLI operator acting as a user: their rights, in one organization.
-fn caller_as(
-    instance: &Instance,
-    model: &Model,
-    email: &str,
-    org: Option<&str>,
-) -> anyhow::Result<Caller> {
-    instance.store.read(|tx| {
-        let user = identity::user_by_email(tx, email)?;
-        if user.disabled {
-            return Err(Failure::denied(format!("`{}` is disabled", user.email)).into());
-        }
-        let org = identity::credential_org(tx, &user, org)?;
-        let principal = Principal::load(tx, Some(model), &user, &org.id, &timefmt::now())?;
-        Ok(Caller {
-            principal,
-            origin: Origin::operator_as(&user.id, &user.email, &org.id),
-        })
-    })
-}
-
-fn model_of(instance: &Instance) -> anyhow::Result<Model> {
-    current_model(instance)?.ok_or_else(|| {
-        Failure::error("no artifact is applied")
-            .with_hint("run `objectos apply ARTIFACT` first")
-            .into()
-    })
 }
 
 fn api_failure(e: ApiError) -> anyhow::Error {
@@ -229,8 +180,8 @@ fn open_input(file: &Path) -> anyhow::Result<Box<dyn BufRead>> {
 
 pub fn import(args: ImportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
-    let model = model_of(&instance)?;
-    let caller = caller_as(&instance, &model, &args.email, args.org.as_deref())?;
+    let model = required_model(&instance)?;
+    let caller = Caller::operator_as(&instance, &model, &args.email, args.org.as_deref())?;
     let records = Records::new(&instance, &model);
     let access = records
         .object_access(&caller, &args.object)
@@ -386,8 +337,8 @@ pub fn import(args: ImportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
 
 pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
-    let model = model_of(&instance)?;
-    let caller = caller_as(&instance, &model, &args.email, args.org.as_deref())?;
+    let model = required_model(&instance)?;
+    let caller = Caller::operator_as(&instance, &model, &args.email, args.org.as_deref())?;
     let records = Records::new(&instance, &model);
     let attempt = || -> anyhow::Result<usize> {
         let access: ObjectAccess<'_> = records
@@ -476,87 +427,19 @@ pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
+pub use crate::records::transfer::{TransferReport, TransferredObject};
+
 pub fn transfer(args: TransferArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
-    let model = model_of(&instance)?;
-    let origin = Origin::operator();
-    if let Some(name) = &args.object
-        && model.object(name).is_none()
-    {
-        return Err(Failure::error(format!("no object `{name}`")).into());
-    }
-    let objects: Vec<&crate::model::ObjectDef> = model
-        .objects
-        .iter()
-        .filter(|o| o.has_owner() && args.object.as_ref().is_none_or(|n| *n == o.name))
-        .collect();
-    let report = instance.change(&origin, "transfer", Some("record"), |tx| {
-        let from = identity::user_by_email(tx, &args.from)?;
-        let to = identity::user_by_email(tx, &args.to)?;
-        if from.id == to.id {
-            return Err(Failure::error("`--from` and `--to` are the same user").into());
-        }
-        if to.disabled {
-            return Err(Failure::error(format!(
-                "`{}` is disabled; records cannot be given to them",
-                to.email
-            ))
-            .into());
-        }
-        let to_orgs: Vec<String> = tx.orgs_of_user(&to.id)?.into_iter().map(|o| o.id).collect();
-        let at = timefmt::rfc3339_micros(timefmt::now());
-        let mut moved = Vec::new();
-        for object in &objects {
-            // The new owner must belong to every organization the records live in.
-            let orgs = tx.record_select(&Select {
-                object: object.name.clone(),
-                columns: vec!["organization_id".into()],
-                cond: Cond::Cmp {
-                    column: "owner_id".into(),
-                    op: CmpOp::Eq,
-                    value: SqlValue::Text(from.id.clone()),
-                },
-                order: Vec::new(),
-                limit: None,
-                offset: 0,
-                selective: true,
-            })?;
-            for row in orgs {
-                if let Some(SqlValue::Text(org)) = row.first()
-                    && !to_orgs.contains(org)
-                {
-                    return Err(Failure::error(format!(
-                        "`{}` owns `{}` records in an organization `{}` is not a member of",
-                        from.email, object.name, to.email
-                    ))
-                    .with_hint("add them as a member first (`objectos member add`)")
-                    .into());
-                }
-            }
-            let ids = tx.record_transfer(&object.name, &from.id, &to.id, &at)?;
-            for id in &ids {
-                audit::append(
-                    tx,
-                    &origin,
-                    Event::new("record.transfer")
-                        .object(&object.name)
-                        .record(id)
-                        .changes(json!({"owner_id": {"before": from.id, "after": to.id}})),
-                )?;
-            }
-            moved.push(TransferredObject {
-                object: object.name.clone(),
-                records: ids.len(),
-            });
-        }
-        let total = moved.iter().map(|m| m.records).sum();
-        Ok(TransferReport {
-            from: from.email,
-            to: to.email,
-            objects: moved,
-            total,
-        })
-    })?;
+    let model = required_model(&instance)?;
+    let report = crate::records::transfer::transfer(
+        &instance,
+        &model,
+        &Origin::operator(),
+        &args.from,
+        &args.to,
+        args.object.as_deref(),
+    )?;
     if ctx.out.json {
         ctx.out.json_doc("transfer", &report)?;
     } else {

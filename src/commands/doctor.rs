@@ -5,7 +5,6 @@ use std::os::unix::fs::PermissionsExt;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::verify::keys_in_dir;
 use crate::audit::{checkpoint, verify};
 use crate::commands::Ctx;
 use crate::error::{Exit, Reported};
@@ -126,6 +125,28 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
             verify::verify_chain(&instance.store, &cps, instance.signing_public(), |_| {})
         }) {
             Ok(report) => match report.broken {
+                _ if !instance.guards_restored.is_empty() => add(
+                    "audit",
+                    Status::Fail,
+                    format!(
+                        "the immutability guards ({}) had been dropped or altered behind objectos's back; they are back now, investigate",
+                        instance.guards_restored.join(", ")
+                    ),
+                ),
+                None if !report.guards_restored_at.is_empty() => add(
+                    "audit",
+                    Status::Warn,
+                    format!(
+                        "{} rows verify, but the immutability guards were found missing and put back before (rows {})",
+                        report.rows,
+                        report
+                            .guards_restored_at
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
                 None => add(
                     "audit",
                     Status::Ok,
@@ -145,37 +166,25 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
             },
             Err(e) => add("audit", Status::Fail, format!("{e:#}")),
         }
-        match instance.store.read(|tx| Ok(tx.artifact_current()?)) {
+        match crate::instance::applied::load(instance, crate::instance::applied::Purpose::Enforce) {
             Ok(None) => add(
                 "artifact",
                 Status::Warn,
                 "no artifact applied; `objectos apply ARTIFACT`".into(),
             ),
-            Ok(Some(a)) => {
-                let trusted = keys_in_dir(&instance.trust_dir())
-                    .map(|keys| keys.iter().any(|k| k.id.to_string() == a.signer_key_id))
-                    .unwrap_or(false);
-                if trusted {
-                    add(
-                        "artifact",
-                        Status::Ok,
-                        format!(
-                            "{} {} (sha256 {}), signer {} trusted",
-                            a.id, a.version, a.sha256, a.signer_key_id
-                        ),
-                    );
-                } else {
-                    add(
-                        "artifact",
-                        Status::Fail,
-                        format!(
-                            "{} {} was signed by {}, which is no longer trusted: `serve` will refuse to start",
-                            a.id, a.version, a.signer_key_id
-                        ),
-                    );
-                }
-            }
-            Err(e) => add("artifact", Status::Fail, format!("{e:#}")),
+            Ok(Some(a)) => add(
+                "artifact",
+                Status::Ok,
+                format!(
+                    "{} {} (sha256 {}), signature by trusted key {} verifies",
+                    a.row.id, a.row.version, a.row.sha256, a.row.signer_key_id
+                ),
+            ),
+            Err(e) => add(
+                "artifact",
+                Status::Fail,
+                format!("{e}; `serve` and every command acting as a user will refuse it"),
+            ),
         }
         match instance.store.read(|tx| Ok(tx.settings()?)) {
             Ok(settings) => {

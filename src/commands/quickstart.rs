@@ -7,14 +7,15 @@ use anyhow::Context;
 use serde_json::{Map, Value, json};
 
 use crate::audit::Origin;
-use crate::authz::Principal;
 use crate::cli::{ApplyArgs, LogFormat, QuickstartArgs, ServeArgs};
 use crate::commands::{Ctx, apply, serve};
 use crate::crypto::signing::{self, write_atomic};
 use crate::error::Exit;
 use crate::identity::{self, NewKey, NewUser};
 use crate::instance::Instance;
+use crate::model::filter::{Filter, Op as FilterOp};
 use crate::output::Output;
+use crate::query::request::QuerySpec;
 use crate::records::{Caller, Records, Share};
 use crate::timefmt;
 
@@ -265,27 +266,34 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         "created fresh API keys for the sample users (the ones printed before are revoked)",
     );
     let base = format!("http://{}", args.listen);
-    let deal = instance.store.read(|tx| {
-        let rows = tx.record_select(&crate::store::Select {
-            object: "crm_opportunity".into(),
-            columns: vec!["id".into()],
-            cond: crate::store::Cond::Cmp {
-                column: "name".into(),
-                op: crate::store::CmpOp::Eq,
-                value: crate::store::SqlValue::Text("Acme renewal".into()),
-            },
-            order: Vec::new(),
-            limit: Some(1),
-            offset: 0,
-            selective: true,
-        })?;
-        Ok(
-            match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
-                Some(crate::store::SqlValue::Text(id)) => id,
-                _ => String::new(),
+    // The deal the curl commands read, found through the records service as the rep.
+    let rep = Caller::operator_as(&instance, &model, REP, None)?;
+    let found = Records::new(&instance, &model)
+        .list(
+            &rep,
+            &QuerySpec {
+                object: "crm_opportunity".into(),
+                fields: Some(vec!["id".into()]),
+                filter: Filter::Cmp {
+                    field: "name".into(),
+                    op: FilterOp::Eq(json!("Acme renewal")),
+                },
+                sort: Vec::new(),
+                limit: 1,
+                offset: 0,
+                total: false,
+                aggregations: Vec::new(),
+                group_by: Vec::new(),
             },
         )
-    })?;
+        .map_err(|e| anyhow::anyhow!("cannot find the sample deal: {e}"))?;
+    let deal = found
+        .records
+        .first()
+        .and_then(|r| r.get("id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !ctx.out.quiet {
         let key_of = |email: &str| {
             keys.iter()
@@ -347,17 +355,7 @@ fn seed(instance: &Instance, origin: &Origin, model: &crate::model::Model) -> an
         )?;
         identity::assign(instance, origin, Some(model), set, email, None, None)?;
     }
-    let caller = |email: &str| -> anyhow::Result<Caller> {
-        instance.store.read(|tx| {
-            let user = identity::user_by_email(tx, email)?;
-            let org = identity::credential_org(tx, &user, None)?;
-            let principal = Principal::load(tx, Some(model), &user, &org.id, &timefmt::now())?;
-            Ok(Caller {
-                principal,
-                origin: Origin::operator_as(&user.id, &user.email, &org.id),
-            })
-        })
-    };
+    let caller = |email: &str| Caller::operator_as(instance, model, email, None);
     let rep = caller(REP)?;
     let manager = caller(MANAGER)?;
     let records = Records::new(instance, model);

@@ -15,13 +15,17 @@ impl Ctx {
     }
 }
 
-/// The applied artifact's model, if one is applied.
+/// The applied artifact's model for enforcement (verified), if one is applied.
 pub fn current_model(instance: &Instance) -> anyhow::Result<Option<Model>> {
-    let applied = instance.store.read(|tx| Ok(tx.artifact_current()?))?;
-    match applied {
-        Some(a) => Ok(Some(crate::artifact::model_from_bytes(&a.bytes)?)),
-        None => Ok(None),
-    }
+    Ok(
+        crate::instance::applied::load(instance, crate::instance::applied::Purpose::Enforce)?
+            .map(|a| a.model),
+    )
+}
+
+/// The applied artifact's model for enforcement, or a refusal naming the fix.
+pub fn required_model(instance: &Instance) -> anyhow::Result<Model> {
+    Ok(crate::instance::applied::require(instance)?.model)
 }
 
 #[derive(Serialize, JsonSchema)]

@@ -147,6 +147,19 @@ pub fn add_key(
     let path = instance.trust_dir().join(format!("{}.pub", public.id));
     let existed = path.exists();
     instance.change(origin, "trust.add", Some("trusted_key"), |tx| {
+        // A key id is chosen by whoever made the key, not derived from it: a second
+        // key claiming a trusted key's id must never replace it.
+        if existed {
+            let current = PublicKey::read(&path)?;
+            if current.base64 != public.base64 {
+                return Err(Failure::verify(format!(
+                    "another key with id {} is already trusted; refusing to replace it",
+                    public.id
+                ))
+                .with_hint("remove the trusted key first (`objectos trust remove`) if it really should be replaced")
+                .into());
+            }
+        }
         write_atomic(&path, public.to_file_text().as_bytes(), Some(0o644), false)?;
         audit::append(
             tx,

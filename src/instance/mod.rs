@@ -1,6 +1,7 @@
 //! The data dir: the database, the instance's keys, the trust store and the
 //! checkpoint log, opened together.
 
+pub mod applied;
 pub mod apply;
 pub mod backup;
 pub mod settings;
@@ -24,6 +25,8 @@ pub const SIGNING_KEY: &str = "instance-signing.key";
 pub const SIGNING_PUB: &str = "instance-signing.key.pub";
 pub const TRUST_DIR: &str = "trust";
 pub const CHECKPOINTS: &str = "audit-checkpoints.log";
+/// The audit action of the row that records restored immutability guards.
+pub const GUARDS_RESTORED: &str = "audit.guards_restored";
 
 /// A backend shared by the store and the operations (backup) that need the
 /// concrete type.
@@ -47,6 +50,9 @@ pub struct Instance {
     identity: age::x25519::Identity,
     pub signer: SecretKey,
     pub hmac: HmacKey,
+    /// Audit guards (the immutability triggers) that were missing or altered when
+    /// this data dir was opened, and have been put back since.
+    pub guards_restored: Vec<String>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -263,7 +269,7 @@ impl Instance {
             .into());
         }
         let hmac = HmacKey::new(identity.to_string().expose_secret().as_bytes());
-        Ok(Instance {
+        let mut instance = Instance {
             dir: dir.to_path_buf(),
             store,
             sqlite: backend,
@@ -271,7 +277,44 @@ impl Instance {
             identity,
             signer,
             hmac,
-        })
+            guards_restored: Vec::new(),
+        };
+        instance.guards_restored = instance.restore_audit_guards()?;
+        Ok(instance)
+    }
+
+    /// Audit rows are immutable because the database refuses to change them. If
+    /// someone dropped or altered those guards behind objectos's back, say so
+    /// loudly, put them back, and leave the finding in the chain itself.
+    fn restore_audit_guards(&self) -> anyhow::Result<Vec<String>> {
+        let missing = self.store.read(|tx| Ok(tx.audit_guards_missing()?))?;
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        eprintln!(
+            "warning: TAMPERING: the audit log's immutability guards ({}) were missing or altered in `{}`; someone changed the database behind objectos's back",
+            missing.join(", "),
+            Instance::db_path(&self.dir).display()
+        );
+        let restored = self.store.write(|tx| {
+            tx.audit_guards_restore()?;
+            audit::append(
+                tx,
+                &Origin::system(),
+                Event::new(GUARDS_RESTORED)
+                    .object("audit")
+                    .outcome(Outcome::Error, "tampering_detected")
+                    .changes(serde_json::json!({ "missing_or_altered": missing })),
+            )?;
+            Ok(())
+        });
+        match restored {
+            Ok(()) => eprintln!(
+                "warning: the guards are back in place; run `objectos audit verify` and investigate"
+            ),
+            Err(e) => eprintln!("warning: the guards could not be put back: {e:#}"),
+        }
+        Ok(missing)
     }
 
     pub fn recipient(&self) -> String {

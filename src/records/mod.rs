@@ -3,8 +3,10 @@
 //! read is filtered by the caller's record access inside the SQL, every field
 //! passes field security, and every write (and every refused write) is audited.
 
+pub mod audit_view;
 pub mod convert;
 pub mod meta;
+pub mod transfer;
 
 use serde_json::{Map, Value, json};
 
@@ -33,6 +35,32 @@ pub struct Share<'s> {
 pub struct Caller {
     pub principal: Principal,
     pub origin: Origin,
+}
+
+impl Caller {
+    /// The host operator (the CLI) acting as a user: that user's rights in one
+    /// organization (their only one, or `org`), audited as both.
+    pub fn operator_as(
+        instance: &Instance,
+        model: &Model,
+        email: &str,
+        org: Option<&str>,
+    ) -> anyhow::Result<Caller> {
+        instance.store.read(|tx| {
+            let user = crate::identity::user_by_email(tx, email)?;
+            if user.disabled {
+                return Err(
+                    crate::error::Failure::denied(format!("`{}` is disabled", user.email)).into(),
+                );
+            }
+            let org = crate::identity::credential_org(tx, &user, org)?;
+            let principal = Principal::load(tx, Some(model), &user, &org.id, &timefmt::now())?;
+            Ok(Caller {
+                principal,
+                origin: Origin::operator_as(&user.id, &user.email, &org.id),
+            })
+        })
+    }
 }
 
 /// A page of audit rows and where the next page starts.
@@ -128,7 +156,7 @@ impl<'a> Records<'a> {
         Ok(access)
     }
 
-    fn read_cond(&self, caller: &Caller, object: &'a ObjectDef) -> Cond {
+    pub(crate) fn read_cond(&self, caller: &Caller, object: &'a ObjectDef) -> Cond {
         access_cond(
             &caller.principal,
             object,
@@ -154,7 +182,7 @@ impl<'a> Records<'a> {
         )
     }
 
-    fn id_cond(id: &str) -> Cond {
+    pub(crate) fn id_cond(id: &str) -> Cond {
         Cond::Cmp {
             column: "id".into(),
             op: CmpOp::Eq,
@@ -695,10 +723,8 @@ impl<'a> Records<'a> {
             if tx.record_count(&target.name, &cond)? == 0 {
                 return Err(ApiError::bad_request(
                     "invalid_reference",
-                    format!(
-                        "`{}` names no `{}` record you may use",
-                        field.name, target.name
-                    ),
+                    // The target object stays unnamed: the caller may not know it.
+                    format!("`{}` names no record you may use", field.name),
                 )
                 .into());
             }
@@ -1131,14 +1157,30 @@ impl<'a> Records<'a> {
                 if rows.is_empty() {
                     continue;
                 }
+                // A cascade removes only what the caller could delete on its own:
+                // every dependent record must pass the caller's delete check, or
+                // nothing is deleted. The refusal names no object, since the caller
+                // may not know the dependent object exists.
                 let child_access = ObjectAccess::new(self.model, &caller.principal, child);
-                if child.read_only || !child_access.can_delete() {
+                let deletable = if child.read_only || !child_access.can_delete() {
+                    0
+                } else {
+                    tx.record_count(
+                        &child.name,
+                        &Cond::and(vec![
+                            Cond::Cmp {
+                                column: f.name.clone(),
+                                op: CmpOp::Eq,
+                                value: SqlValue::Text(id.to_string()),
+                            },
+                            self.op_cond(caller, child, Op::Delete),
+                        ]),
+                    )? as usize
+                };
+                if deletable < rows.len() {
                     return Err(ApiError::forbidden(
-                        "forbidden",
-                        format!(
-                            "`{}` records depend on this record and you may not delete them",
-                            child.name
-                        ),
+                        "dependent_records",
+                        "other records depend on this record and you may not delete them all; nothing was deleted",
                     )
                     .into());
                 }
@@ -1259,14 +1301,14 @@ impl<'a> Records<'a> {
         name: &str,
         record_id: &str,
     ) -> Result<Map<String, Value>, ApiError> {
-        let action = self
-            .model
-            .action(name)
-            .ok_or_else(|| ApiError::not_found(format!("no action `{name}`")))?;
+        let no_action = || ApiError::not_found(format!("no action `{name}`"));
+        let action = self.model.action(name).ok_or_else(no_action)?;
         let object = action.object.clone().unwrap_or_default();
         let result = (|| {
+            // An action on an object the caller cannot read does not exist for them,
+            // exactly like one that is not there.
             if let Some(o) = &action.object {
-                self.object_access(caller, o)?;
+                self.object_access(caller, o).map_err(|_| no_action())?;
             }
             let missing: Vec<&String> = action
                 .required_permissions
@@ -1297,116 +1339,6 @@ impl<'a> Records<'a> {
         let patch = result
             .inspect_err(|e| self.refused(caller, "action.run", &object, Some(record_id), e))?;
         self.update(caller, &object, record_id, &patch)
-    }
-}
-
-impl Records<'_> {
-    /// Audit rows as the caller may see them: their organization's (and the host
-    /// operator's), with the values of fields they cannot read redacted. The
-    /// complete trail is the signed export, for holders of `export_audit`.
-    pub fn audit_events(
-        &self,
-        caller: &Caller,
-        from: i64,
-        limit: usize,
-    ) -> Result<AuditPage, ApiError> {
-        const MAX_SCAN: usize = 10_000;
-        let mut out = Vec::new();
-        let mut next = from;
-        let mut scanned = 0usize;
-        let mut exhausted = false;
-        while out.len() < limit && scanned < MAX_SCAN {
-            let page = self
-                .instance
-                .store
-                .read(|tx| Ok(tx.audit_page(next, 500)?))
-                .map_err(to_api)?;
-            let Some(last) = page.last() else {
-                exhausted = true;
-                break;
-            };
-            let page_end = last.seq + 1;
-            for row in page {
-                scanned += 1;
-                next = row.seq + 1;
-                // Only the caller's organization: the host operator's rows, sign-in
-                // attempts and other organizations' rows are not theirs to read.
-                if row.actor.get("organization_id").and_then(Value::as_str)
-                    != Some(caller.principal.org_id.as_str())
-                {
-                    continue;
-                }
-                let mut doc = crate::audit::row_document(&row);
-                doc["hash"] = json!(row.hash);
-                self.redact(caller, &row, &mut doc)?;
-                out.push(doc);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            if out.len() < limit {
-                next = page_end;
-            }
-        }
-        Ok(AuditPage {
-            events: out,
-            next_from: if exhausted { None } else { Some(next) },
-        })
-    }
-
-    /// Values in a row's changes stay only where the caller could read them now:
-    /// a field they may read, on a record they may read.
-    fn redact(
-        &self,
-        caller: &Caller,
-        row: &crate::store::AuditRow,
-        doc: &mut Value,
-    ) -> Result<(), ApiError> {
-        let Some(changes) = doc.get_mut("changes").and_then(Value::as_object_mut) else {
-            return Ok(());
-        };
-        let Some(object_name) = row.object.as_deref() else {
-            return Ok(());
-        };
-        let object = self.model.object(object_name);
-        let is_record_object = object.is_some()
-            || row.action.starts_with("record.")
-            || row.action.starts_with("share.");
-        if !is_record_object {
-            return Ok(());
-        }
-        let record_readable = match (object, row.record_id.as_deref()) {
-            (Some(o), Some(id)) => {
-                let cond = Cond::and(vec![Self::id_cond(id), self.read_cond(caller, o)]);
-                self.instance
-                    .store
-                    .read(|tx| Ok(tx.record_count(&o.name, &cond)?))
-                    .map_err(to_api)?
-                    > 0
-            }
-            (Some(o), None) => {
-                ObjectAccess::new(self.model, &caller.principal, o).can_read_object()
-            }
-            (None, _) => false,
-        };
-        let access = object.map(|o| ObjectAccess::new(self.model, &caller.principal, o));
-        for (name, value) in changes.iter_mut() {
-            if name == "error" {
-                continue;
-            }
-            let visible = record_readable
-                && access.as_ref().is_some_and(|a| {
-                    if a.object.field(name).is_some() || name == "owner_id" {
-                        a.field_readable(name)
-                    } else {
-                        a.can_read_object()
-                    }
-                });
-            if !visible {
-                *value = json!({ "redacted": true });
-            }
-        }
-        Ok(())
     }
 }
 

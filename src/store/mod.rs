@@ -125,6 +125,16 @@ pub struct SessionRow {
     pub revoked_at: Option<String>,
 }
 
+/// Failed sign-ins counted for one account or one client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleRow {
+    /// `account:<email>` or `address:<ip>`
+    pub key: String,
+    pub failures: i64,
+    pub window_start: String,
+    pub blocked_until: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingRow {
     pub key: String,
@@ -162,6 +172,12 @@ pub struct AppliedArtifact {
     pub id: String,
     pub version: String,
     pub signer_key_id: String,
+    /// The signer's public key (its base64 line): a key id alone names a key but
+    /// does not identify it.
+    pub signer_public_key: Option<String>,
+    /// The `.minisig` text the artifact was applied with; `None` only for rows
+    /// written before objectos stored it.
+    pub signature: Option<String>,
     pub bytes: Vec<u8>,
     pub applied_at: String,
 }
@@ -290,6 +306,17 @@ pub trait Tx: RecordTx {
     fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>>;
     fn audit_by_seq(&mut self, seq: i64) -> StoreResult<Option<AuditRow>>;
     fn audit_first_seq(&mut self) -> StoreResult<Option<i64>>;
+
+    // Sign-in throttling.
+    fn throttle_get(&mut self, key: &str) -> StoreResult<Option<ThrottleRow>>;
+    fn throttle_put(&mut self, row: &ThrottleRow) -> StoreResult<()>;
+    fn throttle_delete(&mut self, key: &str) -> StoreResult<()>;
+
+    /// The guards that make audit rows immutable (SQLite triggers) that are
+    /// missing or not as objectos made them, by name.
+    fn audit_guards_missing(&mut self) -> StoreResult<Vec<String>>;
+    /// Put the audit guards back exactly as objectos makes them.
+    fn audit_guards_restore(&mut self) -> StoreResult<()>;
 
     /// The backend's own consistency check (`PRAGMA integrity_check` on SQLite).
     fn integrity_check(&mut self) -> StoreResult<Vec<String>>;
@@ -547,4 +574,8 @@ pub trait RecordTx {
     fn shares_of(&mut self, object: &str, record_id: &str) -> StoreResult<Vec<ShareRow>>;
     /// The applied artifact's sequence number, cheap enough to ask per request.
     fn artifact_seq(&mut self) -> StoreResult<Option<i64>>;
+    /// A counter that every change to identities, memberships, teams, grants,
+    /// keys, sessions, shares, settings and the applied artifact bumps in the same
+    /// transaction: the one signal a cache of any of them may key on.
+    fn change_counter(&mut self) -> StoreResult<i64>;
 }

@@ -138,6 +138,59 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX objectos_shares_grantee ON objectos_shares(object, grantee_kind, grantee, record_id);
     "#,
+    // 4: the applied artifact's signature (so every load re-verifies it), a change
+    // counter every change to identities, grants, credentials, shares, settings
+    // and the applied artifact bumps in its own transaction (the one signal a
+    // cache may key on, across processes), and sign-in throttling counted in the
+    // database (so it holds across processes and instances).
+    r#"
+    ALTER TABLE objectos_artifacts ADD COLUMN signature TEXT;
+    ALTER TABLE objectos_artifacts ADD COLUMN signer_public_key TEXT;
+    CREATE TABLE objectos_changes (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        counter INTEGER NOT NULL
+    );
+    INSERT INTO objectos_changes (id, counter) VALUES (1, 0);
+    CREATE TRIGGER objectos_count_users_insert AFTER INSERT ON objectos_users BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_users_update AFTER UPDATE ON objectos_users BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_users_delete AFTER DELETE ON objectos_users BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_orgs_insert AFTER INSERT ON objectos_orgs BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_orgs_update AFTER UPDATE ON objectos_orgs BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_orgs_delete AFTER DELETE ON objectos_orgs BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_memberships_insert AFTER INSERT ON objectos_memberships BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_memberships_update AFTER UPDATE ON objectos_memberships BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_memberships_delete AFTER DELETE ON objectos_memberships BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_teams_insert AFTER INSERT ON objectos_teams BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_teams_update AFTER UPDATE ON objectos_teams BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_teams_delete AFTER DELETE ON objectos_teams BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_team_members_insert AFTER INSERT ON objectos_team_members BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_team_members_update AFTER UPDATE ON objectos_team_members BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_team_members_delete AFTER DELETE ON objectos_team_members BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_assignments_insert AFTER INSERT ON objectos_assignments BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_assignments_update AFTER UPDATE ON objectos_assignments BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_assignments_delete AFTER DELETE ON objectos_assignments BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_api_keys_insert AFTER INSERT ON objectos_api_keys BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_api_keys_update AFTER UPDATE ON objectos_api_keys BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_api_keys_delete AFTER DELETE ON objectos_api_keys BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_sessions_insert AFTER INSERT ON objectos_sessions BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_sessions_update AFTER UPDATE ON objectos_sessions BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_sessions_delete AFTER DELETE ON objectos_sessions BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_shares_insert AFTER INSERT ON objectos_shares BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_shares_update AFTER UPDATE ON objectos_shares BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_shares_delete AFTER DELETE ON objectos_shares BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_artifacts_insert AFTER INSERT ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_artifacts_update AFTER UPDATE ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_artifacts_delete AFTER DELETE ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_settings_insert AFTER INSERT ON objectos_settings BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_settings_update AFTER UPDATE ON objectos_settings BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_settings_delete AFTER DELETE ON objectos_settings BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TABLE objectos_signin_throttle (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        window_start TEXT NOT NULL,
+        blocked_until TEXT
+    );
+    "#,
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -175,6 +228,23 @@ impl<T> Sql<T> for rusqlite::Result<T> {
     fn db(self) -> StoreResult<T> {
         self.map_err(map_err)
     }
+}
+
+/// The triggers that make audit rows immutable, exactly as migration 1 made them
+/// (name, SQL): checked by `doctor` and `audit verify`, and put back if dropped.
+pub const AUDIT_GUARDS: [(&str, &str); 2] = [
+    (
+        "objectos_audit_no_update",
+        "CREATE TRIGGER objectos_audit_no_update BEFORE UPDATE ON objectos_audit BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END",
+    ),
+    (
+        "objectos_audit_no_delete",
+        "CREATE TRIGGER objectos_audit_no_delete BEFORE DELETE ON objectos_audit BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END",
+    ),
+];
+
+fn squash_whitespace(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Quote an identifier that comes from validated metadata.
@@ -854,7 +924,7 @@ impl Tx for SqliteTx<'_> {
 
     fn artifact_current(&mut self) -> StoreResult<Option<AppliedArtifact>> {
         self.one(
-            "SELECT seq, sha256, id, version, signer_key_id, bytes, applied_at FROM objectos_artifacts ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, sha256, id, version, signer_key_id, bytes, applied_at, signer_public_key, signature FROM objectos_artifacts ORDER BY seq DESC LIMIT 1",
             [],
             |r| {
                 Ok(AppliedArtifact {
@@ -865,6 +935,8 @@ impl Tx for SqliteTx<'_> {
                     signer_key_id: r.get(4)?,
                     bytes: r.get(5)?,
                     applied_at: r.get(6)?,
+                    signer_public_key: r.get(7)?,
+                    signature: r.get(8)?,
                 })
             },
         )
@@ -872,9 +944,67 @@ impl Tx for SqliteTx<'_> {
 
     fn artifact_record(&mut self, a: &AppliedArtifact) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO objectos_artifacts (sha256, id, version, signer_key_id, bytes, applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![a.sha256, a.id, a.version, a.signer_key_id, a.bytes, a.applied_at],
+            "INSERT INTO objectos_artifacts (sha256, id, version, signer_key_id, bytes, applied_at, signer_public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![a.sha256, a.id, a.version, a.signer_key_id, a.bytes, a.applied_at, a.signer_public_key, a.signature],
         )?;
+        Ok(())
+    }
+
+    fn throttle_get(&mut self, key: &str) -> StoreResult<Option<ThrottleRow>> {
+        self.one(
+            "SELECT key, failures, window_start, blocked_until FROM objectos_signin_throttle WHERE key = ?1",
+            [key],
+            |r| {
+                Ok(ThrottleRow {
+                    key: r.get(0)?,
+                    failures: r.get(1)?,
+                    window_start: r.get(2)?,
+                    blocked_until: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn throttle_put(&mut self, t: &ThrottleRow) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO objectos_signin_throttle (key, failures, window_start, blocked_until) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, blocked_until = excluded.blocked_until",
+            params![t.key, t.failures, t.window_start, t.blocked_until],
+        )?;
+        Ok(())
+    }
+
+    fn throttle_delete(&mut self, key: &str) -> StoreResult<()> {
+        self.exec("DELETE FROM objectos_signin_throttle WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    fn audit_guards_missing(&mut self) -> StoreResult<Vec<String>> {
+        let mut missing = Vec::new();
+        for (name, sql) in AUDIT_GUARDS {
+            let found: Option<Option<String>> = self.one(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                [name],
+                |r| r.get(0),
+            )?;
+            let intact = found
+                .flatten()
+                .is_some_and(|text| squash_whitespace(&text) == squash_whitespace(sql));
+            if !intact {
+                missing.push(name.to_string());
+            }
+        }
+        Ok(missing)
+    }
+
+    fn audit_guards_restore(&mut self) -> StoreResult<()> {
+        for name in self.audit_guards_missing()? {
+            if let Some((_, sql)) = AUDIT_GUARDS.iter().find(|(n, _)| *n == name) {
+                self.conn
+                    .execute_batch(&format!("DROP TRIGGER IF EXISTS {}; {sql};", quote(&name)))
+                    .db()?;
+            }
+        }
         Ok(())
     }
 
@@ -1419,6 +1549,15 @@ impl RecordTx for SqliteTx<'_> {
         let v: Option<Option<i64>> =
             self.one("SELECT max(seq) FROM objectos_artifacts", [], |r| r.get(0))?;
         Ok(v.flatten())
+    }
+
+    fn change_counter(&mut self) -> StoreResult<i64> {
+        let v: Option<i64> = self.one(
+            "SELECT counter FROM objectos_changes WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v.unwrap_or(0))
     }
 }
 
