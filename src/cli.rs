@@ -566,6 +566,16 @@ pub struct ServeArgs {
     /// Log format on stderr
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Reverse proxy (IP or CIDR block, repeatable) whose `X-Forwarded-For` names
+    /// the client for sign-in throttling and the audit log; ignored from anyone else
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "IP[/PREFIX]",
+        env = "OBJECTOS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod instance;
+pub mod limits;
 pub mod model;
 pub mod output;
 pub mod prompt;

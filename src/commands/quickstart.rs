@@ -332,6 +332,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             listen: args.listen,
             public: args.public,
             log_format: LogFormat::Text,
+            trusted_proxies: Vec::new(),
         },
         ctx,
     )

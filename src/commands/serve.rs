@@ -53,6 +53,11 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
 
 pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let addr = listen_addr(&args.listen, args.public)?;
+    let limits = Limits {
+        trusted_proxies: server::auth::TrustedProxies::parse(&args.trusted_proxies)
+            .map_err(|e| Failure::error(format!("`--trusted-proxy`: {e}")))?,
+        ..Limits::default()
+    };
     init_logging(args.log_format);
     if args.public {
         tracing::warn!(
@@ -76,7 +81,7 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
                 tracing::warn!(error = %e, "could not tell systemd the service is stopping");
             }
         };
-        server::serve_with_listener(instance, listener, Limits::default(), shutdown, |addr| {
+        server::serve_with_listener(instance, listener, limits, shutdown, |addr| {
             if let Err(e) = server::notify::notify(&format!("READY=1\nSTATUS=listening on {addr}"))
             {
                 tracing::warn!(error = %e, "could not tell systemd the service is ready");

@@ -7,6 +7,8 @@ use rand::RngCore;
 use serde_json::json;
 use sha2::Digest;
 
+pub mod signin;
+
 use crate::audit::{self, Changes, Event, Origin};
 use crate::authz;
 use crate::error::Failure;

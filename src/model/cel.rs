@@ -254,7 +254,7 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Filter, String> {
         self.depth += 1;
-        if self.depth > crate::model::filter::MAX_DEPTH {
+        if self.depth > crate::limits::MAX_FILTER_DEPTH {
             return Err("the condition is nested too deeply".into());
         }
         let result = match self.peek() {

@@ -5,10 +5,10 @@
 
 use serde_json::{Map, Value};
 
-/// Limits that keep a hostile filter from costing more than a page of work.
-pub const MAX_DEPTH: usize = 16;
-pub const MAX_NODES: usize = 512;
-pub const MAX_IN_VALUES: usize = 1000;
+// Limits that keep a hostile filter from costing more than a page of work.
+use crate::limits::{
+    MAX_FILTER_DEPTH as MAX_DEPTH, MAX_FILTER_NODES as MAX_NODES, MAX_IN_VALUES, MAX_QUERY_VALUES,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
@@ -76,6 +76,8 @@ impl Op {
 pub struct FilterError {
     pub pointer: String,
     pub message: String,
+    /// The limit of `crate::limits` the filter went beyond, if that is the problem.
+    pub limit: Option<&'static str>,
 }
 
 impl std::fmt::Display for FilterError {
@@ -94,6 +96,14 @@ fn err(pointer: &str, message: impl Into<String>) -> FilterError {
     FilterError {
         pointer: pointer.to_string(),
         message: message.into(),
+        limit: None,
+    }
+}
+
+fn over(pointer: &str, limit: &'static str, message: impl Into<String>) -> FilterError {
+    FilterError {
+        limit: Some(limit),
+        ..err(pointer, message)
     }
 }
 
@@ -123,7 +133,29 @@ impl Filter {
     /// Parse a JSON filter (`{"stage": {"$in": ["won"]}, "amount": {"$gt": 5}}`).
     pub fn from_json(value: &Value) -> Result<Filter, FilterError> {
         let mut nodes = 0;
-        parse_object(value, "", 0, &mut nodes)
+        let filter = parse_object(value, "", 0, &mut nodes)?;
+        let values = filter.value_count();
+        if values > MAX_QUERY_VALUES {
+            return Err(over(
+                "",
+                "query_values",
+                format!(
+                    "the filter compares with {values} values; one query may use at most {MAX_QUERY_VALUES}"
+                ),
+            ));
+        }
+        Ok(filter)
+    }
+
+    /// How many values the filter's conditions bind (each becomes a parameter).
+    pub fn value_count(&self) -> usize {
+        let mut n = 0;
+        self.walk(&mut |f| {
+            if let Filter::Cmp { op, .. } = f {
+                n += op.values().len().max(1);
+            }
+        });
+        n
     }
 
     /// Parse a sharing-rule condition: a JSON filter, or `{"dialect": "cel", "source": …}`.
@@ -168,14 +200,16 @@ fn escape(key: &str) -> String {
 fn bump(nodes: &mut usize, depth: usize, pointer: &str) -> Result<(), FilterError> {
     *nodes += 1;
     if *nodes > MAX_NODES {
-        return Err(err(
+        return Err(over(
             pointer,
+            "filter_conditions",
             format!("the filter has more than {MAX_NODES} conditions"),
         ));
     }
     if depth > MAX_DEPTH {
-        return Err(err(
+        return Err(over(
             pointer,
+            "filter_depth",
             format!("the filter is nested deeper than {MAX_DEPTH} levels"),
         ));
     }
@@ -311,8 +345,9 @@ fn list(operand: &Value, pointer: &str, name: &str) -> Result<Vec<Value>, Filter
         return Err(err(pointer, format!("`{name}` takes an array of values")));
     };
     if items.len() > MAX_IN_VALUES {
-        return Err(err(
+        return Err(over(
             pointer,
+            "in_values",
             format!("`{name}` takes at most {MAX_IN_VALUES} values"),
         ));
     }

@@ -8,10 +8,9 @@ use crate::error::ApiError;
 use crate::model::filter::Filter;
 use crate::store::AggFn;
 
-pub const DEFAULT_LIMIT: u64 = 50;
-pub const MAX_LIMIT: u64 = 1000;
-pub const MAX_OFFSET: u64 = 10_000_000;
-pub const MAX_GROUPS: u64 = 10_000;
+use crate::limits::{
+    DEFAULT_PAGE as DEFAULT_LIMIT, MAX_FIELDS, MAX_GROUPS, MAX_OFFSET, MAX_PAGE as MAX_LIMIT,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregation {
@@ -39,18 +38,47 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_query", message)
 }
 
+/// A request beyond one of the limits of `crate::limits`.
+pub fn over_limit(limit: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("limit_exceeded", format!("{message} (limit `{limit}`)"))
+}
+
+/// The list limits every query shape shares.
+fn check_lists(spec: &QuerySpec) -> Result<(), ApiError> {
+    for (what, n) in [
+        ("fields", spec.fields.as_ref().map_or(0, Vec::len)),
+        ("sort", spec.sort.len()),
+        ("groupBy", spec.group_by.len()),
+        ("aggregations", spec.aggregations.len()),
+    ] {
+        if n > MAX_FIELDS {
+            return Err(over_limit(
+                "fields",
+                format!("`{what}` names {n} entries; at most {MAX_FIELDS}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse_limit(value: Option<u64>) -> Result<u64, ApiError> {
     match value {
         None => Ok(DEFAULT_LIMIT),
         Some(0) => Err(bad("`limit` must be at least 1")),
-        Some(n) if n > MAX_LIMIT => Err(bad(format!("`limit` is at most {MAX_LIMIT}"))),
+        Some(n) if n > MAX_LIMIT => Err(over_limit(
+            "page",
+            format!("`limit` is at most {MAX_LIMIT}"),
+        )),
         Some(n) => Ok(n),
     }
 }
 
 fn parse_offset(value: Option<u64>) -> Result<u64, ApiError> {
     match value {
-        Some(n) if n > MAX_OFFSET => Err(bad(format!("`offset` is at most {MAX_OFFSET}"))),
+        Some(n) if n > MAX_OFFSET => Err(over_limit(
+            "offset",
+            format!("`offset` is at most {MAX_OFFSET}"),
+        )),
         other => Ok(other.unwrap_or(0)),
     }
 }
@@ -64,7 +92,10 @@ fn names(list: &str) -> Vec<String> {
 }
 
 pub fn parse_filter(value: &Value) -> Result<Filter, ApiError> {
-    Filter::from_json(value).map_err(|e| bad(format!("the filter is not valid: {e}")))
+    Filter::from_json(value).map_err(|e| match e.limit {
+        Some(limit) => over_limit(limit, &e),
+        None => bad(format!("the filter is not valid: {e}")),
+    })
 }
 
 /// `GET /api/v1/data/{object}?filter=…&fields=a,b&sort=-a,b&limit=&offset=&total=true`
@@ -92,7 +123,7 @@ pub fn from_list_params(
         None => Filter::All,
         Some(text) => {
             if text.len() > 64 * 1024 {
-                return Err(bad("the filter is larger than 64 KiB"));
+                return Err(over_limit("body_bytes", "the filter is larger than 64 KiB"));
             }
             let value: Value = serde_json::from_str(text)
                 .map_err(|e| bad(format!("`filter` is not JSON: {e}")))?;
@@ -116,7 +147,7 @@ pub fn from_list_params(
         Some("true") | Some("1") => true,
         Some(_) => return Err(bad("`total` is `true` or `false`")),
     };
-    Ok(QuerySpec {
+    let spec = QuerySpec {
         object: object.to_string(),
         fields: params.get("fields").map(|f| names(f)),
         filter,
@@ -126,7 +157,9 @@ pub fn from_list_params(
         total,
         aggregations: Vec::new(),
         group_by: Vec::new(),
-    })
+    };
+    check_lists(&spec)?;
+    Ok(spec)
 }
 
 fn str_list(value: Option<&Value>, what: &str) -> Result<Option<Vec<String>>, ApiError> {
@@ -214,8 +247,11 @@ pub fn from_body(body: &Value) -> Result<QuerySpec, ApiError> {
         let items = aggs
             .as_array()
             .ok_or_else(|| bad("`aggregations` is an array"))?;
-        if items.len() > 32 {
-            return Err(bad("at most 32 aggregations"));
+        if items.len() > MAX_FIELDS {
+            return Err(over_limit(
+                "fields",
+                format!("at most {MAX_FIELDS} aggregations"),
+            ));
         }
         for (i, item) in items.iter().enumerate() {
             let function = match item.get("function").and_then(Value::as_str) {
@@ -253,7 +289,7 @@ pub fn from_body(body: &Value) -> Result<QuerySpec, ApiError> {
     if !group_by.is_empty() && aggregations.is_empty() {
         return Err(bad("`groupBy` needs `aggregations`"));
     }
-    Ok(QuerySpec {
+    let spec = QuerySpec {
         object,
         fields: str_list(map.get("fields"), "fields")?,
         filter,
@@ -267,5 +303,7 @@ pub fn from_body(body: &Value) -> Result<QuerySpec, ApiError> {
         total: map.get("total").and_then(Value::as_bool).unwrap_or(false),
         aggregations,
         group_by,
-    })
+    };
+    check_lists(&spec)?;
+    Ok(spec)
 }

@@ -1,46 +1,37 @@
-//! Credentials on the API: API keys and session tokens, checked on every request
-//! against the database, so a revocation or a disabled user takes effect at once.
+//! Credentials on the API, as upstream's clients send them: `Authorization:
+//! Bearer` (an API key or a session token), `Authorization: ApiKey …` and
+//! `X-API-Key`. Resolving them, and signing in, belong to `identity`; this module
+//! only reads the headers and the client's address.
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 use serde_json::json;
 
-use crate::audit::{self, Event, Origin, Outcome, Via};
-use crate::authz::Principal;
+use crate::audit::{Origin, Via};
 use crate::error::ApiError;
-use crate::identity::{self, API_KEY_PREFIX, SESSION_PREFIX, token_hash};
+use crate::identity::signin::{self, Attempt};
 use crate::instance::Instance;
 use crate::model::Model;
-use crate::records::{Caller, to_api};
-use crate::store::{KeyKind, SessionRow};
-use crate::timefmt;
+use crate::records::Caller;
+use crate::store::KeyKind;
 
-pub const SESSION_HOURS: i64 = 12;
+pub use crate::identity::signin::SESSION_HOURS;
 
-fn unauthenticated() -> ApiError {
-    ApiError::new(
-        401,
-        "unauthenticated",
-        "a valid `Authorization: Bearer` key or session token is needed",
-    )
-}
-
-/// An unreadable expiry fails closed: the credential counts as expired.
-fn expired(at: Option<&str>) -> bool {
-    match at {
-        None => false,
-        Some(text) => timefmt::parse_rfc3339(text).is_none_or(|t| t <= timefmt::now()),
+/// The token a request carries, from whichever header upstream's clients use.
+pub fn token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("apikey"))
+            .then_some(token.trim());
     }
-}
-
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Whose credential this is, and what it may do, for a REST request.
@@ -49,58 +40,23 @@ pub struct Authenticated {
     pub session_id: Option<String>,
 }
 
-/// Authenticate a REST request: user keys and sessions only; agent keys are for MCP.
+/// Authenticate a REST request: user keys and sessions only; agent keys are for
+/// MCP, whichever header carries them.
 pub fn authenticate(
     instance: &Instance,
     model: &Model,
     headers: &HeaderMap,
     request_id: &str,
 ) -> Result<Authenticated, ApiError> {
-    let token = bearer(headers).ok_or_else(unauthenticated)?;
-    if token.len() > 256 {
-        return Err(unauthenticated());
-    }
-    let hash = token_hash(token);
-    let found = instance
-        .store
-        .read(|tx| {
-            let (user_id, org_id, credential, kind, session_id) =
-                if token.starts_with(API_KEY_PREFIX) {
-                    let Some(key) = tx.apikey_by_hash(&hash)? else {
-                        return Ok(None);
-                    };
-                    if key.revoked_at.is_some() || expired(key.expires_at.as_deref()) {
-                        return Ok(None);
-                    }
-                    (key.user_id, key.org_id, key.id, Some(key.kind), None)
-                } else if token.starts_with(SESSION_PREFIX) {
-                    let Some(s) = tx.session_by_hash(&hash)? else {
-                        return Ok(None);
-                    };
-                    if s.revoked_at.is_some() || expired(Some(&s.expires_at)) {
-                        return Ok(None);
-                    }
-                    (s.user_id, s.org_id, s.id.clone(), None, Some(s.id))
-                } else {
-                    return Ok(None);
-                };
-            let Some(user) = tx.user_by_id(&user_id)? else {
-                return Ok(None);
-            };
-            if user.disabled || !tx.orgs_of_user(&user.id)?.iter().any(|o| o.id == org_id) {
-                return Ok(None);
-            }
-            let principal = Principal::load(tx, Some(model), &user, &org_id, &timefmt::now())?;
-            Ok(Some((principal, credential, kind, session_id)))
-        })
-        .map_err(to_api)?;
-    let (principal, credential, kind, session_id) = found.ok_or_else(unauthenticated)?;
-    if kind == Some(KeyKind::Agent) {
+    let token = token(headers).ok_or_else(signin::unauthenticated)?;
+    let resolved = signin::require(signin::resolve_token(instance, model, token)?)?;
+    if resolved.key_kind == Some(KeyKind::Agent) {
         return Err(ApiError::forbidden(
             "agent_key_not_allowed",
             "agent keys work on MCP only, not on REST",
         ));
     }
+    let principal = resolved.principal;
     if !principal.has("api_access") {
         return Err(ApiError::forbidden(
             "api_access_required",
@@ -109,215 +65,177 @@ pub fn authenticate(
     }
     let mut origin = Origin::user(&principal.user_id, &principal.email, Via::Api);
     origin.actor["organization_id"] = json!(principal.org_id);
-    origin.credential = Some(credential);
+    origin.credential = Some(resolved.credential);
     origin.request_id = Some(request_id.to_string());
     Ok(Authenticated {
         caller: Caller { principal, origin },
-        session_id,
+        session_id: resolved.session_id,
     })
 }
 
-/// `POST /api/v1/auth/login`: email, password and (for members of several) the
-/// organization → an expiring session token. The answer to a failure is the same
-/// whether or not the email exists.
+/// Addresses (or CIDR blocks) of reverse proxies whose `X-Forwarded-For` is
+/// believed; from anyone else the header is ignored.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parse `IP` or `IP/PREFIX` entries.
+    pub fn parse(entries: &[String]) -> Result<TrustedProxies, String> {
+        let mut out = Vec::new();
+        for entry in entries
+            .iter()
+            .flat_map(|e| e.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (ip, prefix) = match entry.split_once('/') {
+                Some((ip, p)) => (ip, Some(p)),
+                None => (entry, None),
+            };
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("`{entry}` is not an IP address or CIDR block"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("`{entry}` has a bad prefix length"))?,
+            };
+            out.push((ip, prefix));
+        }
+        Ok(TrustedProxies(out))
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0
+            .iter()
+            .any(|(net, prefix)| in_block(ip, *net, *prefix))
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted proxy, in
+    /// which case the nearest address in `X-Forwarded-For` that is not one.
+    pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer?.ip();
+        if !self.contains(peer) {
+            return Some(peer);
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        Some(
+            forwarded
+                .into_iter()
+                .rev()
+                .find(|ip| !self.contains(*ip))
+                .unwrap_or(peer),
+        )
+    }
+}
+
+fn in_block(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix as u32)
+            };
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix as u32)
+            };
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Sign in with email and password from `address`.
 pub fn login(
     instance: &Instance,
     email: &str,
     password: &str,
     organization: Option<&str>,
+    address: Option<IpAddr>,
     request_id: &str,
 ) -> Result<serde_json::Value, ApiError> {
-    let email_norm =
-        identity::normalize_email(email).unwrap_or_else(|_| email.to_ascii_lowercase());
-    if throttle::locked(&email_norm) {
-        return Err(ApiError::new(
-            429,
-            "too_many_attempts",
-            "too many failed sign-ins for this email; wait a few minutes",
-        ));
-    }
-    // Password hashing is deliberately expensive: at most two at a time.
-    let slot = throttle::slot();
-    let user = instance
-        .store
-        .read(|tx| Ok(tx.user_by_email(&email_norm)?))
-        .map_err(to_api)?;
-    // Spend the same work whether or not the user exists.
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let ok = match &hash {
-        Some(h) => identity::verify_password(h, password),
-        None => {
-            let _ = identity::verify_password(dummy_hash(), password);
-            false
-        }
-    };
-    let failed = |reason: &str| {
-        let mut origin = Origin {
-            actor: json!({ "email_attempted": email_norm }),
-            via: Via::Api,
-            client: None,
-            credential: None,
-            request_id: Some(request_id.to_string()),
-        };
-        if let Some(u) = &user {
-            origin.actor = json!({ "user_id": u.id, "email": u.email });
-        }
-        let event = Event::new("auth.login")
-            .object("session")
-            .outcome(Outcome::Denied, "invalid_credentials")
-            .changes(json!({ "reason": reason }));
-        if let Err(e) = instance
-            .store
-            .write(|tx| audit::append(tx, &origin, event).map(|_| ()))
-        {
-            tracing::error!(error = %e, "could not audit a failed sign-in");
-        }
-        throttle::failed(&email_norm);
-        ApiError::new(
-            401,
-            "invalid_credentials",
-            "the email or the password is wrong",
-        )
-    };
-    let Some(user) = user.clone().filter(|_| ok) else {
-        return Err(failed("wrong email or password"));
-    };
-    if user.disabled {
-        return Err(failed("user disabled"));
-    }
-    drop(slot);
-    throttle::succeeded(&email_norm);
-    let (token, token_hash) = identity::new_token(SESSION_PREFIX);
-    let mut origin = Origin::user(&user.id, &user.email, Via::Api);
-    origin.request_id = Some(request_id.to_string());
-    let result = instance.store.write(|tx| {
-        let org = identity::credential_org(tx, &user, organization).map_err(|e| ApiError::bad_request("organization_required", e.to_string()))?;
-        let now = timefmt::now();
-        let session = SessionRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            user_id: user.id.clone(),
-            org_id: org.id.clone(),
-            hash: token_hash.clone(),
-            created_at: timefmt::rfc3339(now),
-            expires_at: timefmt::rfc3339(now + time::Duration::hours(SESSION_HOURS)),
-            revoked_at: None,
-        };
-        tx.session_insert(&session)?;
-        origin.credential = Some(session.id.clone());
-        origin.actor["organization_id"] = json!(org.id);
-        audit::append(tx, &origin, Event::new("auth.login").object("session").record(&session.id).changes(json!({ "organization": org.name, "expires_at": session.expires_at })))?;
-        Ok(json!({ "token": token, "expires_at": session.expires_at, "user": { "id": user.id, "email": user.email }, "organization": org.name }))
-    });
-    result.map_err(to_api)
+    signin::sign_in(
+        instance,
+        &Attempt {
+            email,
+            password,
+            organization,
+            address,
+            request_id,
+        },
+    )
 }
 
 pub fn logout(instance: &Instance, auth: &Authenticated) -> Result<serde_json::Value, ApiError> {
-    let Some(session_id) = &auth.session_id else {
-        return Err(ApiError::bad_request(
-            "not_a_session",
-            "logout ends sessions; API keys are revoked with `objectos apikey revoke`",
-        ));
-    };
-    instance
-        .store
-        .write(|tx| {
-            tx.session_revoke(session_id, &timefmt::rfc3339(timefmt::now()))?;
-            audit::append(
-                tx,
-                &auth.caller.origin,
-                Event::new("auth.logout")
-                    .object("session")
-                    .record(session_id),
-            )?;
-            Ok(json!({ "logged_out": true }))
-        })
-        .map_err(to_api)
+    signin::sign_out(instance, &auth.caller.origin, auth.session_id.as_deref())
 }
 
-/// An argon2id hash of a random password, made once: verifying against it costs
-/// what a real verification costs, so timing does not tell whether an email exists.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        identity::hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default()
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Sign-in throttling: a lockout after repeated failures for one email, and a cap
-/// on concurrent password verifications (argon2 is meant to be costly).
-mod throttle {
-    use std::collections::HashMap;
-    use std::sync::{Condvar, Mutex};
-    use std::time::{Duration, Instant};
-
-    const MAX_FAILURES: u32 = 10;
-    const WINDOW: Duration = Duration::from_secs(15 * 60);
-    const CONCURRENT: usize = 2;
-
-    static FAILURES: Mutex<Option<HashMap<String, (u32, Instant)>>> = Mutex::new(None);
-    static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
-
-    pub fn locked(email: &str) -> bool {
-        let Ok(mut guard) = FAILURES.lock() else {
-            return false;
-        };
-        let map = guard.get_or_insert_with(HashMap::new);
-        match map.get(email) {
-            Some((n, since)) if since.elapsed() < WINDOW => *n >= MAX_FAILURES,
-            Some(_) => {
-                map.remove(email);
-                false
-            }
-            None => false,
-        }
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", xff.parse().unwrap());
+        h
     }
 
-    pub fn failed(email: &str) {
-        if let Ok(mut guard) = FAILURES.lock() {
-            let map = guard.get_or_insert_with(HashMap::new);
-            if map.len() > 100_000 {
-                map.retain(|_, (_, since)| since.elapsed() < WINDOW);
-            }
-            let entry = map.entry(email.to_string()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= WINDOW {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
-        }
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8".into(), "::1".into()]).unwrap();
+        let from_proxy: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        let from_stranger: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let h = headers("203.0.113.9, 10.9.9.9");
+        assert_eq!(
+            proxies.client(Some(from_proxy), &h),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(
+            proxies.client(Some(from_stranger), &h),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        // A client's own spoofed entries further left are not believed over the
+        // address the trusted proxy saw.
+        let h = headers("1.1.1.1, 198.51.100.4");
+        assert_eq!(
+            proxies.client(Some(from_proxy), &h),
+            Some("198.51.100.4".parse().unwrap())
+        );
+        assert_eq!(
+            TrustedProxies::default().client(Some(from_proxy), &h),
+            Some("10.1.2.3".parse().unwrap())
+        );
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(TrustedProxies::parse(&["nonsense".into()]).is_err());
     }
 
-    pub fn succeeded(email: &str) {
-        if let Ok(mut guard) = FAILURES.lock()
-            && let Some(map) = guard.as_mut()
-        {
-            map.remove(email);
-        }
-    }
-
-    /// One of the few password verifications allowed at once; freed on drop.
-    pub struct Slot;
-
-    pub fn slot() -> Slot {
-        let (lock, cvar) = &SLOTS;
-        if let Ok(mut busy) = lock.lock() {
-            while *busy >= CONCURRENT {
-                match cvar.wait(busy) {
-                    Ok(b) => busy = b,
-                    Err(_) => return Slot,
-                }
-            }
-            *busy += 1;
-        }
-        Slot
-    }
-
-    impl Drop for Slot {
-        fn drop(&mut self) {
-            let (lock, cvar) = &SLOTS;
-            if let Ok(mut busy) = lock.lock() {
-                *busy = busy.saturating_sub(1);
-            }
-            cvar.notify_one();
-        }
+    #[test]
+    fn tokens_come_from_every_header_upstream_clients_use() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer osk_abc".parse().unwrap());
+        assert_eq!(token(&h), Some("osk_abc"));
+        h.insert("authorization", "ApiKey osk_def".parse().unwrap());
+        assert_eq!(token(&h), Some("osk_def"));
+        h.insert("authorization", "Basic Zm9v".parse().unwrap());
+        assert_eq!(token(&h), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", "osk_ghi".parse().unwrap());
+        assert_eq!(token(&h), Some("osk_ghi"));
     }
 }

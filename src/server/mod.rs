@@ -30,19 +30,23 @@ use crate::records::{Records, to_api};
 pub struct Limits {
     pub body_bytes: usize,
     pub request_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: auth::TrustedProxies,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            body_bytes: 1024 * 1024,
+            body_bytes: crate::limits::MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(30),
+            trusted_proxies: auth::TrustedProxies::default(),
         }
     }
 }
 
 pub struct AppState {
     pub instance: Instance,
+    trusted_proxies: auth::TrustedProxies,
     model: RwLock<Arc<(i64, Model)>>,
     last_checkpoint: std::sync::atomic::AtomicI64,
 }
@@ -135,6 +139,34 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|_| Err(ApiError::internal()))
 }
 
+/// A request body within `crate::limits::MAX_BODY_BYTES`; a larger one is
+/// refused with a JSON error naming the limit.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        413,
+                        "body_too_large",
+                        format!(
+                            "the body is larger than {} bytes (limit `body_bytes`)",
+                            crate::limits::MAX_BODY_BYTES
+                        ),
+                    )
+                } else {
+                    ApiError::bad_request("invalid_body", "the body could not be read")
+                }
+            })
+    }
+}
+
 fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
@@ -142,8 +174,29 @@ fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
             "the request needs a JSON body",
         ));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("the body is not JSON: {e}")))
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            request::over_limit(
+                "json_depth",
+                format!(
+                    "the body nests deeper than {} levels",
+                    crate::limits::MAX_JSON_DEPTH
+                ),
+            )
+        } else {
+            ApiError::bad_request("invalid_body", format!("the body is not JSON: {e}"))
+        }
+    })?;
+    if crate::limits::json_depth(&value) > crate::limits::MAX_JSON_DEPTH {
+        return Err(request::over_limit(
+            "json_depth",
+            format!(
+                "the body nests deeper than {} levels",
+                crate::limits::MAX_JSON_DEPTH
+            ),
+        ));
+    }
+    Ok(value)
 }
 
 fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
@@ -210,7 +263,7 @@ async fn create(
     State(state): State<Arc<AppState>>,
     Path(object): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let record = with_records(state, headers, move |r, a| {
         let values = object_body(&body)?;
@@ -233,7 +286,7 @@ async fn update(
     State(state): State<Arc<AppState>>,
     Path((object, id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let record = with_records(state, headers, move |r, a| {
         let values = object_body(&body)?;
@@ -260,7 +313,7 @@ async fn share(
     Path((object, id)): Path<(String, String)>,
     method: axum::http::Method,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let add = method == axum::http::Method::POST;
     let result = with_records(state, headers, move |r, a| {
@@ -308,7 +361,11 @@ async fn share(
         .into_response())
 }
 
-async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn query(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult {
     let out = with_records(state, headers, move |r, a| {
         let spec = request::from_body(&json_body(&body)?)?;
         if spec.aggregations.is_empty() {
@@ -344,7 +401,7 @@ async fn run_action(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let record = with_records(state, headers, move |r, a| {
         let body = json_body(&body)?;
@@ -382,8 +439,16 @@ async fn audit_events(
     )
 }
 
-async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn login(
+    State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult {
     let rid = request_id(&headers);
+    let address = state
+        .trusted_proxies
+        .client(peer.map(|c| (c.0).0), &headers);
     let out = blocking(move || {
         let body = json_body(&body)?;
         let email = body
@@ -395,7 +460,7 @@ async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::bad_request("invalid_body", "`password` is missing"))?;
         let org = body.get("organization").and_then(Value::as_str);
-        auth::login(&state.instance, email, password, org, &rid)
+        auth::login(&state.instance, email, password, org, address, &rid)
     })
     .await?;
     Ok(axum::Json(out).into_response())
@@ -489,6 +554,7 @@ pub async fn serve_with_listener(
         .unwrap_or(0);
     let state = Arc::new(AppState {
         instance,
+        trusted_proxies: limits.trusted_proxies.clone(),
         model: RwLock::new(Arc::new((seq, model))),
         last_checkpoint: std::sync::atomic::AtomicI64::new(head),
     });
@@ -504,15 +570,25 @@ pub async fn serve_with_listener(
             let _ = tokio::task::spawn_blocking(move || {
                 s.checkpoint();
                 let _ = s.instance.store.write(|tx| Ok(tx.optimize()?));
+                let forget_before = crate::timefmt::rfc3339_micros(
+                    crate::timefmt::now() - time::Duration::hours(1),
+                );
+                let _ = s
+                    .instance
+                    .store
+                    .write(|tx| Ok(tx.throttle_prune(&forget_before)?));
             })
             .await;
         }
     });
     tracing::info!(%addr, "listening");
     on_ready(addr);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     ticker.abort();
     let _ = ticker.await;
     tracing::info!("stopped accepting; in-flight requests finished");

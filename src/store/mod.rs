@@ -311,6 +311,8 @@ pub trait Tx: RecordTx {
     fn throttle_get(&mut self, key: &str) -> StoreResult<Option<ThrottleRow>>;
     fn throttle_put(&mut self, row: &ThrottleRow) -> StoreResult<()>;
     fn throttle_delete(&mut self, key: &str) -> StoreResult<()>;
+    /// Forget counts whose window began before `before` and that wait no longer.
+    fn throttle_prune(&mut self, before: &str) -> StoreResult<()>;
 
     /// The guards that make audit rows immutable (SQLite triggers) that are
     /// missing or not as objectos made them, by name.

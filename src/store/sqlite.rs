@@ -979,6 +979,14 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn throttle_prune(&mut self, before: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM objectos_signin_throttle WHERE window_start < ?1 AND (blocked_until IS NULL OR blocked_until < ?1)",
+            [before],
+        )?;
+        Ok(())
+    }
+
     fn audit_guards_missing(&mut self) -> StoreResult<Vec<String>> {
         let mut missing = Vec::new();
         for (name, sql) in AUDIT_GUARDS {

@@ -1,0 +1,473 @@
+//! Signing in with email and password, and the credentials every API request
+//! carries (API keys and session tokens), resolved against the database on each
+//! request so that a revocation, a disabled user or a lost membership acts at once.
+//!
+//! Failed sign-ins are throttled in the database, per account and per client
+//! address, so the limits hold under any concurrency and across processes: an
+//! attempt is counted *before* its password is checked, in one write transaction,
+//! so a burst of parallel guesses cannot all slip through between check and count.
+//! Past a few free failures each key backs off (doubling waits, capped) instead of
+//! locking out, so nobody can lock a reviewer out of their account for long.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::audit::{self, Event, Origin, Outcome, Via};
+use crate::authz::Principal;
+use crate::error::ApiError;
+use crate::identity::{self, API_KEY_PREFIX, SESSION_PREFIX, token_hash};
+use crate::instance::Instance;
+use crate::model::Model;
+use crate::records::to_api;
+use crate::store::{KeyKind, SessionRow, ThrottleRow, Tx};
+use crate::timefmt;
+
+pub const SESSION_HOURS: i64 = 12;
+
+/// How failures are counted for one kind of key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Failures allowed in a window before waits begin.
+    pub free: i64,
+    /// The first wait; each further failure doubles it.
+    pub first: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+    /// Counts start again this long after the first failure.
+    pub window: Duration,
+}
+
+/// Per account: a stranger guessing can delay the account's owner by at most the
+/// cap per attempt, never lock them out; guesses from many addresses together
+/// stay bounded (see `max_failures_in_window`).
+pub const ACCOUNT_BACKOFF: Backoff = Backoff {
+    free: 5,
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(60),
+    window: Duration::from_secs(15 * 60),
+};
+
+/// Per client address: one source guessing at many accounts slows down hard.
+pub const ADDRESS_BACKOFF: Backoff = Backoff {
+    free: 10,
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(15 * 60),
+    window: Duration::from_secs(15 * 60),
+};
+
+impl Backoff {
+    /// The wait after the `failures`-th failure of a window.
+    pub fn wait_after(&self, failures: i64) -> Duration {
+        if failures <= self.free {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - self.free - 1).clamp(0, 30) as u32;
+        self.first
+            .checked_mul(1u32 << doublings)
+            .unwrap_or(self.cap)
+            .min(self.cap)
+    }
+
+    /// The most failures one key can see checked in one window, whatever the
+    /// concurrency: the free ones, then one per wait.
+    pub fn max_failures_in_window(&self) -> i64 {
+        let mut failures = self.free;
+        let mut elapsed = Duration::ZERO;
+        loop {
+            let wait = self.wait_after(failures);
+            if elapsed + wait >= self.window {
+                return failures;
+            }
+            elapsed += wait;
+            failures += 1;
+        }
+    }
+}
+
+pub fn unauthenticated() -> ApiError {
+    ApiError::new(
+        401,
+        "unauthenticated",
+        "a valid API key or session token is needed (`Authorization: Bearer …` or `X-API-Key`)",
+    )
+}
+
+/// An unreadable expiry fails closed: the credential counts as expired.
+fn expired(at: Option<&str>, now: &time::OffsetDateTime) -> bool {
+    match at {
+        None => false,
+        Some(text) => timefmt::parse_rfc3339(text).is_none_or(|t| t <= *now),
+    }
+}
+
+/// Whose credential a token is.
+pub struct Resolved {
+    pub principal: Principal,
+    /// The key or session id.
+    pub credential: String,
+    /// `None` for a session.
+    pub key_kind: Option<KeyKind>,
+    pub read_only: bool,
+    pub session_id: Option<String>,
+}
+
+/// Resolve a bearer token (API key or session) to its user's rights in its
+/// organization, or `None` when it is unknown, revoked, expired, or its user is
+/// disabled or no longer a member.
+pub fn resolve_token(
+    instance: &Instance,
+    model: &Model,
+    token: &str,
+) -> Result<Option<Resolved>, ApiError> {
+    if token.len() > 256 {
+        return Ok(None);
+    }
+    let hash = token_hash(token);
+    let now = timefmt::now();
+    instance
+        .store
+        .read(|tx| {
+            let (user_id, org_id, credential, key_kind, read_only, session_id) =
+                if token.starts_with(API_KEY_PREFIX) {
+                    let Some(key) = tx.apikey_by_hash(&hash)? else {
+                        return Ok(None);
+                    };
+                    if key.revoked_at.is_some() || expired(key.expires_at.as_deref(), &now) {
+                        return Ok(None);
+                    }
+                    (
+                        key.user_id,
+                        key.org_id,
+                        key.id,
+                        Some(key.kind),
+                        key.read_only,
+                        None,
+                    )
+                } else if token.starts_with(SESSION_PREFIX) {
+                    let Some(s) = tx.session_by_hash(&hash)? else {
+                        return Ok(None);
+                    };
+                    if s.revoked_at.is_some() || expired(Some(&s.expires_at), &now) {
+                        return Ok(None);
+                    }
+                    (s.user_id, s.org_id, s.id.clone(), None, false, Some(s.id))
+                } else {
+                    return Ok(None);
+                };
+            let Some(user) = tx.user_by_id(&user_id)? else {
+                return Ok(None);
+            };
+            if user.disabled || !tx.orgs_of_user(&user.id)?.iter().any(|o| o.id == org_id) {
+                return Ok(None);
+            }
+            let principal = Principal::load(tx, Some(model), &user, &org_id, &now)?;
+            Ok(Some(Resolved {
+                principal,
+                credential,
+                key_kind,
+                read_only,
+                session_id,
+            }))
+        })
+        .map_err(to_api)
+}
+
+/// Whether the token is refused outright (for the `unauthenticated` answer).
+pub fn require(resolved: Option<Resolved>) -> Result<Resolved, ApiError> {
+    resolved.ok_or_else(unauthenticated)
+}
+
+/// A sign-in attempt: who, from where, through which request.
+pub struct Attempt<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub organization: Option<&'a str>,
+    pub address: Option<IpAddr>,
+    pub request_id: &'a str,
+}
+
+fn throttle_keys(email: &str, address: Option<IpAddr>) -> Vec<(String, Backoff)> {
+    let mut keys = vec![(format!("account:{email}"), ACCOUNT_BACKOFF)];
+    if let Some(ip) = address {
+        keys.push((format!("address:{ip}"), ADDRESS_BACKOFF));
+    }
+    keys
+}
+
+/// Count this attempt against every key before its password is checked: refused
+/// (with the seconds to wait) while a key is backing off.
+fn reserve(
+    tx: &mut dyn Tx,
+    keys: &[(String, Backoff)],
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Result<(), u64>> {
+    let mut rows = Vec::new();
+    let mut wait = 0u64;
+    for (key, backoff) in keys {
+        let row = tx.throttle_get(key)?.filter(|r| {
+            timefmt::parse_rfc3339(&r.window_start)
+                .is_some_and(|start| now - start < backoff.window)
+        });
+        if let Some(until) = row
+            .as_ref()
+            .and_then(|r| r.blocked_until.as_deref())
+            .and_then(timefmt::parse_rfc3339)
+            .filter(|until| *until > now)
+        {
+            wait = wait.max((until - now).whole_seconds().max(1) as u64);
+        }
+        rows.push((key, backoff, row));
+    }
+    if wait > 0 {
+        return Ok(Err(wait));
+    }
+    for (key, backoff, row) in rows {
+        let failures = row.as_ref().map(|r| r.failures).unwrap_or(0) + 1;
+        let window_start = row
+            .map(|r| r.window_start)
+            .unwrap_or_else(|| timefmt::rfc3339_micros(now));
+        let pause = backoff.wait_after(failures);
+        tx.throttle_put(&ThrottleRow {
+            key: key.clone(),
+            failures,
+            window_start,
+            blocked_until: (!pause.is_zero()).then(|| {
+                timefmt::rfc3339_micros(now + time::Duration::try_from(pause).unwrap_or_default())
+            }),
+        })?;
+    }
+    Ok(Ok(()))
+}
+
+/// A successful sign-in: the account starts afresh, and the address gets back
+/// the attempt this one reserved.
+fn release(tx: &mut dyn Tx, keys: &[(String, Backoff)]) -> anyhow::Result<()> {
+    for (key, backoff) in keys {
+        if key.starts_with("account:") {
+            tx.throttle_delete(key)?;
+        } else if let Some(mut row) = tx.throttle_get(key)? {
+            row.failures = (row.failures - 1).max(0);
+            if backoff.wait_after(row.failures).is_zero() {
+                row.blocked_until = None;
+            }
+            tx.throttle_put(&row)?;
+        }
+    }
+    Ok(())
+}
+
+fn client_of(address: Option<IpAddr>) -> Option<Value> {
+    address.map(|ip| json!({ "address": ip.to_string() }))
+}
+
+/// `POST /api/v1/auth/login` (and upstream's `/auth/sign-in/email`): email,
+/// password and, for members of several, the organization → an expiring session
+/// token. A failure answers the same whether or not the email exists.
+pub fn sign_in(instance: &Instance, attempt: &Attempt<'_>) -> Result<Value, ApiError> {
+    let email = identity::normalize_email(attempt.email)
+        .unwrap_or_else(|_| attempt.email.trim().to_ascii_lowercase());
+    let keys = throttle_keys(&email, attempt.address);
+    let mut origin = Origin {
+        actor: json!({ "email_attempted": email }),
+        via: Via::Api,
+        client: client_of(attempt.address),
+        credential: None,
+        request_id: Some(attempt.request_id.to_string()),
+    };
+    let reserved = instance
+        .store
+        .write(|tx| reserve(tx, &keys, timefmt::now()))
+        .map_err(to_api)?;
+    if let Err(wait) = reserved {
+        let event = Event::new("auth.login")
+            .object("session")
+            .outcome(Outcome::Denied, "too_many_attempts")
+            .changes(json!({ "reason": "throttled", "retry_after_seconds": wait }));
+        if let Err(e) = instance
+            .store
+            .write(|tx| audit::append(tx, &origin, event).map(|_| ()))
+        {
+            tracing::error!(error = %e, "could not audit a throttled sign-in");
+        }
+        return Err(ApiError::new(
+            429,
+            "too_many_attempts",
+            format!("too many failed sign-ins; try again in {wait} s"),
+        ));
+    }
+    // Password hashing is deliberately expensive: at most two at a time.
+    let slot = slots::take();
+    let user = instance
+        .store
+        .read(|tx| Ok(tx.user_by_email(&email)?))
+        .map_err(to_api)?;
+    // Spend the same work whether or not the user exists.
+    let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+        Some(hash) => identity::verify_password(hash, attempt.password),
+        None => {
+            let _ = identity::verify_password(dummy_hash(), attempt.password);
+            false
+        }
+    };
+    drop(slot);
+    if let Some(u) = &user {
+        origin.actor = json!({ "user_id": u.id, "email": u.email });
+    }
+    let failed = |reason: &str| {
+        let event = Event::new("auth.login")
+            .object("session")
+            .outcome(Outcome::Denied, "invalid_credentials")
+            .changes(json!({ "reason": reason }));
+        if let Err(e) = instance
+            .store
+            .write(|tx| audit::append(tx, &origin, event).map(|_| ()))
+        {
+            tracing::error!(error = %e, "could not audit a failed sign-in");
+        }
+        ApiError::new(
+            401,
+            "invalid_credentials",
+            "the email or the password is wrong",
+        )
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(failed("wrong email or password"));
+    };
+    if user.disabled {
+        return Err(failed("user disabled"));
+    }
+    let (token, hash) = identity::new_token(SESSION_PREFIX);
+    origin.actor = json!({ "user_id": user.id, "email": user.email });
+    instance
+        .store
+        .write(|tx| {
+            let org = identity::credential_org(tx, &user, attempt.organization)
+                .map_err(|e| ApiError::bad_request("organization_required", e.to_string()))?;
+            release(tx, &keys)?;
+            let now = timefmt::now();
+            let session = SessionRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                user_id: user.id.clone(),
+                org_id: org.id.clone(),
+                hash: hash.clone(),
+                created_at: timefmt::rfc3339(now),
+                expires_at: timefmt::rfc3339(now + time::Duration::hours(SESSION_HOURS)),
+                revoked_at: None,
+            };
+            tx.session_insert(&session)?;
+            let mut origin = origin.clone();
+            origin.credential = Some(session.id.clone());
+            origin.actor["organization_id"] = json!(org.id);
+            audit::append(
+                tx,
+                &origin,
+                Event::new("auth.login")
+                    .object("session")
+                    .record(&session.id)
+                    .changes(json!({ "organization": org.name, "expires_at": session.expires_at })),
+            )?;
+            Ok(json!({
+                "token": token,
+                "expires_at": session.expires_at,
+                "user": { "id": user.id, "email": user.email },
+                "organization": org.name,
+            }))
+        })
+        .map_err(to_api)
+}
+
+/// End a session (`POST /api/v1/auth/logout`).
+pub fn sign_out(
+    instance: &Instance,
+    origin: &Origin,
+    session_id: Option<&str>,
+) -> Result<Value, ApiError> {
+    let Some(session_id) = session_id else {
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "logout ends sessions; API keys are revoked with `objectos apikey revoke`",
+        ));
+    };
+    instance
+        .store
+        .write(|tx| {
+            tx.session_revoke(session_id, &timefmt::rfc3339(timefmt::now()))?;
+            audit::append(
+                tx,
+                origin,
+                Event::new("auth.logout")
+                    .object("session")
+                    .record(session_id),
+            )?;
+            Ok(json!({ "logged_out": true }))
+        })
+        .map_err(to_api)
+}
+
+/// An argon2id hash of a random password, made once: verifying against it costs
+/// what a real verification costs, so timing does not tell whether an email exists.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        identity::hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default()
+    })
+}
+
+/// A cap on concurrent password verifications (argon2 is meant to be costly).
+mod slots {
+    use std::sync::{Condvar, Mutex};
+
+    const CONCURRENT: usize = 2;
+    static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+    /// One of the few verifications allowed at once; freed on drop.
+    pub struct Slot;
+
+    pub fn take() -> Slot {
+        let (lock, cvar) = &SLOTS;
+        if let Ok(mut busy) = lock.lock() {
+            while *busy >= CONCURRENT {
+                match cvar.wait(busy) {
+                    Ok(b) => busy = b,
+                    Err(_) => return Slot,
+                }
+            }
+            *busy += 1;
+        }
+        Slot
+    }
+
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            let (lock, cvar) = &SLOTS;
+            if let Ok(mut busy) = lock.lock() {
+                *busy = busy.saturating_sub(1);
+            }
+            cvar.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_from_the_first_past_the_free_failures_and_stop_at_the_cap() {
+        let b = ACCOUNT_BACKOFF;
+        assert_eq!(b.wait_after(5), Duration::ZERO);
+        assert_eq!(b.wait_after(6), Duration::from_secs(1));
+        assert_eq!(b.wait_after(7), Duration::from_secs(2));
+        assert_eq!(b.wait_after(12), Duration::from_secs(60));
+        assert_eq!(b.wait_after(10_000), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_documented_bounds_per_window_hold() {
+        // docs/security.md states these numbers.
+        assert_eq!(ACCOUNT_BACKOFF.max_failures_in_window(), 24);
+        assert_eq!(ADDRESS_BACKOFF.max_failures_in_window(), 19);
+    }
+}

@@ -1,0 +1,116 @@
+//! Every numeric limit of the HTTP API and of ObjectQL, in one place. Requests
+//! beyond a limit are refused with 400 `limit_exceeded` (413 `body_too_large` for
+//! the body) naming the limit; the user documentation and the OpenAPI document
+//! read these values from [`ALL`], so they cannot drift from what is enforced.
+
+/// The largest request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How deeply a JSON request body may nest.
+pub const MAX_JSON_DEPTH: usize = 32;
+/// How deeply a filter may nest (`$and`/`$or`/`$not` and field objects).
+pub const MAX_FILTER_DEPTH: usize = 16;
+/// Conditions in one filter.
+pub const MAX_FILTER_NODES: usize = 512;
+/// Values in one `$in`/`$nin` list.
+pub const MAX_IN_VALUES: usize = 1000;
+/// Values in all of one query's conditions together.
+pub const MAX_QUERY_VALUES: usize = 5000;
+/// Records in one page (`limit`/`top`).
+pub const MAX_PAGE: u64 = 1000;
+/// Records in a page when none is asked for.
+pub const DEFAULT_PAGE: u64 = 50;
+/// The furthest `offset`/`skip`.
+pub const MAX_OFFSET: u64 = 10_000_000;
+/// Fields named in one `fields`/`select`, sort, group or aggregation list.
+pub const MAX_FIELDS: usize = 100;
+/// Groups one aggregate query returns.
+pub const MAX_GROUPS: u64 = 10_000;
+/// The longest credential (API key or session token) looked up.
+pub const MAX_TOKEN_BYTES: usize = 256;
+
+/// One limit, for the documentation.
+pub struct Limit {
+    pub name: &'static str,
+    pub value: u64,
+    pub what: &'static str,
+}
+
+/// Every limit, in the order the documentation lists them.
+pub const ALL: &[Limit] = &[
+    Limit {
+        name: "body_bytes",
+        value: MAX_BODY_BYTES as u64,
+        what: "bytes in a request body",
+    },
+    Limit {
+        name: "json_depth",
+        value: MAX_JSON_DEPTH as u64,
+        what: "nesting depth of a JSON request body",
+    },
+    Limit {
+        name: "filter_depth",
+        value: MAX_FILTER_DEPTH as u64,
+        what: "nesting depth of a filter",
+    },
+    Limit {
+        name: "filter_conditions",
+        value: MAX_FILTER_NODES as u64,
+        what: "conditions in one filter",
+    },
+    Limit {
+        name: "in_values",
+        value: MAX_IN_VALUES as u64,
+        what: "values in one `$in` or `$nin` list",
+    },
+    Limit {
+        name: "query_values",
+        value: MAX_QUERY_VALUES as u64,
+        what: "values in all of one query's conditions",
+    },
+    Limit {
+        name: "page",
+        value: MAX_PAGE,
+        what: "records in one page (`limit`, `top`)",
+    },
+    Limit {
+        name: "offset",
+        value: MAX_OFFSET,
+        what: "records skipped (`offset`, `skip`)",
+    },
+    Limit {
+        name: "fields",
+        value: MAX_FIELDS as u64,
+        what: "fields in one select, sort, group or aggregation list",
+    },
+    Limit {
+        name: "groups",
+        value: MAX_GROUPS,
+        what: "groups one aggregate query returns",
+    },
+];
+
+/// The depth of a JSON value (a scalar is 0), without recursion.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_nesting_levels() {
+        assert_eq!(json_depth(&serde_json::json!(1)), 0);
+        assert_eq!(json_depth(&serde_json::json!({"a": [1, {"b": 2}]})), 3);
+    }
+}
