@@ -25,9 +25,6 @@ fn status(world: &World, user: &str, method: &str, path: &str, body: Option<Valu
 
 #[test]
 fn the_permission_table_holds_for_every_user_object_and_operation() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let world = World::build();
     let opp_a = world.id("opp_a").to_string();
     let opp_b = world.id("opp_b").to_string();
@@ -416,9 +413,6 @@ fn the_permission_table_holds_for_every_user_object_and_operation() {
 
 #[test]
 fn no_response_ever_contains_a_canary_the_caller_may_not_read() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let world = World::build();
     let ids: Vec<String> = [
         "opp_a",
@@ -617,9 +611,6 @@ pub fn urlenc(s: &str) -> String {
 
 #[test]
 fn filter_oracles_are_refused_and_unreadable_records_are_404() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let world = World::build();
     let code =
         |r: (u16, Value, String)| (r.0, r.1["error"]["code"].as_str().unwrap_or("").to_string());
@@ -739,9 +730,6 @@ fn filter_oracles_are_refused_and_unreadable_records_are_404() {
 
 #[test]
 fn injection_attempts_are_refused_or_treated_as_data() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let world = World::build();
     let hostile = [
         json!({"name": "x' OR '1'='1"}),
@@ -880,9 +868,6 @@ fn injection_attempts_are_refused_or_treated_as_data() {
 
 #[test]
 fn sharing_rules_explicit_shares_and_parents_grant_exactly_what_they_say() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let mut world = World::build();
     let opp_a = world.id("opp_a").to_string();
     // A large EMEA deal is shared at edit with the position emea_sales_lead (a team).
@@ -1097,9 +1082,6 @@ fn sharing_rules_explicit_shares_and_parents_grant_exactly_what_they_say() {
 
 #[test]
 fn actions_run_for_holders_of_their_permissions_and_governance_holds() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let world = World::build();
     let opp_a = world.id("opp_a").to_string();
     let run = |user: &str, action: &str, id: &str| {
@@ -1217,9 +1199,6 @@ fn actions_run_for_holders_of_their_permissions_and_governance_holds() {
 
 #[test]
 fn credentials_revoked_while_serving_stop_at_the_next_request() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let world = World::build();
     let env = &world.env;
     env.run(&[
@@ -1342,9 +1321,6 @@ fn credentials_revoked_while_serving_stop_at_the_next_request() {
 
 #[test]
 fn graceful_shutdown_loses_no_acknowledged_write() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let world = World::build();
     let key = world.key("rep_b").to_string();
     let base = world.server.base.clone();
@@ -1384,22 +1360,13 @@ fn graceful_shutdown_loses_no_acknowledged_write() {
     assert!(log.contains("shutting down"), "{log}");
     let acked = acked.lock().unwrap().clone();
     assert!(!acked.is_empty());
-    let stored = env
-        .tool(
-            "sqlite3",
-            &[
-                env.path("data/objectos.db").to_str().unwrap(),
-                "SELECT id FROM rec_crm_note",
-            ],
-        )
-        .ok()
-        .stdout;
-    let stored: std::collections::HashSet<&str> = stored.lines().collect();
+    let stored: std::collections::HashSet<String> =
+        sql_query(&env.db(), "SELECT id FROM rec_crm_note")
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect();
     for id in &acked {
-        assert!(
-            stored.contains(id.as_str()),
-            "acknowledged write {id} was lost"
-        );
+        assert!(stored.contains(id), "acknowledged write {id} was lost");
     }
     // The checkpoint at shutdown covers the last row.
     env.run(&["audit", "verify"]).ok();

@@ -177,21 +177,13 @@ impl World {
             json!({"opportunity": self.ids["opp_a"], "quantity": 3, "unit_price": 10}),
         );
         // Canaries, written behind the API (nobody may write some of these fields).
-        let db = self.env.path("data/objectos.db");
-        let sql = format!(
-            "UPDATE rec_crm_opportunity SET discount_approval_note = '{CANARY_NOTE}', probability = {CANARY_PROBABILITY};
-             UPDATE rec_crm_account SET integration_token = '{CANARY_TOKEN}', credit_limit = {CANARY_CREDIT};
-             INSERT INTO rec_crm_fx_rate (id, organization_id, created_at, updated_at, currency, rate) SELECT 'fx1', organization_id, created_at, updated_at, 'USD', 1.08 FROM rec_crm_account LIMIT 1;"
-        );
-        let out = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .arg(&sql)
-            .output()
-            .expect("sqlite3 is needed for the runtime tests");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        sql(
+            &self.env.db(),
+            &format!(
+                "UPDATE rec_crm_opportunity SET discount_approval_note = '{CANARY_NOTE}', probability = {CANARY_PROBABILITY};
+                 UPDATE rec_crm_account SET integration_token = '{CANARY_TOKEN}', credit_limit = {CANARY_CREDIT};
+                 INSERT INTO rec_crm_fx_rate (id, organization_id, created_at, updated_at, currency, rate) SELECT 'fx1', organization_id, created_at, updated_at, 'USD', 1.08 FROM rec_crm_account LIMIT 1;"
+            ),
         );
     }
 }
