@@ -35,13 +35,6 @@ fn audit_rows(env: &Env) -> Vec<Value> {
         .clone()
 }
 
-fn sqlite(env: &Env, sql: &str) -> Run {
-    env.tool(
-        "sqlite3",
-        &[env.path("data/objectos.db").to_str().unwrap(), sql],
-    )
-}
-
 #[test]
 fn init_lays_down_the_data_dir_and_is_idempotent() {
     let env = Env::new();
@@ -90,21 +83,15 @@ fn init_refuses_a_directory_that_is_not_a_data_dir() {
 
 #[test]
 fn apply_refuses_untrusted_expired_and_tampered_artifacts_and_changes_nothing() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let env = Env::new();
     env.signed_crm();
     env.run(&["init"]).ok();
     let tables = |env: &Env| {
-        sqlite(
-            env,
+        sql_query(
+            &env.db(),
             "SELECT count(*) FROM sqlite_master WHERE name LIKE 'rec_%'",
-        )
-        .ok()
-        .stdout
-        .trim()
-        .to_string()
+        )[0][0]
+            .clone()
     };
     // Untrusted: no key trusted yet.
     let run = env.run(&["apply", "artifact.json", "-y"]).code(3);
@@ -150,12 +137,13 @@ fn apply_refuses_untrusted_expired_and_tampered_artifacts_and_changes_nothing() 
     env.run(&["apply", "artifact.json", "-y"]).ok();
     assert_eq!(tables(&env), "7");
     // Typed columns and system columns.
-    let cols = sqlite(
-        &env,
+    let cols: Vec<String> = sql_query(
+        &env.db(),
         "SELECT name || ':' || type FROM pragma_table_info('rec_crm_opportunity')",
     )
-    .ok()
-    .stdout;
+    .into_iter()
+    .map(|row| row[0].clone())
+    .collect();
     for expected in [
         "id:TEXT",
         "owner_id:TEXT",
@@ -167,7 +155,7 @@ fn apply_refuses_untrusted_expired_and_tampered_artifacts_and_changes_nothing() 
         "amount:REAL",
         "stage:TEXT",
     ] {
-        assert!(cols.lines().any(|l| l == expected), "{expected} in {cols}");
+        assert!(cols.iter().any(|l| l == expected), "{expected} in {cols:?}");
     }
     // Re-applying is a no-op.
     let again = env
@@ -429,26 +417,29 @@ fn the_chain_is_hashed_as_documented() {
 
 #[test]
 fn tampering_behind_the_tools_back_is_caught_naming_the_seq() {
-    if !have_tool("sqlite3") {
-        return;
-    }
     let env = Env::new();
     ready(&env);
     for i in 0..6 {
         env.run(&["team", "add", &format!("team{i}")]).ok();
     }
     let head = audit_rows(&env).len();
-    // The triggers refuse even the sqlite3 CLI.
-    let run = sqlite(&env, "UPDATE objectos_audit SET action = 'x' WHERE seq = 3");
-    assert_ne!(run.code, 0);
-    assert!(run.stderr.contains("immutable"), "{}", run.stderr);
+    // The triggers refuse even a write straight to the database.
+    let err = try_sql(
+        &env.db(),
+        "UPDATE objectos_audit SET action = 'x' WHERE seq = 3",
+    )
+    .expect_err("the audit table refuses updates");
+    assert!(err.contains("immutable"), "{err}");
 
     // Alter a middle row with the trigger dropped.
     let backup = std::fs::read(env.path("data/objectos.db")).unwrap();
-    sqlite(&env, "PRAGMA wal_checkpoint(TRUNCATE);").ok();
+    sql(&env.db(), "PRAGMA wal_checkpoint(TRUNCATE);");
     let pristine = std::fs::read(env.path("data/objectos.db")).unwrap();
     let _ = backup;
-    sqlite(&env, "DROP TRIGGER objectos_audit_no_update; UPDATE objectos_audit SET record_id = 'forged' WHERE seq = 5;").ok();
+    sql(
+        &env.db(),
+        "DROP TRIGGER objectos_audit_no_update; UPDATE objectos_audit SET record_id = 'forged' WHERE seq = 5;",
+    );
     let run = env.run(&["audit", "verify"]).code(3);
     assert!(run.stderr.contains("seq 5"), "{}", run.stderr);
     let doc = env.run(&["--json", "audit", "verify"]).code(3).json();
@@ -460,7 +451,12 @@ fn tampering_behind_the_tools_back_is_caught_naming_the_seq() {
     let _ = std::fs::remove_file(env.path("data/objectos.db-wal"));
     env.run(&["audit", "verify"]).ok();
     let cut_from = head as i64 - 1;
-    sqlite(&env, &format!("DROP TRIGGER objectos_audit_no_delete; DELETE FROM objectos_audit WHERE seq >= {cut_from};")).ok();
+    sql(
+        &env.db(),
+        &format!(
+            "DROP TRIGGER objectos_audit_no_delete; DELETE FROM objectos_audit WHERE seq >= {cut_from};"
+        ),
+    );
     let doc = env.run(&["--json", "audit", "verify"]).code(3).json();
     assert_eq!(doc["broken"]["seq"], cut_from, "{doc}");
     assert!(

@@ -15,8 +15,12 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo().join("fixtures").join(rel)
 }
 
-/// Whether an external tool is here. With `OBJECTOS_REQUIRE_INTEROP=1` (CI), a
-/// missing tool fails the test instead of skipping it.
+/// Whether an external tool is here, for the interop tests that check objectos
+/// against the real tool. With `OBJECTOS_REQUIRE_INTEROP=1` (CI), a missing tool
+/// fails the test. Without it, the test goes on without the part that needs the
+/// tool and says so loudly: the warning is written straight to the process's
+/// stderr, past the test harness's output capture, so it shows even when the test
+/// passes.
 pub fn have_tool(name: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
@@ -25,13 +29,80 @@ pub fn have_tool(name: &str) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !found && std::env::var("OBJECTOS_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("`{name}` is required (OBJECTOS_REQUIRE_INTEROP=1) but not installed");
+    if found {
+        return true;
     }
-    if !found {
-        eprintln!("skipping: `{name}` is not installed");
+    let current = std::thread::current();
+    let test = match current.name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => "this test".to_string(),
+    };
+    if std::env::var("OBJECTOS_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!(
+            "{test} needs `{name}` (OBJECTOS_REQUIRE_INTEROP=1), which is not installed; install it (scripts/setup)"
+        );
     }
-    found
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n!!!!!!!!!!\nWARNING: NOT TESTED: {test} needs `{name}`, which is not installed; \
+         install it (scripts/setup) or set OBJECTOS_REQUIRE_INTEROP=1 to make this a failure\n!!!!!!!!!!"
+    );
+    false
+}
+
+/// A data dir's database, opened behind the tool's back. It must exist (nothing is
+/// created by accident); a busy timeout lets a running server hold the file.
+pub fn db_open(db: &Path) -> rusqlite::Connection {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap_or_else(|e| panic!("open {}: {e}", db.display()));
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn
+}
+
+/// Run SQL statements against a database behind the tool's back; a failure is
+/// returned as SQLite's message.
+pub fn try_sql(db: &Path, sql: &str) -> Result<(), String> {
+    db_open(db).execute_batch(sql).map_err(|e| e.to_string())
+}
+
+/// Run SQL statements against a database behind the tool's back.
+#[track_caller]
+pub fn sql(db: &Path, sql: &str) {
+    if let Err(e) = try_sql(db, sql) {
+        panic!("{sql}\n{}: {e}", db.display());
+    }
+}
+
+/// One query's rows, each value as text: integers and reals as Rust prints them,
+/// text as is, NULL as `NULL`, blobs as hex.
+pub fn sql_query(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    use rusqlite::types::ValueRef;
+    let run = || -> rusqlite::Result<Vec<Vec<String>>> {
+        let conn = db_open(db);
+        let mut stmt = conn.prepare(sql)?;
+        let width = stmt.column_count();
+        let rows = stmt.query_map([], |row| {
+            (0..width)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        ValueRef::Null => "NULL".to_string(),
+                        ValueRef::Integer(n) => n.to_string(),
+                        ValueRef::Real(x) => x.to_string(),
+                        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        ValueRef::Blob(b) => hex::encode(b),
+                    })
+                })
+                .collect()
+        })?;
+        rows.collect()
+    };
+    run().unwrap_or_else(|e| panic!("{sql}\n{}: {e}", db.display()))
 }
 
 pub struct Env {
@@ -103,6 +174,11 @@ impl Env {
         }
         std::fs::write(&path, contents).unwrap();
         path
+    }
+
+    /// The data dir's database.
+    pub fn db(&self) -> PathBuf {
+        self.path("data/objectos.db")
     }
 
     pub fn read(&self, rel: &str) -> String {

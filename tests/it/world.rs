@@ -177,22 +177,77 @@ impl World {
             json!({"opportunity": self.ids["opp_a"], "quantity": 3, "unit_price": 10}),
         );
         // Canaries, written behind the API (nobody may write some of these fields).
-        let db = self.env.path("data/objectos.db");
-        let sql = format!(
-            "UPDATE rec_crm_opportunity SET discount_approval_note = '{CANARY_NOTE}', probability = {CANARY_PROBABILITY};
-             UPDATE rec_crm_account SET integration_token = '{CANARY_TOKEN}', credit_limit = {CANARY_CREDIT};
-             INSERT INTO rec_crm_fx_rate (id, organization_id, created_at, updated_at, currency, rate) SELECT 'fx1', organization_id, created_at, updated_at, 'USD', 1.08 FROM rec_crm_account LIMIT 1;"
+        sql(
+            &self.env.db(),
+            &format!(
+                "UPDATE rec_crm_opportunity SET discount_approval_note = '{CANARY_NOTE}', probability = {CANARY_PROBABILITY};
+                 UPDATE rec_crm_account SET integration_token = '{CANARY_TOKEN}', credit_limit = {CANARY_CREDIT};
+                 INSERT INTO rec_crm_fx_rate (id, organization_id, created_at, updated_at, currency, rate) SELECT 'fx1', organization_id, created_at, updated_at, 'USD', 1.08 FROM rec_crm_account LIMIT 1;"
+            ),
         );
-        let out = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .arg(&sql)
-            .output()
-            .expect("sqlite3 is needed for the runtime tests");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // Rows made behind the API have no label of their own.
+        self.ids.insert("fx1", "fx1".to_string());
+        self.assert_canaries_in_place();
+    }
+
+    /// Every place `seed` put a canary: (table, record label, column, the value as
+    /// `sql_query` renders it).
+    pub fn canary_cells(&self) -> Vec<(&'static str, &'static str, &'static str, String)> {
+        let mut cells = Vec::new();
+        for opp in ["opp_a", "opp_a_won", "opp_b", "opp_g"] {
+            cells.push((
+                "rec_crm_opportunity",
+                opp,
+                "discount_approval_note",
+                CANARY_NOTE.to_string(),
+            ));
+            cells.push((
+                "rec_crm_opportunity",
+                opp,
+                "probability",
+                CANARY_PROBABILITY.to_string(),
+            ));
+        }
+        for (opp, name) in [
+            ("opp_a", SECRET_DEAL_A),
+            ("opp_b", SECRET_DEAL_B),
+            ("opp_g", SECRET_DEAL_G),
+        ] {
+            cells.push(("rec_crm_opportunity", opp, "name", name.to_string()));
+        }
+        for account in ["account_a", "account_a_fin", "account_b"] {
+            cells.push((
+                "rec_crm_account",
+                account,
+                "integration_token",
+                CANARY_TOKEN.to_string(),
+            ));
+            cells.push((
+                "rec_crm_account",
+                account,
+                "credit_limit",
+                CANARY_CREDIT.to_string(),
+            ));
+        }
+        cells
+    }
+
+    /// Read the database directly: every canary is still stored where `seed` put
+    /// it, so a test cannot pass because a canary was gone before anyone looked.
+    #[track_caller]
+    pub fn assert_canaries_in_place(&self) {
+        for (table, label, column, expected) in self.canary_cells() {
+            let id = self.id(label);
+            let rows = sql_query(
+                &self.env.db(),
+                &format!("SELECT {column} FROM {table} WHERE id = '{id}'"),
+            );
+            assert_eq!(
+                rows,
+                vec![vec![expected.clone()]],
+                "{table}.{column} of {label} ({id}) no longer holds its canary"
+            );
+        }
     }
 }
 
