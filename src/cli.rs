@@ -551,6 +551,21 @@ pub enum AuditCommand {
     },
     /// Walk the whole chain and check it against the signed checkpoints
     Verify,
+    /// Check a suspected value against the HMAC a row recorded instead of a
+    /// sensitive field's or a secret setting's value (only the holder of the
+    /// instance key can); exit 0 when it matches, 1 when it does not
+    Confirm {
+        /// The row's seq
+        #[arg(value_name = "SEQ")]
+        seq: i64,
+        /// The field the row changed (`value` for a setting)
+        #[arg(value_name = "FIELD")]
+        field: String,
+        /// Read the suspected value from the first line of this file (`-`: standard
+        /// input); without it, it is asked on the terminal
+        #[arg(long, value_name = "FILE")]
+        value_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -671,7 +686,14 @@ pub struct RestoreArgs {
     #[arg(short = 'i', long = "identity", value_name = "IDENTITY")]
     pub identities: Vec<PathBuf>,
 
-    /// For an unencrypted backup: a directory holding `instance.key` and `instance-signing.key`
+    /// The instance's signing public key (`instance-signing.key.pub`), which must
+    /// have signed the backup; a backup never vouches for itself
+    #[arg(long, value_name = "KEY.pub")]
+    pub signer: Option<PathBuf>,
+
+    /// The data dir the backup came from (or a directory holding its keys): its
+    /// signing key vouches for the backup, and an unencrypted backup takes
+    /// `instance.key` and `instance-signing.key` from there
     #[arg(long, value_name = "DIR")]
     pub keys_from: Option<PathBuf>,
 }

@@ -59,6 +59,7 @@ pub fn all() -> Vec<(String, Value)> {
         ("settings.unset", doc::<SettingView>()),
         ("audit.tail", doc::<Tail>()),
         ("audit.verify", doc::<crate::audit::verify::ChainReport>()),
+        ("audit.confirm", doc::<crate::commands::audit::Confirmed>()),
         ("doctor", doc::<DoctorReport>()),
         ("import", doc::<crate::commands::bulk::ImportReport>()),
         ("export", doc::<crate::commands::bulk::ExportReport>()),

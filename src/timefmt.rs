@@ -80,8 +80,30 @@ pub fn rfc3339_micros(at: OffsetDateTime) -> String {
     }
 }
 
+/// The current time (UTC).
+///
+/// Debug builds, which the test suite runs, add `OBJECTOS_TEST_CLOCK_SKEW`
+/// seconds (it may be negative), so that expiry tests move the clock instead of
+/// sleeping. Release builds ignore the variable: their clock is the system's.
 pub fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    let now = OffsetDateTime::now_utc();
+    #[cfg(debug_assertions)]
+    {
+        if let Some(skew) = test_clock_skew() {
+            return now + time::Duration::seconds(skew);
+        }
+    }
+    now
+}
+
+#[cfg(debug_assertions)]
+fn test_clock_skew() -> Option<i64> {
+    static SKEW: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var("OBJECTOS_TEST_CLOCK_SKEW")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 #[cfg(test)]

@@ -416,23 +416,20 @@ fn fail(out: &mut Outcome, name: &'static str, reason: Reason, detail: String) {
     out.failure = Some((reason, detail));
 }
 
-/// Read every `*.pub` file of a directory as a trusted key, in name order.
-///
-/// Each file is named after its key's id (`ID.pub`, as `trust add` writes it) and
-/// no two keys share an id: a key id is not derived from the key, so a file whose
-/// name and key disagree, or a second key claiming a trusted key's id, is a sign
-/// that someone placed a key of their own, and the whole store is refused.
+/// Read every `*.pub` file of a directory as a trusted key, in name order. Two
+/// keys claiming one id are refused: a key id is chosen by whoever made the key,
+/// not derived from it, so the second may be someone's attempt to pass as the
+/// first.
 pub fn keys_in_dir(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
-    use anyhow::Context;
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the trust directory `{}`", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pub"))
-        .collect();
-    paths.sort();
-    let mut keys: Vec<PublicKey> = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let key = PublicKey::read(path)?;
+    Ok(read_key_dir(dir)?.into_iter().map(|(_, k)| k).collect())
+}
+
+/// The instance's trust store (`trust/`), as `trust add` writes it: each file is
+/// named after its key's id, no two keys share one, and a file whose name and key
+/// disagree means someone placed a key of their own: the whole store is refused.
+pub fn trust_store_keys(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
+    let keys = read_key_dir(dir)?;
+    for (path, key) in &keys {
         let named = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if !named.eq_ignore_ascii_case(&key.id.to_string()) {
             return Err(crate::error::Failure::verify(format!(
@@ -443,15 +440,30 @@ pub fn keys_in_dir(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
             .with_hint("remove the file and trust the key again with `objectos trust add KEY.pub`")
             .into());
         }
-        if keys.iter().any(|k| k.id == key.id) {
+    }
+    Ok(keys.into_iter().map(|(_, k)| k).collect())
+}
+
+fn read_key_dir(dir: &Path) -> anyhow::Result<Vec<(PathBuf, PublicKey)>> {
+    use anyhow::Context;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the trust directory `{}`", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pub"))
+        .collect();
+    paths.sort();
+    let mut keys: Vec<(PathBuf, PublicKey)> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let key = PublicKey::read(&path)?;
+        if keys.iter().any(|(_, k)| k.id == key.id) {
             return Err(crate::error::Failure::verify(format!(
-                "two trusted keys claim id {} in `{}`",
+                "two keys claim id {} in `{}`",
                 key.id,
                 dir.display()
             ))
             .into());
         }
-        keys.push(key);
+        keys.push((path, key));
     }
     Ok(keys)
 }

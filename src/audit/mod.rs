@@ -193,7 +193,7 @@ impl Changes {
     pub fn sensitive(&mut self, name: &str, after: Option<&Value>, key: &HmacKey) -> &mut Self {
         self.map.insert(
             name.to_string(),
-            json!({ "changed": true, "hmac_sha256": after.map(|v| key.hmac(v)) }),
+            json!({ "changed": true, "hmac_sha256": after.map(|v| key.hmac(v)), "hmac_key": HMAC_KEY_LABEL }),
         );
         self
     }
@@ -213,10 +213,21 @@ impl Changes {
     }
 }
 
+/// The label of the audit HMAC key derived from the instance key (HKDF-SHA256);
+/// rows made with it name it as `hmac_key`, so a value in them is confirmed with
+/// the derived key, and a row without it with the instance key itself (as
+/// objectos wrote rows before it derived a key of its own for the purpose).
+pub const HMAC_KEY_LABEL: &str = "objectos/audit-hmac/v1";
+
 /// The key that HMACs sensitive values: derived from the instance key, so whoever
 /// holds `instance.key` can confirm a suspected value and nobody else learns it.
+/// One secret, one purpose: the HMAC key is not the age identity itself.
 #[derive(Clone)]
-pub struct HmacKey(Vec<u8>);
+pub struct HmacKey {
+    derived: Vec<u8>,
+    /// The instance secret as used before the derivation (old rows).
+    legacy: Vec<u8>,
+}
 
 impl std::fmt::Debug for HmacKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,18 +235,41 @@ impl std::fmt::Debug for HmacKey {
     }
 }
 
+fn hmac_hex(key: &[u8], value: &Value) -> String {
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(canonical::to_string(value).unwrap_or_default().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 impl HmacKey {
-    /// The key is the instance identity's secret line (`AGE-SECRET-KEY-1…`) as bytes.
+    /// From the instance identity's secret line (`AGE-SECRET-KEY-1…`) as bytes:
+    /// HKDF-SHA256 with no salt and [`HMAC_KEY_LABEL`] as its info.
     pub fn new(secret: &[u8]) -> HmacKey {
-        HmacKey(secret.to_vec())
+        let mut derived = vec![0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(None, secret)
+            .expand(HMAC_KEY_LABEL.as_bytes(), &mut derived)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        HmacKey {
+            derived,
+            legacy: secret.to_vec(),
+        }
     }
 
     /// HMAC-SHA256 over the value's canonical JSON, lowercase hex.
     pub fn hmac(&self, value: &Value) -> String {
-        let mut mac =
-            hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(canonical::to_string(value).unwrap_or_default().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hmac_hex(&self.derived, value)
+    }
+
+    /// Whether `value` is the value a row's entry recorded an HMAC of: with the
+    /// derived key when the entry names it, else with the instance secret.
+    pub fn confirms(&self, entry: &Value, digest: &str, value: &Value) -> bool {
+        let key = if entry.get("hmac_key").and_then(Value::as_str) == Some(HMAC_KEY_LABEL) {
+            &self.derived
+        } else {
+            &self.legacy
+        };
+        hmac_hex(key, value) == digest
     }
 }
 

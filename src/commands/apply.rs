@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::artifact::verify::{self, Request, keys_in_dir};
+use crate::artifact::verify::{self, Request, trust_store_keys};
 use crate::audit::{self, Event, Origin, Outcome};
 use crate::cli::ApplyArgs;
 use crate::commands::Ctx;
@@ -38,7 +38,7 @@ pub struct ArtifactRef {
 pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
     let origin = Origin::operator();
-    let keys = keys_in_dir(&instance.trust_dir())?;
+    let keys = trust_store_keys(&instance.trust_dir())?;
     let sig = args
         .signature
         .clone()

@@ -69,6 +69,11 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Success)
         }
+        AuditCommand::Confirm {
+            seq,
+            field,
+            value_file,
+        } => confirm(&instance, ctx, seq, &field, value_file.as_deref()),
         AuditCommand::Verify => {
             let checkpoints = checkpoint::read_all(&instance.checkpoints_path())?;
             let progress = progress_bar(ctx);
@@ -137,6 +142,83 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             }
         }
     }
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Confirmed {
+    pub seq: i64,
+    pub field: String,
+    /// The suspected value is the one the row recorded an HMAC of
+    #[serde(rename = "match")]
+    pub matches: bool,
+}
+
+fn confirm(
+    instance: &crate::instance::Instance,
+    ctx: &Ctx,
+    seq: i64,
+    field: &str,
+    value_file: Option<&std::path::Path>,
+) -> anyhow::Result<Exit> {
+    let row = instance
+        .store
+        .read(|tx| Ok(tx.audit_by_seq(seq)?))?
+        .ok_or_else(|| Failure::error(format!("no audit row {seq}")))?;
+    let changes = row.changes.clone().unwrap_or(Value::Null);
+    // A field's entry (`{"changed", "hmac_sha256", "hmac_key"}`), or a setting's
+    // row (`{"value_hmac_sha256", "hmac_key"}`).
+    let (entry, digest) = match changes.get(field) {
+        Some(entry) if entry.get("hmac_sha256").is_some() => (
+            entry.clone(),
+            entry["hmac_sha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        _ if field == "value" && changes.get("value_hmac_sha256").is_some() => (
+            changes.clone(),
+            changes["value_hmac_sha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        _ => {
+            return Err(
+                Failure::error(format!("row {seq} records no HMAC for `{field}`"))
+                    .with_hint("see the row with `objectos audit tail --json`")
+                    .into(),
+            );
+        }
+    };
+    let text =
+        crate::prompt::password_or_file(value_file, "Suspected value", false, "--value-file FILE")?;
+    // The value as typed, and (a number, say) as JSON.
+    let mut candidates = vec![Value::String(text.clone())];
+    if let Ok(parsed) = serde_json::from_str::<Value>(&text) {
+        candidates.push(parsed);
+    }
+    let matches = candidates
+        .iter()
+        .any(|v| instance.hmac.confirms(&entry, &digest, v));
+    if ctx.out.json {
+        ctx.out.json_doc(
+            "audit.confirm",
+            &Confirmed {
+                seq,
+                field: field.to_string(),
+                matches,
+            },
+        )?;
+    } else if matches {
+        ctx.out.data(format!(
+            "match: row {seq} recorded this value for `{field}`"
+        ))?;
+    } else {
+        ctx.out.data(format!(
+            "no match: row {seq} recorded another value for `{field}`"
+        ))?;
+    }
+    Ok(if matches { Exit::Success } else { Exit::Error })
 }
 
 fn progress_bar(ctx: &Ctx) -> Option<indicatif::ProgressBar> {

@@ -502,7 +502,10 @@ pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit>
         &args.file,
         &ctx.data_dir,
         &args.identities,
-        args.keys_from.as_deref(),
+        &crate::instance::backup::RestoreKeys {
+            signer: args.signer.as_deref(),
+            keys_from: args.keys_from.as_deref(),
+        },
     )?;
     if ctx.out.json {
         ctx.out.json_doc("restore", &report)?;

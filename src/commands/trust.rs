@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::artifact::verify::keys_in_dir;
+use crate::artifact::verify::trust_store_keys;
 use crate::audit::{self, Event, Origin};
 use crate::cli::TrustCommand;
 use crate::commands::Ctx;
@@ -54,7 +54,7 @@ pub fn run(cmd: TrustCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             }
         }
         TrustCommand::List => {
-            let keys: Vec<TrustedKey> = keys_in_dir(&instance.trust_dir())?
+            let keys: Vec<TrustedKey> = trust_store_keys(&instance.trust_dir())?
                 .into_iter()
                 .map(|k| TrustedKey {
                     signed_applied: applied_signer.as_deref() == Some(&k.id.to_string()),

@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn the_documented_bounds_per_window_hold() {
         // docs/security.md states these numbers.
-        assert_eq!(ACCOUNT_BACKOFF.max_failures_in_window(), 24);
-        assert_eq!(ADDRESS_BACKOFF.max_failures_in_window(), 19);
+        assert_eq!(ACCOUNT_BACKOFF.max_failures_in_window(), 25);
+        assert_eq!(ADDRESS_BACKOFF.max_failures_in_window(), 20);
     }
 }

@@ -5,7 +5,7 @@
 //! artifact from a trusted key shapes enforcement; editing the stored bytes, the
 //! digest or the signature behind objectos's back is refused, never enforced.
 
-use crate::artifact::verify::{keys_in_dir, verify_bytes};
+use crate::artifact::verify::{trust_store_keys, verify_bytes};
 use crate::crypto::signing::sha256_hex;
 use crate::error::Failure;
 use crate::instance::Instance;
@@ -72,7 +72,7 @@ pub fn load(instance: &Instance, purpose: Purpose) -> anyhow::Result<Option<Appl
         .with_hint("apply the signed artifact again (`objectos apply ARTIFACT -y`)")
         .into());
     };
-    let keys = keys_in_dir(&instance.trust_dir())?;
+    let keys = trust_store_keys(&instance.trust_dir())?;
     let signer = keys.iter().find(|k| {
         k.id.to_string() == row.signer_key_id
             && row.signer_public_key.as_deref() == Some(k.base64.as_str())

@@ -12,12 +12,15 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, Event, Origin, checkpoint, verify};
-use crate::crypto::signing::sha256_hex;
+use crate::crypto::signing::{PublicKey, SecretKey, SignatureFile, blake2b_512, sha256_hex};
 use crate::error::Failure;
 use crate::instance::{
     CHECKPOINTS, DB_FILE, INSTANCE_KEY, Instance, SIGNING_KEY, SIGNING_PUB, TRUST_DIR,
 };
 use crate::timefmt;
+
+/// The manifest's format: every file with its sha256, signed.
+pub const MANIFEST_FORMAT: &str = "objectos.backup/2";
 
 #[derive(Serialize, JsonSchema)]
 pub struct BackupReport {
@@ -145,28 +148,61 @@ pub fn backup(
             cp_text.push_str(&crate::crypto::canonical::to_string(cp)?);
             cp_text.push('\n');
         }
-        let db_sha = sha256_hex(&std::fs::read(&snapshot)?);
-        let mut trust_keys: Vec<String> = std::fs::read_dir(instance.trust_dir())?
-            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+        // Every file the archive holds, with the bytes it holds: the manifest names
+        // each one's sha256, and the manifest is signed, so a restore can check
+        // every byte it puts in place.
+        // The database goes in as a stream (it may be large); the small files
+        // from memory.
+        let db_sha = crate::crypto::signing::digest_file(&snapshot)?.sha256_hex();
+        let mut files: Vec<(String, Vec<u8>, u32)> = vec![
+            (CHECKPOINTS.to_string(), cp_text.into_bytes(), 0o644),
+            (
+                SIGNING_PUB.to_string(),
+                std::fs::read(instance.dir.join(SIGNING_PUB))?,
+                0o644,
+            ),
+        ];
+        let mut trusted: Vec<PathBuf> = std::fs::read_dir(instance.trust_dir())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "pub"))
             .collect();
-        trust_keys.sort();
+        trusted.sort();
+        for path in trusted {
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                files.push((format!("{TRUST_DIR}/{name}"), std::fs::read(&path)?, 0o644));
+            }
+        }
+        if encrypted {
+            for key in [INSTANCE_KEY, SIGNING_KEY] {
+                files.push((
+                    key.to_string(),
+                    std::fs::read(instance.dir.join(key))?,
+                    0o600,
+                ));
+            }
+        }
+        let mut digests: serde_json::Map<String, serde_json::Value> = files
+            .iter()
+            .map(|(name, bytes, _)| (name.clone(), json!(sha256_hex(bytes))))
+            .collect();
+        digests.insert(DB_FILE.to_string(), json!(db_sha));
         let manifest = json!({
-            "format": "objectos.backup/1",
-            "trust_keys": trust_keys,
+            "format": MANIFEST_FORMAT,
             "instance_id": instance.id,
             "created_at": timefmt::rfc3339(timefmt::now()),
             "audit_head_seq": head.as_ref().map(|h| h.0),
             "audit_head_hash": head.as_ref().map(|h| h.1.clone()),
-            "database_sha256": db_sha,
             "includes_instance_keys": encrypted,
+            "signer_key_id": instance.signer.public.id.to_string(),
+            "files": digests,
             "tool_version": env!("CARGO_PKG_VERSION"),
         });
         let tar_path = work.path().join("backup.tar");
         {
             let file = std::fs::File::create(&tar_path)?;
             let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-            // The manifest is signed by the instance key: a restore checks the
-            // database and the trust store against it with a key from outside.
+            // The manifest is signed by the instance key; a restore checks it with
+            // that key's public half from outside the archive.
             let manifest_bytes = serde_json::to_string_pretty(&manifest)?;
             let signature = instance.signer.sign_bytes(
                 manifest_bytes.as_bytes(),
@@ -180,35 +216,8 @@ pub fn backup(
                 0o644,
             )?;
             append_path(&mut tar, DB_FILE, &snapshot, 0o600)?;
-            append_file(&mut tar, CHECKPOINTS, cp_text.as_bytes(), 0o644)?;
-            append_path(
-                &mut tar,
-                SIGNING_PUB,
-                &instance.dir.join(SIGNING_PUB),
-                0o644,
-            )?;
-            let mut trusted: Vec<PathBuf> = std::fs::read_dir(instance.trust_dir())?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            trusted.sort();
-            for path in trusted {
-                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                    append_path(&mut tar, &format!("{TRUST_DIR}/{name}"), &path, 0o644)?;
-                }
-            }
-            if encrypted {
-                append_path(
-                    &mut tar,
-                    INSTANCE_KEY,
-                    &instance.dir.join(INSTANCE_KEY),
-                    0o600,
-                )?;
-                append_path(
-                    &mut tar,
-                    SIGNING_KEY,
-                    &instance.dir.join(SIGNING_KEY),
-                    0o600,
-                )?;
+            for (name, bytes, mode) in &files {
+                append_file(&mut tar, name, bytes, *mode)?;
             }
             tar.into_inner()?.flush()?;
         }
@@ -275,12 +284,73 @@ fn read_identities(paths: &[PathBuf]) -> anyhow::Result<Vec<Box<dyn age::Identit
     Ok(out)
 }
 
-/// Restore a backup into `target`, which must not exist or be empty.
+/// Where a restore gets the keys it trusts: never from the backup itself.
+pub struct RestoreKeys<'a> {
+    /// The instance's signing public key (`--signer`).
+    pub signer: Option<&'a Path>,
+    /// The data dir the backup came from, or a directory holding its keys
+    /// (`--keys-from`): its signing key vouches for the backup, and an
+    /// unencrypted backup takes its instance keys from there.
+    pub keys_from: Option<&'a Path>,
+}
+
+/// The signing key that must have signed the backup, from outside it.
+fn trusted_signer(keys: &RestoreKeys<'_>) -> anyhow::Result<PublicKey> {
+    if let Some(path) = keys.signer {
+        return PublicKey::read(path);
+    }
+    if let Some(dir) = keys.keys_from {
+        let public = dir.join(SIGNING_PUB);
+        if public.exists() {
+            return PublicKey::read(&public);
+        }
+        let secret = std::fs::read_to_string(dir.join(SIGNING_KEY)).with_context(|| {
+            format!(
+                "`{}` holds neither `{SIGNING_PUB}` nor `{SIGNING_KEY}`",
+                dir.display()
+            )
+        })?;
+        return Ok(SecretKey::load(&secret, None)?.public);
+    }
+    Err(Failure::error(
+        "a restore needs a key you already trust to check the backup's signature",
+    )
+    .with_hint("pass `--signer instance-signing.key.pub` (the instance's signing public key; `objectos doctor` shows its id) or `--keys-from DIR` (the data dir it came from)")
+    .into())
+}
+
+/// Copy a tar entry to `dest`, returning the sha256 of what was written.
+fn copy_hashed(entry: &mut impl Read, dest: &Path, name: &str) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut out = std::fs::File::create(dest)?;
+    let mut sha = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| Failure::verify(format!("the backup is damaged (`{name}`): {e}")))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    Ok(hex::encode(sha.finalize()))
+}
+
+fn refused(message: impl Into<String>) -> anyhow::Error {
+    Failure::verify(format!("{}; nothing was restored", message.into())).into()
+}
+
+/// Restore a backup into `target`, which must not exist or be empty. Every byte
+/// put in place is checked against the signed manifest, and the manifest against
+/// a signing key from outside the backup (`keys`).
 pub fn restore(
     file: &Path,
     target: &Path,
     identities: &[PathBuf],
-    keys_from: Option<&Path>,
+    keys: &RestoreKeys<'_>,
 ) -> anyhow::Result<RestoreReport> {
     if target.exists()
         && std::fs::read_dir(target)
@@ -294,6 +364,7 @@ pub fn restore(
         .with_hint("pass a new `--data-dir`")
         .into());
     }
+    let signer = trusted_signer(keys)?;
     let mut input =
         std::fs::File::open(file).with_context(|| format!("cannot read `{}`", file.display()))?;
     let mut head = [0u8; 64];
@@ -335,7 +406,8 @@ pub fn restore(
     let s = staging.path();
     std::fs::create_dir(s.join(TRUST_DIR))?;
     let mut archive = tar::Archive::new(reader);
-    let mut seen_db = false;
+    // name → sha256 of what was extracted
+    let mut extracted: std::collections::BTreeMap<String, String> = Default::default();
     for entry in archive
         .entries()
         .map_err(|e| Failure::verify(format!("the backup is not a tar: {e}")))?
@@ -349,10 +421,9 @@ pub fn restore(
             continue;
         }
         if !encrypted && (name == INSTANCE_KEY || name == SIGNING_KEY) {
-            return Err(Failure::verify(format!(
-                "an unencrypted backup must not carry `{name}`; refusing it"
-            ))
-            .into());
+            return Err(refused(format!(
+                "an unencrypted backup must not carry `{name}`"
+            )));
         }
         let allowed = [
             "manifest.json",
@@ -370,28 +441,87 @@ pub fn restore(
                     !n.is_empty() && !n.contains('/') && !n.starts_with('.') && n.ends_with(".pub")
                 });
         if !allowed || entry.header().entry_type() != tar::EntryType::Regular {
-            return Err(Failure::verify(format!(
-                "the backup holds an unexpected entry `{name}`; refusing it"
-            ))
-            .into());
+            return Err(refused(format!(
+                "the backup holds an unexpected entry `{name}`"
+            )));
         }
-        let dest = s.join(&name);
-        let mut out = std::fs::File::create(&dest)?;
-        std::io::copy(&mut entry, &mut out)
-            .map_err(|e| Failure::verify(format!("the backup is damaged (`{name}`): {e}")))?;
-        seen_db |= name == DB_FILE;
+        if extracted.contains_key(&name) {
+            return Err(refused(format!("the backup holds `{name}` twice")));
+        }
+        let sha = copy_hashed(&mut entry, &s.join(&name), &name)?;
+        extracted.insert(name, sha);
     }
-    if !seen_db {
-        return Err(Failure::verify("the backup holds no database").into());
+    // The manifest, signed by the key from outside, must name every file with the
+    // bytes it holds, and nothing else.
+    let manifest_text = std::fs::read_to_string(s.join("manifest.json"))
+        .map_err(|_| refused("the backup has no manifest"))?;
+    let manifest_sig = std::fs::read_to_string(s.join("manifest.json.minisig"))
+        .map_err(|_| refused("the backup's manifest is not signed"))?;
+    let sig = SignatureFile::parse(&manifest_sig)
+        .map_err(|e| refused(format!("the manifest signature is malformed: {e}")))?;
+    sig.check(&signer, &blake2b_512(manifest_text.as_bytes()))
+        .map_err(|e| {
+            refused(format!(
+                "the backup's manifest was not signed by key {} (the key you trust for it): {e}",
+                signer.id
+            ))
+        })?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest_text)
+        .map_err(|_| refused("the backup's manifest is not JSON"))?;
+    if manifest["format"] != MANIFEST_FORMAT {
+        return Err(refused(format!(
+            "the backup's manifest is `{}`, not `{MANIFEST_FORMAT}`: an older objectos made it, and its signature does not cover every file (make a new backup)",
+            manifest["format"].as_str().unwrap_or("?")
+        )));
     }
+    let listed = manifest["files"]
+        .as_object()
+        .ok_or_else(|| refused("the backup's manifest lists no files"))?;
+    for (name, sha) in &extracted {
+        if name == "manifest.json" || name == "manifest.json.minisig" {
+            continue;
+        }
+        match listed.get(name).and_then(|v| v.as_str()) {
+            Some(expected) if expected == sha => {}
+            Some(_) => {
+                return Err(refused(format!(
+                    "`{name}` in the backup is not the file its signed manifest describes"
+                )));
+            }
+            None => {
+                return Err(refused(format!(
+                    "the backup holds `{name}`, which its signed manifest does not list"
+                )));
+            }
+        }
+    }
+    if let Some(missing) = listed.keys().find(|n| !extracted.contains_key(*n)) {
+        return Err(refused(format!(
+            "the backup lacks `{missing}`, which its signed manifest lists"
+        )));
+    }
+    if !extracted.contains_key(DB_FILE) {
+        return Err(refused("the backup holds no database"));
+    }
+    // The instance's keys: the backup's own (encrypted), or the restorer's
+    // (`--keys-from`), and either way the signing key must be the trusted one.
     for key in [INSTANCE_KEY, SIGNING_KEY] {
         if !s.join(key).exists() {
-            let from = keys_from.ok_or_else(|| {
+            let from = keys.keys_from.ok_or_else(|| {
                 Failure::error("this backup was not encrypted, so it carries no instance keys").with_hint("pass `--keys-from DIR`, a directory holding the instance's `instance.key` and `instance-signing.key`")
             })?;
             std::fs::copy(from.join(key), s.join(key))
                 .with_context(|| format!("cannot copy `{}`", from.join(key).display()))?;
         }
+    }
+    let staged_signer = SecretKey::load(&std::fs::read_to_string(s.join(SIGNING_KEY))?, None)
+        .context("cannot load the instance signing key")?;
+    let staged_public = PublicKey::read(&s.join(SIGNING_PUB))?;
+    if staged_signer.public.base64 != signer.base64 || staged_public.base64 != signer.base64 {
+        return Err(refused(format!(
+            "the backup's instance signing key is not key {} (the key you trust for it)",
+            signer.id
+        )));
     }
     use std::os::unix::fs::PermissionsExt;
     for (name, mode) in [
@@ -402,67 +532,32 @@ pub fn restore(
         std::fs::set_permissions(s.join(name), std::fs::Permissions::from_mode(mode))?;
     }
     std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o700))?;
-    // The manifest must be signed by the instance key (from outside the archive for
-    // an unencrypted backup), and must describe exactly this database.
-    let signer = crate::crypto::signing::SecretKey::load(
-        &std::fs::read_to_string(s.join(SIGNING_KEY))?,
-        None,
-    )
-    .context("cannot load the instance signing key")?;
-    let manifest_text = std::fs::read_to_string(s.join("manifest.json"))
-        .map_err(|_| Failure::verify("the backup has no manifest"))?;
-    let manifest_sig = std::fs::read_to_string(s.join("manifest.json.minisig"))
-        .map_err(|_| Failure::verify("the backup's manifest is not signed"))?;
-    let sig = crate::crypto::signing::SignatureFile::parse(&manifest_sig)
-        .map_err(|e| Failure::verify(format!("the manifest signature is malformed: {e}")))?;
-    sig.check(
-        &signer.public,
-        &crate::crypto::signing::blake2b_512(manifest_text.as_bytes()),
-    )
-    .map_err(|e| {
-        Failure::verify(format!(
-            "the backup's manifest was not signed by this instance's key: {e}; nothing was restored"
-        ))
-    })?;
-    let manifest: serde_json::Value = serde_json::from_str(&manifest_text)
-        .map_err(|_| Failure::verify("the backup's manifest is not JSON"))?;
-    if manifest["database_sha256"].as_str()
-        != Some(sha256_hex(&std::fs::read(s.join(DB_FILE))?).as_str())
-    {
-        return Err(Failure::verify("the backup's database is not the one its signed manifest describes; nothing was restored").into());
-    }
-    let mut trust_now: Vec<String> = std::fs::read_dir(s.join(TRUST_DIR))?
-        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-        .collect();
-    trust_now.sort();
-    if manifest["trust_keys"] != json!(trust_now) {
-        return Err(Failure::verify("the backup's trusted keys are not the ones its signed manifest lists; nothing was restored").into());
-    }
+    // The trust store must read back as keys named by their own ids.
+    crate::artifact::verify::trust_store_keys(&s.join(TRUST_DIR))
+        .map_err(|e| refused(format!("the backup's trust store is not sound: {e}")))?;
     // The chain and its checkpoints must verify before anything lands at the target.
     let report = {
         let staged = Instance::open(s)?;
         if manifest["instance_id"].as_str() != Some(staged.id.as_str()) {
-            return Err(Failure::verify(
+            return Err(refused(
                 "the backup's database belongs to another instance than its manifest",
-            )
-            .into());
+            ));
         }
         let cps = checkpoint::read_all(&staged.checkpoints_path())?;
-        let report = verify::verify_chain(&staged.store, &cps, staged.signing_public(), |_| {})?;
+        let report = verify::verify_chain(&staged.store, &cps, &signer, |_| {})?;
+        if let Some(b) = &report.broken {
+            return Err(refused(format!(
+                "the backup's audit chain is broken at seq {}: {}",
+                b.seq, b.reason
+            )));
+        }
         let head_vouched = cps
             .iter()
             .any(|c| Some(c.seq) == report.head_seq && Some(&c.hash) == report.head_hash.as_ref());
-        if report.broken.is_none()
-            && (report.head_seq != manifest["audit_head_seq"].as_i64() || !head_vouched)
-        {
-            return Err(Failure::verify("the backup's newest audit rows do not match its signed manifest and checkpoint; nothing was restored").into());
-        }
-        if let Some(b) = &report.broken {
-            return Err(Failure::verify(format!(
-                "the backup's audit chain is broken at seq {}: {}; nothing was restored",
-                b.seq, b.reason
-            ))
-            .into());
+        if report.head_seq != manifest["audit_head_seq"].as_i64() || !head_vouched {
+            return Err(refused(
+                "the backup's newest audit rows do not match its signed manifest and checkpoint",
+            ));
         }
         let id = staged.id.clone();
         // Closed before it moves (its checkpoint log already covers its head).
@@ -487,7 +582,11 @@ pub fn restore(
             Event::new("backup.restore")
                 .object("instance")
                 .record(&restored.id)
-                .changes(json!({"file": file.display().to_string(), "encrypted": encrypted})),
+                .changes(json!({
+                    "file": file.display().to_string(),
+                    "encrypted": encrypted,
+                    "signer_key_id": signer.id.to_string(),
+                })),
         )?;
         Ok(())
     })?;

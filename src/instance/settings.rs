@@ -64,6 +64,7 @@ pub fn set(
                         "secret": secret,
                         "replaced": before.is_some(),
                         "value_hmac_sha256": digest,
+                        "hmac_key": crate::audit::HMAC_KEY_LABEL,
                     })),
             )?;
             Ok(())

@@ -47,30 +47,59 @@ impl Default for Limits {
 pub struct AppState {
     pub instance: Instance,
     trusted_proxies: auth::TrustedProxies,
-    model: RwLock<Arc<(i64, Model)>>,
+    /// The applied model, with the change counter it was last confirmed at and
+    /// the artifact seq it was loaded from.
+    model: RwLock<Arc<LoadedModel>>,
     last_checkpoint: std::sync::atomic::AtomicI64,
 }
 
+struct LoadedModel {
+    counter: i64,
+    seq: i64,
+    model: Arc<Model>,
+}
+
 impl AppState {
-    /// The applied model, reloaded when a new artifact was applied meanwhile (so no
-    /// rule cache outlives a change).
-    fn model(&self) -> Result<Arc<(i64, Model)>, ApiError> {
+    /// The applied model, reloaded (and re-verified) when a new artifact was
+    /// applied meanwhile, so no rule outlives a change. The change counter is the
+    /// cheap signal: only when it moved is the artifact seq looked at.
+    fn model(&self) -> Result<Arc<LoadedModel>, ApiError> {
+        let counter = self
+            .instance
+            .store
+            .read(|tx| Ok(tx.change_counter()?))
+            .map_err(to_api)?;
+        let current = self
+            .model
+            .read()
+            .map(|m| m.clone())
+            .map_err(|_| ApiError::internal())?;
+        if current.counter == counter {
+            return Ok(current);
+        }
         let seq = self
             .instance
             .store
             .read(|tx| Ok(tx.artifact_seq()?))
             .map_err(to_api)?
             .unwrap_or(0);
-        if let Ok(current) = self.model.read()
-            && current.0 == seq
-        {
-            return Ok(current.clone());
-        }
-        let (seq, model) = load_model(&self.instance).map_err(|e| {
-            tracing::error!(error = %format!("{e:#}"), "cannot load the applied artifact");
-            ApiError::new(503, "not_ready", "the applied artifact cannot be loaded")
-        })?;
-        let fresh = Arc::new((seq, model));
+        let fresh = if current.seq == seq {
+            Arc::new(LoadedModel {
+                counter,
+                seq,
+                model: Arc::clone(&current.model),
+            })
+        } else {
+            let (seq, model) = load_model(&self.instance).map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "cannot load the applied artifact");
+                ApiError::new(503, "not_ready", "the applied artifact cannot be loaded")
+            })?;
+            Arc::new(LoadedModel {
+                counter,
+                seq,
+                model: Arc::new(model),
+            })
+        };
         if let Ok(mut slot) = self.model.write() {
             *slot = fresh.clone();
         }
@@ -232,8 +261,8 @@ async fn with_records<T: Send + 'static>(
     let rid = request_id(&headers);
     blocking(move || {
         let model = state.model()?;
-        let authed = auth::authenticate(&state.instance, &model.1, &headers, &rid)?;
-        let records = Records::new(&state.instance, &model.1);
+        let authed = auth::authenticate(&state.instance, &model.model, &headers, &rid)?;
+        let records = Records::new(&state.instance, &model.model);
         let out = work(&records, &authed);
         state.checkpoint_every_thousand();
         out
@@ -544,6 +573,7 @@ pub async fn serve_with_listener(
     on_ready: impl FnOnce(std::net::SocketAddr) + Send,
 ) -> anyhow::Result<()> {
     let (seq, model) = load_model(&instance)?;
+    let counter = instance.store.read(|tx| Ok(tx.change_counter()?))?;
     if let Err(e) = instance.store.write(|tx| Ok(tx.optimize()?)) {
         tracing::warn!(error = %e, "could not refresh the planner statistics");
     }
@@ -555,7 +585,11 @@ pub async fn serve_with_listener(
     let state = Arc::new(AppState {
         instance,
         trusted_proxies: limits.trusted_proxies.clone(),
-        model: RwLock::new(Arc::new((seq, model))),
+        model: RwLock::new(Arc::new(LoadedModel {
+            counter,
+            seq,
+            model: Arc::new(model),
+        })),
         last_checkpoint: std::sync::atomic::AtomicI64::new(head),
     });
     let app = router(state.clone(), &limits);

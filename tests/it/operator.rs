@@ -772,6 +772,8 @@ fn backups_taken_under_concurrent_writes_restore_and_verify() {
             "snap.tar.age",
             "-i",
             "backup.key",
+            "--signer",
+            "data/instance-signing.key.pub",
         ])
         .ok()
         .json();

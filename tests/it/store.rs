@@ -432,22 +432,36 @@ fn tampering_behind_the_tools_back_is_caught_naming_the_seq() {
     assert!(err.contains("immutable"), "{err}");
 
     // Alter a middle row with the trigger dropped.
-    let backup = std::fs::read(env.path("data/objectos.db")).unwrap();
     sql(&env.db(), "PRAGMA wal_checkpoint(TRUNCATE);");
     let pristine = std::fs::read(env.path("data/objectos.db")).unwrap();
-    let _ = backup;
+    let pristine_log = std::fs::read(env.path("data/audit-checkpoints.log")).unwrap();
     sql(
         &env.db(),
         "DROP TRIGGER objectos_audit_no_update; UPDATE objectos_audit SET record_id = 'forged' WHERE seq = 5;",
     );
     let run = env.run(&["audit", "verify"]).code(3);
     assert!(run.stderr.contains("seq 5"), "{}", run.stderr);
+    // The dropped guard was noticed, said loudly, and put back.
+    assert!(run.stderr.contains("TAMPERING"), "{}", run.stderr);
+    let err = try_sql(
+        &env.db(),
+        "UPDATE objectos_audit SET action = 'x' WHERE seq = 3",
+    )
+    .expect_err("the guard is back");
+    assert!(err.contains("immutable"), "{err}");
     let doc = env.run(&["--json", "audit", "verify"]).code(3).json();
     assert_eq!(doc["broken"]["seq"], 5);
+    assert_eq!(
+        doc["guards_restored_at"].as_array().unwrap().len(),
+        1,
+        "{doc}"
+    );
     env.run(&["doctor"]).code(1);
 
-    // Restore, then cut off the newest rows: only the checkpoints can tell.
+    // Restore the database and its checkpoint log, then cut off the newest rows:
+    // only the checkpoints can tell.
     std::fs::write(env.path("data/objectos.db"), &pristine).unwrap();
+    std::fs::write(env.path("data/audit-checkpoints.log"), &pristine_log).unwrap();
     let _ = std::fs::remove_file(env.path("data/objectos.db-wal"));
     env.run(&["audit", "verify"]).ok();
     let cut_from = head as i64 - 1;
