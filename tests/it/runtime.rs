@@ -1488,7 +1488,7 @@ fn actions_run_for_holders_of_their_permissions_and_governance_holds() {
         Some(json!({"name": "nope"})),
     );
     let events = world
-        .call("admin", "GET", "/api/v1/audit/events?limit=1000", None)
+        .call("auditor", "GET", "/api/v1/audit/events?limit=1000", None)
         .1;
     assert!(
         events["events"]
