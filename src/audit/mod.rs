@@ -374,6 +374,39 @@ mod tests {
         assert!(row_hash(&row(1, "zz")).is_none());
     }
 
+    /// Known answers computed outside objectos (Python's hashlib over the JCS
+    /// text below), not by the functions under test.
+    #[test]
+    fn the_row_hash_matches_a_known_answer() {
+        let r = row(1, ZERO_HASH);
+        assert_eq!(
+            String::from_utf8(canonical::to_vec(&row_document(&r)).unwrap()).unwrap(),
+            r#"{"action":"user.add","actor":{"os_user":"ops"},"changes":{"email":{"after":"a@b.c","before":null}},"client":null,"code":null,"credential":null,"id":"id","object":"user","outcome":"success","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","record_id":"u1","request_id":null,"seq":1,"time":"2026-01-01T00:00:00.000000Z","via":"cli"}"#
+        );
+        assert_eq!(
+            row_hash(&r).unwrap(),
+            "c3f000a0db51ca4bc306733b2b8fcdc593649dc8fdc57399ce32aeae543dd06c"
+        );
+    }
+
+    /// HKDF-SHA256(no salt, info "objectos/audit-hmac/v1") then HMAC-SHA256 over
+    /// the value's JCS, computed with Python's hmac module; old rows use the
+    /// instance secret itself.
+    #[test]
+    fn audit_hmacs_match_known_answers_for_the_derived_and_the_legacy_key() {
+        let key = HmacKey::new(b"AGE-SECRET-KEY-1TEST");
+        let value = json!("the secret");
+        let derived = "bd84678aadb91a6d9000e9dc50d5032e990d6dd7dc6eec01290e69ff59abe0ad";
+        let legacy = "9b03050683c055ee647acc1109c2115031349458485632eaab230efa3304e821";
+        assert_eq!(key.hmac(&value), derived);
+        let new_row = json!({"changed": true, "hmac_sha256": derived, "hmac_key": HMAC_KEY_LABEL});
+        let old_row = json!({"changed": true, "hmac_sha256": legacy});
+        assert!(key.confirms(&new_row, derived, &value));
+        assert!(key.confirms(&old_row, legacy, &value));
+        assert!(!key.confirms(&old_row, derived, &value));
+        assert!(!key.confirms(&new_row, derived, &json!("another")));
+    }
+
     #[test]
     fn sensitive_values_become_keyed_hmacs() {
         let key = HmacKey::new(b"AGE-SECRET-KEY-1TEST");

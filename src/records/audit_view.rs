@@ -4,7 +4,7 @@
 //! cannot read is not shown at all (its name would be an existence oracle). In the
 //! rows that are shown, a value survives only where the viewer could read it now:
 //! the redaction is a whitelist over every place a value can sit in a row —
-//! changed fields, the filter, group keys and aggregates of a read, the ids a read
+//! changed fields (an unreadable one leaves only a count, not even its name), the filter, group keys and aggregates of a read, the ids a read
 //! returned, a cascade's parent, a share's grantee, and error messages that name
 //! fields or objects. Anything not recognised is redacted. The complete,
 //! unredacted trail is the host operator's (`objectos audit tail`, the signed
@@ -195,12 +195,21 @@ impl<'a> Records<'a> {
         changes: &Map<String, Value>,
     ) -> Result<Value, ApiError> {
         let mut out = Map::new();
+        let mut hidden_fields = 0usize;
         for (name, value) in changes {
             let is_field = access.object.field(name).is_some()
                 || crate::model::SYSTEM_FIELDS.contains(&name.as_str());
-            let shown = if is_field {
-                record_readable && access.field_readable(name)
-            } else {
+            if is_field {
+                // A field the viewer may not read leaves no trace but a count:
+                // neither its value nor its name.
+                if record_readable && access.field_readable(name) {
+                    out.insert(name.clone(), value.clone());
+                } else {
+                    hidden_fields += 1;
+                }
+                continue;
+            }
+            let shown = {
                 match name.as_str() {
                     // The shape of a read, not values.
                     "read" | "surface" | "row" | "imported" | "skipped" | "exported" => true,
@@ -257,6 +266,9 @@ impl<'a> Records<'a> {
                 }
             };
             out.insert(name.clone(), if shown { value.clone() } else { redacted() });
+        }
+        if hidden_fields > 0 {
+            out.insert("redacted_fields".into(), json!(hidden_fields));
         }
         Ok(Value::Object(out))
     }

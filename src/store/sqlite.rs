@@ -1676,6 +1676,123 @@ mod tests {
     }
 
     #[test]
+    fn every_change_to_identities_grants_credentials_and_shares_bumps_the_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(Box::new(
+            SqliteBackend::open(&dir.path().join("db"), true).unwrap(),
+        ));
+        let counter = || store.read(|tx| Ok(tx.change_counter()?)).unwrap();
+        let mut last = counter();
+        let mut bumped = |what: &str, work: &dyn Fn(&mut dyn Tx) -> StoreResult<()>| {
+            store.write(|tx| Ok(work(tx)?)).unwrap();
+            let now = counter();
+            assert!(now > last, "{what} did not bump the change counter");
+            last = now;
+        };
+        bumped("a user", &|tx| tx.user_insert(&user("u1", "a@example.com")));
+        bumped("a disabled user", &|tx| tx.user_set_disabled("u1", true));
+        bumped("an organization", &|tx| {
+            tx.org_insert(&OrgRow {
+                id: "o1".into(),
+                name: "acme".into(),
+                created_at: "t".into(),
+            })
+        });
+        bumped("a membership", &|tx| {
+            tx.member_add("u1", "o1", "t").map(|_| ())
+        });
+        bumped("a team", &|tx| {
+            tx.team_insert(&TeamRow {
+                id: "t1".into(),
+                name: "ops".into(),
+                created_at: "t".into(),
+            })
+        });
+        bumped("a team member", &|tx| {
+            tx.team_member_add("t1", "u1").map(|_| ())
+        });
+        bumped("a grant", &|tx| {
+            tx.assignment_insert(&AssignmentRow {
+                id: "a1".into(),
+                user_id: "u1".into(),
+                permset: "admin".into(),
+                org_id: None,
+                valid_until: None,
+                created_at: "t".into(),
+            })
+        });
+        bumped("a revoked grant", &|tx| {
+            tx.assignment_delete("u1", "admin", None).map(|_| ())
+        });
+        bumped("a key", &|tx| {
+            tx.apikey_insert(&ApiKeyRow {
+                id: "k1".into(),
+                user_id: "u1".into(),
+                org_id: "o1".into(),
+                kind: KeyKind::User,
+                read_only: false,
+                name: None,
+                prefix: "osk_".into(),
+                hash: "h".into(),
+                created_at: "t".into(),
+                expires_at: None,
+                revoked_at: None,
+            })
+        });
+        bumped("a revoked key", &|tx| {
+            tx.apikey_revoke("k1", "t").map(|_| ())
+        });
+        bumped("a session", &|tx| {
+            tx.session_insert(&SessionRow {
+                id: "s1".into(),
+                user_id: "u1".into(),
+                org_id: "o1".into(),
+                hash: "sh".into(),
+                created_at: "t".into(),
+                expires_at: "t".into(),
+                revoked_at: None,
+            })
+        });
+        bumped("a share", &|tx| {
+            tx.share_insert(&ShareRow {
+                id: "sh1".into(),
+                object: "x".into(),
+                record_id: "r".into(),
+                grantee_kind: "user".into(),
+                grantee: "u1".into(),
+                edit: false,
+                created_by: "u1".into(),
+                created_at: "t".into(),
+            })
+        });
+        bumped("a setting", &|tx| {
+            tx.setting_put(&SettingRow {
+                key: "k".into(),
+                value: "v".into(),
+                secret: false,
+                updated_at: "t".into(),
+            })
+        });
+        bumped("an applied artifact", &|tx| {
+            tx.artifact_record(&AppliedArtifact {
+                seq: 0,
+                sha256: "s".into(),
+                id: "i".into(),
+                version: "1.0.0".into(),
+                signer_key_id: "k".into(),
+                signer_public_key: None,
+                signature: None,
+                bytes: b"{}".to_vec(),
+                applied_at: "t".into(),
+            })
+        });
+        // Reads and audit rows do not.
+        let before = counter();
+        store.read(|tx| Ok(tx.users()?)).unwrap();
+        assert_eq!(counter(), before);
+    }
+
+    #[test]
     fn unique_emails_ignore_case() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(Box::new(
