@@ -105,6 +105,14 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         );
     }
     let replaced = crate::instance::applied::load(&instance, Purpose::Replace)?;
+    if let Some(problem) = replaced.as_ref().and_then(|a| a.problem.as_ref()) {
+        ctx.out.warn(format!(
+            "{problem}; the plan is made against it: review it before applying"
+        ));
+    }
+    // Re-applying what is applied is a no-op only if what is stored still verifies:
+    // otherwise the same signed bytes repair an artifact edited behind our back.
+    let stored_verifies = replaced.as_ref().is_some_and(|a| a.problem.is_none());
     let applied = replaced.as_ref().map(|a| a.row.clone());
     let current_model = replaced.map(|a| a.model);
     let artifact = ArtifactRef {
@@ -119,7 +127,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         sha256: a.sha256.clone(),
         signer_key_id: a.signer_key_id.clone(),
     });
-    let no_op = applied.as_ref().is_some_and(|a| a.sha256 == sha256);
+    let no_op = stored_verifies && applied.as_ref().is_some_and(|a| a.sha256 == sha256);
     let downgrade = current_model
         .as_ref()
         .is_some_and(|c| model.manifest.version < c.manifest.version);

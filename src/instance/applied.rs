@@ -19,9 +19,10 @@ pub enum Purpose {
     /// Enforcing it (serving, acting as a user): it must verify against a key
     /// trusted now.
     Enforce,
-    /// Planning its replacement (`apply`): the bytes must be the recorded ones,
-    /// but a signer no longer trusted, or a signature an older objectos did not
-    /// store, do not stop an operator from applying a newly signed artifact.
+    /// Planning its replacement (`apply`): only a newly verified artifact is
+    /// written, so an applied one that no longer verifies (its signer untrusted,
+    /// no stored signature, or edited behind objectos's back) is still planned
+    /// against, with the reason, for the operator to see.
     Replace,
 }
 
@@ -29,23 +30,88 @@ pub enum Purpose {
 pub struct Applied {
     pub row: AppliedArtifact,
     pub model: Model,
-    /// Its signature verified against a key trusted now.
-    pub verified: bool,
+    /// Why it does not verify now (`Replace` only); `None` when it verifies.
+    pub problem: Option<String>,
 }
 
 impl std::fmt::Debug for Applied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Applied({:?}, verified: {})", self.row, self.verified)
+        write!(f, "Applied({:?}, problem: {:?})", self.row, self.problem)
     }
 }
 
-fn tampered(row: &AppliedArtifact, why: &str) -> anyhow::Error {
-    Failure::verify(format!(
-        "the applied artifact stored in the database ({} {}) does not verify: {why}; it was changed behind objectos's back and will not be enforced",
-        row.id, row.version
-    ))
-    .with_hint("restore the data dir from a backup (`objectos restore`), or apply a signed artifact again, and find out who changed the database")
-    .into()
+/// Why a stored artifact cannot be enforced.
+enum Problem {
+    Tampered(String),
+    Unsigned,
+    Untrusted,
+}
+
+impl Problem {
+    fn describe(&self, row: &AppliedArtifact) -> String {
+        match self {
+            Problem::Tampered(why) => format!(
+                "the applied artifact stored in the database ({} {}) does not verify: {why}; it was changed behind objectos's back and will not be enforced",
+                row.id, row.version
+            ),
+            Problem::Unsigned => format!(
+                "the applied artifact ({} {}) was applied by an older objectos that did not keep its signature, so it cannot be checked",
+                row.id, row.version
+            ),
+            Problem::Untrusted => format!(
+                "the applied artifact ({} {}) was signed by {}, which is no longer trusted",
+                row.id, row.version, row.signer_key_id
+            ),
+        }
+    }
+
+    fn into_error(self, row: &AppliedArtifact) -> anyhow::Error {
+        let message = self.describe(row);
+        match self {
+            Problem::Tampered(_) => Failure::verify(message)
+                .with_hint("apply the signed artifact again (`objectos apply ARTIFACT -y`) or restore the data dir from a backup, and find out who changed the database"),
+            Problem::Unsigned => Failure::error(message)
+                .with_hint("apply the signed artifact again (`objectos apply ARTIFACT -y`)"),
+            Problem::Untrusted => Failure::error(message)
+                .with_hint("trust its signer again (`objectos trust add`), or apply an artifact signed by a trusted key"),
+        }
+        .into()
+    }
+}
+
+/// Check a stored artifact: its model when it verifies, else why not.
+fn check(instance: &Instance, row: &AppliedArtifact) -> anyhow::Result<Result<Model, Problem>> {
+    if sha256_hex(&row.bytes) != row.sha256 {
+        return Ok(Err(Problem::Tampered(
+            "its bytes do not match its recorded sha256".into(),
+        )));
+    }
+    let Some(signature) = row.signature.as_deref() else {
+        return Ok(Err(Problem::Unsigned));
+    };
+    let keys = trust_store_keys(&instance.trust_dir())?;
+    let Some(signer) = keys.iter().find(|k| {
+        k.id.to_string() == row.signer_key_id
+            && row.signer_public_key.as_deref() == Some(k.base64.as_str())
+    }) else {
+        return Ok(Err(Problem::Untrusted));
+    };
+    // Judged as of the moment it was applied: an expiry is checked by `apply`, and
+    // a signature that expires later does not switch a running site off.
+    let at = timefmt::parse_rfc3339(&row.applied_at).unwrap_or_else(timefmt::now);
+    let outcome = verify_bytes(&row.bytes, signature, std::slice::from_ref(signer), at)?;
+    if let Some((reason, message)) = outcome.failure {
+        return Ok(Err(Problem::Tampered(format!("{reason}: {message}"))));
+    }
+    let model = outcome
+        .model
+        .ok_or_else(|| anyhow::anyhow!("verification passed without a model"))?;
+    if model.manifest.id != row.id || model.manifest.version.to_string() != row.version {
+        return Ok(Err(Problem::Tampered(
+            "its recorded id and version are not the artifact's".into(),
+        )));
+    }
+    Ok(Ok(model))
 }
 
 /// The applied artifact, if any, checked for `purpose`.
@@ -53,67 +119,23 @@ pub fn load(instance: &Instance, purpose: Purpose) -> anyhow::Result<Option<Appl
     let Some(row) = instance.store.read(|tx| Ok(tx.artifact_current()?))? else {
         return Ok(None);
     };
-    if sha256_hex(&row.bytes) != row.sha256 {
-        return Err(tampered(&row, "its bytes do not match its recorded sha256"));
-    }
-    let Some(signature) = row.signature.clone() else {
-        if purpose == Purpose::Replace {
+    match (check(instance, &row)?, purpose) {
+        (Ok(model), _) => Ok(Some(Applied {
+            row,
+            model,
+            problem: None,
+        })),
+        (Err(problem), Purpose::Enforce) => Err(problem.into_error(&row)),
+        (Err(problem), Purpose::Replace) => {
             let model = crate::artifact::model_from_bytes(&row.bytes)?;
-            return Ok(Some(Applied {
+            let problem = Some(problem.describe(&row));
+            Ok(Some(Applied {
                 row,
                 model,
-                verified: false,
-            }));
+                problem,
+            }))
         }
-        return Err(Failure::error(format!(
-            "the applied artifact ({} {}) was applied by an older objectos that did not keep its signature, so it cannot be checked",
-            row.id, row.version
-        ))
-        .with_hint("apply the signed artifact again (`objectos apply ARTIFACT -y`)")
-        .into());
-    };
-    let keys = trust_store_keys(&instance.trust_dir())?;
-    let signer = keys.iter().find(|k| {
-        k.id.to_string() == row.signer_key_id
-            && row.signer_public_key.as_deref() == Some(k.base64.as_str())
-    });
-    let Some(signer) = signer else {
-        if purpose == Purpose::Replace {
-            let model = crate::artifact::model_from_bytes(&row.bytes)?;
-            return Ok(Some(Applied {
-                row,
-                model,
-                verified: false,
-            }));
-        }
-        return Err(Failure::error(format!(
-            "the applied artifact ({} {}) was signed by {}, which is no longer trusted",
-            row.id, row.version, row.signer_key_id
-        ))
-        .with_hint("trust its signer again (`objectos trust add`), or apply an artifact signed by a trusted key")
-        .into());
-    };
-    // Judged as of the moment it was applied: an expiry is checked by `apply`, and
-    // a signature that expires later does not switch a running site off.
-    let at = timefmt::parse_rfc3339(&row.applied_at).unwrap_or_else(timefmt::now);
-    let outcome = verify_bytes(&row.bytes, &signature, std::slice::from_ref(signer), at)?;
-    if let Some((reason, message)) = outcome.failure {
-        return Err(tampered(&row, &format!("{reason}: {message}")));
     }
-    let model = outcome
-        .model
-        .ok_or_else(|| anyhow::anyhow!("verification passed without a model"))?;
-    if model.manifest.id != row.id || model.manifest.version.to_string() != row.version {
-        return Err(tampered(
-            &row,
-            "its recorded id and version are not the artifact's",
-        ));
-    }
-    Ok(Some(Applied {
-        row,
-        model,
-        verified: true,
-    }))
 }
 
 /// The applied artifact for enforcement, or a clear refusal when there is none.

@@ -3,6 +3,7 @@
 mod util;
 
 mod cli;
+mod hardening;
 mod operator;
 mod runtime;
 mod signing;
