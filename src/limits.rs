@@ -109,6 +109,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_limits_are_the_enforced_ones() {
+        let page = include_str!("../docs/limits.md");
+        for limit in ALL {
+            let row = format!("| `{}` | {} |", limit.name, limit.value);
+            assert!(page.contains(&row), "docs/limits.md lacks the row `{row}`");
+        }
+        let account = crate::identity::signin::ACCOUNT_BACKOFF.max_failures_in_window();
+        let address = crate::identity::signin::ADDRESS_BACKOFF.max_failures_in_window();
+        assert!(page.contains(&format!("up to 60 s | {account} |")));
+        assert!(page.contains(&format!("up to 15 min | {address} |")));
+    }
+
+    #[test]
     fn depth_counts_nesting_levels() {
         assert_eq!(json_depth(&serde_json::json!(1)), 0);
         assert_eq!(json_depth(&serde_json::json!({"a": [1, {"b": 2}]})), 3);

@@ -465,8 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_bounds_per_window_hold() {
-        // docs/security.md states these numbers.
+    fn the_bounds_per_window_are_what_docs_limits_says() {
         assert_eq!(ACCOUNT_BACKOFF.max_failures_in_window(), 25);
         assert_eq!(ADDRESS_BACKOFF.max_failures_in_window(), 20);
     }

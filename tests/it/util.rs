@@ -202,6 +202,17 @@ impl Env {
         self.cmd().args(args).output().expect("run objectos").into()
     }
 
+    /// Run with the clock moved `seconds` ahead (debug builds honour
+    /// `OBJECTOS_TEST_CLOCK_SKEW`), so expiry tests need not sleep.
+    pub fn run_later(&self, seconds: i64, args: &[&str]) -> Run {
+        self.cmd()
+            .env("OBJECTOS_TEST_CLOCK_SKEW", seconds.to_string())
+            .args(args)
+            .output()
+            .expect("run objectos")
+            .into()
+    }
+
     pub fn run_in(&self, args: &[&str], stdin: &str) -> Run {
         use std::io::Write;
         let mut child = self
