@@ -376,15 +376,10 @@ pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
                 None => Filter::All,
             };
             let spec = QuerySpec {
-                object: args.object.clone(),
-                fields: None,
                 filter,
                 sort: vec![("id".into(), false)],
                 limit: 1000,
-                offset: 0,
-                total: false,
-                aggregations: Vec::new(),
-                group_by: Vec::new(),
+                ..QuerySpec::all(&args.object)
             };
             let page = records.list(&caller, &spec).map_err(api_failure)?;
             if page.records.is_empty() {

@@ -272,18 +272,13 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         .list(
             &rep,
             &QuerySpec {
-                object: "crm_opportunity".into(),
                 fields: Some(vec!["id".into()]),
                 filter: Filter::Cmp {
                     field: "name".into(),
                     op: FilterOp::Eq(json!("Acme renewal")),
                 },
-                sort: Vec::new(),
                 limit: 1,
-                offset: 0,
-                total: false,
-                aggregations: Vec::new(),
-                group_by: Vec::new(),
+                ..QuerySpec::all("crm_opportunity")
             },
         )
         .map_err(|e| anyhow::anyhow!("cannot find the sample deal: {e}"))?;

@@ -40,6 +40,9 @@ pub const SYSTEM_FIELDS: &[&str] = &[
     "created_at",
     "updated_by",
     "updated_at",
+    // The record's version: 1 when created, one more at every change (the
+    // `ETag` of the API, and what `If-Match` and pending actions check).
+    "row_version",
 ];
 
 /// Every field type protocol 17 defines, in upstream's declaration order.

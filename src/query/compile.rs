@@ -12,6 +12,7 @@ use crate::store::{CmpOp, Cond, SqlValue, TextMatch};
 pub fn column_storage(object: &ObjectDef, column: &str) -> Option<Storage> {
     match column {
         "created_at" | "updated_at" => Some(Storage::DateTime),
+        "row_version" => Some(Storage::Number),
         c if SYSTEM_FIELDS.contains(&c) => Some(Storage::Text),
         c => object.field(c).map(|f| f.storage),
     }

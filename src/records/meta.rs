@@ -1,11 +1,13 @@
-//! Object metadata as the caller may see it: readable objects and fields only.
+//! Metadata as the caller may see it: readable objects and their readable fields
+//! (keyed by name, as upstream's object schema has them), and the actions of
+//! objects they can read. What they cannot read is absent, never marked.
 
 use serde_json::{Value, json};
 
 use crate::authz::Principal;
 use crate::authz::access::ObjectAccess;
 use crate::error::ApiError;
-use crate::model::{FieldDef, Model, Unique};
+use crate::model::{ActionDef, FieldDef, Model, Unique};
 use crate::records::{Caller, Records};
 
 fn field_view(access: &ObjectAccess<'_>, f: &FieldDef, reference_visible: bool) -> Value {
@@ -57,8 +59,28 @@ fn object_view(model: &Model, principal: &Principal, access: &ObjectAccess<'_>) 
         },
         "fields": access
             .readable_fields()
-            .map(|f| field_view(access, f, reference_visible(f)))
-            .collect::<Vec<_>>(),
+            .map(|f| (f.name.clone(), field_view(access, f, reference_visible(f))))
+            .collect::<serde_json::Map<String, Value>>(),
+    })
+}
+
+/// An action as its caller may see it: what it is and whether they may run it,
+/// never the fields its patch writes.
+fn action_view(caller: &Caller, a: &ActionDef) -> Value {
+    json!({
+        "name": a.name,
+        "label": a.label,
+        "objectName": a.object,
+        "type": a.action_type,
+        "executable": a.executable(),
+        "permitted": a.required_permissions.iter().all(|p| caller.principal.has(p)),
+        "confirmText": a.confirm_text,
+        "variant": a.variant,
+        "ai": {
+            "exposed": a.ai_exposed,
+            "description": a.ai_description,
+            "requiresConfirmation": a.requires_confirmation,
+        },
     })
 }
 
@@ -77,5 +99,32 @@ impl Records<'_> {
     pub fn meta_object(&self, caller: &Caller, name: &str) -> Result<Value, ApiError> {
         let access = self.object_access(caller, name)?;
         Ok(object_view(self.model, &caller.principal, &access))
+    }
+
+    /// Whether the caller may know the action exists: its object is one they can
+    /// read (or it has none).
+    fn action_visible(&self, caller: &Caller, action: &ActionDef) -> bool {
+        match &action.object {
+            None => true,
+            Some(o) => self.object_access(caller, o).is_ok(),
+        }
+    }
+
+    /// The actions of the objects the caller can read.
+    pub fn meta_actions(&self, caller: &Caller) -> Vec<Value> {
+        self.model
+            .actions
+            .iter()
+            .filter(|a| self.action_visible(caller, a))
+            .map(|a| action_view(caller, a))
+            .collect()
+    }
+
+    pub fn meta_action(&self, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+        self.model
+            .action(name)
+            .filter(|a| self.action_visible(caller, a))
+            .map(|a| action_view(caller, a))
+            .ok_or_else(|| ApiError::not_found(format!("no action `{name}`")))
     }
 }

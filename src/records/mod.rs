@@ -6,19 +6,19 @@
 pub mod audit_view;
 pub mod convert;
 pub mod meta;
+mod read;
 pub mod transfer;
+mod write;
 
 use serde_json::{Map, Value, json};
 
-use crate::audit::{self, Changes, Event, Origin, Outcome};
+use crate::audit::{self, Event, Origin, Outcome};
 use crate::authz::Principal;
 use crate::authz::access::{ObjectAccess, Op, record_access};
 use crate::error::ApiError;
 use crate::instance::Instance;
-use crate::model::values::check_value;
 use crate::model::*;
-use crate::query::compile::{access_cond, column_storage, filter_cond, json_to_sql, sql_to_json};
-use crate::query::request::QuerySpec;
+use crate::query::compile::{access_cond, column_storage, sql_to_json};
 use crate::store::*;
 use crate::timefmt;
 
@@ -90,11 +90,76 @@ pub struct BatchOutcome {
     pub skipped: Vec<(usize, ApiError)>,
 }
 
+/// What a write expects of the record it changes (optimistic concurrency).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever version it is.
+    Any,
+    /// `If-Match`: the record's `row_version` (the `ETag`), or, as upstream's
+    /// clients send it, its `updated_at`; `*` matches any. A mismatch is 412.
+    Version(String),
+    /// A pending action's before-image hash; a mismatch is 409 `stale`.
+    BeforeImage(String),
+}
+
+impl Expect {
+    /// Whether the record, as stored now, is the one expected; the refusal if not.
+    fn check(&self, before: &Map<String, Value>) -> Result<(), ApiError> {
+        match self {
+            Expect::Any => Ok(()),
+            Expect::BeforeImage(hash) if before_hash(before) == *hash => Ok(()),
+            Expect::BeforeImage(_) => Err(ApiError::new(
+                409,
+                "stale",
+                "the record changed since the change was proposed",
+            )),
+            Expect::Version(tag) => {
+                let matches = tag.split(',').map(str::trim).any(|tag| {
+                    let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+                    if tag == "*" {
+                        return true;
+                    }
+                    if let Ok(version) = tag.parse::<i64>() {
+                        return before.get("row_version").and_then(Value::as_i64) == Some(version);
+                    }
+                    let updated = before.get("updated_at").and_then(Value::as_str);
+                    match (
+                        timefmt::parse_rfc3339(tag),
+                        updated.and_then(timefmt::parse_rfc3339),
+                    ) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => updated == Some(tag),
+                    }
+                });
+                if matches {
+                    Ok(())
+                } else {
+                    Err(ApiError::new(
+                        412,
+                        "precondition_failed",
+                        "the record changed since you read it (`If-Match` names another version); read it again",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The `ETag` of a record as the API shows it: its version, quoted.
+pub fn etag(record: &Map<String, Value>) -> Option<String> {
+    record
+        .get("row_version")
+        .and_then(Value::as_i64)
+        .map(|v| format!("\"{v}\""))
+}
+
 /// A page of a list.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub records: Vec<Map<String, Value>>,
     pub total: Option<u64>,
+    /// More records follow this page.
+    pub has_more: bool,
 }
 
 pub struct Records<'a> {
@@ -122,16 +187,6 @@ fn not_found_object(name: &str) -> ApiError {
 fn not_found_record(object: &str) -> ApiError {
     ApiError::not_found(format!("no `{object}` record with that id"))
 }
-
-const SYSTEM_COLUMNS: [&str; 7] = [
-    "id",
-    "owner_id",
-    "organization_id",
-    "created_by",
-    "created_at",
-    "updated_by",
-    "updated_at",
-];
 
 fn now() -> String {
     timefmt::rfc3339_micros(timefmt::now())
@@ -226,7 +281,7 @@ impl<'a> Records<'a> {
         access: &ObjectAccess<'_>,
         wanted: Option<&Vec<String>>,
     ) -> Result<Vec<String>, ApiError> {
-        let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|s| s.to_string()).collect();
+        let mut columns: Vec<String> = SYSTEM_FIELDS.iter().map(|s| s.to_string()).collect();
         match wanted {
             Some(list) => {
                 for f in list {
@@ -252,148 +307,6 @@ impl<'a> Records<'a> {
             map.insert(column.clone(), sql_to_json(storage, value));
         }
         map
-    }
-
-    /// Records visible to the caller, filtered, sorted and paged in SQL.
-    pub fn list(&self, caller: &Caller, spec: &QuerySpec) -> Result<Page, ApiError> {
-        let access = self.object_access(caller, &spec.object)?;
-        let object = access.object;
-        let columns = Self::columns(&access, spec.fields.as_ref())?;
-        for field in spec.filter.fields() {
-            Self::check_field(&access, field, true)?;
-        }
-        for (field, _) in &spec.sort {
-            Self::check_field(&access, field, true)?;
-        }
-        let user_cond = filter_cond(object, &spec.filter)
-            .map_err(|e| ApiError::bad_request("invalid_query", e))?;
-        let cond = Cond::and(vec![self.read_cond(caller, object), user_cond]);
-        let mut order = spec.sort.clone();
-        if !order.iter().any(|(f, _)| f == "id") {
-            order.push(("id".into(), false));
-        }
-        let select = Select {
-            object: object.name.clone(),
-            columns: columns.clone(),
-            cond: cond.clone(),
-            order,
-            limit: Some(spec.limit),
-            offset: spec.offset,
-            selective: !self.sees_all(caller, object),
-        };
-        let (rows, total) = self
-            .instance
-            .store
-            .read(|tx| {
-                let rows = tx.record_select(&select)?;
-                let total = if spec.total {
-                    Some(tx.record_count(&object.name, &cond)?)
-                } else {
-                    None
-                };
-                Ok((rows, total))
-            })
-            .map_err(to_api)?;
-        let records: Vec<Map<String, Value>> = rows
-            .into_iter()
-            .map(|r| Self::row_to_record(object, &columns, r))
-            .collect();
-        self.audit_reads(caller, object, &records, "list")?;
-        Ok(Page { records, total })
-    }
-
-    /// Aggregates (`count sum avg min max`, optionally grouped) over visible records.
-    pub fn aggregate(
-        &self,
-        caller: &Caller,
-        spec: &QuerySpec,
-    ) -> Result<Vec<Map<String, Value>>, ApiError> {
-        let access = self.object_access(caller, &spec.object)?;
-        let object = access.object;
-        for field in spec.filter.fields() {
-            Self::check_field(&access, field, true)?;
-        }
-        for field in &spec.group_by {
-            Self::check_field(&access, field, true)?;
-        }
-        for agg in &spec.aggregations {
-            if let Some(field) = &agg.field {
-                Self::check_field(&access, field, true)?;
-                let storage = column_storage(object, field);
-                if matches!(agg.function, AggFn::Sum | AggFn::Avg)
-                    && storage != Some(Storage::Number)
-                {
-                    return Err(ApiError::bad_request(
-                        "invalid_query",
-                        format!("`{field}` is not numeric; sum and avg need a number field"),
-                    ));
-                }
-            }
-        }
-        let user_cond = filter_cond(object, &spec.filter)
-            .map_err(|e| ApiError::bad_request("invalid_query", e))?;
-        let agg = Aggregate {
-            object: object.name.clone(),
-            cond: Cond::and(vec![self.read_cond(caller, object), user_cond]),
-            group_by: spec.group_by.clone(),
-            aggs: spec
-                .aggregations
-                .iter()
-                .map(|a| (a.function, a.field.clone()))
-                .collect(),
-            limit: spec.limit,
-        };
-        let rows = self
-            .instance
-            .store
-            .read(|tx| Ok(tx.record_aggregate(&agg)?))
-            .map_err(to_api)?;
-        self.audit_aggregate(caller, object, spec)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let mut out = Map::new();
-                let mut values = row.into_iter();
-                for g in &spec.group_by {
-                    let storage = column_storage(object, g).unwrap_or(Storage::Text);
-                    out.insert(
-                        g.clone(),
-                        sql_to_json(storage, values.next().unwrap_or(SqlValue::Null)),
-                    );
-                }
-                for a in &spec.aggregations {
-                    let storage = match (a.function, &a.field) {
-                        (AggFn::Min | AggFn::Max, Some(f)) => {
-                            column_storage(object, f).unwrap_or(Storage::Number)
-                        }
-                        _ => Storage::Number,
-                    };
-                    out.insert(
-                        a.alias.clone(),
-                        sql_to_json(storage, values.next().unwrap_or(SqlValue::Null)),
-                    );
-                }
-                out
-            })
-            .collect())
-    }
-
-    /// One record, or 404 when it does not exist or the caller cannot read it.
-    pub fn get(
-        &self,
-        caller: &Caller,
-        object: &str,
-        id: &str,
-    ) -> Result<Map<String, Value>, ApiError> {
-        let access = self.object_access(caller, object)?;
-        let record = self
-            .instance
-            .store
-            .read(|tx| self.fetch(tx, caller, &access, id, Op::Read))
-            .map_err(to_api)?;
-        let record = record.ok_or_else(|| not_found_record(object))?;
-        self.audit_reads(caller, access.object, std::slice::from_ref(&record), "get")?;
-        Ok(record)
     }
 
     /// The record if `op` may touch it, with the caller's readable fields.
@@ -458,7 +371,7 @@ impl<'a> Records<'a> {
         object: &ObjectDef,
         id: &str,
     ) -> anyhow::Result<Option<Map<String, Value>>> {
-        let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|s| s.to_string()).collect();
+        let mut columns: Vec<String> = SYSTEM_FIELDS.iter().map(|s| s.to_string()).collect();
         columns.extend(object.fields.iter().map(|f| f.name.clone()));
         let rows = tx.record_select(&Select {
             object: object.name.clone(),
@@ -473,68 +386,6 @@ impl<'a> Records<'a> {
             .into_iter()
             .next()
             .map(|r| Self::row_to_record(object, &columns, r)))
-    }
-
-    fn audit_reads(
-        &self,
-        caller: &Caller,
-        object: &ObjectDef,
-        records: &[Map<String, Value>],
-        how: &str,
-    ) -> Result<(), ApiError> {
-        if !object.audit_reads {
-            return Ok(());
-        }
-        let ids: Vec<Value> = records
-            .iter()
-            .filter_map(|r| r.get("id").cloned())
-            .collect();
-        self.instance
-            .store
-            .write(|tx| {
-                audit::append(
-                    tx,
-                    &caller.origin,
-                    Event::new("record.read").object(&object.name).changes(
-                        json!({"read": how, "surface": caller.origin.via.as_str(), "ids": ids}),
-                    ),
-                )?;
-                Ok(())
-            })
-            .map_err(to_api)
-    }
-
-    /// An aggregate over an `auditReads` object reads its values too: audited with
-    /// the query's shape.
-    fn audit_aggregate(
-        &self,
-        caller: &Caller,
-        object: &ObjectDef,
-        spec: &QuerySpec,
-    ) -> Result<(), ApiError> {
-        if !object.audit_reads {
-            return Ok(());
-        }
-        let shape = json!({
-            "read": "aggregate",
-            "surface": caller.origin.via.as_str(),
-            "filter": crate::model::filter::to_json(&spec.filter),
-            "groupBy": spec.group_by,
-            "aggregations": spec.aggregations.iter().map(|a| json!({"function": format!("{:?}", a.function).to_lowercase(), "field": a.field})).collect::<Vec<_>>(),
-        });
-        self.instance
-            .store
-            .write(|tx| {
-                audit::append(
-                    tx,
-                    &caller.origin,
-                    Event::new("record.read")
-                        .object(&object.name)
-                        .changes(shape),
-                )?;
-                Ok(())
-            })
-            .map_err(to_api)
     }
 
     /// A refused write leaves its row after the refusal.
@@ -565,665 +416,6 @@ impl<'a> Records<'a> {
         {
             tracing::error!(error = %e, "could not audit a refused write");
         }
-    }
-
-    fn writable_object(&self, caller: &Caller, name: &str) -> Result<ObjectAccess<'a>, ApiError> {
-        let access = self.object_access(caller, name)?;
-        if access.object.read_only {
-            return Err(ApiError::forbidden(
-                "read_only_object",
-                format!("`{name}` is a read-only data source"),
-            ));
-        }
-        Ok(access)
-    }
-
-    /// Check and convert the values a write assigns; the whole write is refused if
-    /// any field may not be written.
-    fn prepare(
-        &self,
-        tx: &mut dyn Tx,
-        caller: &Caller,
-        access: &ObjectAccess<'a>,
-        values: &Map<String, Value>,
-        create: bool,
-    ) -> anyhow::Result<Vec<(String, SqlValue)>> {
-        let object = access.object;
-        let mut out = Vec::new();
-        for (name, value) in values {
-            if SYSTEM_FIELDS.contains(&name.as_str()) && name != "owner_id" {
-                return Err(ApiError::forbidden(
-                    "field_not_editable",
-                    format!("`{name}` is set by objectos only"),
-                )
-                .into());
-            }
-            let allowed = if create {
-                access.field_creatable(name)
-            } else {
-                access.field_updatable(name)
-            };
-            if name == "owner_id" {
-                if !allowed {
-                    return Err(ApiError::forbidden(
-                        "field_not_editable",
-                        "only holders of modifyAllRecords may set `owner_id`",
-                    )
-                    .into());
-                }
-                let owner = value.as_str().ok_or_else(|| {
-                    ApiError::bad_request("invalid_value", "`owner_id` is a user id")
-                })?;
-                self.check_user_in_org(tx, caller, owner, "owner_id")?;
-                out.push(("owner_id".into(), SqlValue::Text(owner.to_string())));
-                continue;
-            }
-            let Some(field) = object.field(name) else {
-                return Err(ApiError::bad_request(
-                    "unknown_field",
-                    format!("`{}` has no field `{name}`", object.name),
-                )
-                .into());
-            };
-            if !allowed {
-                return Err(ApiError::forbidden(
-                    "field_not_editable",
-                    format!("you may not write `{name}`"),
-                )
-                .into());
-            }
-            if let Err(why) = check_value(field, value) {
-                return Err(
-                    ApiError::bad_request("invalid_value", format!("`{name}` {why}")).into(),
-                );
-            }
-            if !value.is_null() {
-                self.check_reference(tx, caller, field, value)?;
-            }
-            if field.required && value.is_null() {
-                return Err(ApiError::bad_request(
-                    "required_field",
-                    format!("`{name}` is required"),
-                )
-                .into());
-            }
-            out.push((
-                name.clone(),
-                json_to_sql(field.storage, value)
-                    .map_err(|e| ApiError::bad_request("invalid_value", format!("`{name}` {e}")))?,
-            ));
-        }
-        Ok(out)
-    }
-
-    fn check_user_in_org(
-        &self,
-        tx: &mut dyn Tx,
-        caller: &Caller,
-        user_id: &str,
-        field: &str,
-    ) -> anyhow::Result<()> {
-        let ok = tx.user_by_id(user_id)?.is_some()
-            && tx
-                .orgs_of_user(user_id)?
-                .iter()
-                .any(|o| o.id == caller.principal.org_id);
-        if !ok {
-            return Err(ApiError::bad_request(
-                "invalid_reference",
-                format!("`{field}` names no user of this organization"),
-            )
-            .into());
-        }
-        Ok(())
-    }
-
-    /// A reference must name a record the caller can read (for a controlled-by-
-    /// parent child: edit) in the same organization; otherwise the write is refused
-    /// exactly as for an id that does not exist.
-    fn check_reference(
-        &self,
-        tx: &mut dyn Tx,
-        caller: &Caller,
-        field: &FieldDef,
-        value: &Value,
-    ) -> anyhow::Result<()> {
-        let ids: Vec<&str> = match value {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        let target = match field.field_type.as_str() {
-            "user" => {
-                for id in ids {
-                    self.check_user_in_org(tx, caller, id, &field.name)?;
-                }
-                return Ok(());
-            }
-            "lookup" if field.reference.as_deref() == Some("sys_user") => {
-                for id in ids {
-                    self.check_user_in_org(tx, caller, id, &field.name)?;
-                }
-                return Ok(());
-            }
-            "lookup" | "master_detail" => field
-                .reference
-                .as_deref()
-                .and_then(|r| self.model.object(r)),
-            _ => return Ok(()),
-        };
-        let Some(target) = target else { return Ok(()) };
-        let op = if field.field_type == "master_detail" {
-            Op::Edit
-        } else {
-            Op::Read
-        };
-        for id in ids {
-            let cond = Cond::and(vec![Self::id_cond(id), self.op_cond(caller, target, op)]);
-            if tx.record_count(&target.name, &cond)? == 0 {
-                return Err(ApiError::bad_request(
-                    "invalid_reference",
-                    // The target object stays unnamed: the caller may not know it.
-                    format!("`{}` names no record you may use", field.name),
-                )
-                .into());
-            }
-        }
-        Ok(())
-    }
-
-    fn unique_error(object: &ObjectDef, err: anyhow::Error) -> anyhow::Error {
-        if let Some(StoreError::Unique(columns)) = err.downcast_ref::<StoreError>() {
-            // "rec_x.organization_id, rec_x.email": name the field, and only the field.
-            let field = columns
-                .rsplit(", ")
-                .next()
-                .and_then(|c| c.rsplit('.').next())
-                .unwrap_or("");
-            if object.field(field).is_some() {
-                return ApiError::new(
-                    409,
-                    "unique_violation",
-                    format!("another record already has this `{field}`"),
-                )
-                .into();
-            }
-        }
-        err
-    }
-
-    fn changes(
-        &self,
-        object: &ObjectDef,
-        before: Option<&Map<String, Value>>,
-        after: &[(String, Value)],
-    ) -> Value {
-        let mut changes = Changes::new();
-        for (name, value) in after {
-            let old = before.and_then(|b| b.get(name));
-            if old == Some(value) {
-                continue;
-            }
-            if object.field(name).is_some_and(|f| f.sensitive) {
-                changes.sensitive(name, Some(value), &self.instance.hmac);
-            } else {
-                changes.field(name, old, Some(value));
-            }
-        }
-        changes.into_value()
-    }
-
-    /// Create a record as the caller; 201 with the record as they may read it.
-    pub fn create(
-        &self,
-        caller: &Caller,
-        object: &str,
-        values: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, ApiError> {
-        let result = (|| {
-            let access = self.writable_object(caller, object)?;
-            if !access.can_create() {
-                return Err(ApiError::forbidden(
-                    "forbidden",
-                    format!("you may not create `{object}` records"),
-                ));
-            }
-            self.instance
-                .store
-                .write(|tx| self.insert_one(tx, caller, &access, values, true))
-                .map_err(to_api)
-        })();
-        result.inspect_err(|e| self.refused(caller, "record.create", object, None, e))
-    }
-
-    /// Insert one record as the caller, in the caller's transaction: defaults,
-    /// field rights, validation, references, uniqueness, and its audit row.
-    fn insert_one(
-        &self,
-        tx: &mut dyn Tx,
-        caller: &Caller,
-        access: &ObjectAccess<'a>,
-        values: &Map<String, Value>,
-        read_back: bool,
-    ) -> anyhow::Result<Map<String, Value>> {
-        let o = access.object;
-        // What the caller sent goes through field rights and validation, all of it.
-        let mut columns = self.prepare(tx, caller, access, values, true)?;
-        let mut values = values.clone();
-        // Defaults are the app's, not the caller's: they fill only fields the
-        // caller left out, bypassing field rights but not validation.
-        for field in &o.fields {
-            if values.contains_key(&field.name) {
-                continue;
-            }
-            let Some(default) = &field.default_value else {
-                continue;
-            };
-            let v = match default {
-                DefaultValue::Literal(v) => v.clone(),
-                DefaultValue::Now => json!(match field.storage {
-                    Storage::Date => timefmt::now().date().to_string(),
-                    Storage::Time => {
-                        let t = timefmt::now().time();
-                        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
-                    }
-                    _ => timefmt::rfc3339(timefmt::now()),
-                }),
-                DefaultValue::CurrentUser => json!(caller.principal.user_id),
-            };
-            if check_value(field, &v).is_ok() {
-                columns.push((
-                    field.name.clone(),
-                    json_to_sql(field.storage, &v)
-                        .map_err(|e| ApiError::bad_request("invalid_value", e))?,
-                ));
-                values.insert(field.name.clone(), v);
-            }
-        }
-        for field in o.fields.iter().filter(|f| f.required) {
-            if values.get(&field.name).is_none_or(|v| v.is_null()) {
-                return Err(ApiError::bad_request(
-                    "required_field",
-                    if access.field_readable(&field.name) {
-                        format!("`{}` is required", field.name)
-                    } else {
-                        "a required field is missing".to_string()
-                    },
-                )
-                .into());
-            }
-        }
-        let id = uuid::Uuid::now_v7().to_string();
-        let at = now();
-        let owner = columns
-            .iter()
-            .find(|(c, _)| c == "owner_id")
-            .map(|(_, v)| v.clone());
-        columns.retain(|(c, _)| c != "owner_id");
-        let owner = if o.has_owner() {
-            owner.unwrap_or(SqlValue::Text(caller.principal.user_id.clone()))
-        } else {
-            SqlValue::Null
-        };
-        let mut row = vec![
-            ("id".to_string(), SqlValue::Text(id.clone())),
-            ("owner_id".to_string(), owner),
-            (
-                "organization_id".to_string(),
-                SqlValue::Text(caller.principal.org_id.clone()),
-            ),
-            (
-                "created_by".to_string(),
-                SqlValue::Text(caller.principal.user_id.clone()),
-            ),
-            ("created_at".to_string(), SqlValue::Text(at.clone())),
-            (
-                "updated_by".to_string(),
-                SqlValue::Text(caller.principal.user_id.clone()),
-            ),
-            ("updated_at".to_string(), SqlValue::Text(at)),
-        ];
-        row.extend(columns);
-        tx.record_insert(&o.name, &row)
-            .map_err(|e| Self::unique_error(o, e.into()))?;
-        let assigned: Vec<(String, Value)> = row
-            .iter()
-            .filter(|(c, _)| !SYSTEM_FIELDS.contains(&c.as_str()) || c == "owner_id")
-            .map(|(c, v)| {
-                (
-                    c.clone(),
-                    sql_to_json(column_storage(o, c).unwrap_or(Storage::Text), v.clone()),
-                )
-            })
-            .collect();
-        audit::append(
-            tx,
-            &caller.origin,
-            Event::new("record.create")
-                .object(&o.name)
-                .record(&id)
-                .changes(self.changes(o, None, &assigned)),
-        )?;
-        let record = if read_back {
-            self.fetch(tx, caller, access, &id, Op::Read)?
-        } else {
-            None
-        };
-        // A record the creator cannot read back (a rule-less private object
-        // without ownership, say) answers with its id only.
-        Ok(record.unwrap_or_else(|| {
-            let mut m = Map::new();
-            m.insert("id".into(), json!(id));
-            m
-        }))
-    }
-
-    /// Create many records as the caller in one transaction (bulk import). Each
-    /// gets its own audit row. An invalid row is skipped with its error when
-    /// `skip_invalid`; otherwise it refuses the whole batch, naming its index.
-    pub fn create_batch(
-        &self,
-        caller: &Caller,
-        object: &str,
-        rows: &[Map<String, Value>],
-        skip_invalid: bool,
-    ) -> Result<BatchOutcome, (usize, ApiError)> {
-        self.create_batch_mode(caller, object, rows, skip_invalid, false)
-    }
-
-    /// Check a batch as `create_batch` would, writing nothing.
-    pub fn check_batch(
-        &self,
-        caller: &Caller,
-        object: &str,
-        rows: &[Map<String, Value>],
-    ) -> Result<(), (usize, ApiError)> {
-        self.create_batch_mode(caller, object, rows, false, true)
-            .map(|_| ())
-    }
-
-    fn create_batch_mode(
-        &self,
-        caller: &Caller,
-        object: &str,
-        rows: &[Map<String, Value>],
-        skip_invalid: bool,
-        dry_run: bool,
-    ) -> Result<BatchOutcome, (usize, ApiError)> {
-        let access = self.writable_object(caller, object).map_err(|e| (0, e))?;
-        if !access.can_create() {
-            return Err((
-                0,
-                ApiError::forbidden(
-                    "forbidden",
-                    format!("you may not create `{object}` records"),
-                ),
-            ));
-        }
-        let mut failed_at = None;
-        let result = self.instance.store.write(|tx| {
-            let mut outcome = BatchOutcome::default();
-            for (i, values) in rows.iter().enumerate() {
-                match self.insert_one(tx, caller, &access, values, false) {
-                    Ok(record) => outcome.created.push(
-                        record
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    ),
-                    Err(e) => {
-                        let api = to_api(e);
-                        if skip_invalid && api.status < 500 {
-                            // A skipped row is a refused write: it leaves its row.
-                            let outcome_kind = if api.status == 403 {
-                                Outcome::Denied
-                            } else {
-                                Outcome::Error
-                            };
-                            audit::append(
-                                tx,
-                                &caller.origin,
-                                Event::new("record.create")
-                                    .object(object)
-                                    .outcome(outcome_kind, api.code)
-                                    .changes(json!({"error": api.message, "row": i})),
-                            )?;
-                            outcome.skipped.push((i, api));
-                        } else {
-                            failed_at = Some(i);
-                            return Err(api.into());
-                        }
-                    }
-                }
-            }
-            if dry_run {
-                return Err(DryRun.into());
-            }
-            Ok(outcome)
-        });
-        if dry_run {
-            return match result {
-                Err(e) if e.downcast_ref::<DryRun>().is_some() => Ok(BatchOutcome::default()),
-                Err(e) => Err((failed_at.unwrap_or(0), to_api(e))),
-                Ok(outcome) => Ok(outcome),
-            };
-        }
-        // The caller (the import) writes the one row of a refused batch.
-        result.map_err(|e| (failed_at.unwrap_or(0), to_api(e)))
-    }
-
-    /// Update a record: 404 if the caller cannot read it, 403 if they cannot edit it
-    /// or any field they write.
-    pub fn update(
-        &self,
-        caller: &Caller,
-        object: &str,
-        id: &str,
-        values: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, ApiError> {
-        self.update_guarded(caller, object, id, values, None)
-    }
-
-    /// Update only if the record still has `expected` (a hash of its before-image);
-    /// used when an approved change is applied.
-    pub fn update_guarded(
-        &self,
-        caller: &Caller,
-        object: &str,
-        id: &str,
-        values: &Map<String, Value>,
-        expected: Option<&str>,
-    ) -> Result<Map<String, Value>, ApiError> {
-        let result = (|| {
-            let access = self.writable_object(caller, object)?;
-            let o = access.object;
-            self.instance
-                .store
-                .write(|tx| {
-                    self.locate(tx, caller, &access, id, Op::Edit)?;
-                    let before =
-                        Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(object))?;
-                    if let Some(expected) = expected
-                        && before_hash(&before) != expected
-                    {
-                        return Err(ApiError::new(
-                            409,
-                            "stale",
-                            "the record changed since the change was proposed",
-                        )
-                        .into());
-                    }
-                    let mut columns = self.prepare(tx, caller, &access, values, false)?;
-                    for field in o.fields.iter().filter(|f| f.required) {
-                        if values.get(&field.name).is_some_and(Value::is_null) {
-                            return Err(ApiError::bad_request(
-                                "required_field",
-                                format!("`{}` is required", field.name),
-                            )
-                            .into());
-                        }
-                    }
-                    let assigned: Vec<(String, Value)> = columns
-                        .iter()
-                        .map(|(c, v)| {
-                            (
-                                c.clone(),
-                                sql_to_json(
-                                    column_storage(o, c).unwrap_or(Storage::Text),
-                                    v.clone(),
-                                ),
-                            )
-                        })
-                        .collect();
-                    let changes = self.changes(o, Some(&before), &assigned);
-                    columns.push((
-                        "updated_by".into(),
-                        SqlValue::Text(caller.principal.user_id.clone()),
-                    ));
-                    columns.push(("updated_at".into(), SqlValue::Text(now())));
-                    tx.record_update(&o.name, id, &columns)
-                        .map_err(|e| Self::unique_error(o, e.into()))?;
-                    audit::append(
-                        tx,
-                        &caller.origin,
-                        Event::new("record.update")
-                            .object(&o.name)
-                            .record(id)
-                            .changes(changes),
-                    )?;
-                    Ok(self
-                        .fetch(tx, caller, &access, id, Op::Read)?
-                        .unwrap_or_default())
-                })
-                .map_err(to_api)
-        })();
-        result.inspect_err(|e| self.refused(caller, "record.update", object, Some(id), e))
-    }
-
-    pub fn delete(&self, caller: &Caller, object: &str, id: &str) -> Result<(), ApiError> {
-        let result = (|| {
-            let access = self.writable_object(caller, object)?;
-            let o = access.object;
-            self.instance
-                .store
-                .write(|tx| {
-                    self.locate(tx, caller, &access, id, Op::Delete)?;
-                    self.delete_tree(tx, caller, o, id, None, 0)?;
-                    Ok(())
-                })
-                .map_err(to_api)
-        })();
-        result.inspect_err(|e| self.refused(caller, "record.delete", object, Some(id), e))
-    }
-
-    /// Delete a record and, under master-detail relationships, its children (and
-    /// theirs), each with its before-image in its own audit row. The caller must be
-    /// allowed to delete every child object; a read-only child object refuses.
-    fn delete_tree(
-        &self,
-        tx: &mut dyn Tx,
-        caller: &Caller,
-        o: &'a ObjectDef,
-        id: &str,
-        parent: Option<(&str, &str)>,
-        depth: usize,
-    ) -> anyhow::Result<()> {
-        if depth > 8 {
-            return Err(ApiError::bad_request(
-                "too_deep",
-                "the master-detail chain under this record is too deep to delete",
-            )
-            .into());
-        }
-        let before = Self::fetch_raw(tx, o, id)?.unwrap_or_default();
-        for child in self.model.objects.iter() {
-            for f in child.fields.iter().filter(|f| {
-                f.field_type == "master_detail" && f.reference.as_deref() == Some(o.name.as_str())
-            }) {
-                let rows = tx.record_select(&Select {
-                    object: child.name.clone(),
-                    columns: vec!["id".into()],
-                    cond: Cond::Cmp {
-                        column: f.name.clone(),
-                        op: CmpOp::Eq,
-                        value: SqlValue::Text(id.to_string()),
-                    },
-                    order: Vec::new(),
-                    limit: None,
-                    offset: 0,
-                    selective: true,
-                })?;
-                if rows.is_empty() {
-                    continue;
-                }
-                // A cascade removes only what the caller could delete on its own:
-                // every dependent record must pass the caller's delete check, or
-                // nothing is deleted. The refusal names no object, since the caller
-                // may not know the dependent object exists.
-                let child_access = ObjectAccess::new(self.model, &caller.principal, child);
-                let deletable = if child.read_only || !child_access.can_delete() {
-                    0
-                } else {
-                    tx.record_count(
-                        &child.name,
-                        &Cond::and(vec![
-                            Cond::Cmp {
-                                column: f.name.clone(),
-                                op: CmpOp::Eq,
-                                value: SqlValue::Text(id.to_string()),
-                            },
-                            self.op_cond(caller, child, Op::Delete),
-                        ]),
-                    )? as usize
-                };
-                if deletable < rows.len() {
-                    return Err(ApiError::forbidden(
-                        "dependent_records",
-                        "other records depend on this record and you may not delete them all; nothing was deleted",
-                    )
-                    .into());
-                }
-                for row in rows {
-                    if let Some(SqlValue::Text(child_id)) = row.into_iter().next() {
-                        self.delete_tree(
-                            tx,
-                            caller,
-                            child,
-                            &child_id,
-                            Some((&o.name, id)),
-                            depth + 1,
-                        )?;
-                    }
-                }
-            }
-        }
-        tx.record_delete(&o.name, id)?;
-        let mut changes = Changes::new();
-        for field in &o.fields {
-            if let Some(v) = before.get(&field.name).filter(|v| !v.is_null()) {
-                if field.sensitive {
-                    changes.sensitive(&field.name, Some(v), &self.instance.hmac);
-                } else {
-                    changes.field(&field.name, Some(v), None);
-                }
-            }
-        }
-        if let Some((parent_object, parent_id)) = parent {
-            changes.note(
-                "cascade_from",
-                json!({"object": parent_object, "id": parent_id}),
-            );
-        }
-        audit::append(
-            tx,
-            &caller.origin,
-            Event::new("record.delete")
-                .object(&o.name)
-                .record(id)
-                .changes(changes.into_value()),
-        )?;
-        Ok(())
     }
 
     /// Share a record with a user (by email) or a team, or take the share back. Only
@@ -1299,10 +491,21 @@ impl<'a> Records<'a> {
         &self,
         caller: &Caller,
         name: &str,
-        record_id: &str,
+        on_object: Option<&str>,
+        record_id: Option<&str>,
     ) -> Result<Map<String, Value>, ApiError> {
         let no_action = || ApiError::not_found(format!("no action `{name}`"));
-        let action = self.model.action(name).ok_or_else(no_action)?;
+        // Upstream's route names the object too (`global` for an action of none):
+        // an action of another object is not this one.
+        let action = self
+            .model
+            .action(name)
+            .filter(|a| match on_object {
+                None => true,
+                Some("global") => a.object.is_none(),
+                Some(o) => a.object.as_deref() == Some(o),
+            })
+            .ok_or_else(no_action)?;
         let object = action.object.clone().unwrap_or_default();
         let result = (|| {
             // An action on an object the caller cannot read does not exist for them,
@@ -1334,11 +537,17 @@ impl<'a> Records<'a> {
                     format!("`{name}` is carried from the app but objectos does not run it"),
                 ));
             };
-            Ok(patch.clone())
+            let id = record_id.ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_body",
+                    format!("`{name}` runs on one record: `recordId` is missing"),
+                )
+            })?;
+            Ok((patch.clone(), id))
         })();
-        let patch = result
-            .inspect_err(|e| self.refused(caller, "action.run", &object, Some(record_id), e))?;
-        self.update(caller, &object, record_id, &patch)
+        let (patch, id) =
+            result.inspect_err(|e| self.refused(caller, "action.run", &object, record_id, e))?;
+        self.update(caller, &object, id, &patch)
     }
 }
 

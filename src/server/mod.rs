@@ -3,6 +3,8 @@
 //! a blocking thread; they never touch the database themselves.
 
 pub mod auth;
+mod data;
+mod meta;
 pub mod notify;
 
 use std::collections::HashMap;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -158,7 +160,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -196,7 +198,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
     }
 }
 
-fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
+pub(crate) fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -228,7 +230,7 @@ fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
     match json_body(bytes)? {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::bad_request(
@@ -253,7 +255,7 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Authenticate and run `work` with the records service, on a blocking thread.
-async fn with_records<T: Send + 'static>(
+pub(crate) async fn with_records<T: Send + 'static>(
     state: Arc<AppState>,
     headers: HeaderMap,
     work: impl FnOnce(&Records<'_>, &auth::Authenticated) -> Result<T, ApiError> + Send + 'static,
@@ -268,180 +270,6 @@ async fn with_records<T: Send + 'static>(
         out
     })
     .await
-}
-
-async fn list(
-    State(state): State<Arc<AppState>>,
-    Path(object): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let page = with_records(state, headers, move |r, a| {
-        let spec = request::from_list_params(&object, &params)?;
-        r.list(&a.caller, &spec)
-    })
-    .await?;
-    let mut body = json!({ "records": page.records });
-    if let Some(total) = page.total {
-        body["total"] = json!(total);
-    }
-    Ok(axum::Json(body).into_response())
-}
-
-async fn create(
-    State(state): State<Arc<AppState>>,
-    Path(object): Path<String>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult {
-    let record = with_records(state, headers, move |r, a| {
-        let values = object_body(&body)?;
-        r.create(&a.caller, &object, &values)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, axum::Json(record)).into_response())
-}
-
-async fn get_one(
-    State(state): State<Arc<AppState>>,
-    Path((object, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let record = with_records(state, headers, move |r, a| r.get(&a.caller, &object, &id)).await?;
-    Ok(axum::Json(record).into_response())
-}
-
-async fn update(
-    State(state): State<Arc<AppState>>,
-    Path((object, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult {
-    let record = with_records(state, headers, move |r, a| {
-        let values = object_body(&body)?;
-        r.update(&a.caller, &object, &id, &values)
-    })
-    .await?;
-    Ok(axum::Json(record).into_response())
-}
-
-async fn delete(
-    State(state): State<Arc<AppState>>,
-    Path((object, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let deleted = with_records(state, headers, move |r, a| {
-        r.delete(&a.caller, &object, &id).map(|_| id)
-    })
-    .await?;
-    Ok(axum::Json(json!({ "id": deleted, "deleted": true })).into_response())
-}
-
-async fn share(
-    State(state): State<Arc<AppState>>,
-    Path((object, id)): Path<(String, String)>,
-    method: axum::http::Method,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult {
-    let add = method == axum::http::Method::POST;
-    let result = with_records(state, headers, move |r, a| {
-        let body = json_body(&body)?;
-        let kind = body.get("type").and_then(Value::as_str).ok_or_else(|| {
-            ApiError::bad_request("invalid_body", "`type` (`user` or `team`) is missing")
-        })?;
-        let value = body.get("value").and_then(Value::as_str).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_body",
-                "`value` (an email or a team name) is missing",
-            )
-        })?;
-        let edit = match body.get("accessLevel").and_then(Value::as_str) {
-            None | Some("read") => false,
-            Some("edit") => true,
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "`accessLevel` is `read` or `edit`",
-                ));
-            }
-        };
-        r.share(
-            &a.caller,
-            &object,
-            &id,
-            &crate::records::Share {
-                kind,
-                grantee: value,
-                edit,
-            },
-            add,
-        )
-    })
-    .await?;
-    Ok((
-        (if add {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        }),
-        axum::Json(result),
-    )
-        .into_response())
-}
-
-async fn query(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult {
-    let out = with_records(state, headers, move |r, a| {
-        let spec = request::from_body(&json_body(&body)?)?;
-        if spec.aggregations.is_empty() {
-            let page = r.list(&a.caller, &spec)?;
-            let mut out = json!({ "records": page.records });
-            if let Some(total) = page.total {
-                out["total"] = json!(total);
-            }
-            Ok(out)
-        } else {
-            Ok(json!({ "results": r.aggregate(&a.caller, &spec)? }))
-        }
-    })
-    .await?;
-    Ok(axum::Json(out).into_response())
-}
-
-async fn meta_objects(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
-    let objects = with_records(state, headers, move |r, a| Ok(r.meta_objects(&a.caller))).await?;
-    Ok(axum::Json(json!({ "objects": objects })).into_response())
-}
-
-async fn meta_object(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let object = with_records(state, headers, move |r, a| r.meta_object(&a.caller, &name)).await?;
-    Ok(axum::Json(object).into_response())
-}
-
-async fn run_action(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult {
-    let record = with_records(state, headers, move |r, a| {
-        let body = json_body(&body)?;
-        let id = body
-            .get("recordId")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad_request("invalid_body", "`recordId` is missing"))?;
-        r.run_action(&a.caller, &name, id)
-    })
-    .await?;
-    Ok(axum::Json(record).into_response())
 }
 
 async fn audit_events(
@@ -495,6 +323,18 @@ async fn login(
     Ok(axum::Json(out).into_response())
 }
 
+/// `GET /api/v1/auth/get-session`: who the credential is.
+async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    let out = with_records(state, headers, move |_, a| {
+        Ok(json!({
+            "user": { "id": a.caller.principal.user_id, "email": a.caller.principal.email },
+            "session": a.session_id.as_ref().map(|id| json!({ "id": id })),
+        }))
+    })
+    .await?;
+    Ok(axum::Json(out).into_response())
+}
+
 async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
     let out = with_records(state, headers, move |r, a| auth::logout(r.instance, a)).await?;
     Ok(axum::Json(out).into_response())
@@ -536,21 +376,31 @@ async fn observe(mut req: Request, next: Next) -> Response {
 pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
     let api = Router::new()
         .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/sign-in/email", post(login))
         .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/data/{object}", get(list).post(create))
+        .route("/api/v1/auth/sign-out", post(logout))
+        .route("/api/v1/auth/get-session", get(session))
+        .route("/api/v1/data/{object}", get(data::list).post(data::create))
+        .route("/api/v1/data/{object}/query", post(data::query))
         .route(
             "/api/v1/data/{object}/{id}",
-            get(get_one).patch(update).delete(delete),
+            get(data::get_one).patch(data::update).delete(data::delete),
         )
         .route(
             "/api/v1/data/{object}/{id}/shares",
-            post(share).delete(share),
+            post(data::share).delete(data::share),
         )
-        .route("/api/v1/query", post(query))
-        .route("/api/v1/meta/objects", get(meta_objects))
-        .route("/api/v1/meta/objects/{name}", get(meta_object))
-        .route("/api/v1/actions/{name}", post(run_action))
+        .route("/api/v1/query", post(data::query))
+        .route("/api/v1/meta", get(meta::types))
+        .route("/api/v1/meta/{type}", get(meta::items))
+        .route("/api/v1/meta/{type}/{name}", get(meta::item))
+        .route("/api/v1/actions/{name}", post(meta::run_named))
+        .route("/api/v1/actions/{object}/{action}", post(meta::run))
+        .route("/api/v1/actions/{object}/{action}/{id}", post(meta::run))
         .route("/api/v1/audit/events", get(audit_events))
+        .route("/api/v1", get(meta::discovery))
+        .route("/api/v1/discovery", get(meta::discovery))
+        .route("/.well-known/objectstack", get(meta::discovery))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

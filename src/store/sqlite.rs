@@ -247,6 +247,38 @@ fn squash_whitespace(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The version column every record table has (added to tables made before it).
+const ROW_VERSION_COLUMN: &str = "\"row_version\" INTEGER NOT NULL DEFAULT 1";
+
+/// Give every record table made before objectos kept versions its version
+/// column (each existing record starts at version 1). Idempotent.
+fn ensure_row_versions(conn: &Connection) -> StoreResult<()> {
+    let tables: Vec<String> = {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rec\\_%' ESCAPE '\\'")
+            .db()?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0)).db()?;
+        names.collect::<rusqlite::Result<Vec<_>>>().db()?
+    };
+    for table in tables {
+        let has: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'row_version'",
+                [&table],
+                |r| r.get(0),
+            )
+            .db()?;
+        if has == 0 {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {ROW_VERSION_COLUMN}",
+                quote(&table)
+            ))
+            .db()?;
+        }
+    }
+    Ok(())
+}
+
 /// Quote an identifier that comes from validated metadata.
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -296,6 +328,7 @@ impl SqliteBackend {
         let mut conn = Connection::open_with_flags(path, flags).db()?;
         configure(&conn)?;
         migrate(&mut conn, MIGRATIONS.len())?;
+        ensure_row_versions(&conn)?;
         Ok(SqliteBackend {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
@@ -1028,6 +1061,7 @@ impl Tx for SqliteTx<'_> {
                         "\"created_at\" TEXT NOT NULL".to_string(),
                         "\"updated_by\" TEXT".to_string(),
                         "\"updated_at\" TEXT NOT NULL".to_string(),
+                        ROW_VERSION_COLUMN.to_string(),
                     ];
                     for c in columns {
                         cols.push(format!("{} {}", quote(&c.name), column_type(c.storage)));
@@ -1478,8 +1512,9 @@ impl RecordTx for SqliteTx<'_> {
             .iter()
             .map(|(c, _)| format!("{} = ?", quote(c)))
             .collect();
+        // Every change makes a new version of the record.
         let sql = format!(
-            "UPDATE {} SET {} WHERE \"id\" = ?",
+            "UPDATE {} SET {}, \"row_version\" = \"row_version\" + 1 WHERE \"id\" = ?",
             table_of(object),
             sets.join(", ")
         );
@@ -1511,7 +1546,7 @@ impl RecordTx for SqliteTx<'_> {
         at: &str,
     ) -> StoreResult<Vec<String>> {
         let sql = format!(
-            "UPDATE {} SET \"owner_id\" = ?1, \"updated_at\" = ?3 WHERE \"owner_id\" = ?2 RETURNING \"id\"",
+            "UPDATE {} SET \"owner_id\" = ?1, \"updated_at\" = ?3, \"row_version\" = \"row_version\" + 1 WHERE \"owner_id\" = ?2 RETURNING \"id\"",
             table_of(object)
         );
         let mut stmt = self.conn.prepare_cached(&sql).db()?;

@@ -638,15 +638,7 @@ fn no_route_names_an_object_the_caller_cannot_read() {
         200
     );
     let (_, meta, _) = server.call("GET", "/api/v1/meta/objects/hd_project", Some(&ian), None);
-    let reference = |meta: &Value| {
-        meta["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == "hidden_ref")
-            .unwrap()["reference"]
-            .clone()
-    };
+    let reference = |meta: &Value| meta["item"]["fields"]["hidden_ref"]["reference"].clone();
     assert_eq!(reference(&meta), "hd_hidden");
     // For Alice, `hd_hidden` answers exactly as a missing object does, on every
     // route that names it...
@@ -750,7 +742,7 @@ fn no_route_names_an_object_the_caller_cannot_read() {
                 Some(&ian),
                 None
             )
-            .1["code"],
+            .1["record"]["code"],
         "H-2"
     );
 }

@@ -233,7 +233,7 @@ fn the_permission_table_holds_for_every_user_object_and_operation() {
             );
             let (s, body, _) = world.call(row.user, "POST", "/api/v1/query", Some(json!({"object": row.object, "aggregations": [{"function": "count", "alias": "n"}]})));
             assert_eq!(
-                (s, body["results"][0]["n"].as_i64().unwrap_or(-1)),
+                (s, body["records"][0]["n"].as_i64().unwrap_or(-1)),
                 (200, row.list),
                 "{} aggregate {}",
                 row.user,
@@ -242,7 +242,7 @@ fn the_permission_table_holds_for_every_user_object_and_operation() {
             // Meta lists exactly the objects the user can read.
             let (_, meta, _) = world.call(row.user, "GET", "/api/v1/meta/objects", None);
             assert!(
-                meta["objects"]
+                meta["items"]
                     .as_array()
                     .unwrap()
                     .iter()
@@ -1831,8 +1831,14 @@ fn defaults_scopes_and_cascades_grant_nothing_extra() {
         Some(json!({"title": "A's case"})),
     );
     assert_eq!(s, 201, "{raw}");
-    assert_eq!(body["status"], "open");
-    assert!(body.get("secret_code").is_none());
+    assert_eq!(body["record"]["status"], "open");
+    assert!(
+        body["record"]
+            .as_object()
+            .unwrap()
+            .get("secret_code")
+            .is_none()
+    );
     let case_a = body["id"].as_str().unwrap().to_string();
     // A reference to a record the caller cannot read is refused like a missing one.
     let (s, body, _) = server.call(
@@ -1862,7 +1868,7 @@ fn defaults_scopes_and_cascades_grant_nothing_extra() {
                 Some(&a),
                 None
             )
-            .1["title"],
+            .1["record"]["title"],
         "A's case"
     );
     // A scope alone grants no read.
