@@ -496,12 +496,15 @@ fn slot_of(key: &str) -> Option<&'static str> {
         .map(|(slot, _)| *slot)
 }
 
+/// The slots a request filled, and the names that fill none.
+type Folded = (Map<String, Value>, Vec<(String, Value)>);
+
 /// Fold the spellings into their slots: two spellings with different values
 /// are refused.
 fn fold(
     entries: impl IntoIterator<Item = (String, Value)>,
     repeat_joins: bool,
-) -> Result<(Map<String, Value>, Vec<(String, Value)>), ApiError> {
+) -> Result<Folded, ApiError> {
     let mut slots: Map<String, Value> = Map::new();
     let mut seen: Vec<(&'static str, String)> = Vec::new();
     let mut rest = Vec::new();
@@ -521,11 +524,12 @@ fn fold(
                     .find(|(s, _)| *s == slot)
                     .map(|(_, k)| k.clone())
                     .unwrap_or_default();
-                if repeat_joins && REPEATABLE.contains(&slot) {
-                    if let (Value::String(a), Value::String(b)) = (&*existing, &value) {
-                        *existing = Value::String(format!("{a},{b}"));
-                        continue;
-                    }
+                if repeat_joins
+                    && REPEATABLE.contains(&slot)
+                    && let (Value::String(a), Value::String(b)) = (&*existing, &value)
+                {
+                    *existing = Value::String(format!("{a},{b}"));
+                    continue;
                 }
                 if *existing != value {
                     return Err(bad(if first == key {
