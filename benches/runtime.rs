@@ -150,12 +150,9 @@ fn main() {
 
     // In process: the records service against raw SQL on the same file.
     let instance = objectos::instance::Instance::open(&dir.join("data")).unwrap();
-    let applied = instance
-        .store
-        .read(|tx| Ok(tx.artifact_current()?))
+    let model = objectos::instance::applied::require(&instance)
         .unwrap()
-        .unwrap();
-    let model = objectos::artifact::model_from_bytes(&applied.bytes).unwrap();
+        .model;
     let records = objectos::records::Records::new(&instance, &model);
     let principal = instance
         .store
@@ -179,16 +176,14 @@ fn main() {
         &[
             ("limit".to_string(), "20".to_string()),
             ("filter".to_string(), r#"{"stage":"proposal"}"#.to_string()),
-        ]
-        .into_iter()
-        .collect(),
+        ],
     )
     .unwrap();
     let raw = rusqlite::Connection::open(&db).unwrap();
     // The same page cache and memory map objectos gives its connections.
     raw.execute_batch("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")
         .unwrap();
-    let sql = "SELECT id, owner_id, organization_id, created_by, created_at, updated_by, updated_at, account, amount, close_date, forecast_category, name, probability, region, stage FROM rec_crm_opportunity WHERE organization_id = ?1 AND owner_id = ?2 AND stage = 'proposal' ORDER BY id LIMIT 20";
+    let sql = "SELECT id, owner_id, organization_id, created_by, created_at, updated_by, updated_at, row_version, account, amount, close_date, forecast_category, name, probability, region, stage FROM rec_crm_opportunity WHERE organization_id = ?1 AND owner_id = ?2 AND stage = 'proposal' ORDER BY id LIMIT 21";
     let iterations = 500;
     let mut service = Vec::new();
     let mut baseline = Vec::new();
