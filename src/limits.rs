@@ -27,6 +27,12 @@ pub const MAX_FIELDS: usize = 100;
 pub const MAX_GROUPS: u64 = 10_000;
 /// The longest credential (API key or session token) looked up.
 pub const MAX_TOKEN_BYTES: usize = 256;
+/// The longest filter given in a query string (`?filter=…`).
+pub const MAX_FILTER_TEXT_BYTES: usize = 64 * 1024;
+/// Audit events in one page of `GET /api/v1/audit/events`.
+pub const MAX_AUDIT_PAGE: u64 = 1000;
+/// Audit rows one page of `GET /api/v1/audit/events` scans for the caller's.
+pub const MAX_AUDIT_SCAN: usize = 10_000;
 
 /// One limit, for the documentation.
 pub struct Limit {
@@ -87,6 +93,16 @@ pub const ALL: &[Limit] = &[
         value: MAX_GROUPS,
         what: "groups one aggregate query returns",
     },
+    Limit {
+        name: "filter_text_bytes",
+        value: MAX_FILTER_TEXT_BYTES as u64,
+        what: "bytes of a filter given in a query string",
+    },
+    Limit {
+        name: "audit_page",
+        value: MAX_AUDIT_PAGE,
+        what: "audit events in one page",
+    },
 ];
 
 /// The depth of a JSON value (a scalar is 0), without recursion.
@@ -115,10 +131,19 @@ mod tests {
             let row = format!("| `{}` | {} |", limit.name, limit.value);
             assert!(page.contains(&row), "docs/limits.md lacks the row `{row}`");
         }
-        let account = crate::identity::signin::ACCOUNT_BACKOFF.max_failures_in_window();
-        let address = crate::identity::signin::ADDRESS_BACKOFF.max_failures_in_window();
-        assert!(page.contains(&format!("up to 60 s | {account} |")));
-        assert!(page.contains(&format!("up to 15 min | {address} |")));
+        use crate::identity::signin::{ACCOUNT_BACKOFF, ADDRESS_BACKOFF, PAIR_BACKOFF};
+        for (who, b, cap) in [
+            ("account and address", PAIR_BACKOFF, "60 s"),
+            ("account", ACCOUNT_BACKOFF, "60 s"),
+            ("client address", ADDRESS_BACKOFF, "15 min"),
+        ] {
+            let row = format!(
+                "| {who} | {} | 1 s, 2 s, 4 s … up to {cap} | {} |",
+                b.free,
+                b.max_failures_in_window()
+            );
+            assert!(page.contains(&row), "docs/limits.md lacks the row `{row}`");
+        }
     }
 
     #[test]

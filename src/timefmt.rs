@@ -89,8 +89,10 @@ pub fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     #[cfg(debug_assertions)]
     {
-        if let Some(skew) = test_clock_skew() {
-            return now + time::Duration::seconds(skew);
+        if let Some(later) =
+            test_clock_skew().and_then(|s| now.checked_add(time::Duration::seconds(s)))
+        {
+            return later;
         }
     }
     now
@@ -100,9 +102,11 @@ pub fn now() -> OffsetDateTime {
 fn test_clock_skew() -> Option<i64> {
     static SKEW: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
     *SKEW.get_or_init(|| {
+        // At most ten years either way.
         std::env::var("OBJECTOS_TEST_CLOCK_SKEW")
             .ok()
-            .and_then(|v| v.trim().parse().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(|s| s.clamp(-315_576_000, 315_576_000))
     })
 }
 

@@ -431,7 +431,7 @@ pub fn trust_store_keys(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
     let keys = read_key_dir(dir)?;
     for (path, key) in &keys {
         let named = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        if !named.eq_ignore_ascii_case(&key.id.to_string()) {
+        if named != key.id.to_string() {
             return Err(crate::error::Failure::verify(format!(
                 "the trusted key `{}` holds key {}, not the key its name says",
                 path.display(),

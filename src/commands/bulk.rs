@@ -506,8 +506,12 @@ pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit>
         ctx.out.json_doc("restore", &report)?;
     } else {
         ctx.out.status(format!(
-            "restored instance {} into `{}`: {} audit rows verify against {} checkpoints",
-            report.instance_id, report.data_dir, report.audit_rows, report.checkpoints
+            "restored instance {} as it was at {} into `{}`: {} audit rows verify against {} checkpoints",
+            report.instance_id,
+            report.backup_created_at.as_deref().unwrap_or("an unknown time"),
+            report.data_dir,
+            report.audit_rows,
+            report.checkpoints
         ));
     }
     Ok(Exit::Success)

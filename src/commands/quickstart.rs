@@ -169,10 +169,13 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         crate::commands::trust::add_key(&instance, &origin, &secret.public)?;
         step(ctx, format!("trusted key {}", secret.public.id));
     }
-    let applied = instance
-        .store
-        .read(|tx| Ok(tx.artifact_current()?))?
-        .map(|a| a.sha256);
+    // Through the one loader: an applied artifact that no longer verifies is
+    // applied again.
+    let applied =
+        crate::instance::applied::load(&instance, crate::instance::applied::Purpose::Enforce)
+            .ok()
+            .flatten()
+            .map(|a| a.row.sha256);
     if applied.as_deref() == Some(signing::sha256_hex(&bytes).as_str()) {
         step(ctx, "the artifact is already applied");
     } else {

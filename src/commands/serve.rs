@@ -64,6 +64,11 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             "listening beyond loopback: objectos speaks plain HTTP; TLS belongs to the ingress in front of it"
         );
     }
+    if addr.ip().is_loopback() && limits.trusted_proxies.is_empty() {
+        tracing::info!(
+            "sign-ins from loopback are throttled per account only; name a local ingress with `--trusted-proxy` to count per client address"
+        );
+    }
     let instance = ctx.instance()?;
     server::ready_to_serve(&instance)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

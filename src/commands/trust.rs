@@ -11,6 +11,9 @@ use crate::commands::Ctx;
 use crate::crypto::signing::{KeyId, PublicKey, write_atomic};
 use crate::error::{Exit, Failure};
 
+/// The instance metadata key every change to the trust store touches.
+pub const TRUST_CHANGED: &str = "trust_changed_at";
+
 #[derive(Serialize, JsonSchema)]
 pub struct TrustedKey {
     pub key_id: String,
@@ -103,6 +106,11 @@ pub fn run(cmd: TrustCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                 }
                 std::fs::remove_file(&path)
                     .map_err(|e| anyhow::anyhow!("cannot remove `{}`: {e}", path.display()))?;
+                // A running server re-checks its artifact's signer on this signal.
+                tx.meta_set(
+                    TRUST_CHANGED,
+                    &crate::timefmt::rfc3339_micros(crate::timefmt::now()),
+                )?;
                 audit::append(
                     tx,
                     &origin,
@@ -161,6 +169,7 @@ pub fn add_key(
             }
         }
         write_atomic(&path, public.to_file_text().as_bytes(), Some(0o644), false)?;
+        tx.meta_set(TRUST_CHANGED, &crate::timefmt::rfc3339_micros(crate::timefmt::now()))?;
         audit::append(
             tx,
             origin,

@@ -39,15 +39,30 @@ pub struct Backoff {
     pub window: Duration,
 }
 
-/// Per account: a stranger guessing can delay the account's owner by at most the
-/// cap per attempt, never lock them out; guesses from many addresses together
-/// stay bounded (see `max_failures_in_window`).
-pub const ACCOUNT_BACKOFF: Backoff = Backoff {
+/// Per account and client address: one source guessing at one account.
+pub const PAIR_BACKOFF: Backoff = Backoff {
     free: 5,
     first: Duration::from_secs(1),
     cap: Duration::from_secs(60),
     window: Duration::from_secs(15 * 60),
 };
+
+/// Per account, from anywhere: guesses from many addresses together stay
+/// bounded (see `max_failures_in_window`). It does not stop the account's owner
+/// signing in from an address they signed in from before (see `KNOWN_FOR`), so
+/// nobody can lock them out.
+pub const ACCOUNT_BACKOFF: Backoff = Backoff {
+    free: 50,
+    first: Duration::from_secs(1),
+    cap: Duration::from_secs(60),
+    window: Duration::from_secs(15 * 60),
+};
+
+/// How long an address an account signed in from stays known to it.
+pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The longest email a sign-in takes (RFC 5321's limit).
+const MAX_EMAIL_BYTES: usize = 254;
 
 /// Per client address: one source guessing at many accounts slows down hard.
 pub const ADDRESS_BACKOFF: Backoff = Backoff {
@@ -121,7 +136,7 @@ pub fn resolve_token(
     model: &Model,
     token: &str,
 ) -> Result<Option<Resolved>, ApiError> {
-    if token.len() > 256 {
+    if token.len() > crate::limits::MAX_TOKEN_BYTES {
         return Ok(None);
     }
     let hash = token_hash(token);
@@ -188,40 +203,97 @@ pub struct Attempt<'a> {
     pub request_id: &'a str,
 }
 
-fn throttle_keys(email: &str, address: Option<IpAddr>) -> Vec<(String, Backoff)> {
-    let mut keys = vec![(format!("account:{email}"), ACCOUNT_BACKOFF)];
-    if let Some(ip) = address {
-        keys.push((format!("address:{ip}"), ADDRESS_BACKOFF));
+/// The key a client address is counted under: IPv6 by its /64 (one host holds
+/// a whole /64), IPv4 by the address; a loopback peer is a local proxy whose
+/// clients cannot be told apart, so it has no key of its own.
+fn address_key(address: Option<IpAddr>) -> Option<String> {
+    match address?.to_canonical() {
+        ip if ip.is_loopback() => None,
+        IpAddr::V4(v4) => Some(v4.to_string()),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+        }
     }
-    keys
+}
+
+/// The throttle keys of one attempt.
+struct Keys {
+    /// (key, backoff): pair, account and, when the client is known, address.
+    counted: Vec<(String, Backoff)>,
+    /// The account's own key, which a known address does not wait for.
+    account: String,
+    /// Marks the address as one this account signed in from.
+    known: String,
+}
+
+fn throttle_keys(email: &str, address: Option<IpAddr>) -> Keys {
+    let addr = address_key(address);
+    let place = addr.clone().unwrap_or_else(|| "local".into());
+    let account = format!("account:{email}");
+    let mut counted = vec![
+        (format!("pair:{email}|{place}"), PAIR_BACKOFF),
+        (account.clone(), ACCOUNT_BACKOFF),
+    ];
+    if let Some(a) = addr {
+        counted.push((format!("address:{a}"), ADDRESS_BACKOFF));
+    }
+    Keys {
+        counted,
+        account,
+        known: format!("known:{email}|{place}"),
+    }
 }
 
 /// Count this attempt against every key before its password is checked: refused
-/// (with the seconds to wait) while a key is backing off.
+/// (with the seconds to wait, and whether this wait was audited already) while a
+/// key is backing off.
 fn reserve(
     tx: &mut dyn Tx,
-    keys: &[(String, Backoff)],
+    keys: &Keys,
     now: time::OffsetDateTime,
-) -> anyhow::Result<Result<(), u64>> {
+) -> anyhow::Result<Result<(), (u64, bool)>> {
+    let known = tx.throttle_get(&keys.known)?.is_some_and(|r| {
+        timefmt::parse_rfc3339(&r.window_start).is_some_and(|at| now - at < KNOWN_FOR)
+    });
     let mut rows = Vec::new();
     let mut wait = 0u64;
-    for (key, backoff) in keys {
+    let mut blocking = Vec::new();
+    for (key, backoff) in &keys.counted {
         let row = tx.throttle_get(key)?.filter(|r| {
             timefmt::parse_rfc3339(&r.window_start)
                 .is_some_and(|start| now - start < backoff.window)
         });
-        if let Some(until) = row
+        let blocked_for = row
             .as_ref()
             .and_then(|r| r.blocked_until.as_deref())
             .and_then(timefmt::parse_rfc3339)
             .filter(|until| *until > now)
+            .map(|until| (until - now).whole_seconds().max(1) as u64);
+        // The owner, from an address they signed in from before, does not wait
+        // for guesses others made at their account.
+        if let Some(seconds) = blocked_for
+            && !(known && *key == keys.account)
         {
-            wait = wait.max((until - now).whole_seconds().max(1) as u64);
+            wait = wait.max(seconds);
+            blocking.push(key.clone());
         }
         rows.push((key, backoff, row));
     }
     if wait > 0 {
-        return Ok(Err(wait));
+        // One audit row per wait and key, not one per refused attempt: a flood of
+        // refusals must not flood the log.
+        let mut reported = true;
+        for key in &blocking {
+            if let Some(mut row) = tx.throttle_get(key)?
+                && !row.reported
+            {
+                reported = false;
+                row.reported = true;
+                tx.throttle_put(&row)?;
+            }
+        }
+        return Ok(Err((wait, reported)));
     }
     for (key, backoff, row) in rows {
         let failures = row.as_ref().map(|r| r.failures).unwrap_or(0) + 1;
@@ -236,16 +308,19 @@ fn reserve(
             blocked_until: (!pause.is_zero()).then(|| {
                 timefmt::rfc3339_micros(now + time::Duration::try_from(pause).unwrap_or_default())
             }),
+            reported: false,
         })?;
     }
     Ok(Ok(()))
 }
 
-/// A successful sign-in: the account starts afresh, and the address gets back
-/// the attempt this one reserved.
-fn release(tx: &mut dyn Tx, keys: &[(String, Backoff)]) -> anyhow::Result<()> {
-    for (key, backoff) in keys {
-        if key.starts_with("account:") {
+/// A right password: the pair starts afresh, the account and the address get
+/// back the attempt this one reserved (an owner's sign-in must not give someone
+/// guessing elsewhere a fresh budget), and the address becomes known to the
+/// account.
+fn release(tx: &mut dyn Tx, keys: &Keys, now: time::OffsetDateTime) -> anyhow::Result<()> {
+    for (key, backoff) in &keys.counted {
+        if key.starts_with("pair:") {
             tx.throttle_delete(key)?;
         } else if let Some(mut row) = tx.throttle_get(key)? {
             row.failures = (row.failures - 1).max(0);
@@ -255,6 +330,13 @@ fn release(tx: &mut dyn Tx, keys: &[(String, Backoff)]) -> anyhow::Result<()> {
             tx.throttle_put(&row)?;
         }
     }
+    tx.throttle_put(&ThrottleRow {
+        key: keys.known.clone(),
+        failures: 0,
+        window_start: timefmt::rfc3339_micros(now),
+        blocked_until: None,
+        reported: false,
+    })?;
     Ok(())
 }
 
@@ -266,6 +348,12 @@ fn client_of(address: Option<IpAddr>) -> Option<Value> {
 /// password and, for members of several, the organization → an expiring session
 /// token. A failure answers the same whether or not the email exists.
 pub fn sign_in(instance: &Instance, attempt: &Attempt<'_>) -> Result<Value, ApiError> {
+    if attempt.email.trim().len() > MAX_EMAIL_BYTES || attempt.password.len() > 4096 {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the email or the password is far too long",
+        ));
+    }
     let email = identity::normalize_email(attempt.email)
         .unwrap_or_else(|_| attempt.email.trim().to_ascii_lowercase());
     let keys = throttle_keys(&email, attempt.address);
@@ -280,16 +368,20 @@ pub fn sign_in(instance: &Instance, attempt: &Attempt<'_>) -> Result<Value, ApiE
         .store
         .write(|tx| reserve(tx, &keys, timefmt::now()))
         .map_err(to_api)?;
-    if let Err(wait) = reserved {
-        let event = Event::new("auth.login")
-            .object("session")
-            .outcome(Outcome::Denied, "too_many_attempts")
-            .changes(json!({ "reason": "throttled", "retry_after_seconds": wait }));
-        if let Err(e) = instance
-            .store
-            .write(|tx| audit::append(tx, &origin, event).map(|_| ()))
-        {
-            tracing::error!(error = %e, "could not audit a throttled sign-in");
+    if let Err((wait, reported)) = reserved {
+        if reported {
+            tracing::info!(request_id = %attempt.request_id, "sign-in refused while waiting (already audited)");
+        } else {
+            let event = Event::new("auth.login")
+                .object("session")
+                .outcome(Outcome::Denied, "too_many_attempts")
+                .changes(json!({ "reason": "throttled", "retry_after_seconds": wait }));
+            if let Err(e) = instance
+                .store
+                .write(|tx| audit::append(tx, &origin, event).map(|_| ()))
+            {
+                tracing::error!(error = %e, "could not audit a throttled sign-in");
+            }
         }
         return Err(ApiError::new(
             429,
@@ -338,6 +430,12 @@ pub fn sign_in(instance: &Instance, attempt: &Attempt<'_>) -> Result<Value, ApiE
     if user.disabled {
         return Err(failed("user disabled"));
     }
+    // The password was right: that counts as such whatever happens next (a
+    // member of several organizations who named none, say).
+    instance
+        .store
+        .write(|tx| release(tx, &keys, timefmt::now()))
+        .map_err(to_api)?;
     let (token, hash) = identity::new_token(SESSION_PREFIX);
     origin.actor = json!({ "user_id": user.id, "email": user.email });
     instance
@@ -345,7 +443,6 @@ pub fn sign_in(instance: &Instance, attempt: &Attempt<'_>) -> Result<Value, ApiE
         .write(|tx| {
             let org = identity::credential_org(tx, &user, attempt.organization)
                 .map_err(|e| ApiError::bad_request("organization_required", e.to_string()))?;
-            release(tx, &keys)?;
             let now = timefmt::now();
             let session = SessionRow {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -456,7 +553,7 @@ mod tests {
 
     #[test]
     fn waits_double_from_the_first_past_the_free_failures_and_stop_at_the_cap() {
-        let b = ACCOUNT_BACKOFF;
+        let b = PAIR_BACKOFF;
         assert_eq!(b.wait_after(5), Duration::ZERO);
         assert_eq!(b.wait_after(6), Duration::from_secs(1));
         assert_eq!(b.wait_after(7), Duration::from_secs(2));
@@ -466,7 +563,19 @@ mod tests {
 
     #[test]
     fn the_bounds_per_window_are_what_docs_limits_says() {
-        assert_eq!(ACCOUNT_BACKOFF.max_failures_in_window(), 25);
+        assert_eq!(PAIR_BACKOFF.max_failures_in_window(), 25);
+        assert_eq!(ACCOUNT_BACKOFF.max_failures_in_window(), 70);
         assert_eq!(ADDRESS_BACKOFF.max_failures_in_window(), 20);
+    }
+
+    #[test]
+    fn addresses_are_keyed_by_host_and_ipv6_by_its_slash_64() {
+        let key = |s: &str| address_key(Some(s.parse().unwrap()));
+        assert_eq!(key("192.0.2.7"), Some("192.0.2.7".into()));
+        assert_eq!(key("::ffff:192.0.2.7"), Some("192.0.2.7".into()));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("127.0.0.1"), None);
+        assert_eq!(key("::1"), None);
     }
 }

@@ -81,6 +81,29 @@ impl Problem {
 
 /// Check a stored artifact: its model when it verifies, else why not.
 fn check(instance: &Instance, row: &AppliedArtifact) -> anyhow::Result<Result<Model, Problem>> {
+    let model = match check_signature(instance, row)? {
+        Ok(model) => model,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    // Older signed artifacts stay in the table: the one in force must be the one
+    // the (hash-chained) audit log last recorded applying, or an older one was
+    // brought back by removing the newer.
+    let last_apply = instance
+        .store
+        .read(|tx| Ok(tx.audit_last_success("artifact.apply")?))?;
+    if last_apply.and_then(|r| r.record_id).as_deref() != Some(row.sha256.as_str()) {
+        return Ok(Err(Problem::Tampered(
+            "it is not the artifact the audit log last recorded applying".into(),
+        )));
+    }
+    Ok(Ok(model))
+}
+
+/// Check a stored artifact's bytes, signature and signer.
+fn check_signature(
+    instance: &Instance,
+    row: &AppliedArtifact,
+) -> anyhow::Result<Result<Model, Problem>> {
     if sha256_hex(&row.bytes) != row.sha256 {
         return Ok(Err(Problem::Tampered(
             "its bytes do not match its recorded sha256".into(),
@@ -127,8 +150,26 @@ pub fn load(instance: &Instance, purpose: Purpose) -> anyhow::Result<Option<Appl
         })),
         (Err(problem), Purpose::Enforce) => Err(problem.into_error(&row)),
         (Err(problem), Purpose::Replace) => {
-            let model = crate::artifact::model_from_bytes(&row.bytes)?;
             let problem = Some(problem.describe(&row));
+            // Plan against the newest applied artifact that still verifies (the
+            // tables are its shape), else against the stored one as it reads.
+            let history = instance.store.read(|tx| Ok(tx.artifacts_recent(20)?))?;
+            for older in history.into_iter().skip(1) {
+                if let Ok(Ok(model)) = check_signature(instance, &older) {
+                    return Ok(Some(Applied {
+                        row: older,
+                        model,
+                        problem,
+                    }));
+                }
+            }
+            let model = crate::artifact::model_from_bytes(&row.bytes).map_err(|e| {
+                Failure::verify(format!(
+                    "{}; and it cannot be read to plan against ({e})",
+                    problem.clone().unwrap_or_default()
+                ))
+                .with_hint("restore the data dir from a backup (`objectos restore`)")
+            })?;
             Ok(Some(Applied {
                 row,
                 model,

@@ -36,6 +36,8 @@ pub struct BackupReport {
 pub struct RestoreReport {
     pub data_dir: String,
     pub instance_id: String,
+    /// When the backup was taken (restoring an old one brings back what was true then)
+    pub backup_created_at: Option<String>,
     pub audit_rows: u64,
     pub audit_head_seq: Option<i64>,
     pub checkpoints: usize,
@@ -162,6 +164,13 @@ pub fn backup(
                 0o644,
             ),
         ];
+        // A trust store a restore would refuse is refused now, not on the day the
+        // backup is needed.
+        crate::artifact::verify::trust_store_keys(&instance.trust_dir()).map_err(|e| {
+            Failure::error(format!(
+                "the trust store is not sound, so no backup was made: {e:#}"
+            ))
+        })?;
         let mut trusted: Vec<PathBuf> = std::fs::read_dir(instance.trust_dir())?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "pub"))
@@ -594,6 +603,7 @@ pub fn restore(
     Ok(RestoreReport {
         data_dir: target.display().to_string(),
         instance_id,
+        backup_created_at: manifest["created_at"].as_str().map(str::to_string),
         audit_rows: chain.rows + 1,
         audit_head_seq: chain.head_seq.map(|s| s + 1),
         checkpoints: chain.checkpoints,

@@ -286,7 +286,7 @@ impl Instance {
     /// Audit rows are immutable because the database refuses to change them. If
     /// someone dropped or altered those guards behind objectos's back, say so
     /// loudly, put them back, and leave the finding in the chain itself.
-    fn restore_audit_guards(&self) -> anyhow::Result<Vec<String>> {
+    pub fn restore_audit_guards(&self) -> anyhow::Result<Vec<String>> {
         let missing = self.store.read(|tx| Ok(tx.audit_guards_missing()?))?;
         if missing.is_empty() {
             return Ok(missing);

@@ -556,8 +556,14 @@ fn from_slots(object: &str, slots: &Map<String, Value>) -> Result<QuerySpec, Api
         Value::Null => Filter::All,
         Value::String(text) if text.trim().is_empty() => Filter::All,
         Value::String(text) => {
-            if text.len() > 64 * 1024 {
-                return Err(over_limit("body_bytes", "the filter is larger than 64 KiB"));
+            if text.len() > crate::limits::MAX_FILTER_TEXT_BYTES {
+                return Err(over_limit(
+                    "filter_text_bytes",
+                    format!(
+                        "the filter is larger than {} bytes",
+                        crate::limits::MAX_FILTER_TEXT_BYTES
+                    ),
+                ));
             }
             let value: Value = serde_json::from_str(text)
                 .map_err(|e| bad(format!("the filter is not JSON: {e}")))?;
@@ -596,10 +602,15 @@ fn from_slots(object: &str, slots: &Map<String, Value>) -> Result<QuerySpec, Api
         filter,
         equals: Vec::new(),
         sort,
-        limit: if aggregations.is_empty() {
-            parse_limit(limit)?
-        } else {
-            limit.unwrap_or(MAX_GROUPS).min(MAX_GROUPS)
+        limit: match (aggregations.is_empty(), limit) {
+            (true, limit) => parse_limit(limit)?,
+            (false, Some(n)) if n > MAX_GROUPS => {
+                return Err(over_limit(
+                    "groups",
+                    format!("an aggregate returns at most {MAX_GROUPS} groups"),
+                ));
+            }
+            (false, limit) => limit.unwrap_or(MAX_GROUPS),
         },
         offset: parse_offset(parse_number(get("offset"), "offset")?)?,
         total: parse_bool(get("total"), "total")?,

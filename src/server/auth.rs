@@ -110,33 +110,51 @@ impl TrustedProxies {
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.0
             .iter()
             .any(|(net, prefix)| in_block(ip, *net, *prefix))
     }
 
-    /// The client's address: the peer's, unless the peer is a trusted proxy, in
-    /// which case the nearest address in `X-Forwarded-For` that is not one.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted proxy; then
+    /// `X-Forwarded-For` is read from the right, hop by hop, while the hop that
+    /// added an entry is a trusted proxy. An entry that cannot be read ends the
+    /// walk with no address at all, rather than believing what lies beyond it.
     pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-        let peer = peer?.ip();
-        if !self.contains(peer) {
-            return Some(peer);
-        }
-        let forwarded: Vec<IpAddr> = headers
+        let mut current = peer?.ip().to_canonical();
+        let entries: Vec<String> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
+            .map(|a| a.trim().to_string())
             .collect();
-        Some(
-            forwarded
-                .into_iter()
-                .rev()
-                .find(|ip| !self.contains(*ip))
-                .unwrap_or(peer),
-        )
+        for entry in entries.iter().rev() {
+            if !self.contains(current) {
+                return Some(current);
+            }
+            current = parse_forwarded(entry)?.to_canonical();
+        }
+        Some(current)
     }
+}
+
+/// One `X-Forwarded-For` entry: an address, `a.b.c.d:port`, or `[v6]:port`.
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|e| e.parse().ok())
 }
 
 fn in_block(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
@@ -220,6 +238,26 @@ mod tests {
         assert_eq!(
             TrustedProxies::default().client(Some(from_proxy), &h),
             Some("10.1.2.3".parse().unwrap())
+        );
+        // Entries with ports and brackets are read; an unreadable one stops the
+        // walk instead of letting the client's own entries through.
+        let h = headers("6.6.6.6, 203.0.113.9:5123");
+        assert_eq!(
+            proxies.client(Some(from_proxy), &h),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        let h = headers("6.6.6.6, unknown");
+        assert_eq!(proxies.client(Some(from_proxy), &h), None);
+        let h = headers("[2001:db8::7]:443");
+        assert_eq!(
+            proxies.client(Some(from_proxy), &h),
+            Some("2001:db8::7".parse().unwrap())
+        );
+        // An IPv4 proxy seen through an IPv6 socket is still the proxy.
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:5000".parse().unwrap();
+        assert_eq!(
+            proxies.client(Some(mapped), &headers("203.0.113.9")),
+            Some("203.0.113.9".parse().unwrap())
         );
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
         assert!(TrustedProxies::parse(&["nonsense".into()]).is_err());

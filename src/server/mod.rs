@@ -58,6 +58,8 @@ pub struct AppState {
 struct LoadedModel {
     counter: i64,
     seq: i64,
+    /// When the trust store last changed, as the model was last checked.
+    trust_mark: Option<String>,
     model: Arc<Model>,
 }
 
@@ -79,16 +81,21 @@ impl AppState {
         if current.counter == counter {
             return Ok(current);
         }
-        let seq = self
+        let (seq, trust_mark) = self
             .instance
             .store
-            .read(|tx| Ok(tx.artifact_seq()?))
-            .map_err(to_api)?
-            .unwrap_or(0);
-        let fresh = if current.seq == seq {
+            .read(|tx| {
+                Ok((
+                    tx.artifact_seq()?.unwrap_or(0),
+                    tx.meta_get(crate::commands::trust::TRUST_CHANGED)?,
+                ))
+            })
+            .map_err(to_api)?;
+        let fresh = if current.seq == seq && current.trust_mark == trust_mark {
             Arc::new(LoadedModel {
                 counter,
                 seq,
+                trust_mark,
                 model: Arc::clone(&current.model),
             })
         } else {
@@ -99,6 +106,7 @@ impl AppState {
             Arc::new(LoadedModel {
                 counter,
                 seq,
+                trust_mark,
                 model: Arc::new(model),
             })
         };
@@ -282,11 +290,22 @@ async fn audit_events(
             .get("from")
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(1);
-        let limit = params
-            .get("limit")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(100)
-            .min(1000);
+        let limit = match params.get("limit").map(|v| v.parse::<u64>()) {
+            None => 100,
+            Some(Ok(n)) if (1..=crate::limits::MAX_AUDIT_PAGE).contains(&n) => n,
+            Some(Ok(_)) => {
+                return Err(request::over_limit(
+                    "audit_page",
+                    format!("`limit` is between 1 and {}", crate::limits::MAX_AUDIT_PAGE),
+                ));
+            }
+            Some(Err(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "`limit` must be a whole number",
+                ));
+            }
+        } as usize;
         r.audit_events(&a.caller, from, limit)
     })
     .await?;
@@ -423,7 +442,12 @@ pub async fn serve_with_listener(
     on_ready: impl FnOnce(std::net::SocketAddr) + Send,
 ) -> anyhow::Result<()> {
     let (seq, model) = load_model(&instance)?;
-    let counter = instance.store.read(|tx| Ok(tx.change_counter()?))?;
+    let (counter, trust_mark) = instance.store.read(|tx| {
+        Ok((
+            tx.change_counter()?,
+            tx.meta_get(crate::commands::trust::TRUST_CHANGED)?,
+        ))
+    })?;
     if let Err(e) = instance.store.write(|tx| Ok(tx.optimize()?)) {
         tracing::warn!(error = %e, "could not refresh the planner statistics");
     }
@@ -438,6 +462,7 @@ pub async fn serve_with_listener(
         model: RwLock::new(Arc::new(LoadedModel {
             counter,
             seq,
+            trust_mark,
             model: Arc::new(model),
         })),
         last_checkpoint: std::sync::atomic::AtomicI64::new(head),
@@ -452,6 +477,9 @@ pub async fn serve_with_listener(
             tick.tick().await;
             let s = ticker_state.clone();
             let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = s.instance.restore_audit_guards() {
+                    tracing::error!(error = %format!("{e:#}"), "could not check the audit guards");
+                }
                 s.checkpoint();
                 let _ = s.instance.store.write(|tx| Ok(tx.optimize()?));
                 let forget_before = crate::timefmt::rfc3339_micros(

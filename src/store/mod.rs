@@ -133,6 +133,8 @@ pub struct ThrottleRow {
     pub failures: i64,
     pub window_start: String,
     pub blocked_until: Option<String>,
+    /// A refusal during the current wait was already audited.
+    pub reported: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,8 +319,13 @@ pub trait Tx: RecordTx {
     /// The guards that make audit rows immutable (SQLite triggers) that are
     /// missing or not as objectos made them, by name.
     fn audit_guards_missing(&mut self) -> StoreResult<Vec<String>>;
-    /// Put the audit guards back exactly as objectos makes them.
+    /// Put the audit guards back exactly as objectos makes them, and remove any
+    /// other trigger on the guarded tables.
     fn audit_guards_restore(&mut self) -> StoreResult<()>;
+    /// The newest successful row of an action.
+    fn audit_last_success(&mut self, action: &str) -> StoreResult<Option<AuditRow>>;
+    /// The `n` most recently applied artifacts, newest first.
+    fn artifacts_recent(&mut self, n: usize) -> StoreResult<Vec<AppliedArtifact>>;
 
     /// The backend's own consistency check (`PRAGMA integrity_check` on SQLite).
     fn integrity_check(&mut self) -> StoreResult<Vec<String>>;

@@ -184,12 +184,20 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER objectos_count_settings_insert AFTER INSERT ON objectos_settings BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
     CREATE TRIGGER objectos_count_settings_update AFTER UPDATE ON objectos_settings BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
     CREATE TRIGGER objectos_count_settings_delete AFTER DELETE ON objectos_settings BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_meta_insert AFTER INSERT ON objectos_meta BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_meta_update AFTER UPDATE ON objectos_meta BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
+    CREATE TRIGGER objectos_count_meta_delete AFTER DELETE ON objectos_meta BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END;
     CREATE TABLE objectos_signin_throttle (
         key TEXT PRIMARY KEY,
         failures INTEGER NOT NULL,
         window_start TEXT NOT NULL,
-        blocked_until TEXT
+        blocked_until TEXT,
+        reported INTEGER NOT NULL DEFAULT 0
     );
+    CREATE TRIGGER objectos_audit_append_only BEFORE INSERT ON objectos_audit WHEN NEW.seq <= (SELECT coalesce(max(seq), 0) FROM objectos_audit) OR EXISTS (SELECT 1 FROM objectos_audit WHERE id = NEW.id) BEGIN SELECT RAISE(ABORT, 'audit rows are immutable: rows are only appended'); END;
+    CREATE TRIGGER objectos_artifacts_no_update BEFORE UPDATE ON objectos_artifacts BEGIN SELECT RAISE(ABORT, 'applied artifacts are immutable'); END;
+    CREATE TRIGGER objectos_artifacts_no_delete BEFORE DELETE ON objectos_artifacts BEGIN SELECT RAISE(ABORT, 'applied artifacts are immutable'); END;
+    CREATE INDEX objectos_audit_action ON objectos_audit(action, seq);
     "#,
 ];
 
@@ -230,16 +238,51 @@ impl<T> Sql<T> for rusqlite::Result<T> {
     }
 }
 
-/// The triggers that make audit rows immutable, exactly as migration 1 made them
-/// (name, SQL): checked by `doctor` and `audit verify`, and put back if dropped.
-pub const AUDIT_GUARDS: [(&str, &str); 2] = [
+/// The triggers that make audit rows and applied artifacts immutable, exactly as
+/// the migrations made them (name, table, SQL): checked whenever a data dir is
+/// opened (and by a running server every minute), and put back if dropped or
+/// altered. Any other trigger on those tables is someone else's, and removed.
+pub const AUDIT_GUARDS: [(&str, &str, &str); 8] = [
     (
         "objectos_audit_no_update",
+        "objectos_audit",
         "CREATE TRIGGER objectos_audit_no_update BEFORE UPDATE ON objectos_audit BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END",
     ),
     (
         "objectos_audit_no_delete",
+        "objectos_audit",
         "CREATE TRIGGER objectos_audit_no_delete BEFORE DELETE ON objectos_audit BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END",
+    ),
+    (
+        "objectos_audit_append_only",
+        "objectos_audit",
+        "CREATE TRIGGER objectos_audit_append_only BEFORE INSERT ON objectos_audit WHEN NEW.seq <= (SELECT coalesce(max(seq), 0) FROM objectos_audit) OR EXISTS (SELECT 1 FROM objectos_audit WHERE id = NEW.id) BEGIN SELECT RAISE(ABORT, 'audit rows are immutable: rows are only appended'); END",
+    ),
+    (
+        "objectos_artifacts_no_update",
+        "objectos_artifacts",
+        "CREATE TRIGGER objectos_artifacts_no_update BEFORE UPDATE ON objectos_artifacts BEGIN SELECT RAISE(ABORT, 'applied artifacts are immutable'); END",
+    ),
+    (
+        "objectos_artifacts_no_delete",
+        "objectos_artifacts",
+        "CREATE TRIGGER objectos_artifacts_no_delete BEFORE DELETE ON objectos_artifacts BEGIN SELECT RAISE(ABORT, 'applied artifacts are immutable'); END",
+    ),
+    // The change counter's own triggers on the artifacts table (migration 4).
+    (
+        "objectos_count_artifacts_insert",
+        "objectos_artifacts",
+        "CREATE TRIGGER objectos_count_artifacts_insert AFTER INSERT ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END",
+    ),
+    (
+        "objectos_count_artifacts_update",
+        "objectos_artifacts",
+        "CREATE TRIGGER objectos_count_artifacts_update AFTER UPDATE ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END",
+    ),
+    (
+        "objectos_count_artifacts_delete",
+        "objectos_artifacts",
+        "CREATE TRIGGER objectos_count_artifacts_delete AFTER DELETE ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END",
     ),
 ];
 
@@ -561,6 +604,20 @@ fn audit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
         request_id: r.get(13)?,
         prev_hash: r.get(14)?,
         hash: r.get(15)?,
+    })
+}
+
+fn artifact_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppliedArtifact> {
+    Ok(AppliedArtifact {
+        seq: r.get(0)?,
+        sha256: r.get(1)?,
+        id: r.get(2)?,
+        version: r.get(3)?,
+        signer_key_id: r.get(4)?,
+        bytes: r.get(5)?,
+        applied_at: r.get(6)?,
+        signer_public_key: r.get(7)?,
+        signature: r.get(8)?,
     })
 }
 
@@ -959,19 +1016,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             "SELECT seq, sha256, id, version, signer_key_id, bytes, applied_at, signer_public_key, signature FROM objectos_artifacts ORDER BY seq DESC LIMIT 1",
             [],
-            |r| {
-                Ok(AppliedArtifact {
-                    seq: r.get(0)?,
-                    sha256: r.get(1)?,
-                    id: r.get(2)?,
-                    version: r.get(3)?,
-                    signer_key_id: r.get(4)?,
-                    bytes: r.get(5)?,
-                    applied_at: r.get(6)?,
-                    signer_public_key: r.get(7)?,
-                    signature: r.get(8)?,
-                })
-            },
+            artifact_from,
         )
     }
 
@@ -985,7 +1030,7 @@ impl Tx for SqliteTx<'_> {
 
     fn throttle_get(&mut self, key: &str) -> StoreResult<Option<ThrottleRow>> {
         self.one(
-            "SELECT key, failures, window_start, blocked_until FROM objectos_signin_throttle WHERE key = ?1",
+            "SELECT key, failures, window_start, blocked_until, reported FROM objectos_signin_throttle WHERE key = ?1",
             [key],
             |r| {
                 Ok(ThrottleRow {
@@ -993,6 +1038,7 @@ impl Tx for SqliteTx<'_> {
                     failures: r.get(1)?,
                     window_start: r.get(2)?,
                     blocked_until: r.get(3)?,
+                    reported: r.get::<_, i64>(4)? != 0,
                 })
             },
         )
@@ -1000,9 +1046,9 @@ impl Tx for SqliteTx<'_> {
 
     fn throttle_put(&mut self, t: &ThrottleRow) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO objectos_signin_throttle (key, failures, window_start, blocked_until) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, blocked_until = excluded.blocked_until",
-            params![t.key, t.failures, t.window_start, t.blocked_until],
+            "INSERT INTO objectos_signin_throttle (key, failures, window_start, blocked_until, reported) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, blocked_until = excluded.blocked_until, reported = excluded.reported",
+            params![t.key, t.failures, t.window_start, t.blocked_until, t.reported as i64],
         )?;
         Ok(())
     }
@@ -1022,7 +1068,7 @@ impl Tx for SqliteTx<'_> {
 
     fn audit_guards_missing(&mut self) -> StoreResult<Vec<String>> {
         let mut missing = Vec::new();
-        for (name, sql) in AUDIT_GUARDS {
+        for (name, _, sql) in AUDIT_GUARDS {
             let found: Option<Option<String>> = self.one(
                 "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
                 [name],
@@ -1035,18 +1081,60 @@ impl Tx for SqliteTx<'_> {
                 missing.push(name.to_string());
             }
         }
+        // A trigger of someone else's on a guarded table can silently drop or
+        // rewrite rows (`RAISE(IGNORE)`): it is tampering too.
+        let foreign: Vec<String> = self.all(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('objectos_audit', 'objectos_artifacts') ORDER BY name",
+            [],
+            |r| r.get(0),
+        )?;
+        for name in foreign {
+            if !AUDIT_GUARDS.iter().any(|(n, _, _)| *n == name) {
+                missing.push(format!("{name} (not objectos's)"));
+            }
+        }
         Ok(missing)
     }
 
     fn audit_guards_restore(&mut self) -> StoreResult<()> {
+        let foreign: Vec<String> = self.all(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('objectos_audit', 'objectos_artifacts')",
+            [],
+            |r| r.get(0),
+        )?;
+        for name in foreign {
+            if !AUDIT_GUARDS.iter().any(|(n, _, _)| *n == name) {
+                self.conn
+                    .execute_batch(&format!("DROP TRIGGER {}", quote(&name)))
+                    .db()?;
+            }
+        }
         for name in self.audit_guards_missing()? {
-            if let Some((_, sql)) = AUDIT_GUARDS.iter().find(|(n, _)| *n == name) {
+            if let Some((_, _, sql)) = AUDIT_GUARDS.iter().find(|(n, _, _)| *n == name) {
                 self.conn
                     .execute_batch(&format!("DROP TRIGGER IF EXISTS {}; {sql};", quote(&name)))
                     .db()?;
             }
         }
         Ok(())
+    }
+
+    fn audit_last_success(&mut self, action: &str) -> StoreResult<Option<AuditRow>> {
+        self.one(
+            &format!(
+                "SELECT {AUDIT_COLS} FROM objectos_audit WHERE action = ?1 AND outcome = 'success' ORDER BY seq DESC LIMIT 1"
+            ),
+            [action],
+            audit_from,
+        )
+    }
+
+    fn artifacts_recent(&mut self, n: usize) -> StoreResult<Vec<AppliedArtifact>> {
+        self.all(
+            "SELECT seq, sha256, id, version, signer_key_id, bytes, applied_at, signer_public_key, signature FROM objectos_artifacts ORDER BY seq DESC LIMIT ?1",
+            [n as i64],
+            artifact_from,
+        )
     }
 
     fn schema_apply(&mut self, changes: &[SchemaChange]) -> StoreResult<()> {
@@ -1137,7 +1225,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn audit_insert(&mut self, a: &AuditRow) -> StoreResult<()> {
-        self.exec(
+        let written = self.exec(
             &format!("INSERT INTO objectos_audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
                 a.seq,
@@ -1158,6 +1246,13 @@ impl Tx for SqliteTx<'_> {
                 a.hash
             ],
         )?;
+        // A trigger that swallowed the row (`RAISE(IGNORE)`) must not pass unseen.
+        if written != 1 {
+            return Err(StoreError::Immutable(format!(
+                "the audit row {} was not written",
+                a.seq
+            )));
+        }
         Ok(())
     }
 
