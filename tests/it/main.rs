@@ -6,6 +6,7 @@ mod cli;
 mod hardening;
 mod operator;
 mod runtime;
+mod sdk;
 mod signing;
 mod store;
 mod toolchain;

@@ -51,6 +51,33 @@ pub fn have_tool(name: &str) -> bool {
     false
 }
 
+/// `have_tool` for an interop dependency that is not a command on PATH (the
+/// project-local Node and client SDK scripts/setup installs): `problem` is `None`
+/// when it is usable, else what is wrong. Same convention: a failure with
+/// `OBJECTOS_REQUIRE_INTEROP=1`, else a loud warning past the output capture.
+pub fn have_interop(name: &str, problem: Option<String>) -> bool {
+    let Some(problem) = problem else {
+        return true;
+    };
+    let current = std::thread::current();
+    let test = match current.name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => "this test".to_string(),
+    };
+    if std::env::var("OBJECTOS_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!(
+            "{test} needs {name} (OBJECTOS_REQUIRE_INTEROP=1), which is not usable: {problem}; install it (scripts/setup)"
+        );
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n!!!!!!!!!!\nWARNING: NOT TESTED: {test} needs {name}, which is not usable: {problem}; \
+         install it (scripts/setup) or set OBJECTOS_REQUIRE_INTEROP=1 to make this a failure\n!!!!!!!!!!"
+    );
+    false
+}
+
 /// A data dir's database, opened behind the tool's back. It must exist (nothing is
 /// created by accident); a busy timeout lets a running server hold the file.
 pub fn db_open(db: &Path) -> rusqlite::Connection {
