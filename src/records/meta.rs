@@ -22,7 +22,11 @@ fn field_view(access: &ObjectAccess<'_>, f: &FieldDef, reference_visible: bool) 
         // The target of a reference is named only when the caller can read that
         // object: an unreadable object is indistinguishable from a missing one.
         "reference": if reference_visible { json!(f.reference) } else { Value::Null },
-        "options": if f.options.is_empty() { Value::Null } else { json!(f.options) },
+        "options": if f.options.is_empty() {
+            Value::Null
+        } else {
+            json!(f.options.iter().map(|v| json!({ "label": v, "value": v })).collect::<Vec<_>>())
+        },
         "maxLength": f.max_length,
         "min": f.min,
         "max": f.max,

@@ -276,24 +276,30 @@ impl<'a> Records<'a> {
         Ok(())
     }
 
-    /// Columns to read and return: the system fields and the readable fields asked for.
+    /// Columns to read and return: every system field and readable field, or,
+    /// when fields are named (`select`), the id and those only.
     fn columns(
         access: &ObjectAccess<'_>,
         wanted: Option<&Vec<String>>,
     ) -> Result<Vec<String>, ApiError> {
-        let mut columns: Vec<String> = SYSTEM_FIELDS.iter().map(|s| s.to_string()).collect();
         match wanted {
             Some(list) => {
+                let mut columns = vec!["id".to_string()];
                 for f in list {
                     Self::check_field(access, f, false)?;
                     if !columns.contains(f) {
                         columns.push(f.clone());
                     }
                 }
+                Ok(columns)
             }
-            None => columns.extend(access.readable_fields().map(|f| f.name.clone())),
+            None => {
+                let mut columns: Vec<String> =
+                    SYSTEM_FIELDS.iter().map(|s| s.to_string()).collect();
+                columns.extend(access.readable_fields().map(|f| f.name.clone()));
+                Ok(columns)
+            }
         }
-        Ok(columns)
     }
 
     fn row_to_record(

@@ -62,7 +62,7 @@ const CHECKS: &[&str] = &[
     "restricted.get.private-record",
     "restricted.write.private-record",
     "anonymous.rejected",
-    "errors.upstream-codes",
+    "errors.codes",
     "auth.login",
     "auth.login.session",
     "auth.login.wrong-password",
