@@ -8,6 +8,7 @@ use std::sync::{Arc, Barrier};
 
 use serde_json::{Value, json};
 
+use crate::runtime::urlenc;
 use crate::store::PASSWORD;
 use crate::util::*;
 
@@ -905,17 +906,6 @@ fn audit_events_never_show_a_viewer_a_value_of_a_field_they_cannot_read() {
         sql_query(&env.db(), "SELECT classified FROM rec_hd_log")[0][0],
         CANARY
     );
-}
-
-pub fn urlenc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 // --- 6. The stored artifact edited behind the tool's back ---------------------

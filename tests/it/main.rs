@@ -10,4 +10,5 @@ mod sdk;
 mod signing;
 mod store;
 mod toolchain;
+mod upstream_api;
 mod world;

@@ -1,0 +1,404 @@
+//! Upstream's spellings of the API, held to the same no-leak rules as objectos's
+//! own: search, expand, select, `$orderby` and `?field=value` on a field the
+//! caller cannot read are refused or inert exactly as a filter is; versions and
+//! `If-Match`; credentials in every header upstream's clients use; discovery that
+//! says nothing about data, users or keys.
+
+use serde_json::{Value, json};
+
+use crate::runtime::urlenc;
+use crate::util::*;
+use crate::world::*;
+
+fn records(body: &Value) -> Vec<Value> {
+    body["records"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn new_parameters_obey_the_no_leak_rules_with_positive_controls() {
+    let mut world = World::build();
+    // A closed-won deal of rep_a's on an account only rep_a may read: the
+    // closed-won rule shares the deal (not the account) with finance.
+    let account = world.id("account_a").to_string();
+    world.create(
+        "rep_a",
+        "crm_opportunity",
+        "opp_expand",
+        json!({"name": "Expand me", "amount": 42, "stage": "closed_won", "region": "amer", "account": account}),
+    );
+    let opp = world.id("opp_expand").to_string();
+    let get = |user: &str, path: &str| world.call(user, "GET", path, None);
+
+    // search: the manager, who may read the note, finds the deal by it; a rep,
+    // who may not, finds nothing by it, and the canary never shows.
+    let q = format!(
+        "/api/v1/data/crm_opportunity?search={}",
+        urlenc(CANARY_NOTE)
+    );
+    let (s, body, _) = get("manager", &q);
+    assert_eq!(s, 200);
+    assert!(!records(&body).is_empty(), "positive control: {body}");
+    for user in ["rep_a", "rep_b", "fin", "auditor"] {
+        let (s, body, raw) = get(user, &q);
+        assert_eq!((s, records(&body).len()), (200, 0), "{user}: {raw}");
+        assert!(!raw.contains(CANARY_NOTE));
+    }
+    // Searching a named field one may not read answers like filtering on it.
+    let (s, body, _) = get(
+        "rep_a",
+        "/api/v1/data/crm_opportunity?search=x&searchFields=discount_approval_note",
+    );
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (403, Some("field_predicate_denied"))
+    );
+    let (s, body, _) = get(
+        "rep_a",
+        &format!(
+            "/api/v1/data/crm_opportunity?search={}&searchFields=name",
+            urlenc(SECRET_DEAL_A)
+        ),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        records(&body).len(),
+        1,
+        "positive control: a readable field is searched"
+    );
+
+    // ?field=value, $orderby, $filter and select on a hidden field answer as
+    // objectos's own spellings do.
+    for path in [
+        format!(
+            "/api/v1/data/crm_opportunity?discount_approval_note={}",
+            urlenc(CANARY_NOTE)
+        ),
+        "/api/v1/data/crm_opportunity?$orderby=discount_approval_note desc".to_string(),
+        format!(
+            "/api/v1/data/crm_opportunity?$filter={}",
+            urlenc(&json!({"discount_approval_note": {"$ne": null}}).to_string())
+        ),
+        "/api/v1/data/crm_opportunity?sort=-discount_approval_note".to_string(),
+    ] {
+        let (s, body, raw) = get("rep_a", &path);
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (403, Some("field_predicate_denied")),
+            "{path}: {raw}"
+        );
+    }
+    for path in [
+        "/api/v1/data/crm_opportunity?select=name,discount_approval_note",
+        "/api/v1/data/crm_opportunity?$select=discount_approval_note",
+        "/api/v1/data/crm_opportunity?expand=discount_approval_note",
+    ] {
+        let (s, body, raw) = get("rep_a", path);
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (400, Some("unknown_field")),
+            "{path}: {raw}"
+        );
+    }
+    // Positive control: the manager filters and sorts on it.
+    let (s, body, _) = get(
+        "manager",
+        &format!(
+            "/api/v1/data/crm_opportunity?discount_approval_note={}",
+            urlenc(CANARY_NOTE)
+        ),
+    );
+    assert_eq!(s, 200);
+    assert!(!records(&body).is_empty());
+
+    // expand: the record pointed to appears only for whoever may read it, with
+    // only the fields they may read; otherwise the id stays, as if nothing were
+    // there.
+    let (s, body, raw) = get(
+        "rep_a",
+        &format!("/api/v1/data/crm_opportunity/{opp}?expand=account"),
+    );
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(body["record"]["account"]["id"], account.as_str());
+    assert_eq!(body["record"]["account"]["name"], "Acme");
+    assert!(
+        !raw.contains(CANARY_TOKEN) && !raw.contains(&CANARY_CREDIT.to_string()),
+        "{raw}"
+    );
+    let (s, body, raw) = get(
+        "fin",
+        &format!("/api/v1/data/crm_opportunity/{opp}?expand=account"),
+    );
+    assert_eq!(s, 200, "fin reads the closed-won deal: {raw}");
+    assert_eq!(body["record"]["account"], account.as_str(), "{raw}");
+    assert!(!raw.contains("Acme"), "{raw}");
+    let (s, body, raw) = get(
+        "fin",
+        "/api/v1/data/crm_opportunity?expand=account&select=name,account",
+    );
+    assert_eq!(s, 200, "{raw}");
+    for record in records(&body) {
+        assert!(
+            record["account"].is_string() || record["account"].is_null(),
+            "{raw}"
+        );
+        assert_eq!(
+            record
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec!["id", "name", "account"],
+            "select returns the id and what was selected"
+        );
+    }
+    // The records service's search and expand are audited reads like any other.
+    let (s, _, raw) = world.call(
+        "rep_a",
+        "POST",
+        "/api/v1/data/crm_opportunity/query",
+        Some(json!({"where": {"name": SECRET_DEAL_A}, "select": ["name"], "top": 5, "expand": {"account": {"object": "crm_account"}}})),
+    );
+    assert_eq!(s, 200, "{raw}");
+    assert!(raw.contains(SECRET_DEAL_A));
+    // Unknown parameters stay a clear 400.
+    for path in [
+        "/api/v1/data/crm_opportunity?$expandall=1",
+        "/api/v1/data/crm_opportunity?pageSize=5",
+        "/api/v1/data/crm_opportunity?top=1&limit=2",
+    ] {
+        let (s, _, raw) = get("rep_a", path);
+        assert_eq!(s, 400, "{path}: {raw}");
+    }
+}
+
+#[test]
+fn versions_etags_and_if_match() {
+    let world = World::build();
+    let opp = world.id("opp_a").to_string();
+    let client = &world.server.client;
+    let url = format!("{}/api/v1/data/crm_opportunity/{opp}", world.server.base);
+    let key = world.key("rep_a");
+    let get = client.get(&url).bearer_auth(key).send().unwrap();
+    let etag = get.headers()["etag"].to_str().unwrap().to_string();
+    let body: Value = get.json().unwrap();
+    assert_eq!(etag, format!("\"{}\"", body["record"]["row_version"]));
+    let patch = |tag: Option<&str>, amount: i64| {
+        let mut req = client
+            .patch(&url)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(json!({"amount": amount}).to_string());
+        if let Some(tag) = tag {
+            req = req.header("if-match", tag);
+        }
+        req.send().unwrap()
+    };
+    // The version read matches: the update goes through and makes a new one.
+    let ok = patch(Some(&etag), 6000);
+    assert_eq!(ok.status().as_u16(), 200);
+    let new_tag = ok.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(new_tag, etag);
+    // The old version no longer matches: 412, nothing written.
+    let stale = patch(Some(&etag), 7000);
+    assert_eq!(stale.status().as_u16(), 412);
+    let body: Value = stale.json().unwrap();
+    assert_eq!(body["error"]["code"], "precondition_failed");
+    let now: Value = client
+        .get(&url)
+        .bearer_auth(key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(now["record"]["amount"], 6000);
+    // upstream's clients send `updated_at` as the version: honoured too.
+    let updated_at = now["record"]["updated_at"].as_str().unwrap().to_string();
+    assert_eq!(patch(Some(&updated_at), 6500).status().as_u16(), 200);
+    assert_eq!(patch(Some(&updated_at), 6600).status().as_u16(), 412);
+    // Without If-Match, as upstream's SDK by default: any version.
+    assert_eq!(patch(None, 8000).status().as_u16(), 200);
+    // Delete honours it as well.
+    let del = |tag: &str| {
+        client
+            .delete(&url)
+            .bearer_auth(key)
+            .header("if-match", tag)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(del("\"1\""), 412);
+    let current: Value = client
+        .get(&url)
+        .bearer_auth(key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let tag = format!("\"{}\"", current["record"]["row_version"]);
+    assert_eq!(del(&tag), 200);
+    // A version is no oracle: for a record the caller cannot read, any If-Match
+    // answers 404, exactly as without one.
+    let b = world.id("opp_b").to_string();
+    let (s, _, _) = world.call(
+        "rep_a",
+        "DELETE",
+        &format!("/api/v1/data/crm_opportunity/{b}"),
+        None,
+    );
+    assert_eq!(s, 404);
+    let wrong = client
+        .patch(format!(
+            "{}/api/v1/data/crm_opportunity/{b}",
+            world.server.base
+        ))
+        .bearer_auth(key)
+        .header("if-match", "\"999\"")
+        .header("content-type", "application/json")
+        .body("{\"amount\": 1}")
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 404);
+}
+
+#[test]
+fn credentials_in_every_header_upstream_clients_use_and_discovery_says_nothing_of_data() {
+    let world = World::build();
+    let client = &world.server.client;
+    let base = &world.server.base;
+    let key = world.key("rep_a");
+    let list = format!("{base}/api/v1/data/crm_opportunity");
+    for (header, value) in [
+        ("authorization", format!("Bearer {key}")),
+        ("authorization", format!("ApiKey {key}")),
+        ("x-api-key", key.to_string()),
+    ] {
+        let status = client
+            .get(&list)
+            .header(header, &value)
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 200, "{header}");
+    }
+    // An agent key is refused on REST whichever header carries it.
+    let agent = world
+        .env
+        .run(&["apikey", "create", "rep.a@example.com", "--agent"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    for (header, value) in [
+        ("authorization", format!("Bearer {agent}")),
+        ("authorization", format!("ApiKey {agent}")),
+        ("x-api-key", agent.clone()),
+    ] {
+        let resp = client.get(&list).header(header, &value).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{header}");
+        let body: Value = resp.json().unwrap();
+        assert_eq!(body["error"]["code"], "agent_key_not_allowed");
+    }
+    // Discovery is served without credentials and names routes and features,
+    // nothing about data, users or keys.
+    for path in ["/api/v1/discovery", "/.well-known/objectstack", "/api/v1"] {
+        let resp = client.get(format!("{base}{path}")).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        let text = resp.text().unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["routes"]["data"], "/api/v1/data");
+        assert_eq!(doc["routes"]["metadata"], "/api/v1/meta");
+        for secret in [
+            "crm_",
+            "example.com",
+            "osk_",
+            SECRET_DEAL_A,
+            world.id("opp_a"),
+        ] {
+            assert!(!text.contains(secret), "{path} mentions {secret}: {text}");
+        }
+    }
+    // Meta is the caller's view, in upstream's shapes.
+    let (s, body, _) = world.call("fin", "GET", "/api/v1/meta/object", None);
+    assert_eq!(s, 200);
+    assert_eq!(body["type"], "object");
+    let names: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"crm_opportunity") && !names.contains(&"crm_contact"),
+        "{names:?}"
+    );
+    let (s, body, raw) = world.call("fin", "GET", "/api/v1/meta/object/crm_opportunity", None);
+    assert_eq!(s, 200);
+    assert_eq!(
+        (body["type"].as_str(), body["name"].as_str()),
+        (Some("object"), Some("crm_opportunity"))
+    );
+    assert!(body["item"]["fields"]["name"].is_object());
+    assert!(
+        !raw.contains("probability"),
+        "finance may not read probability: {raw}"
+    );
+    let (s, _, _) = world.call("fin", "GET", "/api/v1/meta/object/crm_contact", None);
+    assert_eq!(s, 404);
+    let (s, body, _) = world.call("fin", "GET", "/api/v1/meta/action", None);
+    assert_eq!(s, 200);
+    assert!(
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["objectName"] != "crm_contact")
+    );
+    // Sign-in at upstream's route, then the session works like a key.
+    world
+        .env
+        .write("pw2", format!("{}\n", crate::store::PASSWORD));
+    world
+        .env
+        .run(&[
+            "user",
+            "set-password",
+            "rep.a@example.com",
+            "--password-file",
+            "pw2",
+        ])
+        .ok();
+    let resp: Value = client
+        .post(format!("{base}/api/v1/auth/sign-in/email"))
+        .header("content-type", "application/json")
+        .body(json!({"email": "rep.a@example.com", "password": crate::store::PASSWORD}).to_string())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = resp["token"].as_str().unwrap();
+    assert_eq!(resp["user"]["email"], "rep.a@example.com");
+    let status = client
+        .get(&list)
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    let out = client
+        .post(format!("{base}/api/v1/auth/sign-out"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(out.as_u16(), 200);
+    let status = client
+        .get(&list)
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 401);
+}
