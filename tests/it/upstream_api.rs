@@ -7,7 +7,6 @@
 use serde_json::{Value, json};
 
 use crate::runtime::urlenc;
-use crate::util::*;
 use crate::world::*;
 
 fn records(body: &Value) -> Vec<Value> {
