@@ -336,6 +336,7 @@ pub struct BootstrapArgs {
 pub enum UserCommand {
     /// Add a user (a member of the bootstrap organization unless `--org`)
     Add {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
         /// Display name
@@ -355,21 +356,29 @@ pub enum UserCommand {
     List,
     /// Show a user with their organizations, teams, permission sets and keys
     Show {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
     },
     /// Disable a user: their keys and sessions stop working at once
     Disable {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
+        /// Disable the last enabled administrator too (nobody could manage the
+        /// instance over the API afterwards)
+        #[arg(long)]
+        force: bool,
     },
     /// Enable a disabled user
     Enable {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
     },
     /// Set a user's password
     SetPassword {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
         /// Read the password from this file (first line)
@@ -382,6 +391,7 @@ pub enum UserCommand {
 pub enum OrgCommand {
     /// Add an organization
     Add {
+        /// The organization's name (letters, digits, `_`, `-` and `.`)
         #[arg(value_name = "NAME")]
         name: String,
     },
@@ -393,15 +403,19 @@ pub enum OrgCommand {
 pub enum MemberCommand {
     /// Make a user a member of an organization
     Add {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
+        /// The organization's name
         #[arg(value_name = "ORG")]
         org: String,
     },
     /// Remove a user from an organization
     Remove {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
+        /// The organization's name
         #[arg(value_name = "ORG")]
         org: String,
     },
@@ -411,6 +425,7 @@ pub enum MemberCommand {
 pub enum TeamCommand {
     /// Add a team
     Add {
+        /// The team's name (letters, digits, `_`, `-` and `.`)
         #[arg(value_name = "NAME")]
         name: String,
     },
@@ -418,15 +433,19 @@ pub enum TeamCommand {
     List,
     /// Put a user in a team
     AddMember {
+        /// The team's name
         #[arg(value_name = "TEAM")]
         team: String,
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
     },
     /// Take a user out of a team
     RemoveMember {
+        /// The team's name
         #[arg(value_name = "TEAM")]
         team: String,
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
     },
@@ -438,13 +457,16 @@ pub enum PermsetCommand {
     List,
     /// Show a permission set's rights
     Show {
+        /// The permission set's name (`admin`, or one the applied artifact defines)
         #[arg(value_name = "PERMSET")]
         name: String,
     },
     /// Assign a permission set to a user
     Assign {
+        /// The permission set's name (`admin`, or one the applied artifact defines)
         #[arg(value_name = "PERMSET")]
         name: String,
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
         /// Only inside this organization
@@ -456,8 +478,13 @@ pub enum PermsetCommand {
     },
     /// Revoke an assignment
     Revoke {
+        /// Revoke `admin` from the last enabled administrator too
+        #[arg(long)]
+        force: bool,
+        /// The permission set's name (`admin`, or one the applied artifact defines)
         #[arg(value_name = "PERMSET")]
         name: String,
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
         /// The organization the assignment was made for
@@ -470,6 +497,7 @@ pub enum PermsetCommand {
 pub enum ApikeyCommand {
     /// Create an API key and print it (shown only this once)
     Create {
+        /// The user's email
         #[arg(value_name = "EMAIL")]
         email: String,
         /// An agent key, for MCP only (needs `agent_access`)
@@ -496,6 +524,7 @@ pub enum ApikeyCommand {
     },
     /// Revoke a key by id or displayed prefix
     Revoke {
+        /// The key's id, or the prefix `apikey list` shows
         #[arg(value_name = "ID|PREFIX")]
         key: String,
     },
@@ -511,6 +540,7 @@ pub enum SessionCommand {
     },
     /// Revoke a session
     Revoke {
+        /// The session's id (see `session list`)
         #[arg(value_name = "ID")]
         id: String,
     },
@@ -519,16 +549,29 @@ pub enum SessionCommand {
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
     /// Set a value; `--secret` encrypts it to the instance key
+    ///
+    /// A secret is best read from standard input (`-`), a file (`--value-file`)
+    /// or the terminal (leave VALUE out): a VALUE on the command line is visible
+    /// in `ps` and the shell's history.
     Set {
+        /// The setting's name (e.g. `ai.endpoint`)
         #[arg(value_name = "KEY")]
         key: String,
+        /// The value; `-` reads it from standard input; left out, it is read from
+        /// `--value-file` or asked on the terminal (unsafe for secrets: it shows
+        /// in `ps` and the shell's history)
         #[arg(value_name = "VALUE")]
-        value: String,
+        value: Option<String>,
+        /// Read the value from this file (its first line; `-` for standard input)
+        #[arg(long, value_name = "FILE", conflicts_with = "value")]
+        value_file: Option<PathBuf>,
+        /// Encrypt the value to the instance key (never stored or shown in clear)
         #[arg(long)]
         secret: bool,
     },
     /// Print a value (reading a secret is audited)
     Get {
+        /// The setting's name
         #[arg(value_name = "KEY")]
         key: String,
     },
@@ -536,6 +579,7 @@ pub enum SettingsCommand {
     List,
     /// Remove a setting
     Unset {
+        /// The setting's name
         #[arg(value_name = "KEY")]
         key: String,
     },

@@ -46,9 +46,81 @@ pub fn password(prompt: &str, confirm: bool, flag: &str) -> anyhow::Result<Strin
         question = question.with_confirmation("Repeat it", "the passwords differ");
     }
     let answer = question
+        .allow_empty_password(true)
         .interact()
         .context("cannot read the password from the terminal")?;
+    if answer.is_empty() {
+        return Err(Failure::error("the password is empty; nothing was changed")
+            .with_hint("type a password (12 characters or more), or pass it with a file")
+            .into());
+    }
     Ok(answer)
+}
+
+/// A value from the command line (`-`: standard input), from a file (`-`:
+/// standard input), or asked on the terminal (hidden when `secret`). Text from a
+/// file or standard input loses one trailing newline.
+pub fn value(
+    given: Option<&str>,
+    file: Option<&Path>,
+    prompt: &str,
+    secret: bool,
+    flag: &str,
+) -> anyhow::Result<String> {
+    fn strip_newline(mut text: String) -> String {
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        text
+    }
+    fn stdin_text() -> anyhow::Result<String> {
+        if std::io::stdin().is_terminal() {
+            return Err(Failure::error(
+                "`-` reads the value from standard input, which is a terminal",
+            )
+            .with_hint("pipe the value in, or leave VALUE out to be asked for it")
+            .into());
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .context("cannot read the value from standard input")?;
+        Ok(strip_newline(text))
+    }
+    match (given, file) {
+        (Some("-"), _) => stdin_text(),
+        (Some(v), _) => Ok(v.to_string()),
+        (None, Some(path)) if path == Path::new("-") => stdin_text(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            Ok(text.lines().next().unwrap_or("").to_string())
+        }
+        (None, None) => {
+            if !terminal_attached() {
+                return Err(
+                    Failure::error("a value is needed and no terminal is attached")
+                        .with_hint(format!("pass it with `{flag}` or on standard input (`-`)"))
+                        .into(),
+                );
+            }
+            let answer = if secret {
+                dialoguer::Password::new()
+                    .with_prompt(prompt)
+                    .allow_empty_password(true)
+                    .interact()
+            } else {
+                dialoguer::Input::<String>::new()
+                    .with_prompt(prompt)
+                    .allow_empty(true)
+                    .interact_text()
+            }
+            .context("cannot read the value from the terminal")?;
+            Ok(answer)
+        }
+    }
 }
 
 /// A password from `--password-file`, or asked on the terminal.

@@ -243,8 +243,13 @@ pub fn permset(cmd: PermsetCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                 ));
             }
         }
-        PermsetCommand::Revoke { name, email, org } => {
-            identity::revoke(&instance, &origin, &name, &email, org.as_deref())?;
+        PermsetCommand::Revoke {
+            name,
+            email,
+            org,
+            force,
+        } => {
+            identity::revoke(&instance, &origin, &name, &email, org.as_deref(), force)?;
             if ctx.out.json {
                 ctx.out.json_doc(
                     "permset.revoke",

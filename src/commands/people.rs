@@ -233,8 +233,8 @@ pub fn user(cmd: UserCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Success)
         }
-        UserCommand::Disable { email } => {
-            let user = identity::set_disabled(&instance, &origin, &email, true)?;
+        UserCommand::Disable { email, force } => {
+            let user = identity::set_disabled(&instance, &origin, &email, true, force)?;
             done(
                 ctx,
                 "user.disable",
@@ -246,7 +246,7 @@ pub fn user(cmd: UserCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             )
         }
         UserCommand::Enable { email } => {
-            let user = identity::set_disabled(&instance, &origin, &email, false)?;
+            let user = identity::set_disabled(&instance, &origin, &email, false, false)?;
             done(ctx, "user.enable", format!("enabled {}", user.email), true)
         }
         UserCommand::SetPassword {

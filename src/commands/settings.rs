@@ -28,7 +28,24 @@ pub fn run(cmd: SettingsCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
     let origin = Origin::operator();
     match cmd {
-        SettingsCommand::Set { key, value, secret } => {
+        SettingsCommand::Set {
+            key,
+            value,
+            value_file,
+            secret,
+        } => {
+            if secret && value.as_deref().is_some_and(|v| v != "-") {
+                ctx.out.warn(
+                    "a secret on the command line is visible in `ps` and the shell's history; pass `-` and pipe it in, or use `--value-file`",
+                );
+            }
+            let value = crate::prompt::value(
+                value.as_deref(),
+                value_file.as_deref(),
+                &format!("Value of `{key}`"),
+                secret,
+                "--value-file FILE",
+            )?;
             settings::set(&instance, &origin, &key, &value, secret)?;
             if ctx.out.json {
                 ctx.out.json_doc(

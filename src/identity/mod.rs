@@ -234,11 +234,44 @@ pub fn add_user(instance: &Instance, origin: &Origin, new: NewUser<'_>) -> anyho
     })
 }
 
+/// Refuse (unless `force`) a change that would leave no enabled user holding
+/// `admin`: nobody could manage people, permissions or evidence afterwards. Run
+/// after the change, inside its transaction, so a refusal rolls it back.
+fn keep_an_admin(tx: &mut dyn Tx, force: bool, what: &str) -> anyhow::Result<()> {
+    if force {
+        return Ok(());
+    }
+    let now = timefmt::now();
+    let mut admins = 0;
+    for a in tx.assignments()? {
+        if a.permset != authz::ADMIN_SET
+            || !a
+                .valid_until
+                .as_deref()
+                .is_none_or(|t| timefmt::parse_rfc3339(t).is_some_and(|u| u > now))
+        {
+            continue;
+        }
+        if tx.user_by_id(&a.user_id)?.is_some_and(|u| !u.disabled) {
+            admins += 1;
+        }
+    }
+    if admins == 0 {
+        return Err(Failure::error(format!(
+            "{what} would leave no enabled administrator; nothing was changed"
+        ))
+        .with_hint("make someone else an administrator first (`objectos permset assign admin EMAIL`), or pass `--force`")
+        .into());
+    }
+    Ok(())
+}
+
 pub fn set_disabled(
     instance: &Instance,
     origin: &Origin,
     email: &str,
     disabled: bool,
+    force: bool,
 ) -> anyhow::Result<UserRow> {
     let action = if disabled {
         "user.disable"
@@ -251,6 +284,9 @@ pub fn set_disabled(
             return Ok(user);
         }
         tx.user_set_disabled(&user.id, disabled)?;
+        if disabled {
+            keep_an_admin(tx, force, &format!("disabling `{}`", user.email))?;
+        }
         let mut changes = Changes::new();
         changes.field("disabled", Some(&json!(!disabled)), Some(&json!(disabled)));
         audit::append(
@@ -493,6 +529,7 @@ pub fn revoke(
     permset: &str,
     email: &str,
     org: Option<&str>,
+    force: bool,
 ) -> anyhow::Result<()> {
     instance.change(origin, "permset.revoke", Some("permission_set"), |tx| {
         let user = user_by_email(tx, email)?;
@@ -506,6 +543,13 @@ pub fn revoke(
                 org.map(|o| format!(" in `{o}`")).unwrap_or_default()
             ))
             .into());
+        }
+        if permset == authz::ADMIN_SET {
+            keep_an_admin(
+                tx,
+                force,
+                &format!("revoking `admin` from `{}`", user.email),
+            )?;
         }
         audit::append(
             tx,
