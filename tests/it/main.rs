@@ -9,4 +9,5 @@ mod runtime;
 mod signing;
 mod store;
 mod toolchain;
+mod upstream;
 mod world;
