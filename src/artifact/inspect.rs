@@ -16,6 +16,11 @@ pub struct Inspection {
     /// Field rights that permission sets declare
     pub field_restrictions: Vec<FieldRow>,
     pub system_permissions: Vec<SystemPermissionRow>,
+    /// Every permission name the app grants, requires or declares, with what it
+    /// does in objectos
+    pub permissions: Vec<PermissionView>,
+    /// Grants dropped because they name upstream platform objects (`sys_*`)
+    pub ignored_grants: Vec<IgnoredGrantView>,
     pub sharing_rules: Vec<RuleView>,
     pub actions: Vec<ActionView>,
     /// Upstream collections carried verbatim and not enforced
@@ -52,6 +57,42 @@ pub struct ObjectView {
     pub audit_reads: bool,
     pub required_permissions: Vec<String>,
     pub fields: Vec<FieldView>,
+    /// System fields the app declares too: merged with the system field, not
+    /// extra columns
+    pub merged_system_fields: Vec<MergedFieldView>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct MergedFieldView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: String,
+    pub label: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct PermissionView {
+    pub name: String,
+    /// `objectos` (objectos's own system permission), `upstream` (upstream's
+    /// built-in capability, no effect in objectos), `app` (declared under
+    /// `capabilities`) or `app_undeclared` (an opaque capability)
+    pub origin: String,
+    /// What holding it does in objectos
+    pub effect: String,
+    /// Whether holding it does anything in objectos beyond the
+    /// `requiredPermissions` that name it
+    pub has_effect: bool,
+    /// Permission sets that grant it
+    pub granted_by: Vec<String>,
+    /// What requires it: `object`, `object.field`, `object (delete)`, `action name`
+    pub required_by: Vec<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct IgnoredGrantView {
+    pub permission_set: String,
+    /// `sys_user`, or `sys_user.email` for a field grant
+    pub target: String,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -170,6 +211,99 @@ pub fn set_rows(set: &PermissionSetDef) -> (Vec<AccessRow>, Vec<FieldRow>) {
     (objects, fields)
 }
 
+/// Every permission name the model mentions, with who grants and what requires it.
+fn permission_views(model: &Model) -> Vec<PermissionView> {
+    use std::collections::BTreeMap;
+    let mut names: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for c in model
+        .capabilities
+        .iter()
+        .chain(&model.undeclared_capabilities)
+    {
+        names.entry(c.clone()).or_default();
+    }
+    for set in &model.permission_sets {
+        for p in &set.system_permissions {
+            names.entry(p.clone()).or_default().0.push(set.name.clone());
+        }
+    }
+    let mut require = |p: &String, what: String| {
+        let entry = &mut names.entry(p.clone()).or_default().1;
+        if !entry.contains(&what) {
+            entry.push(what);
+        }
+    };
+    for o in &model.objects {
+        let gate = &o.required_permissions;
+        for (op, list) in [
+            ("read", &gate.read),
+            ("create", &gate.create),
+            ("update", &gate.update),
+            ("delete", &gate.delete),
+        ] {
+            for p in list {
+                let all = [&gate.read, &gate.create, &gate.update, &gate.delete]
+                    .iter()
+                    .all(|l| l.contains(p));
+                require(
+                    p,
+                    if all {
+                        o.name.clone()
+                    } else {
+                        format!("{} ({op})", o.name)
+                    },
+                );
+            }
+        }
+        for f in &o.fields {
+            for p in &f.required_permissions {
+                require(p, format!("{}.{}", o.name, f.name));
+            }
+        }
+    }
+    for a in &model.actions {
+        for p in &a.required_permissions {
+            require(p, format!("action {}", a.name));
+        }
+    }
+    names
+        .into_iter()
+        .map(|(name, (granted_by, required_by))| {
+            let origin = model
+                .permission_origin(&name)
+                .unwrap_or(PermissionOrigin::Undeclared);
+            let (effect, has_effect) = match origin {
+                PermissionOrigin::Objectos => (
+                    system_permission_meaning(&name)
+                        .unwrap_or_default()
+                        .to_string(),
+                    true,
+                ),
+                PermissionOrigin::Upstream => (
+                    "no effect in objectos: an upstream platform capability objectos gives no meaning; only the requiredPermissions that name it ask for it".to_string(),
+                    false,
+                ),
+                PermissionOrigin::Declared => (
+                    "none beyond the requiredPermissions that name it".to_string(),
+                    false,
+                ),
+                PermissionOrigin::Undeclared => (
+                    "none beyond the requiredPermissions that name it; not declared under `capabilities`, so an opaque capability".to_string(),
+                    false,
+                ),
+            };
+            PermissionView {
+                name,
+                origin: origin.as_str().into(),
+                effect,
+                has_effect,
+                granted_by,
+                required_by,
+            }
+        })
+        .collect()
+}
+
 pub fn inspect(model: &Model, report: &Report) -> Inspection {
     let objects = model
         .objects
@@ -196,6 +330,15 @@ pub fn inspect(model: &Model, report: &Report) -> Inspection {
                     internal: f.internal,
                     reference: f.reference.clone(),
                     required_permissions: f.required_permissions.clone(),
+                })
+                .collect(),
+            merged_system_fields: o
+                .merged_system_fields
+                .iter()
+                .map(|m| MergedFieldView {
+                    name: m.name.clone(),
+                    field_type: m.field_type.clone(),
+                    label: m.label.clone(),
                 })
                 .collect(),
         })
@@ -232,6 +375,15 @@ pub fn inspect(model: &Model, report: &Report) -> Inspection {
         access_matrix,
         field_restrictions,
         system_permissions,
+        permissions: permission_views(model),
+        ignored_grants: model
+            .ignored_grants
+            .iter()
+            .map(|g| IgnoredGrantView {
+                permission_set: g.permission_set.clone(),
+                target: g.target.clone(),
+            })
+            .collect(),
         sharing_rules: model
             .sharing_rules
             .iter()
@@ -350,6 +502,17 @@ pub fn render(i: &Inspection) -> String {
                 width = width
             );
         }
+        if !o.merged_system_fields.is_empty() {
+            let _ = writeln!(
+                s,
+                "  system fields the app declares too (merged, not extra columns): {}",
+                o.merged_system_fields
+                    .iter()
+                    .map(|m| format!("{} ({})", m.name, m.field_type))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     let _ = writeln!(
         s,
@@ -427,6 +590,52 @@ pub fn render(i: &Inspection) -> String {
             },
             set_w = set_w
         );
+    }
+    if !i.ignored_grants.is_empty() {
+        let _ = writeln!(
+            s,
+            "\ngrants ignored (upstream platform objects objectos does not have)"
+        );
+        for g in &i.ignored_grants {
+            let _ = writeln!(
+                s,
+                "  {:set_w$}  {}",
+                g.permission_set,
+                g.target,
+                set_w = set_w
+            );
+        }
+    }
+    if !i.permissions.is_empty() {
+        let _ = writeln!(s, "\npermission names (what holding one does in objectos)");
+        let name_w = i
+            .permissions
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(0);
+        for p in &i.permissions {
+            let what = match p.origin.as_str() {
+                "objectos" => format!("objectos: {}", p.effect),
+                "upstream" => "upstream capability, no effect in objectos".to_string(),
+                "app" => "app capability".to_string(),
+                _ => "app capability, undeclared (opaque)".to_string(),
+            };
+            let mut notes = vec![what];
+            if !p.required_by.is_empty() {
+                notes.push(format!("required by {}", p.required_by.join(", ")));
+            }
+            if !p.granted_by.is_empty() {
+                notes.push(format!("granted by {}", p.granted_by.join(", ")));
+            }
+            let _ = writeln!(
+                s,
+                "  {:name_w$}  {}",
+                p.name,
+                notes.join("; "),
+                name_w = name_w
+            );
+        }
     }
     if !i.sharing_rules.is_empty() {
         let _ = writeln!(s, "\nsharing rules");

@@ -23,7 +23,9 @@ pub struct Definition {
     pub permissions: Option<Vec<PermissionSetShape>>,
     pub sharing_rules: Option<Vec<SharingRuleShape>>,
     pub actions: Option<Vec<ActionShape>>,
-    /// App-defined capabilities, granted and required like system permissions
+    /// App-defined capabilities, granted and required like system permissions.
+    /// A name the app grants or requires without declaring it here is an opaque
+    /// capability, treated the same way (with a warning)
     pub capabilities: Option<Vec<NamedShape>>,
     /// Positions; objectos keeps a position as a team of that name
     pub positions: Option<Vec<NamedShape>>,
@@ -107,7 +109,8 @@ pub struct Definition {
 #[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestShape {
-    /// Reverse-DNS package id, such as `com.example.crm`
+    /// Package id, any non-empty string as upstream takes it; reverse-DNS such
+    /// as `com.example.crm` is the convention, and anything else is a warning
     pub id: String,
     /// Prefix of every object name (`<namespace>_…`)
     pub namespace: Option<String>,
@@ -162,7 +165,9 @@ pub struct ObjectShape {
     pub sharing_model: Option<String>,
     /// Field name → definition
     pub fields: Map<String, Value>,
-    /// System permissions needed to use the object: a list, or per operation
+    /// Permissions needed to use the object, all of them: a list, or per
+    /// operation. Any name: objectos's system permissions, upstream's built-in
+    /// capabilities, or app capabilities, declared or not
     pub required_permissions: Option<Value>,
     /// Carried
     pub plural_label: Carried,
@@ -253,7 +258,9 @@ pub struct FieldShape {
     pub min_length: Option<u64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
-    /// System permissions a user must all hold to read (and write) the field
+    /// Permissions a user must all hold to read (and write) the field; refused
+    /// on a system field the app declares (`owner_id`, `created_at`, …), which
+    /// whoever reads the record reads
     pub required_permissions: Option<Vec<String>>,
     /// Refused: field masking is not enforced
     pub masking_rule: Carried,
@@ -380,11 +387,15 @@ pub struct PermissionSetShape {
     pub description: Option<String>,
     /// A default set applies to every user, as upstream binds it to everyone
     pub is_default: Option<bool>,
-    /// Object name → rights
+    /// Object name → rights; a grant on an upstream platform object (`sys_*`)
+    /// is ignored with a warning
     pub objects: Map<String, Value>,
-    /// `"object.field"` → `{readable, editable}`
+    /// `"object.field"` → `{readable, editable}`; grants on `sys_*` objects are
+    /// ignored with a warning
     pub fields: Option<Map<String, Value>>,
-    /// System permissions and app capabilities granted
+    /// Permissions granted: objectos's system permissions, upstream's built-in
+    /// capabilities (which have no effect in objectos but `manage_users` and
+    /// `manage_metadata`), and app capabilities, declared or not
     pub system_permissions: Option<Vec<String>>,
     /// Refused unless empty: row-level security is not enforced
     pub row_level_security: Carried,
@@ -439,7 +450,8 @@ pub struct SharingRuleShape {
     pub object: String,
     /// Default `true`
     pub active: Option<bool>,
-    /// An ObjectQL filter object, or `{"dialect": "cel", "source": "…"}`
+    /// An ObjectQL filter object, or `{"dialect": "cel", "source": "…"}`; one that
+    /// matches every record is refused
     pub condition: Value,
     /// `read` (default) or `edit`
     pub access_level: Option<String>,
@@ -478,7 +490,7 @@ pub struct ActionShape {
     pub params: Carried,
     pub confirm_text: Option<Value>,
     pub variant: Option<String>,
-    /// System permissions needed to run it
+    /// Permissions needed to run it, all of them
     pub required_permissions: Option<Vec<String>>,
     pub ai: Option<ActionAiShape>,
     /// Carried

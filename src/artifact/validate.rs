@@ -41,6 +41,13 @@ struct Walker<'a> {
     /// Every object name the definition declares, valid or not: a reference to a
     /// declared but invalid object is not reported again.
     declared: BTreeSet<String>,
+    /// Permission names known up front: objectos's, upstream's, and the app's
+    /// declared capabilities.
+    perms_known: BTreeSet<String>,
+    /// Names used without a declaration, in order of first use.
+    undeclared: Vec<String>,
+    /// Grants on upstream platform objects, dropped.
+    ignored: Vec<IgnoredGrant>,
 }
 
 fn esc(key: &str) -> String {
@@ -54,6 +61,18 @@ fn is_snake(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && name.len() <= 63
+}
+
+/// `com.example.crm`: two or more dot-separated labels of lower-case letters,
+/// digits, `-` and `_`.
+fn is_reverse_dns(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('.').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        })
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -94,6 +113,32 @@ impl Walker<'_> {
                 "{construct} is not enforced by objectos, and ignoring it would change who may read or write what; remove it, or express the rule with what objectos enforces (ownership, permission sets, sharing rules)"
             ),
         );
+    }
+
+    /// Note the permission names a grant or a `requiredPermissions` uses. Known
+    /// names pass; any other becomes an opaque capability, granted and required
+    /// like a declared one, with a warning the first time (a typo in a grant
+    /// grants nothing, and in a requirement gates more, so neither widens).
+    fn permissions(&mut self, list: &[String], pointer: &str) {
+        for (i, p) in list.iter().enumerate() {
+            let here = format!("{pointer}/{i}");
+            if p.trim().is_empty() {
+                self.err(&here, "a permission name is empty");
+                continue;
+            }
+            if self.perms_known.contains(p) || self.undeclared.contains(p) {
+                continue;
+            }
+            let known: Vec<&str> = self.perms_known.iter().map(String::as_str).collect();
+            let hint = keys::suggest(p, &known)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            self.warn(
+                &here,
+                format!("`{p}` is not declared under `capabilities`; objectos treats it as an opaque capability, granted and required like a declared one{hint}"),
+            );
+            self.undeclared.push(p.clone());
+        }
     }
 
     /// Report a reference to an object that is not declared at all.
@@ -299,6 +344,9 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
         errors: Vec::new(),
         warnings: Vec::new(),
         declared: BTreeSet::new(),
+        perms_known: BTreeSet::new(),
+        undeclared: Vec::new(),
+        ignored: Vec::new(),
     };
     let mut report = Report::default();
     let Some(doc) = w.object(document, "", "an ObjectStack definition") else {
@@ -339,8 +387,9 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
         })
         .collect();
     w.declared = declared.keys().cloned().collect();
-    let perms_known: BTreeSet<String> = SYSTEM_PERMISSIONS
+    w.perms_known = SYSTEM_PERMISSIONS
         .iter()
+        .chain(UPSTREAM_CAPABILITIES)
         .map(|s| s.to_string())
         .chain(capabilities.iter().cloned())
         .collect();
@@ -360,15 +409,9 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
                 ),
             );
         }
-        if let Some(object) = validate_object(
-            &mut w,
-            value,
-            &pointer,
-            &manifest,
-            &declared,
-            &policy,
-            &perms_known,
-        ) {
+        if let Some(object) =
+            validate_object(&mut w, value, &pointer, &manifest, &declared, &policy)
+        {
             if duplicate {
                 continue;
             }
@@ -400,9 +443,11 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
         positions,
         policy.expires_after,
     );
-    model.permission_sets = validate_permission_sets(&mut w, doc, &model, &perms_known);
+    model.permission_sets = validate_permission_sets(&mut w, doc, &model);
     model.sharing_rules = validate_sharing_rules(&mut w, doc, &model);
-    model.actions = validate_actions(&mut w, doc, &model, &perms_known);
+    model.actions = validate_actions(&mut w, doc, &model);
+    model.undeclared_capabilities = std::mem::take(&mut w.undeclared);
+    model.ignored_grants = std::mem::take(&mut w.ignored);
 
     report.errors = w.errors;
     report.warnings = w.warnings;
@@ -430,23 +475,25 @@ fn validate_manifest(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Option<Man
     };
     let map = w.object(value, "/manifest", "`manifest`")?;
     w.unknown_keys(map, "/manifest", keys::manifest(), "`manifest`");
-    let id = w.req_str(
+    let mut id = w.req_str(
         map,
         "id",
         "/manifest",
-        "give the package a reverse-DNS id such as `com.example.crm`",
+        "give the package an id, preferably reverse-DNS such as `com.example.crm`",
     );
-    if let Some(id) = id {
-        let parts: Vec<&str> = id.split('.').collect();
-        let ok = parts.len() >= 2
-            && parts.iter().all(|p| {
-                !p.is_empty()
-                    && p.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
-                    })
-            });
-        if !ok {
-            w.err("/manifest/id", format!("`{id}` is not a reverse-DNS id; write it like `com.example.crm` (lower case, dot-separated)"));
+    // Upstream takes any string (`npm create objectstack my-app` writes `my-app`);
+    // reverse-DNS is its convention, so anything else is a warning. Control
+    // characters are refused: a signature's trusted comment cannot carry them,
+    // so the artifact could never be verified against its own id.
+    if let Some(text) = id {
+        if text.chars().any(char::is_control) {
+            w.err(
+                "/manifest/id",
+                "the id holds a control character (a tab or line break, say), which no signature can name; remove it",
+            );
+            id = None;
+        } else if !is_reverse_dns(text) {
+            w.warn("/manifest/id", format!("`{text}` is not a reverse-DNS id; objectos accepts it as upstream does, but an id like `com.example.{}` keeps packages of different publishers apart", text.to_ascii_lowercase().replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "_")));
         }
     }
     let version = w.req_str(
@@ -647,7 +694,6 @@ fn validate_object(
     manifest: &Option<Manifest>,
     declared: &BTreeMap<String, &Map<String, Value>>,
     policy: &Policy,
-    perms: &BTreeSet<String>,
 ) -> Option<ObjectDef> {
     let map = w.object(value, pointer, "an object")?;
     w.unknown_keys(map, pointer, keys::object(), "an object");
@@ -747,13 +793,14 @@ fn validate_object(
         );
         ok = false;
     }
-    let gate = read_gate(w, map, pointer, perms);
+    let gate = read_gate(w, map, pointer);
 
     let entry = policy.objects.get(&name);
     let sensitive: BTreeSet<&str> = entry
         .map(|e| e.sensitive_fields.iter().map(String::as_str).collect())
         .unwrap_or_default();
     let mut fields = Vec::new();
+    let mut merged = Vec::new();
     match map.get("fields") {
         None => {
             w.err(
@@ -774,9 +821,14 @@ fn validate_object(
                     &here,
                     &name,
                     declared,
-                    perms,
                     sensitive.contains(field_name.as_str()),
                 ) {
+                    Some(field) if SYSTEM_FIELDS.contains(&field.name.as_str()) => {
+                        match merge_system_field(w, field, &here, ownership) {
+                            Some(m) => merged.push(m),
+                            None => ok = false,
+                        }
+                    }
                     Some(field) => fields.push(field),
                     None => ok = false,
                 }
@@ -813,7 +865,7 @@ fn validate_object(
     if !ok {
         return None;
     }
-    Some(ObjectDef::new(
+    let mut object = ObjectDef::new(
         name,
         label,
         ownership,
@@ -825,32 +877,124 @@ fn validate_object(
             .unwrap_or(AgentWrites::Direct),
         entry.is_some_and(|e| e.read_only),
         entry.is_some_and(|e| e.audit_reads),
-    ))
+    );
+    object.merged_system_fields = merged;
+    Some(object)
 }
 
-fn check_perms(w: &mut Walker<'_>, list: &[String], pointer: &str, perms: &BTreeSet<String>) {
-    for (i, p) in list.iter().enumerate() {
-        if !perms.contains(p) {
-            w.err(&format!("{pointer}/{i}"), format!(
-                "`{p}` is neither a system permission ({}) nor a capability the app declares under `capabilities`",
-                SYSTEM_PERMISSIONS.join(", ")
-            ));
-        }
-    }
-}
-
-fn read_gate(
+/// A field the app declares under a system field's name. With the type upstream
+/// gives that field it is merged with the system field: no second column, and
+/// objectos's rules for the system field apply. Another type is an error, and so
+/// is anything on the declaration that would narrow who reads or writes the
+/// field, since objectos would not enforce it. Settings objectos ignores for a
+/// system field are warnings.
+fn merge_system_field(
     w: &mut Walker<'_>,
-    map: &Map<String, Value>,
+    field: FieldDef,
     pointer: &str,
-    perms: &BTreeSet<String>,
-) -> ObjectGate {
+    ownership: Ownership,
+) -> Option<MergedSystemField> {
+    let name = field.name.as_str();
+    let shapes = system_field_shapes(name);
+    let fits = !field.multiple
+        && shapes.iter().any(|(t, r)| {
+            field.field_type == *t && r.is_none_or(|r| field.reference.as_deref() == Some(r))
+        });
+    if !fits {
+        let expected = shapes
+            .iter()
+            .map(|(t, r)| match r {
+                None => format!("`{t}`"),
+                Some(r) => format!("`{t}` with `reference: \"{r}\"`"),
+            })
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let actual = match (&field.reference, field.multiple) {
+            (_, true) => format!("a multi-value `{}`", field.field_type),
+            (Some(r), false) if is_reference(&field.field_type) => {
+                format!("`{}` to `{r}`", field.field_type)
+            }
+            _ => format!("`{}`", field.field_type),
+        };
+        w.err(
+            &format!("{pointer}/type"),
+            format!("`{name}` is a system field every object has; a declaration of it is merged with it only as a single {expected}, not {actual}; use that type or rename the field"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    if !field.required_permissions.is_empty() {
+        w.unenforced(
+            &format!("{pointer}/requiredPermissions"),
+            &format!("`requiredPermissions` on the system field `{name}` (whoever reads a record reads its system fields)"),
+        );
+        ok = false;
+    }
+    if field.internal {
+        w.unenforced(
+            &format!("{pointer}/internal"),
+            &format!("hiding the system field `{name}` (`internal`)"),
+        );
+        ok = false;
+    }
+    if name == "owner_id" && field.readonly {
+        w.unenforced(
+            &format!("{pointer}/readonly"),
+            "a read-only `owner_id` (holders of `modifyAllRecords` may reassign a record)",
+        );
+        ok = false;
+    }
+    if field.sensitive {
+        w.unenforced(
+            pointer,
+            &format!("a sensitive system field `{name}` (`x-objectos` `sensitiveFields`)"),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    if field.unique != Unique::No && name != "id" {
+        w.warn(
+            &format!("{pointer}/unique"),
+            format!(
+                "`unique` on the system field `{name}` is ignored; objectos fills `{name}` itself"
+            ),
+        );
+    }
+    let own_default = match name {
+        "created_at" | "updated_at" => DefaultValue::Now,
+        "owner_id" | "created_by" | "updated_by" => DefaultValue::CurrentUser,
+        _ => DefaultValue::Literal(Value::Null),
+    };
+    if let Some(default) = &field.default_value
+        && *default != own_default
+    {
+        w.warn(
+            &format!("{pointer}/defaultValue"),
+            format!("the default of the system field `{name}` is ignored; objectos fills `{name}` itself"),
+        );
+    }
+    if name == "owner_id" && ownership != Ownership::User {
+        w.warn(
+            pointer,
+            format!("`owner_id` on an object with ownership `{}` is merged with objectos's system column, which stays empty and which nobody sets; upstream would keep it as an ordinary user field, so rename it if the app stores a user there", ownership.as_str()),
+        );
+    }
+    Some(MergedSystemField {
+        name: field.name,
+        label: field.label,
+        field_type: field.field_type,
+    })
+}
+
+fn read_gate(w: &mut Walker<'_>, map: &Map<String, Value>, pointer: &str) -> ObjectGate {
     let here = format!("{pointer}/requiredPermissions");
     match map.get("requiredPermissions") {
         None | Some(Value::Null) => ObjectGate::default(),
         Some(Value::Array(_)) => {
             let all = w.str_list(map, "requiredPermissions", pointer);
-            check_perms(w, &all, &here, perms);
+            w.permissions(&all, &here);
             ObjectGate {
                 read: all.clone(),
                 create: all.clone(),
@@ -873,7 +1017,7 @@ fn read_gate(
             ] {
                 *slot = w.str_list(ops, key, &here);
                 let list = slot.clone();
-                check_perms(w, &list, &format!("{here}/{key}"), perms);
+                w.permissions(&list, &format!("{here}/{key}"));
             }
             gate
         }
@@ -898,7 +1042,6 @@ fn validate_field(
     pointer: &str,
     object: &str,
     declared: &BTreeMap<String, &Map<String, Value>>,
-    perms: &BTreeSet<String>,
     listed_sensitive: bool,
 ) -> Option<FieldDef> {
     let map = w.object(value, pointer, "a field")?;
@@ -913,10 +1056,10 @@ fn validate_field(
         );
         ok = false;
     }
-    if SYSTEM_FIELDS.contains(&name) || name == "owning_business_unit_id" {
-        w.err(
+    if name == "owning_business_unit_id" {
+        w.unenforced(
             pointer,
-            format!("`{name}` is a system field that every object has; choose another name"),
+            "business-unit ownership (the `owning_business_unit_id` field)",
         );
         ok = false;
     }
@@ -989,11 +1132,9 @@ fn validate_field(
         ok = false;
     }
     let required_permissions = w.str_list(map, "requiredPermissions", pointer);
-    check_perms(
-        w,
+    w.permissions(
         &required_permissions,
         &format!("{pointer}/requiredPermissions"),
-        perms,
     );
 
     // Access constructs objectos does not enforce.
@@ -1020,6 +1161,9 @@ fn validate_field(
                 ok = false;
             }
             Some(target) if target == "sys_user" && field_type == "lookup" => {}
+            // Upstream's organization column, declared by the app: merged with
+            // objectos's own (see `merge_system_field`).
+            Some(target) if target == "sys_organization" && name == "organization_id" => {}
             Some(target) if !declared.contains_key(target) => {
                 w.err(&format!("{pointer}/reference"), format!("`{target}` is not an object of this artifact; point `reference` at a defined object"));
                 ok = false;
@@ -1216,11 +1360,16 @@ fn validate_field(
     })
 }
 
+/// Upstream's platform objects (`sys_user`, `sys_organization`, …). objectos has
+/// none of them and reserves the prefix, so no app object is one.
+fn is_platform_object(name: &str) -> bool {
+    name.starts_with("sys_")
+}
+
 fn validate_permission_sets(
     w: &mut Walker<'_>,
     doc: &Map<String, Value>,
     model: &Model,
-    perms: &BTreeSet<String>,
 ) -> Vec<PermissionSetDef> {
     let mut out: Vec<PermissionSetDef> = Vec::new();
     for (i, value) in w.array(doc, "permissions").iter().enumerate() {
@@ -1293,6 +1442,14 @@ fn validate_permission_sets(
                 {
                     for (object, rights) in objects {
                         let here = format!("{pointer}/objects/{}", esc(object));
+                        if is_platform_object(object) {
+                            w.warn(&here, format!("`{object}` is one of upstream's platform objects, which objectos does not have; the grant is ignored (ignoring a grant can only narrow access)"));
+                            w.ignored.push(IgnoredGrant {
+                                permission_set: set.name.clone(),
+                                target: object.clone(),
+                            });
+                            continue;
+                        }
                         let exists = model.object(object).is_some();
                         if !exists {
                             w.missing_object(&here, object);
@@ -1317,6 +1474,29 @@ fn validate_permission_sets(
                     w.err(&here, format!("`{key}` must be written `object.field` (upstream ignores a bare field name, which would grant nothing you meant)"));
                     continue;
                 };
+                if is_platform_object(object) {
+                    w.warn(&here, format!("`{object}` is one of upstream's platform objects, which objectos does not have; the field grant is ignored (ignoring a grant can only narrow access)"));
+                    w.ignored.push(IgnoredGrant {
+                        permission_set: set.name.clone(),
+                        target: key.clone(),
+                    });
+                    continue;
+                }
+                if SYSTEM_FIELDS.contains(&field) && model.object(object).is_some() {
+                    // Whoever reads a record reads its system fields, and only
+                    // objectos writes them (`owner_id`: holders of modifyAllRecords).
+                    if let Some(rights) = w.object(rights, &here, "field rights") {
+                        if w.opt_bool(rights, "readable", &here) == Some(false) {
+                            w.unenforced(
+                                &here,
+                                &format!("hiding the system field `{field}` (field rights)"),
+                            );
+                        } else {
+                            w.warn(&here, format!("field rights on the system field `{field}` are ignored: whoever reads a record reads its system fields, and objectos writes them"));
+                        }
+                    }
+                    continue;
+                }
                 match model.object(object) {
                     None => {
                         w.missing_object(&here, object);
@@ -1347,7 +1527,7 @@ fn validate_permission_sets(
             }
         }
         let system = w.str_list(map, "systemPermissions", &pointer);
-        check_perms(w, &system, &format!("{pointer}/systemPermissions"), perms);
+        w.permissions(&system, &format!("{pointer}/systemPermissions"));
         set.system_permissions = system.into_iter().collect();
         out.push(set);
     }
@@ -1474,6 +1654,10 @@ fn validate_sharing_rules(
             }
             Some(c) => {
                 match Filter::from_condition(c) {
+                    Ok(filter) if filter.is_match_all() => {
+                        w.err(&format!("{pointer}/condition"), "the condition matches every record; upstream never seeds such a rule (it skips it), and objectos refuses it rather than share every record: give the condition a comparison, or grant `viewAllRecords` in a permission set");
+                        None
+                    }
                     Ok(filter) => {
                         if let Some(o) = object_def {
                             let mut fine = true;
@@ -1560,12 +1744,7 @@ fn read_grantee(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<Gran
     }
 }
 
-fn validate_actions(
-    w: &mut Walker<'_>,
-    doc: &Map<String, Value>,
-    model: &Model,
-    perms: &BTreeSet<String>,
-) -> Vec<ActionDef> {
+fn validate_actions(w: &mut Walker<'_>, doc: &Map<String, Value>, model: &Model) -> Vec<ActionDef> {
     let mut out: Vec<ActionDef> = Vec::new();
     for (i, value) in w.array(doc, "actions").iter().enumerate() {
         let pointer = format!("/actions/{i}");
@@ -1599,11 +1778,9 @@ fn validate_actions(
             .unwrap_or("script")
             .to_string();
         let required_permissions = w.str_list(map, "requiredPermissions", &pointer);
-        check_perms(
-            w,
+        w.permissions(
             &required_permissions,
             &format!("{pointer}/requiredPermissions"),
-            perms,
         );
         let mut patch = None;
         match (map.get("operation"), map.get("patch")) {
@@ -1619,6 +1796,10 @@ fn validate_actions(
                         for (field, v) in p {
                             let here = format!("{pointer}/patch/{}", esc(field));
                             match o.field(field) {
+                                None if SYSTEM_FIELDS.contains(&field.as_str()) => w.err(
+                                    &here,
+                                    format!("`{field}` is a system field that objectos sets; an action cannot set it"),
+                                ),
                                 None => {
                                     w.err(&here, format!("`{}` has no field `{field}`", o.name))
                                 }

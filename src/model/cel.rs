@@ -1,5 +1,13 @@
 //! The CEL subset upstream writes sharing-rule conditions in: comparisons of
-//! `record.<field>` with literals, joined by `&&` and `||`, with `!` and parentheses.
+//! `record.<field>` with literals (strings, numbers, `true`, `false`, `null`),
+//! joined by `&&` and `||`, with `!` and parentheses.
+//!
+//! The literal `true` standing alone as a predicate matches every record, as
+//! upstream's compiler lowers it (to `{}`); so `record.a == 1 && true` is
+//! `record.a == 1`. A condition that matches every record as a whole (`true`,
+//! `record.a == 1 || true`) is refused by validation, because upstream never
+//! seeds such a rule. `false` alone is refused, as upstream's compiler refuses
+//! every constant predicate but `true`.
 //!
 //! Anything outside the subset is an error, so an unreadable condition can never
 //! silently share more (or less) than its author meant.
@@ -304,6 +312,16 @@ impl Parser {
 
     fn comparison(&mut self) -> Result<Filter, String> {
         let left = self.operand()?;
+        // A boolean literal standing alone as a predicate.
+        if let Operand::Value(Value::Bool(b)) = &left
+            && !matches!(self.peek(), Some(Token::Cmp(_)))
+        {
+            return if *b {
+                Ok(Filter::All)
+            } else {
+                Err("`false` alone is not a condition (upstream refuses every constant predicate but `true`); to switch a rule off, give it `active: false`".into())
+            };
+        }
         // record.field.startsWith('x') and friends
         if let Operand::Field(field) = &left {
             if self.peek() == Some(&Token::Dot) {
@@ -485,6 +503,40 @@ mod tests {
             parse("record.delta > -3").unwrap(),
             cmp("delta", Op::Gt(json!(-3)))
         );
+    }
+
+    #[test]
+    fn boolean_literals_compare_and_stand_alone() {
+        assert_eq!(
+            parse("record.active == true").unwrap(),
+            cmp("active", Op::Eq(json!(true)))
+        );
+        assert_eq!(
+            parse("record.archived != false").unwrap(),
+            cmp("archived", Op::Ne(json!(false)))
+        );
+        assert_eq!(
+            parse("false == record.archived").unwrap(),
+            cmp("archived", Op::Eq(json!(false)))
+        );
+        assert_eq!(
+            parse("record.flag in [true, false]").unwrap(),
+            cmp("flag", Op::In(vec![json!(true), json!(false)]))
+        );
+        assert_eq!(parse("true").unwrap(), Filter::All);
+        assert_eq!(
+            parse("record.archived == false && true").unwrap(),
+            Filter::And(vec![cmp("archived", Op::Eq(json!(false))), Filter::All])
+        );
+        assert_eq!(parse("(true)").unwrap(), Filter::All);
+        for bad in [
+            "false",
+            "record.a == 1 && false",
+            "true true",
+            "true record.a",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

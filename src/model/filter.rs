@@ -121,6 +121,19 @@ impl Filter {
         out
     }
 
+    /// Whether the filter constrains nothing, by upstream's rule for sharing
+    /// criteria (`isMatchAllCriteria`): an empty filter, an `$and` of such
+    /// filters, or an `$or` with one. Upstream never seeds a sharing rule whose
+    /// criteria match all (it skips the rule), so neither does objectos.
+    pub fn is_match_all(&self) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::And(items) => items.iter().all(Filter::is_match_all),
+            Filter::Or(items) => items.is_empty() || items.iter().any(Filter::is_match_all),
+            Filter::Not(_) | Filter::Cmp { .. } => false,
+        }
+    }
+
     pub fn walk<'a>(&'a self, visit: &mut dyn FnMut(&'a Filter)) {
         visit(self);
         match self {
@@ -505,6 +518,20 @@ mod tests {
                 .message
                 .contains("more than")
         );
+    }
+
+    #[test]
+    fn match_all_follows_upstreams_rule() {
+        let all = |v: Value| Filter::from_condition(&v).unwrap().is_match_all();
+        assert!(all(json!({})));
+        assert!(all(json!({"$and": [{}, {}]})));
+        assert!(all(json!({"$or": [{"a": 1}, {}]})));
+        assert!(all(json!("true")));
+        assert!(all(json!("record.a == 1 || true")));
+        assert!(!all(json!({"a": 1})));
+        assert!(!all(json!({"$and": [{}, {"a": 1}]})));
+        assert!(!all(json!("record.a == 1 && true")));
+        assert!(!all(json!({"$not": {}})));
     }
 
     #[test]

@@ -18,8 +18,16 @@ use crate::model::filter::Filter;
 /// The upstream protocol major version objectos speaks.
 pub const PROTOCOL_MAJOR: u64 = 17;
 
-/// System permissions objectos defines (design §5). Apps may define more as
-/// `capabilities`; those are granted and required the same way.
+/// System permissions objectos defines (design §5), each with its meaning in
+/// [`system_permission_meaning`]. Apps may define more as `capabilities`; those
+/// are granted and required the same way.
+///
+/// Two of them share a name with upstream's built-in capability vocabulary
+/// ([`UPSTREAM_CAPABILITIES`]) and mean, in objectos, what is written here:
+/// `manage_users` (manage people) and `manage_metadata`, which decides who may
+/// propose metadata (artifact) changes through an agent. objectos's own
+/// `apply` stays the operator's, behind a trusted signature; holding
+/// `manage_metadata` never applies anything by itself.
 pub const SYSTEM_PERMISSIONS: &[&str] = &[
     "manage_users",
     "manage_permissions",
@@ -29,7 +37,69 @@ pub const SYSTEM_PERMISSIONS: &[&str] = &[
     "export_audit",
     "api_access",
     "agent_access",
+    "manage_metadata",
 ];
+
+/// What objectos reserves each of its [`SYSTEM_PERMISSIONS`] for (design §5).
+pub fn system_permission_meaning(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "manage_users" => "manage users",
+        "manage_permissions" => "assign and revoke permission sets",
+        "manage_settings" => "change instance settings",
+        "approve_actions" => "review agent actions that wait for approval",
+        "view_audit" => "read the audit trail",
+        "export_audit" => "export the audit trail",
+        "api_access" => "use the HTTP API",
+        "agent_access" => "act through agent keys",
+        "manage_metadata" => "propose metadata changes through an agent",
+        _ => return None,
+    })
+}
+
+/// Upstream's built-in platform capabilities (`PLATFORM_CAPABILITIES`, protocol
+/// 17). Apps may grant and require them like any capability. Apart from the
+/// two that are also objectos's own ([`SYSTEM_PERMISSIONS`]: `manage_users`,
+/// `manage_metadata`), holding one has no effect in objectos: no objectos
+/// surface asks for it. A `requiredPermissions` that names one is still
+/// enforced, as for any capability.
+pub const UPSTREAM_CAPABILITIES: &[&str] = &[
+    "manage_users",
+    "manage_org_users",
+    "manage_metadata",
+    "manage_org_presentation",
+    "manage_platform_settings",
+    "setup.access",
+    "setup.write",
+    "studio.access",
+    "manage_sharing",
+];
+
+/// Where a permission name an app uses comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionOrigin {
+    /// One of objectos's [`SYSTEM_PERMISSIONS`]: it means what
+    /// [`system_permission_meaning`] says.
+    Objectos,
+    /// Upstream's built-in vocabulary ([`UPSTREAM_CAPABILITIES`]) that objectos
+    /// gives no meaning: granting it has no effect in objectos.
+    Upstream,
+    /// Declared by the app under `capabilities`.
+    Declared,
+    /// Used by the app (granted or required) without a declaration: an opaque
+    /// capability, granted and required like a declared one.
+    Undeclared,
+}
+
+impl PermissionOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Objectos => "objectos",
+            Self::Upstream => "upstream",
+            Self::Declared => "app",
+            Self::Undeclared => "app_undeclared",
+        }
+    }
+}
 
 /// Columns every object's table has, which only the system writes.
 pub const SYSTEM_FIELDS: &[&str] = &[
@@ -44,6 +114,49 @@ pub const SYSTEM_FIELDS: &[&str] = &[
     // `ETag` of the API, and what `If-Match` and pending actions check).
     "row_version",
 ];
+
+/// How a system field is stored: timestamps as date-times, the rest (ids) as text.
+pub fn system_field_storage(name: &str) -> Option<Storage> {
+    match name {
+        "created_at" | "updated_at" => Some(Storage::DateTime),
+        n if SYSTEM_FIELDS.contains(&n) => Some(Storage::Text),
+        _ => None,
+    }
+}
+
+/// The type an app must give a system field it declares for the declaration to
+/// be merged with the system field, as `(type, reference)` pairs: a reference
+/// of `None` means the type takes none (or, for `user`, `sys_user`). These are
+/// the shapes upstream injects the same fields with.
+pub fn system_field_shapes(name: &str) -> &'static [(&'static str, Option<&'static str>)] {
+    match name {
+        "id" => &[("text", None)],
+        "owner_id" | "created_by" | "updated_by" => &[("user", None), ("lookup", Some("sys_user"))],
+        "created_at" | "updated_at" => &[("datetime", None)],
+        "organization_id" => &[("lookup", Some("sys_organization"))],
+        _ => &[],
+    }
+}
+
+/// A system field the app declares itself, merged with the system field: no
+/// second column, and the system's rules (objectos fills it; whoever reads the
+/// record reads it) apply. Kept for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedSystemField {
+    pub name: String,
+    pub label: String,
+    pub field_type: String,
+}
+
+/// A grant a permission set makes on something objectos does not have
+/// (upstream's platform objects, `sys_*`), dropped at validation with a warning.
+/// Dropping a grant can only narrow access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredGrant {
+    pub permission_set: String,
+    /// `sys_user`, or `sys_user.email` for a field grant
+    pub target: String,
+}
 
 /// Every field type protocol 17 defines, in upstream's declaration order.
 pub const FIELD_TYPES: &[&str] = &[
@@ -105,8 +218,15 @@ pub struct Model {
     pub permission_sets: Vec<PermissionSetDef>,
     pub sharing_rules: Vec<SharingRuleDef>,
     pub actions: Vec<ActionDef>,
-    /// App-defined capabilities (granted like system permissions).
+    /// App-defined capabilities (granted like system permissions), as declared
+    /// under `capabilities`.
     pub capabilities: Vec<String>,
+    /// Names the app grants or requires without declaring them, and that are
+    /// neither objectos's nor upstream's: opaque capabilities, granted and
+    /// required exactly like declared ones.
+    pub undeclared_capabilities: Vec<String>,
+    /// Grants on upstream platform objects, dropped (see [`IgnoredGrant`]).
+    pub ignored_grants: Vec<IgnoredGrant>,
     /// Positions declared by the app (kept as teams of that name).
     pub positions: Vec<String>,
     pub approvals_expire_after: Duration,
@@ -200,6 +320,8 @@ pub struct ObjectDef {
     pub audit_reads: bool,
     /// The `master_detail` field naming the parent, for `controlled_by_parent`.
     pub parent_field: Option<String>,
+    /// System fields the app declares too, merged with them; never in `fields`.
+    pub merged_system_fields: Vec<MergedSystemField>,
     field_index: HashMap<String, usize>,
 }
 
@@ -421,6 +543,8 @@ impl Model {
             sharing_rules,
             actions,
             capabilities,
+            undeclared_capabilities: Vec::new(),
+            ignored_grants: Vec::new(),
             positions,
             approvals_expire_after,
             index,
@@ -448,9 +572,25 @@ impl Model {
             .filter(move |r| r.active && r.object == object)
     }
 
-    /// System permissions and app capabilities that exist.
+    /// System permissions, upstream's capabilities and app capabilities
+    /// (declared or not): every name a grant or a `requiredPermissions` may use.
     pub fn is_permission(&self, name: &str) -> bool {
-        SYSTEM_PERMISSIONS.contains(&name) || self.capabilities.iter().any(|c| c == name)
+        self.permission_origin(name).is_some()
+    }
+
+    /// Where a permission name comes from, if the model knows it.
+    pub fn permission_origin(&self, name: &str) -> Option<PermissionOrigin> {
+        if SYSTEM_PERMISSIONS.contains(&name) {
+            Some(PermissionOrigin::Objectos)
+        } else if UPSTREAM_CAPABILITIES.contains(&name) {
+            Some(PermissionOrigin::Upstream)
+        } else if self.capabilities.iter().any(|c| c == name) {
+            Some(PermissionOrigin::Declared)
+        } else if self.undeclared_capabilities.iter().any(|c| c == name) {
+            Some(PermissionOrigin::Undeclared)
+        } else {
+            None
+        }
     }
 }
 
@@ -491,6 +631,7 @@ impl ObjectDef {
             read_only,
             audit_reads,
             parent_field,
+            merged_system_fields: Vec::new(),
             field_index,
         }
     }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
 use crate::model::filter::{Filter, Op};
-use crate::model::{FieldDef, ObjectDef, SYSTEM_FIELDS, Storage};
+use crate::model::{FieldDef, ObjectDef, Storage, system_field_storage};
 
 /// Check a value against a field. `null` always fits (`required` is checked apart).
 pub fn check_value(field: &FieldDef, value: &Value) -> Result<(), String> {
@@ -201,13 +201,14 @@ pub fn check_filter_values(object: &ObjectDef, filter: &Filter) -> Result<(), St
         let Filter::Cmp { field, op } = node else {
             return;
         };
-        if SYSTEM_FIELDS.contains(&field.as_str()) {
-            return;
-        }
-        let Some(def) = object.field(field) else {
-            return;
+        let (storage, kind) = match system_field_storage(field) {
+            Some(Storage::DateTime) => (Storage::DateTime, "datetime"),
+            Some(storage) => (storage, "text"),
+            None => match object.field(field) {
+                Some(def) => (def.storage, def.field_type.as_str()),
+                None => return,
+            },
         };
-        let storage = def.storage;
         for value in op.values() {
             let fits = match (storage, value) {
                 (_, Value::Null) => matches!(op, Op::Eq(_) | Op::Ne(_)),
@@ -218,8 +219,7 @@ pub fn check_filter_values(object: &ObjectDef, filter: &Filter) -> Result<(), St
             };
             if !fits {
                 problem = Some(format!(
-                    "`{field}` is compared with a value of the wrong type for a `{}` field",
-                    def.field_type
+                    "`{field}` is compared with a value of the wrong type for a `{kind}` field"
                 ));
                 return;
             }
@@ -228,9 +228,8 @@ pub fn check_filter_values(object: &ObjectDef, filter: &Filter) -> Result<(), St
             && matches!(storage, Storage::Number | Storage::Boolean)
         {
             problem = Some(format!(
-                "`{}` compares text, and `{field}` is a `{}` field",
-                op.name(),
-                def.field_type
+                "`{}` compares text, and `{field}` is a `{kind}` field",
+                op.name()
             ));
         }
     });

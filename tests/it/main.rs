@@ -10,5 +10,6 @@ mod sdk;
 mod signing;
 mod store;
 mod toolchain;
+mod upstream;
 mod upstream_api;
 mod world;

@@ -66,7 +66,14 @@ fn the_built_artifact_is_canonical_and_rebuilding_it_is_a_fixed_point() {
 #[test]
 fn upstream_compiled_artifacts_validate_and_build() {
     let env = Env::new();
-    for name in ["app-default", "plugin-pkg", "empty-app", "fieldzoo"] {
+    for name in [
+        "app-default",
+        "plugin-pkg",
+        "empty-app",
+        "fieldzoo",
+        "my-app",
+        "recipes",
+    ] {
         let path = fixture(&format!("upstream/{name}/objectstack.json"));
         env.run(&["validate", path.to_str().unwrap(), "--strict"])
             .ok();
@@ -194,7 +201,8 @@ fn invalid_definitions_report_the_right_pointer() {
     env.run(&["validate", "base.json", "--strict"]).ok();
     let cases: Vec<(&str, Value, &str)> = vec![
         ("/manifest/version", json!("1.0"), "/manifest/version"),
-        ("/manifest/id", json!("nodots"), "/manifest/id"),
+        ("/manifest/id", json!(""), "/manifest/id"),
+        ("/manifest/id", json!("com.example.t\nx"), "/manifest/id"),
         (
             "/manifest/engines",
             json!({"protocol": "^18"}),
@@ -216,7 +224,7 @@ fn invalid_definitions_report_the_right_pointer() {
         (
             "/objects/0/fields/owner_id",
             json!({"type": "text"}),
-            "/objects/0/fields/owner_id",
+            "/objects/0/fields/owner_id/type",
         ),
         (
             "/objects/0/fields/link",
@@ -266,7 +274,7 @@ fn invalid_definitions_report_the_right_pointer() {
         ),
         (
             "/permissions/0/systemPermissions",
-            json!(["root"]),
+            json!([""]),
             "/permissions/0/systemPermissions/0",
         ),
         (
