@@ -54,6 +54,15 @@ pub struct GlobalArgs {
     pub color: ColorChoice,
 }
 
+/// An address to listen on (`127.0.0.1:8080`): a bad one is a usage error.
+fn check_address(text: &str) -> Result<String, String> {
+    text.parse::<std::net::SocketAddr>()
+        .map(|_| text.to_string())
+        .map_err(|_| {
+            format!("`{text}` is not an address to listen on; write it like `127.0.0.1:8080`")
+        })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -192,7 +201,7 @@ pub struct SignArgs {
     pub key: PathBuf,
 
     /// Make the signature expire: a duration (`30s`, `12h`, `90d`) or an RFC 3339 time
-    #[arg(long, value_name = "WHEN")]
+    #[arg(long, value_name = "WHEN", value_parser = crate::timefmt::check_when)]
     pub expires: Option<String>,
 
     /// Read the secret key's password from this file (first line)
@@ -224,7 +233,7 @@ pub struct VerifyArgs {
     pub trust_dir: Option<PathBuf>,
 
     /// Also require the artifact's SHA-256 to be exactly this
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", value_parser = crate::crypto::signing::check_sha256)]
     pub sha256: Option<String>,
 
     /// Signature file [default: ARTIFACT.minisig]
@@ -473,7 +482,7 @@ pub enum PermsetCommand {
         #[arg(long, value_name = "NAME")]
         org: Option<String>,
         /// Until this time: a duration (`30d`) or an RFC 3339 time
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = crate::timefmt::check_when)]
         valid_until: Option<String>,
     },
     /// Revoke an assignment
@@ -513,7 +522,7 @@ pub enum ApikeyCommand {
         #[arg(long, value_name = "TEXT")]
         name: Option<String>,
         /// Expire the key: a duration (`90d`) or an RFC 3339 time
-        #[arg(long, value_name = "WHEN")]
+        #[arg(long, value_name = "WHEN", value_parser = crate::timefmt::check_when)]
         expires: Option<String>,
     },
     /// List API keys (never the keys themselves)
@@ -615,7 +624,7 @@ pub enum AuditCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (loopback unless `--public`)
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = check_address)]
     pub listen: String,
 
     /// Allow listening on a non-loopback address (put TLS in the ingress in front)
@@ -662,7 +671,7 @@ pub struct ImportArgs {
     pub org: Option<String>,
 
     /// `jsonl` or `csv` (default: by the file's extension, JSON lines otherwise)
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = ["jsonl", "json", "csv"])]
     pub format: Option<String>,
 
     /// Report invalid rows and go on, instead of stopping at the first
@@ -745,7 +754,7 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Address to serve on
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = check_address)]
     pub listen: String,
 
     /// Allow a non-loopback address

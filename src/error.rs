@@ -126,6 +126,86 @@ pub fn report(err: &anyhow::Error) {
     }
 }
 
+/// The `--json` document of a failure, for every command alike:
+/// `{"format": "objectos.error/1", "error": {"code", "message", "hint"}, "exit"}`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorDocument {
+    pub error: ErrorBody,
+    /// The exit code the command ends with
+    pub exit: u8,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    /// Stable: `usage`, `error`, `verification_failed`, `denied`, or the API's
+    /// code when the refusal came from the records service (`not_found`, …)
+    pub code: String,
+    pub message: String,
+    /// What to do about it, where there is something to suggest
+    pub hint: Option<String>,
+    /// The causes, outermost first
+    pub causes: Vec<String>,
+}
+
+impl ErrorDocument {
+    pub fn of(err: &anyhow::Error) -> ErrorDocument {
+        let exit = exit_of(err);
+        let mut code = None;
+        let mut hint = None;
+        for cause in err.chain() {
+            if let Some(api) = cause.downcast_ref::<ApiError>() {
+                code.get_or_insert(api.code.to_string());
+            }
+            if let Some(failure) = cause.downcast_ref::<Failure>()
+                && hint.is_none()
+            {
+                hint = failure.hint.clone();
+            }
+        }
+        ErrorDocument {
+            error: ErrorBody {
+                code: code.unwrap_or_else(|| exit_name(exit).to_string()),
+                message: err.to_string(),
+                hint,
+                causes: err.chain().skip(1).map(|c| c.to_string()).collect(),
+            },
+            exit: exit as u8,
+        }
+    }
+
+    pub fn usage(message: &str) -> ErrorDocument {
+        ErrorDocument {
+            error: ErrorBody {
+                code: exit_name(Exit::Usage).to_string(),
+                message: message.to_string(),
+                hint: Some("see `--help`".into()),
+                causes: Vec::new(),
+            },
+            exit: Exit::Usage as u8,
+        }
+    }
+
+    /// Print it on stdout, as the one document of a `--json` run.
+    pub fn print(&self) {
+        let _ = crate::output::print_json_doc("error", self);
+    }
+}
+
+fn exit_name(exit: Exit) -> &'static str {
+    match exit {
+        Exit::Success => "success",
+        Exit::Error => "error",
+        Exit::Usage => "usage",
+        Exit::Verify => "verification_failed",
+        Exit::Denied => "denied",
+    }
+}
+
+/// Whether the error was already reported on stdout by the command itself.
+pub fn already_reported(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<Reported>().is_some())
+}
+
 /// True when the error is a closed stdout (`objectos … | head`), which exits 0.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {

@@ -35,15 +35,34 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // Known before parsing, so that even a usage error prints its document.
+    let json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| a.as_os_str() != "--")
+        .any(|a| a.as_os_str() == "--json");
+    let cli = match cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
-            let _ = err.print();
             return match err.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = err.print();
                     Exit::Success.into()
                 }
-                _ => Exit::Usage.into(),
+                _ => {
+                    if json {
+                        let text = err.render().to_string();
+                        let first = text
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches("error: ");
+                        error::ErrorDocument::usage(first).print();
+                    }
+                    let _ = err.print();
+                    Exit::Usage.into()
+                }
             };
         }
     };
@@ -51,6 +70,9 @@ where
         Ok(exit) => exit.into(),
         Err(err) if error::is_broken_pipe(&err) => Exit::Success.into(),
         Err(err) => {
+            if json && !error::already_reported(&err) {
+                error::ErrorDocument::of(&err).print();
+            }
             error::report(&err);
             error::exit_of(&err).into()
         }

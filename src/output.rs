@@ -58,14 +58,7 @@ impl Output {
 
     /// The `--json` document of a command: `{"format": "objectos.<command>/1", …}`.
     pub fn json_doc<T: Serialize>(&self, command: &str, body: &T) -> anyhow::Result<()> {
-        let doc = Document {
-            format: format_name(command),
-            body,
-        };
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        Ok(())
+        print_json_doc(command, body)
     }
 
     /// Whether a progress bar may be drawn: stderr is a terminal and not `-q`.
@@ -95,6 +88,18 @@ pub enum Style {
     Warning,
     Bold,
     Dim,
+}
+
+/// Print `{"format": "objectos.<command>/1", …body}` on stdout.
+pub fn print_json_doc<T: Serialize>(command: &str, body: &T) -> anyhow::Result<()> {
+    let doc = Document {
+        format: format_name(command),
+        body,
+    };
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &doc)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 pub fn format_name(command: &str) -> String {

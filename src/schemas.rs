@@ -17,6 +17,7 @@ pub fn all() -> Vec<(String, Value)> {
         crate::artifact::keys::definition_schema(),
     )];
     let docs: Vec<(&str, Value)> = vec![
+        ("error", doc::<crate::error::ErrorDocument>()),
         ("build", doc::<BuildReport>()),
         ("validate", doc::<ValidateReport>()),
         ("keygen", doc::<KeygenReport>()),

@@ -50,6 +50,12 @@ pub fn parse_when(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Str
     }
 }
 
+/// A `--expires`/`--valid-until` value as the command line takes it: a bad
+/// one is a usage error, caught before anything runs.
+pub fn check_when(text: &str) -> Result<String, String> {
+    parse_when(text, now()).map(|_| text.to_string())
+}
+
 /// Parse an RFC 3339 time.
 pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()

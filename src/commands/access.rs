@@ -60,7 +60,10 @@ fn all_sets(model: Option<&Model>) -> Vec<PermissionSetDef> {
 }
 
 pub fn permset(cmd: PermsetCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance = ctx.instance_reading(matches!(
+        cmd,
+        PermsetCommand::List | PermsetCommand::Show { .. }
+    ))?;
     let model = current_model(&instance)?;
     let origin = Origin::operator();
     match cmd {
@@ -338,7 +341,7 @@ impl Names {
 }
 
 pub fn apikey(cmd: ApikeyCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance = ctx.instance_reading(matches!(cmd, ApikeyCommand::List { .. }))?;
     let origin = Origin::operator();
     match cmd {
         ApikeyCommand::Create {
@@ -457,7 +460,7 @@ pub fn apikey(cmd: ApikeyCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 pub fn session(cmd: SessionCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance = ctx.instance_reading(matches!(cmd, SessionCommand::List { .. }))?;
     match cmd {
         SessionCommand::List { user } => {
             let (sessions, names) = instance

@@ -23,6 +23,12 @@ pub struct ApplyReport {
     pub no_op: bool,
     pub downgrade: bool,
     pub plan: Plan,
+    /// Every change to who may read or write what (and the rest of the
+    /// artifact), as `objectos diff` flags them, widening first; against
+    /// nothing when no artifact is applied yet
+    pub changes: Vec<crate::artifact::diff::Change>,
+    /// How many of them widen access
+    pub widening: usize,
     /// False with `--plan`
     pub applied: bool,
 }
@@ -132,17 +138,28 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         .as_ref()
         .is_some_and(|c| model.manifest.version < c.manifest.version);
     let plan = apply::plan(current_model.as_ref(), &model);
+    let mut changes = match &current_model {
+        Some(old) => crate::artifact::diff::diff(old, &model),
+        None => crate::artifact::diff::diff(&empty_like(&model)?, &model),
+    };
+    // What widens access first: it is what an admin must look at hardest.
+    changes.sort_by_key(|c| (!c.widens, !c.breaking));
+    let widening = changes.iter().filter(|c| c.widens).count();
     let mut report = ApplyReport {
         artifact: artifact.clone(),
         current,
         no_op,
         downgrade,
         plan,
+        changes,
+        widening,
         applied: false,
     };
 
     if !ctx.out.json {
-        print_plan(ctx, &report);
+        // With `--plan` the plan is the command's output (stdout); otherwise it
+        // is the context of the question that follows (stderr).
+        print_plan(ctx, &report, args.plan)?;
     }
     if no_op {
         if ctx.out.json {
@@ -241,32 +258,65 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn print_plan(ctx: &Ctx, r: &ApplyReport) {
-    let out = &ctx.out;
-    out.status(format!(
+/// An artifact with nothing in it but `model`'s manifest: what a first apply
+/// changes everything from.
+fn empty_like(model: &crate::model::Model) -> anyhow::Result<crate::model::Model> {
+    let doc = serde_json::json!({
+        "manifest": {
+            "id": model.manifest.id,
+            "name": model.manifest.id,
+            "version": "0.0.0",
+            "engines": {"protocol": format!("^{}", crate::model::PROTOCOL_MAJOR)},
+        }
+    });
+    crate::artifact::model_from_bytes(doc.to_string().as_bytes())
+}
+
+fn print_plan(ctx: &Ctx, r: &ApplyReport, to_stdout: bool) -> anyhow::Result<()> {
+    let line = |text: String| -> anyhow::Result<()> {
+        if to_stdout {
+            ctx.out.data(text)?;
+        } else {
+            ctx.out.status(text);
+        }
+        Ok(())
+    };
+    line(format!(
         "artifact {} {} (sha256 {}, signed by {})",
         r.artifact.id, r.artifact.version, r.artifact.sha256, r.artifact.signer_key_id
-    ));
+    ))?;
     match &r.current {
-        Some(c) => out.status(format!(
+        Some(c) => line(format!(
             "applied now: {} {} (sha256 {})",
             c.id, c.version, c.sha256
-        )),
-        None => out.status("applied now: nothing"),
+        ))?,
+        None => line("applied now: nothing".into())?,
     }
     if r.no_op {
-        out.status("this artifact is already applied; nothing to do");
-        return;
+        return line("this artifact is already applied; nothing to do".into());
     }
     if r.downgrade {
-        out.status("this is a DOWNGRADE");
+        line("this is a DOWNGRADE".into())?;
     }
-    out.status("plan:");
+    line(format!(
+        "access: {} change(s), {} widen access{}",
+        r.changes.len(),
+        r.widening,
+        if r.current.is_none() {
+            " (the first artifact: everything it grants is new)"
+        } else {
+            ""
+        }
+    ))?;
+    for c in &r.changes {
+        line(format!("  {}", crate::commands::diff::change_line(ctx, c)))?;
+    }
+    line("schema:".into())?;
     if r.plan.steps.is_empty() {
-        out.status("  no schema changes");
+        line("  no schema changes".into())?;
     }
     for s in &r.plan.steps {
-        out.status(format!(
+        line(format!(
             "  {}{} {}{}: {}",
             if s.destructive { "! " } else { "  " },
             s.kind,
@@ -276,30 +326,10 @@ fn print_plan(ctx: &Ctx, r: &ApplyReport) {
                 .map(|f| format!(".{f}"))
                 .unwrap_or_default(),
             s.detail
-        ));
-    }
-    for (what, l) in [
-        ("permission sets", &r.plan.permission_sets),
-        ("sharing rules", &r.plan.sharing_rules),
-        ("actions", &r.plan.actions),
-    ] {
-        if !(l.added.is_empty() && l.changed.is_empty() && l.removed.is_empty()) {
-            let list = |v: &Vec<String>| {
-                if v.is_empty() {
-                    "none".to_string()
-                } else {
-                    v.join(", ")
-                }
-            };
-            out.status(format!(
-                "  {what}: load {}; change {}; remove {}",
-                list(&l.added),
-                list(&l.changed),
-                list(&l.removed)
-            ));
-        }
+        ))?;
     }
     if r.plan.destructive {
-        out.status("steps marked ! lose data and need --allow-destructive");
+        line("steps marked ! lose data and need --allow-destructive".into())?;
     }
+    Ok(())
 }

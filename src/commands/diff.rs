@@ -18,6 +18,33 @@ pub struct DiffReport {
     pub breaking: usize,
 }
 
+/// One change as `diff` shows it: `+ field crm.x: … [WIDENS ACCESS, BREAKING]`.
+pub fn change_line(ctx: &Ctx, c: &Change) -> String {
+    let sign = match c.change {
+        "added" => ctx.out.paint("+", Style::Added),
+        "removed" => ctx.out.paint("-", Style::Removed),
+        _ => ctx.out.paint("~", Style::Warning),
+    };
+    let mut tags = Vec::new();
+    if c.widens {
+        tags.push(ctx.out.paint("WIDENS ACCESS", Style::Warning));
+    }
+    if c.breaking {
+        tags.push(ctx.out.paint("BREAKING", Style::Removed));
+    }
+    let tags = if tags.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", tags.join(", "))
+    };
+    format!(
+        "{sign} {} {}: {}{tags}",
+        c.kind.replace('_', " "),
+        c.subject,
+        c.detail
+    )
+}
+
 pub fn run(args: DiffArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let old = artifact::check_file(&args.old, false)?.into_model()?;
     let new = artifact::check_file(&args.new, false)?.into_model()?;
@@ -42,29 +69,7 @@ pub fn run(args: DiffArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             ctx.out.data("no changes")?;
         }
         for c in &report.changes {
-            let sign = match c.change {
-                "added" => ctx.out.paint("+", Style::Added),
-                "removed" => ctx.out.paint("-", Style::Removed),
-                _ => ctx.out.paint("~", Style::Warning),
-            };
-            let mut tags = Vec::new();
-            if c.widens {
-                tags.push(ctx.out.paint("WIDENS ACCESS", Style::Warning));
-            }
-            if c.breaking {
-                tags.push(ctx.out.paint("BREAKING", Style::Removed));
-            }
-            let tags = if tags.is_empty() {
-                String::new()
-            } else {
-                format!("  [{}]", tags.join(", "))
-            };
-            ctx.out.data(format!(
-                "{sign} {} {}: {}{tags}",
-                c.kind.replace('_', " "),
-                c.subject,
-                c.detail
-            ))?;
+            ctx.out.data(change_line(ctx, c))?;
         }
         ctx.out.data(format!(
             "{} change(s): {} widen access, {} breaking",

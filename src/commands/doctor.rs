@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::audit::{checkpoint, verify};
 use crate::commands::Ctx;
 use crate::error::{Exit, Reported};
-use crate::instance::{self, Instance};
+use crate::instance;
 use crate::store::sqlite::MIGRATIONS;
 
 #[derive(Serialize, JsonSchema, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
             Some(mode) => add(file, Status::Ok, format!("mode {mode:03o}")),
         }
     }
-    let instance = match Instance::open(dir) {
+    let instance = match ctx.instance_reading(true) {
         Ok(i) => Some(i),
         Err(e) => {
             add("database", Status::Fail, format!("{e:#}"));

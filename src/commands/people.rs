@@ -73,7 +73,8 @@ fn done(ctx: &Ctx, command: &str, message: String, changed: bool) -> anyhow::Res
 }
 
 pub fn user(cmd: UserCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance =
+        ctx.instance_reading(matches!(cmd, UserCommand::List | UserCommand::Show { .. }))?;
     let origin = Origin::operator();
     match cmd {
         UserCommand::Add {
@@ -271,7 +272,7 @@ pub fn user(cmd: UserCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 pub fn org(cmd: OrgCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance = ctx.instance_reading(matches!(cmd, OrgCommand::List))?;
     match cmd {
         OrgCommand::Add { name } => {
             let org = identity::add_org(&instance, &Origin::operator(), &name)?;
@@ -345,7 +346,7 @@ pub fn member(cmd: MemberCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 pub fn team(cmd: TeamCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance = ctx.instance_reading(matches!(cmd, TeamCommand::List))?;
     let origin = Origin::operator();
     match cmd {
         TeamCommand::Add { name } => {

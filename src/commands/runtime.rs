@@ -13,6 +13,22 @@ impl Ctx {
     pub fn instance(&self) -> anyhow::Result<Instance> {
         Instance::open(&self.data_dir)
     }
+
+    /// The data dir for a command that writes nothing when `reads_only`: opened
+    /// as usual where it can be written (so a missing audit guard is put back),
+    /// and read-only where it cannot (read-only media, an auditor's copy).
+    pub fn instance_reading(&self, reads_only: bool) -> anyhow::Result<Instance> {
+        if !reads_only {
+            return self.instance();
+        }
+        match Instance::open(&self.data_dir) {
+            Ok(instance) => Ok(instance),
+            Err(_) if crate::instance::is_read_only_dir(&self.data_dir) => {
+                Instance::open_read_only(&self.data_dir)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The applied artifact's model for enforcement (verified), if one is applied.

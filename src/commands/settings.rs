@@ -25,7 +25,7 @@ pub struct SettingList {
 }
 
 pub fn run(cmd: SettingsCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance = ctx.instance_reading(matches!(cmd, SettingsCommand::List))?;
     let origin = Origin::operator();
     match cmd {
         SettingsCommand::Set {

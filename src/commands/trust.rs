@@ -28,7 +28,7 @@ pub struct TrustList {
 }
 
 pub fn run(cmd: TrustCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let instance = ctx.instance()?;
+    let instance = ctx.instance_reading(matches!(cmd, TrustCommand::List))?;
     let origin = Origin::operator();
     let applied_signer = instance
         .store

@@ -411,6 +411,16 @@ pub fn digest_bytes(bytes: &[u8]) -> FileDigests {
 }
 
 /// SHA-256 of bytes in memory, as lowercase hex.
+/// A `--sha256` value: 64 hex digits (any case), as lowercase.
+pub fn check_sha256(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!("`{text}` is not a SHA-256 (64 hex digits)"))
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -51,8 +51,10 @@ pub struct Instance {
     pub signer: SecretKey,
     pub hmac: HmacKey,
     /// Audit guards (the immutability triggers) that were missing or altered when
-    /// this data dir was opened, and have been put back since.
+    /// this data dir was opened, and have been put back since (or, opened
+    /// read-only, found missing and left for a writer to put back).
     pub guards_restored: Vec<String>,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Instance {
@@ -69,8 +71,52 @@ pub struct Initialized {
     pub signing_key_id: String,
 }
 
+/// The data dir can be read: a missing one and one this OS user may not read are
+/// told apart (the second is not "not a data dir").
+fn check_readable(dir: &Path) -> anyhow::Result<()> {
+    let denied = |what: &Path| -> anyhow::Error {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(dir)
+            .map(|m| format!("; it belongs to uid {}", m.uid()))
+            .unwrap_or_default();
+        Failure::error(format!(
+            "permission denied reading `{}` (objectos runs as OS user `{}`{owner})",
+            what.display(),
+            audit::os_user()
+        ))
+        .with_hint("run objectos as the data dir's owner (e.g. `sudo -u objectos objectos …`), or fix the permissions")
+        .into()
+    };
+    match std::fs::metadata(Instance::db_path(dir)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(denied(dir)),
+        Err(_) => match std::fs::read_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(denied(dir)),
+            _ => Err(
+                Failure::error(format!("`{}` is not an objectos data dir", dir.display()))
+                    .with_hint("run `objectos init` (or pass the right `--data-dir`)")
+                    .into(),
+            ),
+        },
+    }
+}
+
 fn store_error(e: StoreError, dir: &Path) -> anyhow::Error {
     match e {
+        StoreError::ReadOnly | StoreError::CannotOpen(_) if is_read_only_dir(dir) => {
+            Failure::error(format!(
+                "the data dir `{}` is read-only, and this command writes (an audit row at least)",
+                dir.display()
+            ))
+            .with_hint("run it where the data dir is writable; `audit verify`, `audit tail`, `doctor`, `user list`, `trust list` and `permset show` work on read-only media")
+            .into()
+        }
+        StoreError::CannotOpen(why) => Failure::error(format!(
+            "cannot open the database in `{}`: {why}",
+            dir.display()
+        ))
+        .with_hint("check that this OS user may read and write the data dir")
+        .into(),
         StoreError::Busy => Failure::error(format!(
             "the database in `{}` is locked by another process",
             dir.display()
@@ -215,13 +261,17 @@ impl Instance {
 
     /// Open an existing data dir.
     pub fn open(dir: &Path) -> anyhow::Result<Instance> {
-        if !Instance::db_path(dir).exists() {
-            return Err(
-                Failure::error(format!("`{}` is not an objectos data dir", dir.display()))
-                    .with_hint("run `objectos init` (or pass the right `--data-dir`)")
-                    .into(),
-            );
-        }
+        Instance::open_with(dir, false)
+    }
+
+    /// Open an existing data dir for reading only (commands that write nothing):
+    /// it works on read-only media, writes no row and no checkpoint.
+    pub fn open_read_only(dir: &Path) -> anyhow::Result<Instance> {
+        Instance::open_with(dir, true)
+    }
+
+    fn open_with(dir: &Path, read_only: bool) -> anyhow::Result<Instance> {
+        check_readable(dir)?;
         let identity = read_identity(&dir.join(INSTANCE_KEY))?;
         let sk_text = std::fs::read_to_string(dir.join(SIGNING_KEY)).with_context(|| {
             format!(
@@ -231,9 +281,12 @@ impl Instance {
         })?;
         let signer =
             SecretKey::load(&sk_text, None).context("cannot load the instance signing key")?;
-        let backend = Arc::new(
-            SqliteBackend::open(&Instance::db_path(dir), false).map_err(|e| store_error(e, dir))?,
-        );
+        let opened = if read_only {
+            SqliteBackend::open_read_only(&Instance::db_path(dir))
+        } else {
+            SqliteBackend::open(&Instance::db_path(dir), false)
+        };
+        let backend = Arc::new(opened.map_err(|e| store_error(e, dir))?);
         let store = Store::new(Box::new(Shared(backend.clone())));
         let (id, recipient, key_id) = store
             .read(|tx| {
@@ -278,9 +331,15 @@ impl Instance {
             signer,
             hmac,
             guards_restored: Vec::new(),
+            read_only,
         };
         instance.guards_restored = instance.restore_audit_guards()?;
         Ok(instance)
+    }
+
+    /// Whether this data dir was opened for reading only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Audit rows are immutable because the database refuses to change them. If
@@ -289,6 +348,14 @@ impl Instance {
     pub fn restore_audit_guards(&self) -> anyhow::Result<Vec<String>> {
         let missing = self.store.read(|tx| Ok(tx.audit_guards_missing()?))?;
         if missing.is_empty() {
+            return Ok(missing);
+        }
+        if self.read_only {
+            eprintln!(
+                "warning: TAMPERING: the audit log's immutability guards ({}) are missing or altered in `{}`; opened read-only, they were not put back",
+                missing.join(", "),
+                Instance::db_path(&self.dir).display()
+            );
             return Ok(missing);
         }
         eprintln!(
@@ -413,10 +480,19 @@ impl Drop for Instance {
     /// A command that wrote audit rows leaves a checkpoint of its head behind
     /// (design §7: checkpoints at shutdown).
     fn drop(&mut self) {
+        if self.read_only {
+            return;
+        }
         if let Err(e) = self.checkpoint_if_behind() {
             eprintln!("warning: could not write the audit checkpoint: {e}");
         }
     }
+}
+
+/// Whether the data dir cannot be written (read-only media or permissions).
+pub fn is_read_only_dir(dir: &Path) -> bool {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err()
+        || nix::unistd::access(&Instance::db_path(dir), nix::unistd::AccessFlags::W_OK).is_err()
 }
 
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {

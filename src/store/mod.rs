@@ -27,6 +27,10 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("audit rows are immutable: {0}")]
     Immutable(String),
+    #[error("the database is read-only here")]
+    ReadOnly,
+    #[error("the database cannot be opened: {0}")]
+    CannotOpen(String),
     #[error("database error: {0}")]
     Backend(String),
 }

@@ -219,6 +219,10 @@ fn map_err(e: rusqlite::Error) -> StoreError {
             ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
                 StoreError::Corrupt(e.to_string())
             }
+            ErrorCode::ReadOnly => StoreError::ReadOnly,
+            ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {
+                StoreError::CannotOpen(e.to_string())
+            }
             _ if msg.as_deref().is_some_and(|m| m.contains("immutable")) => {
                 StoreError::Immutable(msg.clone().unwrap_or_default())
             }
@@ -344,6 +348,48 @@ pub struct SqliteBackend {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Opened read-only (for commands that write nothing): how connections open.
+    read_only: Option<ReadOnly>,
+}
+
+/// How a read-only database is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOnly {
+    /// Read-only, still seeing other processes' writes.
+    Shared,
+    /// On read-only media: the file is taken as unchanging (SQLite's
+    /// `immutable`), since no lock or WAL index can be made beside it.
+    Immutable,
+}
+
+fn open_read_only_conn(path: &Path, how: ReadOnly) -> StoreResult<Connection> {
+    let conn = match how {
+        ReadOnly::Shared => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ),
+        ReadOnly::Immutable => {
+            let uri = format!(
+                "file:{}?immutable=1",
+                path.display()
+                    .to_string()
+                    .replace('%', "%25")
+                    .replace('?', "%3f")
+                    .replace('#', "%23")
+            );
+            Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+        }
+    }
+    .db()?;
+    conn.busy_timeout(Duration::from_secs(5)).db()?;
+    conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")
+        .db()?;
+    Ok(conn)
 }
 
 fn configure(conn: &Connection) -> StoreResult<()> {
@@ -376,7 +422,52 @@ impl SqliteBackend {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
+            read_only: None,
         })
+    }
+
+    /// Open for reading only: nothing is migrated or written. On read-only
+    /// media the file is read as unchanging. A database that needs migrating
+    /// cannot be read this way.
+    pub fn open_read_only(path: &Path) -> StoreResult<SqliteBackend> {
+        let mut last = None;
+        for how in [ReadOnly::Shared, ReadOnly::Immutable] {
+            let attempt = open_read_only_conn(path, how).and_then(|conn| {
+                let version: i64 = conn
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .db()?;
+                Ok((conn, version))
+            });
+            match attempt {
+                Ok((conn, version)) => {
+                    if version > MIGRATIONS.len() as i64 {
+                        return Err(StoreError::TooNew {
+                            found: version,
+                            known: MIGRATIONS.len() as i64,
+                        });
+                    }
+                    if version < MIGRATIONS.len() as i64 {
+                        return Err(StoreError::Backend(format!(
+                            "the database is at schema version {version} and needs migrating to {}, which a read-only open cannot do; run a command that writes (e.g. `objectos doctor` on a writable copy)",
+                            MIGRATIONS.len()
+                        )));
+                    }
+                    return Ok(SqliteBackend {
+                        path: path.to_path_buf(),
+                        writer: Mutex::new(conn),
+                        readers: Mutex::new(Vec::new()),
+                        read_only: Some(how),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Backend("cannot open the database".into())))
+    }
+
+    /// How the database was opened read-only, if it was.
+    pub fn read_only(&self) -> Option<ReadOnly> {
+        self.read_only
     }
 
     fn reader(&self) -> StoreResult<Connection> {
@@ -387,6 +478,9 @@ impl SqliteBackend {
             .pop()
         {
             return Ok(conn);
+        }
+        if let Some(how) = self.read_only {
+            return open_read_only_conn(&self.path, how);
         }
         let conn = Connection::open_with_flags(
             &self.path,
@@ -461,6 +555,9 @@ impl Backend for SqliteBackend {
     ) -> anyhow::Result<()> {
         match mode {
             Mode::Write => {
+                if self.read_only.is_some() {
+                    return Err(StoreError::ReadOnly.into());
+                }
                 let conn = self
                     .writer
                     .lock()
