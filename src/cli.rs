@@ -94,6 +94,9 @@ pub enum Command {
     /// Verify a signed artifact, show the plan, and shape the database to it
     Apply(ApplyArgs),
     /// Create the first organization and administrator, and print the admin's API key
+    ///
+    /// The administrator needs a password: it is asked on the terminal, or read
+    /// from `--password-file` (its first line; 12 characters or more).
     Bootstrap(BootstrapArgs),
     /// Manage users
     #[command(subcommand)]
@@ -727,6 +730,10 @@ pub struct BackupArgs {
     /// Only an encrypted backup carries the instance keys
     #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
     pub encrypt_to: Vec<String>,
+
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -54,8 +54,17 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                 let outcome = if r.outcome == "success" {
                     String::new()
                 } else {
+                    // The reason too: a refusal without it sends the reader to
+                    // `--json` for the one thing they wanted.
+                    let why = r
+                        .changes
+                        .as_ref()
+                        .and_then(|c| c.get("error").or_else(|| c.get("reason")))
+                        .and_then(Value::as_str)
+                        .map(|w| format!(" — {w}"))
+                        .unwrap_or_default();
                     format!(
-                        " [{}{}]",
+                        " [{}{}]{why}",
                         r.outcome,
                         r.code
                             .as_ref()

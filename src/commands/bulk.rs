@@ -466,6 +466,14 @@ pub fn refuse_terminal_stdin(file: &Path) -> anyhow::Result<()> {
 }
 
 pub fn backup(args: crate::cli::BackupArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    if args.output.exists() && !args.force {
+        return Err(Failure::error(format!(
+            "`{}` exists; nothing was written",
+            args.output.display()
+        ))
+        .with_hint("choose another file, or pass `--force` to replace it")
+        .into());
+    }
     let instance = ctx.instance()?;
     let report = crate::instance::backup::backup(
         &instance,

@@ -221,6 +221,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
     if ctx.out.json {
         ctx.out.json_doc("doctor", &report)?;
     } else {
+        let width = report
+            .checks
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(0);
         for c in &report.checks {
             let tag = match c.status {
                 Status::Ok => ctx.out.paint("ok  ", crate::output::Style::Added),
@@ -228,7 +234,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
                 Status::Fail => ctx.out.paint("fail", crate::output::Style::Removed),
             };
             ctx.out
-                .data(format!("{tag}  {:10}  {}", c.name, c.detail))?;
+                .data(format!("{tag}  {:width$}  {}", c.name, c.detail))?;
         }
     }
     if healthy {

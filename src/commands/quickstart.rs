@@ -10,7 +10,7 @@ use crate::audit::Origin;
 use crate::cli::{ApplyArgs, LogFormat, QuickstartArgs, ServeArgs};
 use crate::commands::{Ctx, apply, serve};
 use crate::crypto::signing::{self, write_atomic};
-use crate::error::Exit;
+use crate::error::{Exit, Failure};
 use crate::identity::{self, NewKey, NewUser};
 use crate::instance::Instance;
 use crate::model::filter::{Filter, Op as FilterOp};
@@ -69,8 +69,26 @@ fn step(ctx: &Ctx, line: impl AsRef<str>) {
 }
 
 pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
-    // Fail on a bad address before doing anything.
-    serve::listen_addr(&args.listen, args.public)?;
+    // Fail before changing anything: on a bad address, an address already in
+    // use, or a data dir a server is serving (its demo keys would be revoked).
+    let addr = serve::listen_addr(&args.listen, args.public)?;
+    if crate::instance::ServeLock::held(&ctx.data_dir) {
+        return Err(Failure::error(format!(
+            "a server is serving `{}`; nothing was changed",
+            ctx.data_dir.display()
+        ))
+        .with_hint(
+            "stop it first (its demo keys stay valid while it runs), or pass another `--data-dir`",
+        )
+        .into());
+    }
+    if let Err(e) = std::net::TcpListener::bind(addr) {
+        return Err(Failure::error(format!(
+            "cannot listen on {addr}: {e}; nothing was changed"
+        ))
+        .with_hint("another server (perhaps another quickstart) listens there: stop it, or pass `--listen 127.0.0.1:PORT`")
+        .into());
+    }
     let quiet = Ctx {
         out: Output {
             json: false,

@@ -71,6 +71,8 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     }
     let instance = ctx.instance()?;
     server::ready_to_serve(&instance)?;
+    // Held until the process ends: tells `quickstart` a server uses this dir.
+    let _serving = crate::instance::ServeLock::hold(&ctx.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

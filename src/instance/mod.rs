@@ -489,6 +489,41 @@ impl Drop for Instance {
     }
 }
 
+/// The file a running server holds a shared lock on, so that commands which
+/// must not run under a server (quickstart's reset of the demo keys) can tell.
+pub const SERVE_LOCK: &str = "serve.lock";
+
+/// A server's hold on its data dir, released when it is dropped.
+pub struct ServeLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+impl ServeLock {
+    /// Hold the data dir as a server (several servers may hold it together).
+    pub fn hold(dir: &Path) -> anyhow::Result<ServeLock> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(SERVE_LOCK))
+            .with_context(|| format!("cannot open `{}`", dir.join(SERVE_LOCK).display()))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock)
+            .map(ServeLock)
+            .map_err(|(_, e)| {
+                anyhow::anyhow!("cannot lock `{}`: {e}", dir.join(SERVE_LOCK).display())
+            })
+    }
+
+    /// Whether a server holds the data dir now.
+    pub fn held(dir: &Path) -> bool {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(SERVE_LOCK))
+        else {
+            return false;
+        };
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+    }
+}
+
 /// Whether the data dir cannot be written (read-only media or permissions).
 pub fn is_read_only_dir(dir: &Path) -> bool {
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err()
