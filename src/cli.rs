@@ -127,6 +127,9 @@ pub enum Command {
     Audit(AuditCommand),
     /// Check the data dir, keys, database, audit chain and applied artifact
     Doctor,
+    /// Manage the instance's own keys
+    #[command(subcommand)]
+    Instance(InstanceCommand),
     /// Run the HTTP API in the foreground until SIGINT or SIGTERM
     Serve(ServeArgs),
     /// Create records in bulk from JSON lines or CSV, as a user, through the same rules and audit
@@ -595,6 +598,18 @@ pub enum SettingsCommand {
         #[arg(value_name = "KEY")]
         key: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Make new signing and encryption keys for the instance
+    ///
+    /// Secret settings are re-encrypted to the new key, and the old public
+    /// signing key and the old identity are kept under `retired/` so that
+    /// checkpoints, archives and audit HMACs made before still verify. Encrypted
+    /// backups made before still need the old identity to restore. Stop the
+    /// server first: it keeps using the keys it started with.
+    RotateKeys,
 }
 
 #[derive(Debug, Subcommand)]

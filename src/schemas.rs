@@ -18,6 +18,10 @@ pub fn all() -> Vec<(String, Value)> {
     )];
     let docs: Vec<(&str, Value)> = vec![
         ("error", doc::<crate::error::ErrorDocument>()),
+        (
+            "instance.rotate-keys",
+            doc::<crate::instance::rotate::RotateReport>(),
+        ),
         ("build", doc::<BuildReport>()),
         ("validate", doc::<ValidateReport>()),
         ("keygen", doc::<KeygenReport>()),

@@ -227,6 +227,9 @@ pub struct HmacKey {
     derived: Vec<u8>,
     /// The instance secret as used before the derivation (old rows).
     legacy: Vec<u8>,
+    /// The keys of instance secrets retired by a key rotation, to confirm
+    /// values in rows written before it.
+    retired: Vec<HmacKey>,
 }
 
 impl std::fmt::Debug for HmacKey {
@@ -253,7 +256,14 @@ impl HmacKey {
         HmacKey {
             derived,
             legacy: secret.to_vec(),
+            retired: Vec::new(),
         }
+    }
+
+    /// This key, also able to confirm values under retired instance secrets.
+    pub fn with_retired(mut self, secrets: &[Vec<u8>]) -> HmacKey {
+        self.retired = secrets.iter().map(|s| HmacKey::new(s)).collect();
+        self
     }
 
     /// HMAC-SHA256 over the value's canonical JSON, lowercase hex.
@@ -270,6 +280,10 @@ impl HmacKey {
             &self.legacy
         };
         hmac_hex(key, value) == digest
+            || self
+                .retired
+                .iter()
+                .any(|r| r.confirms(entry, digest, value))
     }
 }
 

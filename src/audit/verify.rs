@@ -41,10 +41,12 @@ fn keep_first(broken: &mut Option<Broken>, seq: i64, reason: String) {
 }
 
 /// Verify every row (in pages, memory flat) and every checkpoint.
+/// `keys` are the instance's signing keys, the current one and any it retired
+/// (`objectos instance rotate-keys`): each checkpoint names the one that signed it.
 pub fn verify_chain(
     store: &Store,
     checkpoints: &[Checkpoint],
-    key: &PublicKey,
+    keys: &[PublicKey],
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<ChainReport> {
     store.read(|tx| {
@@ -89,6 +91,10 @@ pub fn verify_chain(
         }
         let head_seq = head.as_ref().map(|h| h.0);
         for cp in checkpoints {
+            let Some(key) = keys.iter().find(|k| k.id.to_string() == cp.key_id) else {
+                keep_first(&mut broken, cp.seq, format!("the checkpoint at seq {} is signed by key {}, which is not one of this instance's", cp.seq, cp.key_id));
+                continue;
+            };
             if let Err(why) = cp.verify(key) {
                 keep_first(&mut broken, cp.seq, format!("the checkpoint at seq {} is not trustworthy: {why}", cp.seq));
                 continue;

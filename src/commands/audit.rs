@@ -90,7 +90,7 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             let report = verify::verify_chain(
                 &instance.store,
                 &checkpoints,
-                instance.signing_public(),
+                &instance.checkpoint_keys()?,
                 |n| {
                     if let Some(bar) = &progress {
                         bar.set_position(n);

@@ -11,6 +11,7 @@ pub(crate) mod diff;
 pub(crate) mod doctor;
 pub(crate) mod init;
 mod inspect;
+pub(crate) mod instance_keys;
 pub(crate) mod keygen;
 pub mod man;
 pub mod people;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Settings(cmd) => settings::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Doctor => doctor::run(&ctx),
+        Command::Instance(cmd) => instance_keys::run(cmd, &ctx),
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Import(args) => bulk::import(args, &ctx),
         Command::Export(args) => bulk::export(args, &ctx),

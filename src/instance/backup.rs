@@ -15,7 +15,7 @@ use crate::audit::{self, Event, Origin, checkpoint, verify};
 use crate::crypto::signing::{PublicKey, SecretKey, SignatureFile, blake2b_512, sha256_hex};
 use crate::error::Failure;
 use crate::instance::{
-    CHECKPOINTS, DB_FILE, INSTANCE_KEY, Instance, SIGNING_KEY, SIGNING_PUB, TRUST_DIR,
+    CHECKPOINTS, DB_FILE, INSTANCE_KEY, Instance, RETIRED_DIR, SIGNING_KEY, SIGNING_PUB, TRUST_DIR,
 };
 use crate::timefmt;
 
@@ -414,6 +414,7 @@ pub fn restore(
         .tempdir_in(&parent)?;
     let s = staging.path();
     std::fs::create_dir(s.join(TRUST_DIR))?;
+    std::fs::create_dir(s.join(RETIRED_DIR))?;
     let mut archive = tar::Archive::new(reader);
     // name → sha256 of what was extracted
     let mut extracted: std::collections::BTreeMap<String, String> = Default::default();
@@ -425,11 +426,14 @@ pub fn restore(
             entry.map_err(|e| Failure::verify(format!("the backup is damaged: {e}")))?;
         let name = entry.path()?.to_string_lossy().into_owned();
         if entry.header().entry_type() == tar::EntryType::Directory
-            && name.trim_end_matches('/') == TRUST_DIR
+            && [TRUST_DIR, RETIRED_DIR].contains(&name.trim_end_matches('/'))
         {
             continue;
         }
-        if !encrypted && (name == INSTANCE_KEY || name == SIGNING_KEY) {
+        let retired_secret = name
+            .strip_prefix(&format!("{RETIRED_DIR}/"))
+            .is_some_and(|n| n.ends_with(".key"));
+        if !encrypted && (name == INSTANCE_KEY || name == SIGNING_KEY || retired_secret) {
             return Err(refused(format!(
                 "an unencrypted backup must not carry `{name}`"
             )));
@@ -448,6 +452,14 @@ pub fn restore(
                 .strip_prefix(&format!("{TRUST_DIR}/"))
                 .is_some_and(|n| {
                     !n.is_empty() && !n.contains('/') && !n.starts_with('.') && n.ends_with(".pub")
+                })
+            || name
+                .strip_prefix(&format!("{RETIRED_DIR}/"))
+                .is_some_and(|n| {
+                    !n.is_empty()
+                        && !n.contains('/')
+                        && !n.starts_with('.')
+                        && (n.ends_with(".pub") || n.ends_with(".key"))
                 });
         if !allowed || entry.header().entry_type() != tar::EntryType::Regular {
             return Err(refused(format!(
@@ -523,6 +535,20 @@ pub fn restore(
                 .with_context(|| format!("cannot copy `{}`", from.join(key).display()))?;
         }
     }
+    // An unencrypted backup's retired secret keys come from the same place.
+    if !encrypted
+        && let Some(from) = keys.keys_from
+        && from.join(RETIRED_DIR).is_dir()
+    {
+        for entry in std::fs::read_dir(from.join(RETIRED_DIR))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "key")
+                && let Some(name) = path.file_name()
+            {
+                std::fs::copy(&path, s.join(RETIRED_DIR).join(name))?;
+            }
+        }
+    }
     let staged_signer = SecretKey::load(&std::fs::read_to_string(s.join(SIGNING_KEY))?, None)
         .context("cannot load the instance signing key")?;
     let staged_public = PublicKey::read(&s.join(SIGNING_PUB))?;
@@ -540,6 +566,12 @@ pub fn restore(
     ] {
         std::fs::set_permissions(s.join(name), std::fs::Permissions::from_mode(mode))?;
     }
+    for entry in std::fs::read_dir(s.join(RETIRED_DIR))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "key") {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
     std::fs::set_permissions(s, std::fs::Permissions::from_mode(0o700))?;
     // The trust store must read back as keys named by their own ids.
     crate::artifact::verify::trust_store_keys(&s.join(TRUST_DIR))
@@ -553,7 +585,10 @@ pub fn restore(
             ));
         }
         let cps = checkpoint::read_all(&staged.checkpoints_path())?;
-        let report = verify::verify_chain(&staged.store, &cps, &signer, |_| {})?;
+        // The retired keys are vouched for by the manifest the trusted key signed.
+        let mut cp_keys = vec![signer.clone()];
+        cp_keys.extend(crate::instance::retired_signing_keys(s)?);
+        let report = verify::verify_chain(&staged.store, &cps, &cp_keys, |_| {})?;
         if let Some(b) = &report.broken {
             return Err(refused(format!(
                 "the backup's audit chain is broken at seq {}: {}",

@@ -4,6 +4,7 @@
 pub mod applied;
 pub mod apply;
 pub mod backup;
+pub mod rotate;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,10 @@ pub const SIGNING_KEY: &str = "instance-signing.key";
 pub const SIGNING_PUB: &str = "instance-signing.key.pub";
 pub const TRUST_DIR: &str = "trust";
 pub const CHECKPOINTS: &str = "audit-checkpoints.log";
+/// Keys a rotation retired: `signing-KEYID.pub` (old checkpoints and archives
+/// still verify with them) and `instance-KEYID.key` (0600: old audit HMACs can
+/// still be confirmed, old encrypted backups still decrypted).
+pub const RETIRED_DIR: &str = "retired";
 /// The audit action of the row that records restored immutability guards.
 pub const GUARDS_RESTORED: &str = "audit.guards_restored";
 
@@ -69,6 +74,38 @@ pub struct Initialized {
     pub instance_id: String,
     pub recipient: String,
     pub signing_key_id: String,
+}
+
+/// Open the data dir again (with its current keys) and checkpoint its head.
+pub(crate) fn checkpoint_now(dir: &Path) -> anyhow::Result<()> {
+    Instance::open(dir)?.checkpoint_if_behind()
+}
+
+/// The signing keys a rotation retired (`retired/signing-*.pub`).
+pub fn retired_signing_keys(dir: &Path) -> anyhow::Result<Vec<PublicKey>> {
+    let retired = dir.join(RETIRED_DIR);
+    if !retired.is_dir() {
+        return Ok(Vec::new());
+    }
+    crate::artifact::verify::keys_in_dir(&retired)
+}
+
+/// The instance secrets a rotation retired (`retired/instance-*.key`), as the
+/// bytes the audit HMAC keys derive from.
+fn retired_secrets(dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let retired = dir.join(RETIRED_DIR);
+    if !retired.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&retired)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| read_identity(p).map(|id| id.to_string().expose_secret().as_bytes().to_vec()))
+        .collect()
 }
 
 /// The data dir can be read: a missing one and one this OS user may not read are
@@ -133,7 +170,7 @@ fn store_error(e: StoreError, dir: &Path) -> anyhow::Error {
     }
 }
 
-fn read_identity(path: &Path) -> anyhow::Result<age::x25519::Identity> {
+pub(crate) fn read_identity(path: &Path) -> anyhow::Result<age::x25519::Identity> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the instance key `{}`", path.display()))?;
     let line = text
@@ -272,6 +309,9 @@ impl Instance {
 
     fn open_with(dir: &Path, read_only: bool) -> anyhow::Result<Instance> {
         check_readable(dir)?;
+        if !read_only && rotate::finish_interrupted(dir)? {
+            eprintln!("warning: finished a key rotation that had been interrupted");
+        }
         let identity = read_identity(&dir.join(INSTANCE_KEY))?;
         let sk_text = std::fs::read_to_string(dir.join(SIGNING_KEY)).with_context(|| {
             format!(
@@ -321,7 +361,8 @@ impl Instance {
             ))
             .into());
         }
-        let hmac = HmacKey::new(identity.to_string().expose_secret().as_bytes());
+        let hmac = HmacKey::new(identity.to_string().expose_secret().as_bytes())
+            .with_retired(&retired_secrets(dir)?);
         let mut instance = Instance {
             dir: dir.to_path_buf(),
             store,
@@ -394,6 +435,14 @@ impl Instance {
 
     pub fn signing_public(&self) -> &PublicKey {
         &self.signer.public
+    }
+
+    /// Every signing key this instance has had: the current one, then those a
+    /// rotation retired. Checkpoints name the one that signed them.
+    pub fn checkpoint_keys(&self) -> anyhow::Result<Vec<PublicKey>> {
+        let mut keys = vec![self.signer.public.clone()];
+        keys.extend(retired_signing_keys(&self.dir)?);
+        Ok(keys)
     }
 
     pub fn trust_dir(&self) -> PathBuf {

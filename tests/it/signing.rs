@@ -291,8 +291,9 @@ fn an_expired_signature_is_refused() {
         "2001-01-01T00:00:00Z",
     ])
     .code(1);
+    // A value that is no time at all is a usage error.
     env.run(&["sign", "artifact.json", "-k", "signer", "--expires", "soon"])
-        .code(1);
+        .code(2);
 }
 
 #[test]
@@ -331,7 +332,7 @@ fn digest_claims_and_pins_must_match() {
         "--sha256",
         "nothex",
     ])
-    .code(1);
+    .code(2);
 
     // A signature whose comment claims another digest (signed by minisign, so the
     // signature itself is good).

@@ -615,21 +615,25 @@ fn bad_input_is_refused_clearly_and_nothing_is_half_written() {
             vec!["settings", "set", "Bad Key", "v"],
             "not a setting name",
         ),
-        (
-            vec![
-                "permset",
-                "assign",
-                "sales_rep",
-                "admin@example.com",
-                "--valid-until",
-                "yesterday",
-            ],
-            "neither a duration",
-        ),
     ] {
         let run = env.run(&args).code(1);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"));
+    }
+    // A flag value that is no value of its kind is a usage error (exit 2).
+    for (args, needle) in [(
+        vec![
+            "permset",
+            "assign",
+            "sales_rep",
+            "admin@example.com",
+            "--valid-until",
+            "yesterday",
+        ],
+        "neither a duration",
+    )] {
+        let run = env.run(&args).code(2);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
     }
     assert!(
         env.run(&["--json", "user", "list"]).ok().json()["users"]
