@@ -244,12 +244,11 @@ fn keep_an_admin(tx: &mut dyn Tx, force: bool, what: &str) -> anyhow::Result<()>
     let now = timefmt::now();
     let mut admins = 0;
     for a in tx.assignments()? {
-        if a.permset != authz::ADMIN_SET
-            || !a
-                .valid_until
-                .as_deref()
-                .is_none_or(|t| timefmt::parse_rfc3339(t).is_some_and(|u| u > now))
-        {
+        let in_force = a
+            .valid_until
+            .as_deref()
+            .is_none_or(|t| timefmt::parse_rfc3339(t).is_some_and(|u| u > now));
+        if a.permset != authz::ADMIN_SET || !in_force {
             continue;
         }
         if tx.user_by_id(&a.user_id)?.is_some_and(|u| !u.disabled) {
