@@ -190,6 +190,28 @@ pub fn backup(
                 ));
             }
         }
+        // Keys a rotation retired: the public ones always (old checkpoints verify
+        // with them), the secret ones only inside an encrypted backup.
+        let retired = instance.dir.join(RETIRED_DIR);
+        if retired.is_dir() {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(&retired)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                let secret = name.ends_with(".key");
+                if name.ends_with(".pub") || (secret && encrypted) {
+                    files.push((
+                        format!("{RETIRED_DIR}/{name}"),
+                        std::fs::read(&path)?,
+                        if secret { 0o600 } else { 0o644 },
+                    ));
+                }
+            }
+        }
         let mut digests: serde_json::Map<String, serde_json::Value> = files
             .iter()
             .map(|(name, bytes, _)| (name.clone(), json!(sha256_hex(bytes))))

@@ -5,6 +5,7 @@ mod util;
 mod cli;
 mod hardening;
 mod operator;
+mod operator_ux;
 mod runtime;
 mod sdk;
 mod signing;
