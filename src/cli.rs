@@ -619,6 +619,10 @@ pub enum AuditCommand {
         /// How many rows
         #[arg(short = 'n', long, default_value_t = 20)]
         n: usize,
+        /// Keep printing rows as they are appended (one JSON line per row with
+        /// `--json`), until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Walk the whole chain and check it against the signed checkpoints
     Verify,

@@ -19,63 +19,28 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
     // Reading and checking the log writes nothing: it works on read-only media.
     let instance = ctx.instance_reading(true)?;
     match cmd {
-        AuditCommand::Tail { n } => {
+        AuditCommand::Tail { n, follow } => {
             let rows = instance
                 .store
                 .read(|tx| Ok(tx.audit_last(n.min(100_000))?))?;
-            if ctx.out.json {
-                let events = rows
-                    .iter()
-                    .map(|r| {
-                        let mut doc = row_document(r);
-                        doc["hash"] = Value::String(r.hash.clone());
-                        doc
-                    })
-                    .collect();
+            if ctx.out.json && !follow {
+                let events = rows.iter().map(event_document).collect();
                 ctx.out.json_doc("audit.tail", &Tail { events })?;
                 return Ok(Exit::Success);
             }
-            for r in rows {
-                let actor = match (
-                    &r.actor["email"],
-                    &r.actor["os_user"],
-                    &r.actor["as"]["email"],
-                ) {
-                    (Value::String(e), _, _) => e.clone(),
-                    (_, Value::String(os), Value::String(as_user)) => format!("{os} as {as_user}"),
-                    (_, Value::String(os), _) => format!("{os} (host operator)"),
-                    _ => r.actor.to_string(),
-                };
-                let target = match (&r.object, &r.record_id) {
-                    (Some(o), Some(id)) => format!(" {o}:{id}"),
-                    (Some(o), None) => format!(" {o}"),
-                    _ => String::new(),
-                };
-                let outcome = if r.outcome == "success" {
-                    String::new()
-                } else {
-                    // The reason too: a refusal without it sends the reader to
-                    // `--json` for the one thing they wanted.
-                    let why = r
-                        .changes
-                        .as_ref()
-                        .and_then(|c| c.get("error").or_else(|| c.get("reason")))
-                        .and_then(Value::as_str)
-                        .map(|w| format!(" — {w}"))
-                        .unwrap_or_default();
-                    format!(
-                        " [{}{}]{why}",
-                        r.outcome,
-                        r.code
-                            .as_ref()
-                            .map(|c| format!(": {c}"))
-                            .unwrap_or_default()
-                    )
-                };
-                ctx.out.data(format!(
-                    "{:>6}  {}  {:5}  {}  {}{}{}",
-                    r.seq, r.time, r.via, actor, r.action, target, outcome
-                ))?;
+            let head = instance.store.read(|tx| Ok(tx.audit_head()?))?;
+            let mut next = head.map(|(seq, _)| seq + 1).unwrap_or(1);
+            for r in &rows {
+                print_row(ctx, r)?;
+            }
+            // A stream: one JSON line per row, as they come.
+            while follow {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let page = instance.store.read(|tx| Ok(tx.audit_page(next, 1000)?))?;
+                for r in &page {
+                    print_row(ctx, r)?;
+                    next = r.seq + 1;
+                }
             }
             Ok(Exit::Success)
         }
@@ -229,6 +194,67 @@ fn confirm(
         ))?;
     }
     Ok(if matches { Exit::Success } else { Exit::Error })
+}
+
+/// A row as exported: every column, `hash` included.
+fn event_document(r: &crate::store::AuditRow) -> Value {
+    let mut doc = row_document(r);
+    doc["hash"] = Value::String(r.hash.clone());
+    doc
+}
+
+/// One row on stdout: a line for people, or (with `--json`, when following) a
+/// JSON line.
+fn print_row(ctx: &Ctx, r: &crate::store::AuditRow) -> anyhow::Result<()> {
+    use std::io::Write;
+    if ctx.out.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &event_document(r))?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(());
+    }
+    let actor = match (
+        &r.actor["email"],
+        &r.actor["os_user"],
+        &r.actor["as"]["email"],
+    ) {
+        (Value::String(e), _, _) => e.clone(),
+        (_, Value::String(os), Value::String(as_user)) => format!("{os} as {as_user}"),
+        (_, Value::String(os), _) => format!("{os} (host operator)"),
+        _ => r.actor.to_string(),
+    };
+    let target = match (&r.object, &r.record_id) {
+        (Some(o), Some(id)) => format!(" {o}:{id}"),
+        (Some(o), None) => format!(" {o}"),
+        _ => String::new(),
+    };
+    let outcome = if r.outcome == "success" {
+        String::new()
+    } else {
+        // The reason too: a refusal without it sends the reader to `--json` for
+        // the one thing they wanted.
+        let why = r
+            .changes
+            .as_ref()
+            .and_then(|c| c.get("error").or_else(|| c.get("reason")))
+            .and_then(Value::as_str)
+            .map(|w| format!(" — {w}"))
+            .unwrap_or_default();
+        format!(
+            " [{}{}]{why}",
+            r.outcome,
+            r.code
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        )
+    };
+    ctx.out.data(format!(
+        "{:>6}  {}  {:5}  {}  {}{}{}",
+        r.seq, r.time, r.via, actor, r.action, target, outcome
+    ))?;
+    Ok(())
 }
 
 fn progress_bar(ctx: &Ctx) -> Option<indicatif::ProgressBar> {

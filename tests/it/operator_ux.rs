@@ -477,3 +477,24 @@ fn rotated_keys_keep_old_evidence_verifiable() {
     );
     let _ = PASSWORD;
 }
+
+#[test]
+fn audit_tail_follows_as_json_lines() {
+    use std::io::BufRead;
+    let env = Env::new();
+    ready(&env);
+    let mut child = env
+        .cmd()
+        .args(["--json", "audit", "tail", "-n", "0", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    env.run(&["team", "add", "followed"]).ok();
+    let line = lines.next().unwrap().unwrap();
+    let row: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(row["action"], "team.add");
+    assert!(row["hash"].is_string());
+    child.kill().unwrap();
+    let _ = child.wait();
+}
