@@ -15,6 +15,7 @@ pub mod model;
 pub mod output;
 pub mod prompt;
 pub mod query;
+pub mod queue;
 pub mod records;
 pub mod schemas;
 pub mod server;

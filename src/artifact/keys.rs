@@ -571,6 +571,10 @@ pub struct PolicyShape {
     /// Object name → policy
     pub objects: Option<std::collections::BTreeMap<String, ObjectPolicyShape>>,
     pub approvals: Option<ApprovalsShape>,
+    /// The sha256 of the artifact this one was written from (an approved
+    /// metadata change); `apply` refuses it once that is no longer applied
+    #[serde(rename = "basedOn")]
+    pub based_on: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema)]

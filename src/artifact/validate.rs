@@ -620,10 +620,23 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
     // objectos's own block: a misspelt key would silently weaken policy, so unknown
     // keys are always errors here.
     for key in map.keys() {
-        if !["objects", "approvals"].contains(&key.as_str()) {
+        if !["objects", "approvals", "basedOn"].contains(&key.as_str()) {
             w.err(
                 &format!("/x-objectos/{}", esc(key)),
-                format!("`{key}` is not a key of `x-objectos`; it takes `objects` and `approvals`"),
+                format!("`{key}` is not a key of `x-objectos`; it takes `objects`, `approvals` and `basedOn`"),
+            );
+        }
+    }
+    // An artifact written from an approved metadata change names the artifact it
+    // changed: `apply` refuses it once that is no longer the one applied.
+    if let Some(based) = map.get("basedOn") {
+        let ok = based
+            .as_str()
+            .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            w.err(
+                "/x-objectos/basedOn",
+                "`basedOn` is the sha256 (64 hex digits) of the artifact this one changes",
             );
         }
     }

@@ -11,6 +11,16 @@ use crate::model::{Model, ObjectRights, PermissionSetDef, SYSTEM_PERMISSIONS};
 use crate::store::{AssignmentRow, Tx, UserRow};
 use crate::timefmt;
 
+/// The system permissions an agent never exercises, whoever its user is.
+pub const ADMINISTRATIVE_PERMISSIONS: &[&str] = &[
+    "manage_users",
+    "manage_permissions",
+    "manage_settings",
+    "view_audit",
+    "export_audit",
+    "approve_actions",
+];
+
 /// The built-in administrator set that `bootstrap` assigns.
 pub const ADMIN_SET: &str = "admin";
 
@@ -128,6 +138,15 @@ impl Principal {
             system,
             teams,
         }
+    }
+
+    /// The same rights as an agent exercises them: never an administrative
+    /// system permission, even one the user holds (a model is never an
+    /// administrator; it can only propose).
+    pub fn as_agent(mut self) -> Principal {
+        self.system
+            .retain(|p| !ADMINISTRATIVE_PERMISSIONS.contains(&p.as_str()));
+        self
     }
 
     pub fn has(&self, permission: &str) -> bool {

@@ -167,6 +167,24 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         }
         return Ok(Exit::Success);
     }
+    // An artifact written from an approved metadata change must change the
+    // artifact applied now: never silently revert a newer release.
+    let based_on = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|d| d["x-objectos"]["basedOn"].as_str().map(str::to_string));
+    if let Some(base) = &based_on
+        && applied.as_ref().map(|a| a.sha256.as_str()) != Some(base.as_str())
+    {
+        return refuse(
+            format!("based on {base}, which is not the applied artifact"),
+            "stale_base",
+            Failure::error(format!(
+                "`{}` was written from artifact {base}, which is no longer the one applied; nothing was changed",
+                args.artifact.display()
+            ))
+            .with_hint("propose the change again against the applied artifact"),
+        );
+    }
     if let Some(c) = &current_model
         && c.manifest.id != model.manifest.id
     {
@@ -232,6 +250,24 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             bytes: bytes.clone(),
             applied_at: timefmt::rfc3339(timefmt::now()),
         })?;
+        // An approved metadata change this artifact carries is now applied.
+        let at = timefmt::rfc3339_micros(timefmt::now());
+        for org in tx.orgs()? {
+            for pending in tx.pending_list(&org.id, Some("approved"))? {
+                if pending.proposal["artifactSha256"].as_str() == Some(artifact.sha256.as_str())
+                    && tx.pending_transition(&pending.id, &["approved"], "applied", None, &at, None, None)?
+                {
+                    audit::append(
+                        tx,
+                        &origin,
+                        Event::new("pending.apply")
+                            .object("pending_action")
+                            .record(&pending.id)
+                            .changes(json!({"kind": "metadata", "artifact_sha256": artifact.sha256})),
+                    )?;
+                }
+            }
+        }
         audit::append(
             tx,
             &origin,

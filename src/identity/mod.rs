@@ -285,6 +285,8 @@ pub fn set_disabled(
         tx.user_set_disabled(&user.id, disabled)?;
         if disabled {
             keep_an_admin(tx, force, &format!("disabling `{}`", user.email))?;
+            // What they asked agents to do waits for nobody now.
+            crate::queue::cancel_for_user(tx, origin, &user.id)?;
         }
         let mut changes = Changes::new();
         changes.field("disabled", Some(&json!(!disabled)), Some(&json!(disabled)));

@@ -127,7 +127,7 @@ impl<'a> Records<'a> {
     }
 
     /// The ids, of those given, of records the caller can read now.
-    fn readable_ids(
+    pub(crate) fn readable_ids(
         &self,
         caller: &Caller,
         object: &'a ObjectDef,

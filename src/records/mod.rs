@@ -372,7 +372,7 @@ impl<'a> Records<'a> {
     }
 
     /// Every stored column of a record (for before-images), no access check.
-    fn fetch_raw(
+    pub(crate) fn fetch_raw(
         tx: &mut dyn Tx,
         object: &ObjectDef,
         id: &str,

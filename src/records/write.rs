@@ -15,7 +15,11 @@ use crate::store::*;
 use crate::timefmt;
 
 impl<'a> Records<'a> {
-    fn writable_object(&self, caller: &Caller, name: &str) -> Result<ObjectAccess<'a>, ApiError> {
+    pub(crate) fn writable_object(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<ObjectAccess<'a>, ApiError> {
         let access = self.object_access(caller, name)?;
         if access.object.read_only {
             return Err(ApiError::forbidden(
@@ -246,7 +250,7 @@ impl<'a> Records<'a> {
 
     /// Insert one record as the caller, in the caller's transaction: defaults,
     /// field rights, validation, references, uniqueness, and its audit row.
-    fn insert_one(
+    pub(crate) fn insert_one(
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
@@ -485,59 +489,68 @@ impl<'a> Records<'a> {
     ) -> Result<Map<String, Value>, ApiError> {
         let result = (|| {
             let access = self.writable_object(caller, object)?;
-            let o = access.object;
             self.instance
                 .store
-                .write(|tx| {
-                    self.locate(tx, caller, &access, id, Op::Edit)?;
-                    let before =
-                        Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(object))?;
-                    expect.check(&before)?;
-                    let mut columns = self.prepare(tx, caller, &access, values, false)?;
-                    for field in o.fields.iter().filter(|f| f.required) {
-                        if values.get(&field.name).is_some_and(Value::is_null) {
-                            return Err(ApiError::bad_request(
-                                "required_field",
-                                format!("`{}` is required", field.name),
-                            )
-                            .into());
-                        }
-                    }
-                    let assigned: Vec<(String, Value)> = columns
-                        .iter()
-                        .map(|(c, v)| {
-                            (
-                                c.clone(),
-                                sql_to_json(
-                                    column_storage(o, c).unwrap_or(Storage::Text),
-                                    v.clone(),
-                                ),
-                            )
-                        })
-                        .collect();
-                    let changes = self.changes(o, Some(&before), &assigned);
-                    columns.push((
-                        "updated_by".into(),
-                        SqlValue::Text(caller.principal.user_id.clone()),
-                    ));
-                    columns.push(("updated_at".into(), SqlValue::Text(now())));
-                    tx.record_update(&o.name, id, &columns)
-                        .map_err(|e| Self::unique_error(o, e.into()))?;
-                    audit::append(
-                        tx,
-                        &caller.origin,
-                        Event::new("record.update")
-                            .object(&o.name)
-                            .record(id)
-                            .changes(changes),
-                    )?;
-                    Ok(self
-                        .fetch(tx, caller, &access, id, Op::Read)?
-                        .unwrap_or_default())
-                })
+                .write(|tx| self.update_in(tx, caller, &access, id, values, expect))
                 .map_err(to_api)
         })();
         result.inspect_err(|e| self.refused(caller, "record.update", object, Some(id), e))
+    }
+
+    /// An update inside the caller's transaction: located (404 unreadable, 403
+    /// not editable), checked against `expect`, every field checked, written and
+    /// audited. Returns the record as the caller may read it.
+    pub(crate) fn update_in(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        access: &ObjectAccess<'a>,
+        id: &str,
+        values: &Map<String, Value>,
+        expect: &Expect,
+    ) -> anyhow::Result<Map<String, Value>> {
+        let o = access.object;
+        self.locate(tx, caller, access, id, Op::Edit)?;
+        let before = Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(&o.name))?;
+        expect.check(&before)?;
+        let mut columns = self.prepare(tx, caller, access, values, false)?;
+        for field in o.fields.iter().filter(|f| f.required) {
+            if values.get(&field.name).is_some_and(Value::is_null) {
+                return Err(ApiError::bad_request(
+                    "required_field",
+                    format!("`{}` is required", field.name),
+                )
+                .into());
+            }
+        }
+        let assigned: Vec<(String, Value)> = columns
+            .iter()
+            .map(|(c, v)| {
+                (
+                    c.clone(),
+                    sql_to_json(column_storage(o, c).unwrap_or(Storage::Text), v.clone()),
+                )
+            })
+            .collect();
+        let changes = self.changes(o, Some(&before), &assigned);
+        columns.push((
+            "updated_by".into(),
+            SqlValue::Text(caller.principal.user_id.clone()),
+        ));
+        columns.push(("updated_at".into(), SqlValue::Text(now())));
+        tx.record_update(&o.name, id, &columns)
+            .map_err(|e| Self::unique_error(o, e.into()))?;
+        audit::append(
+            tx,
+            &caller.origin,
+            Event::new("record.update")
+                .object(&o.name)
+                .record(id)
+                .changes(changes),
+        )?;
+        Ok(self
+            .fetch(tx, caller, access, id, Op::Read)?
+            .unwrap_or_default())
     }
 
     pub fn delete(&self, caller: &Caller, object: &str, id: &str) -> Result<(), ApiError> {
@@ -554,25 +567,56 @@ impl<'a> Records<'a> {
     ) -> Result<(), ApiError> {
         let result = (|| {
             let access = self.writable_object(caller, object)?;
-            let o = access.object;
             self.instance
                 .store
-                .write(|tx| {
-                    self.locate(tx, caller, &access, id, Op::Delete)?;
-                    let before =
-                        Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(object))?;
-                    expect.check(&before)?;
-                    self.delete_tree(tx, caller, o, id, None, 0)?;
-                    Ok(())
-                })
+                .write(|tx| self.delete_in(tx, caller, &access, id, expect).map(|_| ()))
                 .map_err(to_api)
         })();
         result.inspect_err(|e| self.refused(caller, "record.delete", object, Some(id), e))
     }
 
+    /// A delete inside the caller's transaction, cascading over master-detail
+    /// children the caller may delete; returns every record removed (object, id),
+    /// the record itself last.
+    pub(crate) fn delete_in(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        access: &ObjectAccess<'a>,
+        id: &str,
+        expect: &Expect,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let o = access.object;
+        self.locate(tx, caller, access, id, Op::Delete)?;
+        let before = Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(&o.name))?;
+        expect.check(&before)?;
+        let mut removed = Vec::new();
+        self.delete_tree(tx, caller, o, id, None, 0, &mut removed)?;
+        Ok(removed)
+    }
+
+    /// Run `work` in a write transaction that is always rolled back: what it would
+    /// do, checked exactly as if it were done, with nothing written.
+    pub(crate) fn dry_run<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> Result<T, ApiError> {
+        let mut out = None;
+        let result = self.instance.store.write(|tx| {
+            out = Some(work(tx)?);
+            Err::<(), _>(DryRun.into())
+        });
+        match result {
+            Err(e) if e.downcast_ref::<DryRun>().is_some() => out.ok_or_else(ApiError::internal),
+            Err(e) => Err(to_api(e)),
+            Ok(()) => out.ok_or_else(ApiError::internal),
+        }
+    }
+
     /// Delete a record and, under master-detail relationships, its children (and
     /// theirs), each with its before-image in its own audit row. The caller must be
     /// allowed to delete every child object; a read-only child object refuses.
+    #[allow(clippy::too_many_arguments)]
     fn delete_tree(
         &self,
         tx: &mut dyn Tx,
@@ -581,6 +625,7 @@ impl<'a> Records<'a> {
         id: &str,
         parent: Option<(&str, &str)>,
         depth: usize,
+        removed: &mut Vec<(String, String)>,
     ) -> anyhow::Result<()> {
         if depth > 8 {
             return Err(ApiError::bad_request(
@@ -646,12 +691,14 @@ impl<'a> Records<'a> {
                             &child_id,
                             Some((&o.name, id)),
                             depth + 1,
+                            removed,
                         )?;
                     }
                 }
             }
         }
         tx.record_delete(&o.name, id)?;
+        removed.push((o.name.clone(), id.to_string()));
         let mut changes = Changes::new();
         for field in &o.fields {
             if let Some(v) = before.get(&field.name).filter(|v| !v.is_null()) {

@@ -6,6 +6,7 @@ pub mod auth;
 mod data;
 mod meta;
 pub mod notify;
+mod pending;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -417,6 +418,14 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .route("/api/v1/actions/{object}/{action}", post(meta::run))
         .route("/api/v1/actions/{object}/{action}/{id}", post(meta::run))
         .route("/api/v1/audit/events", get(audit_events))
+        .route("/api/v1/pending-actions", get(pending::list))
+        .route("/api/v1/pending-actions/{id}", get(pending::get))
+        .route(
+            "/api/v1/pending-actions/{id}/approve",
+            post(pending::approve),
+        )
+        .route("/api/v1/pending-actions/{id}/reject", post(pending::reject))
+        .route("/api/v1/pending-actions/{id}/cancel", post(pending::cancel))
         .route("/api/v1", get(meta::discovery))
         .route("/api/v1/discovery", get(meta::discovery))
         .route("/.well-known/objectstack", get(meta::discovery))
@@ -477,6 +486,12 @@ pub async fn serve_with_listener(
             tick.tick().await;
             let s = ticker_state.clone();
             let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(model) = s.model() {
+                    let records = Records::new(&s.instance, &model.model);
+                    if let Err(e) = crate::queue::Queue::new(&records).expire_due() {
+                        tracing::error!(error = %e, "could not expire pending actions");
+                    }
+                }
                 if let Err(e) = s.instance.restore_audit_guards() {
                     tracing::error!(error = %format!("{e:#}"), "could not check the audit guards");
                 }

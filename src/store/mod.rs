@@ -129,6 +129,38 @@ pub struct SessionRow {
     pub revoked_at: Option<String>,
 }
 
+/// A change an agent proposed, waiting for (or past) a reviewer's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRow {
+    pub id: String,
+    pub org_id: String,
+    /// `create`, `update`, `delete`, `action`, `grant`, `revoke`, `metadata`
+    pub kind: String,
+    /// `pending`, `approved`, `applied`, `failed`, `rejected`, `cancelled`, `expired`
+    pub status: String,
+    pub requester_id: String,
+    /// The agent key that proposed it.
+    pub key_id: Option<String>,
+    /// The MCP client (`{name, version}`).
+    pub client: Option<Value>,
+    pub tool: String,
+    /// The tool's arguments as the agent sent them.
+    pub input: Value,
+    pub object: Option<String>,
+    pub record_id: Option<String>,
+    /// The target's before-image hash when proposed (stale check).
+    pub before_hash: Option<String>,
+    /// What applying it does: the change and its diff, by kind.
+    pub proposal: Value,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub reason: Option<String>,
+    /// Why it failed, or what applying it made.
+    pub result: Option<String>,
+}
+
 /// Failed sign-ins counted for one account or one client address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThrottleRow {
@@ -326,6 +358,29 @@ pub trait Tx: RecordTx {
     /// Put the audit guards back exactly as objectos makes them, and remove any
     /// other trigger on the guarded tables.
     fn audit_guards_restore(&mut self) -> StoreResult<()>;
+    // The pending-action queue.
+    fn pending_insert(&mut self, row: &PendingRow) -> StoreResult<()>;
+    fn pending_get(&mut self, id: &str) -> StoreResult<Option<PendingRow>>;
+    /// An organization's actions, of one status or all, oldest first.
+    fn pending_list(&mut self, org_id: &str, status: Option<&str>) -> StoreResult<Vec<PendingRow>>;
+    fn pending_of_user(&mut self, user_id: &str, status: &str) -> StoreResult<Vec<PendingRow>>;
+    fn pending_count_for_key(&mut self, key_id: &str) -> StoreResult<u64>;
+    /// Pending actions whose expiry has passed.
+    fn pending_expired(&mut self, now: &str) -> StoreResult<Vec<PendingRow>>;
+    /// Move an action from one of `from` to `to`; false when it was in none of
+    /// them (someone else decided first).
+    #[allow(clippy::too_many_arguments)]
+    fn pending_transition(
+        &mut self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        decided_by: Option<&str>,
+        at: &str,
+        reason: Option<&str>,
+        result: Option<&str>,
+    ) -> StoreResult<bool>;
+
     /// The newest successful row of an action.
     fn audit_last_success(&mut self, action: &str) -> StoreResult<Option<AuditRow>>;
     /// The `n` most recently applied artifacts, newest first.

@@ -199,6 +199,34 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER objectos_artifacts_no_delete BEFORE DELETE ON objectos_artifacts BEGIN SELECT RAISE(ABORT, 'applied artifacts are immutable'); END;
     CREATE INDEX objectos_audit_action ON objectos_audit(action, seq);
     "#,
+    // 5: the pending-action queue: changes agents proposed, waiting for a
+    // reviewer (design §6).
+    r#"
+    CREATE TABLE objectos_pending_actions (
+        id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requester_id TEXT NOT NULL,
+        key_id TEXT,
+        client TEXT,
+        tool TEXT NOT NULL,
+        input TEXT NOT NULL,
+        object TEXT,
+        record_id TEXT,
+        before_hash TEXT,
+        proposal TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        decided_by TEXT,
+        decided_at TEXT,
+        reason TEXT,
+        result TEXT
+    );
+    CREATE INDEX objectos_pending_org ON objectos_pending_actions(org_id, status, created_at);
+    CREATE INDEX objectos_pending_key ON objectos_pending_actions(key_id, status);
+    CREATE INDEX objectos_pending_requester ON objectos_pending_actions(requester_id, status);
+    "#,
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -718,6 +746,33 @@ fn artifact_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppliedArtifact> {
     })
 }
 
+const PENDING_COLS: &str = "id, org_id, kind, status, requester_id, key_id, client, tool, input, object, record_id, before_hash, proposal, created_at, expires_at, decided_by, decided_at, reason, result";
+
+fn pending_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingRow> {
+    let json = |t: Option<String>| t.and_then(|t| serde_json::from_str(&t).ok());
+    Ok(PendingRow {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        kind: r.get(2)?,
+        status: r.get(3)?,
+        requester_id: r.get(4)?,
+        key_id: r.get(5)?,
+        client: json(r.get(6)?),
+        tool: r.get(7)?,
+        input: json(r.get(8)?).unwrap_or(Value::Null),
+        object: r.get(9)?,
+        record_id: r.get(10)?,
+        before_hash: r.get(11)?,
+        proposal: json(r.get(12)?).unwrap_or(Value::Null),
+        created_at: r.get(13)?,
+        expires_at: r.get(14)?,
+        decided_by: r.get(15)?,
+        decided_at: r.get(16)?,
+        reason: r.get(17)?,
+        result: r.get(18)?,
+    })
+}
+
 fn canonical_text(value: &Value) -> String {
     crate::crypto::canonical::to_string(value).unwrap_or_else(|_| value.to_string())
 }
@@ -1214,6 +1269,109 @@ impl Tx for SqliteTx<'_> {
             }
         }
         Ok(())
+    }
+
+    fn pending_insert(&mut self, p: &PendingRow) -> StoreResult<()> {
+        self.exec(
+            &format!("INSERT INTO objectos_pending_actions ({PENDING_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
+            params![
+                p.id,
+                p.org_id,
+                p.kind,
+                p.status,
+                p.requester_id,
+                p.key_id,
+                p.client.as_ref().map(canonical_text),
+                p.tool,
+                canonical_text(&p.input),
+                p.object,
+                p.record_id,
+                p.before_hash,
+                canonical_text(&p.proposal),
+                p.created_at,
+                p.expires_at,
+                p.decided_by,
+                p.decided_at,
+                p.reason,
+                p.result
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn pending_get(&mut self, id: &str) -> StoreResult<Option<PendingRow>> {
+        self.one(
+            &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE id = ?1"),
+            [id],
+            pending_from,
+        )
+    }
+
+    fn pending_list(&mut self, org_id: &str, status: Option<&str>) -> StoreResult<Vec<PendingRow>> {
+        match status {
+            Some(st) => self.all(
+                &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE org_id = ?1 AND status = ?2 ORDER BY created_at, id"),
+                [org_id, st],
+                pending_from,
+            ),
+            None => self.all(
+                &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE org_id = ?1 ORDER BY created_at, id"),
+                [org_id],
+                pending_from,
+            ),
+        }
+    }
+
+    fn pending_of_user(&mut self, user_id: &str, status: &str) -> StoreResult<Vec<PendingRow>> {
+        self.all(
+            &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE requester_id = ?1 AND status = ?2 ORDER BY created_at, id"),
+            [user_id, status],
+            pending_from,
+        )
+    }
+
+    fn pending_count_for_key(&mut self, key_id: &str) -> StoreResult<u64> {
+        let n: Option<i64> = self.one(
+            "SELECT count(*) FROM objectos_pending_actions WHERE key_id = ?1 AND status = 'pending'",
+            [key_id],
+            |r| r.get(0),
+        )?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    fn pending_expired(&mut self, now: &str) -> StoreResult<Vec<PendingRow>> {
+        self.all(
+            &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at"),
+            [now],
+            pending_from,
+        )
+    }
+
+    fn pending_transition(
+        &mut self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        decided_by: Option<&str>,
+        at: &str,
+        reason: Option<&str>,
+        result: Option<&str>,
+    ) -> StoreResult<bool> {
+        let marks = vec!["?"; from.len()].join(", ");
+        let sql = format!(
+            "UPDATE objectos_pending_actions SET status = ?, decided_by = coalesce(?, decided_by), decided_at = ?, reason = coalesce(?, reason), result = coalesce(?, result) WHERE id = ? AND status IN ({marks})"
+        );
+        let mut args: Vec<SqlValue> = vec![
+            SqlValue::Text(to.to_string()),
+            decided_by.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),
+            SqlValue::Text(at.to_string()),
+            reason.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),
+            result.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),
+            SqlValue::Text(id.to_string()),
+        ];
+        args.extend(from.iter().map(|f| SqlValue::Text(f.to_string())));
+        let mut stmt = self.conn.prepare_cached(&sql).db()?;
+        Ok(stmt.execute(rusqlite::params_from_iter(args.iter())).db()? == 1)
     }
 
     fn audit_last_success(&mut self, action: &str) -> StoreResult<Option<AuditRow>> {
