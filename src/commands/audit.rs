@@ -34,7 +34,10 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                 print_row(ctx, r)?;
             }
             // A stream: one JSON line per row, as they come.
-            while follow {
+            if !follow {
+                return Ok(Exit::Success);
+            }
+            loop {
                 std::thread::sleep(std::time::Duration::from_millis(500));
                 let page = instance.store.read(|tx| Ok(tx.audit_page(next, 1000)?))?;
                 for r in &page {
@@ -42,7 +45,6 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                     next = r.seq + 1;
                 }
             }
-            Ok(Exit::Success)
         }
         AuditCommand::Confirm {
             seq,
