@@ -130,6 +130,13 @@ pub enum Command {
     /// Manage the instance's own keys
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Approve or reject what agents proposed, through the running server
+    ///
+    /// On a terminal: a list, then one action's diff, then approve / reject /
+    /// skip. Without one: `--list`, `ID --approve`, `ID --reject --reason TEXT`.
+    /// Authenticates with the reviewer's own user key (`--api-key-file` or
+    /// `OBJECTOS_REVIEW_KEY`), never an agent key.
+    Review(ReviewArgs),
     /// Run the HTTP API in the foreground until SIGINT or SIGTERM
     Serve(ServeArgs),
     /// Create records in bulk from JSON lines or CSV, as a user, through the same rules and audit
@@ -598,6 +605,54 @@ pub enum SettingsCommand {
         #[arg(value_name = "KEY")]
         key: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The pending action to show or decide
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Approve ID: it is applied at once as its requester
+    #[arg(long, requires = "id", conflicts_with = "reject")]
+    pub approve: bool,
+
+    /// Reject ID (with `--reason`)
+    #[arg(long, requires = "id")]
+    pub reject: bool,
+
+    /// Why it is rejected (asked on a terminal when left out)
+    #[arg(long, value_name = "TEXT", requires = "reject")]
+    pub reason: Option<String>,
+
+    /// List the actions you may see instead
+    #[arg(long, conflicts_with_all = ["id", "approve", "reject"])]
+    pub list: bool,
+
+    /// Which actions `--list` shows
+    #[arg(long, value_name = "STATUS", default_value = "pending", value_parser = ["pending", "approved", "applied", "failed", "rejected", "cancelled", "expired", "all"])]
+    pub status: String,
+
+    /// The running server
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080",
+        env = "OBJECTOS_SERVER"
+    )]
+    pub server: String,
+
+    /// Read the reviewer's user key from this file (else `OBJECTOS_REVIEW_KEY`)
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Allow plain `http://` to a server that is not on this host
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Trust this CA (PEM) for an `https://` server
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ pub mod prompt;
 pub mod query;
 pub mod queue;
 pub mod records;
+pub mod remote;
 pub mod schemas;
 pub mod server;
 pub mod store;

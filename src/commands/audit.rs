@@ -252,9 +252,17 @@ fn print_row(ctx: &Ctx, r: &crate::store::AuditRow) -> anyhow::Result<()> {
                 .unwrap_or_default()
         )
     };
+    // Strings an agent or a client wrote are shown inert on a terminal.
+    use crate::remote::inert;
     ctx.out.data(format!(
         "{:>6}  {}  {:5}  {}  {}{}{}",
-        r.seq, r.time, r.via, actor, r.action, target, outcome
+        r.seq,
+        r.time,
+        r.via,
+        inert(&actor),
+        inert(&r.action),
+        inert(&target),
+        inert(&outcome)
     ))?;
     Ok(())
 }

@@ -16,6 +16,7 @@ pub(crate) mod keygen;
 pub mod man;
 pub mod people;
 pub(crate) mod quickstart;
+pub(crate) mod review;
 pub mod runtime;
 pub mod serve;
 pub(crate) mod settings;
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Doctor => doctor::run(&ctx),
         Command::Instance(cmd) => instance_keys::run(cmd, &ctx),
+        Command::Review(args) => review::run(args, &ctx),
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Import(args) => bulk::import(args, &ctx),
         Command::Export(args) => bulk::export(args, &ctx),

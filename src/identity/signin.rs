@@ -189,6 +189,31 @@ pub fn resolve_token(
         .map_err(to_api)
 }
 
+/// A key that exists, whatever its state (revoked, expired, its user disabled):
+/// (key id, user id, email), so that a refusal of it can be audited.
+pub fn known_key(
+    instance: &Instance,
+    token: &str,
+) -> Result<Option<(String, String, String)>, ApiError> {
+    if !token.starts_with(API_KEY_PREFIX) || token.len() > crate::limits::MAX_TOKEN_BYTES {
+        return Ok(None);
+    }
+    let hash = token_hash(token);
+    instance
+        .store
+        .read(|tx| {
+            let Some(key) = tx.apikey_by_hash(&hash)? else {
+                return Ok(None);
+            };
+            let email = tx
+                .user_by_id(&key.user_id)?
+                .map(|u| u.email)
+                .unwrap_or_default();
+            Ok(Some((key.id, key.user_id, email)))
+        })
+        .map_err(to_api)
+}
+
 /// Whether the token is refused outright (for the `unauthenticated` answer).
 pub fn require(resolved: Option<Resolved>) -> Result<Resolved, ApiError> {
     resolved.ok_or_else(unauthenticated)

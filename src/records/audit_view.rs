@@ -216,7 +216,8 @@ impl<'a> Records<'a> {
             let shown = {
                 match name.as_str() {
                     // The shape of a read, not values.
-                    "read" | "surface" | "row" | "imported" | "skipped" | "exported" => true,
+                    "read" | "surface" | "row" | "imported" | "skipped" | "exported" | "tool"
+                    | "status" | "pending_action" | "kind" | "expires_at" => true,
                     "error" => value
                         .as_str()
                         .is_some_and(|m| self.message_visible(caller, access, m)),

@@ -90,6 +90,18 @@ pub struct BatchOutcome {
     pub skipped: Vec<(usize, ApiError)>,
 }
 
+impl Page {
+    /// The page as upstream shapes a list: `{object, records, hasMore, total?}`.
+    pub fn into_json(self, object: &str) -> Value {
+        let mut body =
+            json!({ "object": object, "records": self.records, "hasMore": self.has_more });
+        if let Some(total) = self.total {
+            body["total"] = json!(total);
+        }
+        body
+    }
+}
+
 /// What a write expects of the record it changes (optimistic concurrency).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 use crate::query::request::{self, QuerySpec};
-use crate::records::{Expect, Page, Records, etag};
+use crate::records::{Expect, Records, etag};
 use crate::server::{ApiResult, AppState, Body, json_body, object_body, with_records};
 
 /// A record answer: `{object, id, record}` with the record's version as `ETag`.
@@ -28,15 +28,6 @@ fn record_response(status: StatusCode, object: &str, record: Map<String, Value>)
         response.headers_mut().insert(axum::http::header::ETAG, tag);
     }
     response
-}
-
-/// A list answer: `{object, records, hasMore, total?}`.
-pub fn list_body(object: &str, page: Page) -> Value {
-    let mut body = json!({ "object": object, "records": page.records, "hasMore": page.has_more });
-    if let Some(total) = page.total {
-        body["total"] = json!(total);
-    }
-    body
 }
 
 /// What a write expects, from `If-Match` (optional: without it, any version).
@@ -69,7 +60,7 @@ fn run_query(
             "hasMore": false,
         }));
     }
-    Ok(list_body(&spec.object, r.list(&a.caller, spec)?))
+    Ok(r.list(&a.caller, spec)?.into_json(&spec.object))
 }
 
 pub(super) async fn list(
