@@ -621,7 +621,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
 
-    /// Report invalid rows and go on, instead of stopping at the first
+    /// Report invalid rows and go on, instead of stopping at the first (a CSV
+    /// file whose quoting leaves where records start unknowable is refused whole)
     #[arg(long)]
     pub skip_invalid: bool,
 
