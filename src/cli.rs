@@ -645,7 +645,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "NAME")]
     pub org: Option<String>,
 
-    /// Write here instead of stdout
+    /// Write here instead of stdout (`-` is stdout)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -9,7 +9,7 @@
 //! file, whatever the line ends.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, ErrorKind, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -700,6 +700,13 @@ impl Progress {
         Progress::styled(bar, template, prefix)
     }
 
+    fn spinner(ctx: &Ctx, template: &str) -> Progress {
+        if !ctx.out.progress_allowed() {
+            return Progress(None);
+        }
+        Progress::styled(indicatif::ProgressBar::new_spinner(), template, "")
+    }
+
     fn styled(bar: indicatif::ProgressBar, template: &str, prefix: &str) -> Progress {
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
@@ -902,12 +909,29 @@ pub fn import(args: ImportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// How an export went: the records written, and whether the reader of stdout
+/// closed it before the end (`objectos export … | head`).
+struct Exported {
+    count: usize,
+    closed: bool,
+}
+
 pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
     let model = required_model(&instance)?;
     let caller = Caller::operator_as(&instance, &model, &args.email, args.org.as_deref())?;
     let records = Records::new(&instance, &model);
-    let attempt = || -> anyhow::Result<usize> {
+    // `-o -` is stdout.
+    let output: Option<&Path> = args.output.as_deref().filter(|p| *p != Path::new("-"));
+    let output_name = output.map(|p| p.display().to_string());
+    let write_error = |e: std::io::Error| -> anyhow::Error {
+        let target = match output {
+            Some(path) => format!("`{}`", path.display()),
+            None => "standard output".to_string(),
+        };
+        anyhow::Error::new(e).context(format!("cannot write the export to {target}"))
+    };
+    let attempt = || -> anyhow::Result<Exported> {
         let access: ObjectAccess<'_> = records
             .object_access(&caller, &args.object)
             .map_err(api_failure)?;
@@ -918,7 +942,7 @@ pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             ))
             .into());
         }
-        let mut out: Box<dyn Write> = match &args.output {
+        let mut out: Box<dyn Write> = match output {
             Some(path) => {
                 use std::os::unix::fs::OpenOptionsExt;
                 let file = std::fs::OpenOptions::new()
@@ -932,9 +956,19 @@ pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             }
             None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         };
+        // A spinner, unless the records themselves go to the terminal.
+        let progress = if output.is_some() || !std::io::stdout().is_terminal() {
+            Progress::spinner(
+                ctx,
+                "{spinner} {pos} records exported ({per_sec}, {elapsed})",
+            )
+        } else {
+            Progress(None)
+        };
         let mut last: Option<String> = None;
         let mut count = 0usize;
-        loop {
+        let mut closed = false;
+        'pages: loop {
             let filter = match &last {
                 Some(id) => Filter::Cmp {
                     field: "id".into(),
@@ -952,11 +986,22 @@ pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             if page.records.is_empty() {
                 break;
             }
+            let mut line = Vec::new();
             for record in &page.records {
-                serde_json::to_writer(&mut out, record)?;
-                out.write_all(b"\n")?;
+                line.clear();
+                serde_json::to_writer(&mut line, record)?;
+                line.push(b'\n');
+                if let Err(e) = out.write_all(&line) {
+                    // The reader of stdout has all it wants: a normal end.
+                    if output.is_none() && e.kind() == ErrorKind::BrokenPipe {
+                        closed = true;
+                        break 'pages;
+                    }
+                    return Err(write_error(e));
+                }
+                count += 1;
             }
-            count += page.records.len();
+            progress.update(count as u64, String::new);
             last = page
                 .records
                 .last()
@@ -964,21 +1009,41 @@ pub fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
                 .and_then(Value::as_str)
                 .map(str::to_string);
         }
-        out.flush()?;
+        if !closed && let Err(e) = out.flush() {
+            if output.is_none() && e.kind() == ErrorKind::BrokenPipe {
+                closed = true;
+            } else {
+                return Err(write_error(e));
+            }
+        }
+        drop(progress);
+        let mut changes = json!({"exported": count, "output": output_name});
+        if closed {
+            changes["stdout_closed"] = json!(true);
+        }
         instance.store.write(|tx| {
-            audit::append(tx, &caller.origin, Event::new("export").object(&args.object).changes(json!({"exported": count, "output": args.output.as_ref().map(|p| p.display().to_string())})))?;
+            audit::append(
+                tx,
+                &caller.origin,
+                Event::new("export").object(&args.object).changes(changes),
+            )?;
             Ok(())
         })?;
-        Ok(count)
+        Ok(Exported { count, closed })
     };
-    let count = instance.audited(&caller.origin, "export", Some(&args.object), attempt)?;
+    let exported = instance.audited(&caller.origin, "export", Some(&args.object), attempt)?;
+    if exported.closed {
+        // Like `yes | head`: nothing to say.
+        return Ok(Exit::Success);
+    }
+    let count = exported.count;
     let report = ExportReport {
         object: args.object.clone(),
         user: caller.principal.email.clone(),
         exported: count,
-        output: args.output.as_ref().map(|p| p.display().to_string()),
+        output: output_name.clone(),
     };
-    if ctx.out.json && args.output.is_some() {
+    if ctx.out.json && output.is_some() {
         ctx.out.json_doc("export", &report)?;
     } else {
         ctx.out.status(format!(

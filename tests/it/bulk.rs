@@ -1,6 +1,7 @@
-//! Import at the edges: broken CSV, line numbers, what goes where (`-q`,
-//! `--json`), progress on a terminal.
+//! Import and export at the edges: broken CSV, line numbers, what goes where
+//! (`-q`, `--json`), progress on a terminal, closed pipes and `-o -`.
 
+use std::io::BufRead;
 use std::process::Stdio;
 
 use serde_json::{Value, json};
@@ -369,4 +370,73 @@ fn indicatif_bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{value:.2} {}", units[unit])
+}
+
+#[test]
+fn an_export_whose_reader_stops_early_ends_quietly() {
+    let env = Env::new();
+    world(&env);
+    // Well over a pipe's buffer of export.
+    let rows: String = (0..1500)
+        .map(|i| {
+            json!({"name": format!("Deal {i} {}", "x".repeat(100)), "stage": "proposal"})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    env.write("deals.jsonl", &rows);
+    import(&env, "deals.jsonl", &[]).ok();
+    let mut child = env
+        .cmd()
+        .args(["export", "crm_opportunity", "--as", REP])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("Deal "), "{first}");
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // Audited as an export that stopped when its reader did.
+    let audit = env.run(&["--json", "audit", "tail", "-n", "1"]).ok().json();
+    let event = &audit["events"][0];
+    assert_eq!(event["action"], "export", "{event}");
+    assert_eq!(event["outcome"], "success", "{event}");
+    assert_eq!(event["changes"]["stdout_closed"], true, "{event}");
+}
+
+#[test]
+fn export_dash_is_stdout() {
+    let env = Env::new();
+    world(&env);
+    env.write(
+        "deals.jsonl",
+        "{\"name\": \"one\", \"stage\": \"proposal\"}\n{\"name\": \"two\", \"stage\": \"proposal\"}\n",
+    );
+    import(&env, "deals.jsonl", &[]).ok();
+    for json in [false, true] {
+        let mut args = vec!["export", "crm_opportunity", "--as", REP, "-o", "-"];
+        if json {
+            args.insert(0, "--json");
+        }
+        let run = env.run(&args).ok();
+        let records: Vec<Value> = run
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 2, "{}", run.stdout);
+        assert!(
+            records
+                .iter()
+                .all(|r| r["id"].is_string() && r.get("format").is_none())
+        );
+        assert!(run.stderr.contains("exported 2"), "{}", run.stderr);
+        assert!(!env.path("-").exists(), "a file named `-` was written");
+    }
 }
