@@ -751,7 +751,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FORMAT", value_parser = ["jsonl", "json", "csv"])]
     pub format: Option<String>,
 
-    /// Report invalid rows and go on, instead of stopping at the first
+    /// Report invalid rows and go on, instead of stopping at the first (a CSV
+    /// file whose quoting leaves where records start unknowable is refused whole)
     #[arg(long)]
     pub skip_invalid: bool,
 
@@ -774,7 +775,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "NAME")]
     pub org: Option<String>,
 
-    /// Write here instead of stdout
+    /// Write here instead of stdout (`-` is stdout)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod bulk;
 mod cli;
 mod hardening;
 mod operator;
