@@ -139,6 +139,9 @@ pub enum Command {
     Review(ReviewArgs),
     /// Run the HTTP API in the foreground until SIGINT or SIGTERM
     Serve(ServeArgs),
+    /// Bridge an agent host's stdio to the server's MCP endpoint (agent key from
+    /// `OBJECTOS_API_KEY`; never opens the data dir)
+    Mcp(McpArgs),
     /// Create records in bulk from JSON lines or CSV, as a user, through the same rules and audit
     Import(ImportArgs),
     /// Write the records a user may read as JSON lines (needs `allowExport`)
@@ -655,6 +658,26 @@ pub struct ReviewArgs {
     pub ca_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The running server (its MCP endpoint is `/api/v1/mcp` there)
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080",
+        env = "OBJECTOS_SERVER"
+    )]
+    pub server: String,
+
+    /// Allow plain `http://` to a server that is not on this host
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Trust this CA (PEM) for an `https://` server
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// Make new signing and encryption keys for the instance
@@ -721,6 +744,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+
+    /// Browser origin (`https://host[:port]`, repeatable) allowed to call the
+    /// MCP endpoint; a request carrying any other `Origin` is refused (agent
+    /// hosts send none)
+    #[arg(
+        long = "mcp-allow-origin",
+        value_name = "ORIGIN",
+        env = "OBJECTOS_MCP_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_parser = crate::server::mcp::check_origin
+    )]
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! objectos: governed business records and the AI agents that act for their users.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod artifact;
 pub mod audit;
 pub mod authz;

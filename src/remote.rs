@@ -18,13 +18,9 @@ pub struct Server {
     pub client: reqwest::blocking::Client,
 }
 
-/// Check the server URL against the transport policy and build a client.
-pub fn connect(
-    url: &str,
-    insecure: bool,
-    ca_file: Option<&Path>,
-    timeout: Option<Duration>,
-) -> anyhow::Result<Server> {
+/// Check the server URL against the transport policy: `https://`, or plain
+/// `http://` to this host (elsewhere only with `insecure`).
+pub fn check_url(url: &str, insecure: bool) -> anyhow::Result<reqwest::Url> {
     let base = reqwest::Url::parse(url).map_err(|e| {
         Failure::new(Exit::Usage, format!("`{url}` is not a URL: {e}"))
             .with_hint("write it like `http://127.0.0.1:8080` or `https://objectos.example`")
@@ -54,6 +50,35 @@ pub fn connect(
             .into());
         }
     }
+    Ok(base)
+}
+
+/// The certificates of a private CA (PEM, one or more).
+pub fn ca_certificates(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the CA file `{}`", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        Failure::error(format!(
+            "`{}` holds no PEM certificate: {e}",
+            path.display()
+        ))
+    })?;
+    if certs.is_empty() {
+        return Err(
+            Failure::error(format!("`{}` holds no PEM certificate", path.display())).into(),
+        );
+    }
+    Ok(certs)
+}
+
+/// Check the server URL against the transport policy and build a client.
+pub fn connect(
+    url: &str,
+    insecure: bool,
+    ca_file: Option<&Path>,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Server> {
+    let base = check_url(url, insecure)?;
     let mut builder = reqwest::blocking::Client::builder()
         .user_agent(concat!("objectos/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10));
@@ -62,15 +87,7 @@ pub fn connect(
         None => builder.timeout(None),
     };
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read the CA file `{}`", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            Failure::error(format!(
-                "`{}` holds no PEM certificate: {e}",
-                path.display()
-            ))
-        })?;
-        for cert in certs {
+        for cert in ca_certificates(path)? {
             builder = builder.add_root_certificate(cert);
         }
     }

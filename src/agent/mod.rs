@@ -1,10 +1,10 @@
-//! Agents: the MCP server (`POST /api/v1/mcp`, and `objectos mcp`, a stdio
-//! bridge to it) and the tools it serves. An agent reaches data only through
-//! these tools, with an agent key, as that key's user and never with an
-//! administrative permission; every call leaves its audit row.
+//! Agents: the tools an agent calls (served over MCP by `crate::server::mcp`),
+//! how an agent key is authenticated, the audit rows of its calls, and
+//! `objectos mcp`, the stdio bridge to the server's endpoint. An agent reaches
+//! data only through these tools, with an agent key, as that key's user and
+//! never with an administrative permission; every call leaves its audit row.
 
 pub mod bridge;
-pub mod mcp;
 pub mod tools;
 
 use serde_json::{Map, Value, json};
@@ -44,7 +44,12 @@ pub fn authenticate(
             origin.credential = Some(key_id);
             origin.request_id = Some(request_id.to_string());
             origin.client = client;
-            refuse(instance, &origin, "unauthenticated", "the key is revoked or expired, or its user is disabled");
+            refuse(
+                instance,
+                &origin,
+                "unauthenticated",
+                "the key is revoked or expired, or its user is disabled",
+            );
         }
         return Err(signin::unauthenticated());
     };
@@ -61,7 +66,12 @@ pub fn authenticate(
         ));
     }
     if !principal.has("agent_access") {
-        refuse(instance, &origin, "agent_access_required", "the key's user no longer holds `agent_access`");
+        refuse(
+            instance,
+            &origin,
+            "agent_access_required",
+            "the key's user no longer holds `agent_access`",
+        );
         return Err(ApiError::forbidden(
             "agent_access_required",
             "the key's user does not hold `agent_access`",
@@ -137,6 +147,9 @@ fn audit_arguments(instance: &Instance, model: &Model, args: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Larger arguments are audited as their SHA-256.
+const MAX_AUDITED_ARGUMENTS: usize = 16 * 1024;
+
 /// The row every tool call leaves: the tool, its arguments (sensitive values as
 /// HMACs), the outcome, and what it read or proposed.
 pub fn audit_tool_call(
@@ -152,9 +165,19 @@ pub fn audit_tool_call(
         Some(list) => list.iter().filter_map(|x| x.get("id").cloned()).collect(),
         None => r.get("id").cloned().into_iter().collect(),
     };
+    let mut arguments = audit_arguments(instance, model, args);
+    let size = arguments.to_string().len();
+    if size > MAX_AUDITED_ARGUMENTS {
+        // Kept as a digest: the chain must not carry megabytes an agent sent.
+        use sha2::Digest;
+        arguments = json!({
+            "sha256": hex::encode(sha2::Sha256::digest(arguments.to_string().as_bytes())),
+            "bytes": size,
+        });
+    }
     let mut event = Event::new("agent.tool_call").changes(json!({
-        "tool": tool,
-        "arguments": audit_arguments(instance, model, args),
+        "tool": tool.chars().take(128).collect::<String>(),
+        "arguments": arguments,
         // The ids returned: shown to an audit viewer only where they may read them.
         "ids": read,
         "pending_action": r.get("pendingActionId"),

@@ -32,6 +32,9 @@ pub struct Agent<'c> {
     pub client: Option<Value>,
 }
 
+/// What the server tells an agent when it connects.
+pub const INSTRUCTIONS: &str = "objectos: query and change this organization's records as your user, with exactly their rights. Deletes, sensitive fields, confirmed actions, grants and metadata changes come back `pending_approval` (with a `pendingActionId`) and wait for a human reviewer; they are not done yet.";
+
 /// A tool as `tools/list` shows it.
 pub struct ToolSpec {
     pub name: &'static str,
@@ -83,7 +86,7 @@ pub fn specs() -> Vec<ToolSpec> {
             input_schema: json!({"type": "object", "properties": {
                 "objectName": object_name(),
                 "expression": {"description": "An ObjectQL filter object, or a CEL condition string"},
-                "site": {"type": "string", "description": "Where the expression is meant to be used (informative)"}
+                "site": {"type": "string", "enum": ["formula", "validation", "flow_condition", "template"], "description": "Where the expression will live; objectos checks conditions (`validation`, `flow_condition`) and has no formulas or templates"}
             }, "required": ["objectName", "expression"], "additionalProperties": false}),
             read_only: true,
             destructive: false,
@@ -108,16 +111,24 @@ pub fn specs() -> Vec<ToolSpec> {
         ToolSpec {
             name: "aggregate_records",
             title: "Aggregate records",
-            description: "Count, sum, average, minimum or maximum over the records you may read, optionally grouped.",
+            description: "Count, sum, average, minimum, maximum or count distinct values over the records you may read, optionally grouped by fields (dates bucketed by day, week, month, quarter or year). At most 50 groups come back.",
             input_schema: json!({"type": "object", "properties": {
                 "objectName": object_name(),
                 "aggregations": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "properties": {
-                    "function": {"type": "string", "enum": ["count", "sum", "avg", "min", "max"]},
-                    "field": {"type": "string"},
-                    "alias": {"type": "string"}
+                    "function": {"type": "string", "enum": ["count", "sum", "avg", "min", "max", "count_distinct"]},
+                    "field": {"type": "string", "description": "The field (omit for count(*))"},
+                    "alias": {"type": "string", "description": "The result column's name"}
                 }, "required": ["function", "alias"], "additionalProperties": false}},
-                "groupBy": {"type": "array", "maxItems": 100, "items": {"type": "string"}},
-                "where": filter_schema()
+                "groupBy": {"type": "array", "maxItems": 100, "items": {"anyOf": [
+                    {"type": "string"},
+                    {"type": "object", "properties": {
+                        "field": {"type": "string"},
+                        "dateGranularity": {"type": "string", "enum": ["day", "week", "month", "quarter", "year"]},
+                        "alias": {"type": "string"}
+                    }, "required": ["field"], "additionalProperties": false}
+                ]}},
+                "where": filter_schema(),
+                "timezone": {"type": "string", "description": "Time zone of date buckets; only UTC is supported"}
             }, "required": ["objectName", "aggregations"], "additionalProperties": false}),
             read_only: true,
             destructive: false,
@@ -218,6 +229,15 @@ impl Outcome {
         }
     }
 
+    /// A call of a tool that does not exist (answered as a protocol error; the
+    /// audit row records it all the same).
+    pub fn unknown_tool(name: &str) -> Outcome {
+        Outcome::refused(ApiError::not_found(format!(
+            "no tool `{}`",
+            name.chars().take(128).collect::<String>()
+        )))
+    }
+
     fn refused(e: ApiError) -> Outcome {
         Outcome {
             result: json!({"error": {"code": e.code, "message": e.message, "status": e.status}}),
@@ -237,7 +257,10 @@ fn arg_str<'v>(args: &'v Map<String, Value>, name: &str) -> Result<&'v str, ApiE
         .ok_or_else(|| bad(format!("`{name}` is required (a non-empty string)")))
 }
 
-fn arg_object<'v>(args: &'v Map<String, Value>, name: &str) -> Result<&'v Map<String, Value>, ApiError> {
+fn arg_object<'v>(
+    args: &'v Map<String, Value>,
+    name: &str,
+) -> Result<&'v Map<String, Value>, ApiError> {
     args.get(name)
         .and_then(Value::as_object)
         .ok_or_else(|| bad(format!("`{name}` is required (an object)")))
@@ -328,19 +351,60 @@ impl Agent<'_> {
             }
             "describe_object" => {
                 only(args, &["objectName"])?;
-                records.meta_object(caller, arg_str(args, "objectName")?)
+                let mut view = records.meta_object(caller, arg_str(args, "objectName")?)?;
+                // Upstream's tool lists the fields as an array.
+                let fields: Vec<Value> = match view.get_mut("fields").map(Value::take) {
+                    Some(Value::Object(map)) => map.into_iter().map(|(_, f)| f).collect(),
+                    _ => Vec::new(),
+                };
+                view["fields"] = json!(fields);
+                view["enableFeatures"] = json!({});
+                Ok(view)
             }
             "validate_expression" => {
                 only(args, &["objectName", "expression", "site"])?;
                 let object = arg_str(args, "objectName")?;
                 let access = records.object_access(caller, object)?;
-                Ok(validate_expression(&access, args.get("expression").unwrap_or(&Value::Null)))
+                match args.get("site").map(|s| s.as_str()) {
+                    None | Some(Some("validation" | "flow_condition")) => {}
+                    Some(Some(site @ ("formula" | "template"))) => {
+                        return Err(bad(format!(
+                            "objectos has no {site}s; it checks conditions (site `validation` or `flow_condition`)"
+                        )));
+                    }
+                    Some(_) => {
+                        return Err(bad(
+                            "`site` is one of formula, validation, flow_condition, template",
+                        ));
+                    }
+                }
+                Ok(validate_expression(
+                    &access,
+                    args.get("expression").unwrap_or(&Value::Null),
+                ))
             }
             "query_records" => {
-                only(args, &["objectName", "where", "fields", "orderBy", "limit", "offset"])?;
+                only(
+                    args,
+                    &[
+                        "objectName",
+                        "where",
+                        "fields",
+                        "orderBy",
+                        "limit",
+                        "offset",
+                    ],
+                )?;
                 let object = arg_str(args, "objectName")?;
-                if args.get("limit").and_then(Value::as_u64).is_some_and(|l| l > MAX_QUERY_LIMIT) {
-                    return Err(request::over_limit("page", format!("`limit` is at most {MAX_QUERY_LIMIT} here")));
+                if args
+                    .get("limit")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|l| l > MAX_QUERY_LIMIT)
+                {
+                    return Err(request::over_limit(
+                        "page",
+                        format!("`limit` is at most {MAX_QUERY_LIMIT} here"),
+                    ));
                 }
                 let mut body = Map::new();
                 for key in ["where", "fields", "orderBy", "offset"] {
@@ -357,10 +421,13 @@ impl Agent<'_> {
                 Ok(page.into_json(object))
             }
             "aggregate_records" => {
-                only(args, &["objectName", "aggregations", "groupBy", "where"])?;
+                only(
+                    args,
+                    &["objectName", "aggregations", "groupBy", "where", "timezone"],
+                )?;
                 let object = arg_str(args, "objectName")?;
                 let mut body = Map::new();
-                for key in ["aggregations", "groupBy", "where"] {
+                for key in ["aggregations", "groupBy", "where", "timezone"] {
                     if let Some(v) = args.get(key) {
                         body.insert(key.into(), v.clone());
                     }
@@ -370,14 +437,26 @@ impl Agent<'_> {
                     return Err(bad("`aggregations` needs at least one aggregation"));
                 }
                 let rows = records.aggregate(caller, &spec)?;
-                Ok(json!({"object": object, "records": rows}))
+                // Capped like query_records, as upstream does.
+                let total = rows.len();
+                let truncated = total > MAX_QUERY_LIMIT as usize;
+                let rows: Vec<Value> = rows
+                    .into_iter()
+                    .take(MAX_QUERY_LIMIT as usize)
+                    .map(Value::Object)
+                    .collect();
+                let mut out = json!({"rows": rows, "totalGroups": total});
+                if truncated {
+                    out["truncated"] = json!(true);
+                }
+                Ok(out)
             }
             "get_record" => {
                 only(args, &["objectName", "recordId"])?;
                 let object = arg_str(args, "objectName")?;
                 let id = arg_str(args, "recordId")?;
-                let record = records.get(caller, object, id)?;
-                Ok(json!({"object": object, "id": id, "record": record}))
+                // Upstream answers the record itself.
+                records.get(caller, object, id).map(Value::Object)
             }
             "create_record" => {
                 only(args, &["objectName", "data"])?;
@@ -422,11 +501,30 @@ impl Agent<'_> {
                 if let Some(o) = on {
                     records.object_access(caller, o)?;
                 }
+                // Only actions exposed to agents that this user may run, in
+                // upstream's item shape.
                 let actions: Vec<Value> = records
                     .meta_actions(caller)
                     .into_iter()
-                    .filter(|a| a["ai"]["exposed"] == true)
+                    .filter(|a| a["ai"]["exposed"] == true && a["permitted"] == true)
+                    .filter(|a| a["executable"] == true)
                     .filter(|a| on.is_none_or(|o| a["objectName"] == o))
+                    .map(|a| {
+                        let review = a["ai"]["requiresConfirmation"] == true
+                            || !a["confirmText"].is_null()
+                            || a["variant"] == "danger";
+                        json!({
+                            "name": a["name"],
+                            "objectName": a["objectName"],
+                            "label": a["label"],
+                            "description": a["ai"]["description"],
+                            "type": a["type"],
+                            "requiresRecord": true,
+                            "requiresConfirmation": review,
+                            "destructive": a["variant"] == "danger",
+                            "params": [],
+                        })
+                    })
                     .collect();
                 let total = actions.len();
                 Ok(json!({"actions": actions, "totalCount": total}))
@@ -453,9 +551,9 @@ impl Agent<'_> {
                         format!("`{name}` is carried from the app but objectos does not run it"),
                     )
                 })?;
-                let o = self.policy(records, &object).map_err(|e| {
-                    if e.status == 404 { no_action() } else { e }
-                })?;
+                let o = self
+                    .policy(records, &object)
+                    .map_err(|e| if e.status == 404 { no_action() } else { e })?;
                 let (Some(patch), true) = (&action.patch, action.executable()) else {
                     return Err(ApiError::bad_request(
                         "action_not_executable",
@@ -472,7 +570,11 @@ impl Agent<'_> {
                         "missing_permission",
                         format!(
                             "running `{name}` needs {}",
-                            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                            missing
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ));
                 }
@@ -482,7 +584,16 @@ impl Agent<'_> {
                     || o.agent_writes == AgentWrites::Approval
                     || writes_sensitive(o, patch)
                 {
-                    let p = prepare::update(records, caller, &object, id, patch, tool, raw, Some(name))?;
+                    let p = prepare::update(
+                        records,
+                        caller,
+                        &object,
+                        id,
+                        patch,
+                        tool,
+                        raw,
+                        Some(name),
+                    )?;
                     return self.queue(records, p);
                 }
                 let record = records.run_action(caller, name, Some(&object), Some(id))?;
@@ -522,7 +633,9 @@ fn writes_sensitive(object: &ObjectDef, data: &Map<String, Value>) -> bool {
 /// caller may read (an unreadable field is reported as unknown).
 fn validate_expression(access: &ObjectAccess<'_>, expression: &Value) -> Value {
     let parsed = match expression {
-        Value::String(source) => Filter::from_condition(&json!({"dialect": "cel", "source": source})),
+        Value::String(source) => {
+            Filter::from_condition(&json!({"dialect": "cel", "source": source}))
+        }
         other => Filter::from_json(other),
     };
     let in_scope: Vec<String> = crate::model::SYSTEM_FIELDS
@@ -530,8 +643,17 @@ fn validate_expression(access: &ObjectAccess<'_>, expression: &Value) -> Value {
         .map(|s| s.to_string())
         .chain(access.readable_fields().map(|f| f.name.clone()))
         .collect();
+    // Upstream's shape: the dialect, the roots a CEL condition binds, the fields.
+    let in_scope = json!({
+        "dialect": "cel",
+        "roots": ["record"],
+        "fields": in_scope,
+        "functions": crate::model::cel::FUNCTIONS,
+    });
     match parsed {
-        Err(e) => json!({"ok": false, "errors": [e.to_string()], "warnings": [], "inScope": in_scope}),
+        Err(e) => {
+            json!({"ok": false, "errors": [e.to_string()], "warnings": [], "inScope": in_scope})
+        }
         Ok(filter) => {
             let errors: Vec<String> = filter
                 .fields()

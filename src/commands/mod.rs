@@ -14,6 +14,7 @@ mod inspect;
 pub(crate) mod instance_keys;
 pub(crate) mod keygen;
 pub mod man;
+pub(crate) mod mcp;
 pub mod people;
 pub(crate) mod quickstart;
 pub(crate) mod review;
@@ -66,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Instance(cmd) => instance_keys::run(cmd, &ctx),
         Command::Review(args) => review::run(args, &ctx),
         Command::Serve(args) => serve::run(args, &ctx),
+        Command::Mcp(args) => mcp::run(args, &ctx),
         Command::Import(args) => bulk::import(args, &ctx),
         Command::Export(args) => bulk::export(args, &ctx),
         Command::Transfer(args) => bulk::transfer(args, &ctx),

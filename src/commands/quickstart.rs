@@ -349,6 +349,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             public: args.public,
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
+            mcp_allowed_origins: Vec::new(),
         },
         ctx,
     )

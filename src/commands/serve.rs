@@ -56,6 +56,7 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let limits = Limits {
         trusted_proxies: server::auth::TrustedProxies::parse(&args.trusted_proxies)
             .map_err(|e| Failure::error(format!("`--trusted-proxy`: {e}")))?,
+        mcp_origins: args.mcp_allowed_origins.clone(),
         ..Limits::default()
     };
     init_logging(args.log_format);

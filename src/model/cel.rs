@@ -12,6 +12,24 @@
 //! Anything outside the subset is an error, so an unreadable condition can never
 //! silently share more (or less) than its author meant.
 
+/// The methods and operators a condition may use (what `validate_expression`
+/// reports as in scope).
+pub const FUNCTIONS: &[&str] = &[
+    "startsWith",
+    "endsWith",
+    "contains",
+    "in",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "&&",
+    "||",
+    "!",
+];
+
 use serde_json::{Number, Value};
 
 use crate::model::filter::{Filter, Op};

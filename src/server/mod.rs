@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod data;
+pub mod mcp;
 mod meta;
 pub mod notify;
 mod pending;
@@ -35,6 +36,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: auth::TrustedProxies,
+    /// Browser origins allowed to call the MCP endpoint.
+    pub mcp_origins: Vec<String>,
 }
 
 impl Default for Limits {
@@ -43,6 +46,7 @@ impl Default for Limits {
             body_bytes: crate::limits::MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(30),
             trusted_proxies: auth::TrustedProxies::default(),
+            mcp_origins: Vec::new(),
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct AppState {
     /// the artifact seq it was loaded from.
     model: RwLock<Arc<LoadedModel>>,
     last_checkpoint: std::sync::atomic::AtomicI64,
+    /// The MCP endpoint's sessions and allowed origins.
+    pub(crate) mcp: mcp::Endpoint,
 }
 
 struct LoadedModel {
@@ -432,8 +438,12 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(state);
-    api.layer(middleware::from_fn(observe))
+        .with_state(state.clone());
+    let agents = Router::new()
+        .route_service("/api/v1/mcp", mcp::service(&state))
+        .layer(middleware::from_fn_with_state(state, mcp::guard));
+    api.merge(agents)
+        .layer(middleware::from_fn(observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -475,6 +485,7 @@ pub async fn serve_with_listener(
             model: Arc::new(model),
         })),
         last_checkpoint: std::sync::atomic::AtomicI64::new(head),
+        mcp: mcp::Endpoint::new(&limits.mcp_origins)?,
     });
     let app = router(state.clone(), &limits);
     let addr = listener.local_addr()?;
@@ -484,6 +495,7 @@ pub async fn serve_with_listener(
         tick.tick().await;
         loop {
             tick.tick().await;
+            ticker_state.mcp.sweep(&ticker_state).await;
             let s = ticker_state.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 if let Ok(model) = s.model() {
@@ -510,14 +522,20 @@ pub async fn serve_with_listener(
     });
     tracing::info!(%addr, "listening");
     on_ready(addr);
+    // Stopping ends the MCP streams too, or an open one would hold the server.
+    let streams = state.mcp.cancellation();
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        streams.cancel();
+    })
     .await?;
     ticker.abort();
     let _ = ticker.await;
+    state.mcp.shut_down(&state).await;
     tracing::info!("stopped accepting; in-flight requests finished");
     // The last reference closes the database; the checkpoint is written first.
     let s = state.clone();
