@@ -245,9 +245,13 @@ mod tests {
                 "ApiError::new(",
                 "ApiError::bad_request(",
                 "ApiError::forbidden(",
+                "conflict(",
             ] {
                 for part in text.split(constructor).skip(1) {
-                    let code = part.split('"').nth(1).unwrap_or("");
+                    // The code is the first string literal of the call.
+                    let head: String = part.chars().take(120).collect();
+                    let head = head.split(')').next().unwrap_or("");
+                    let code = head.split('"').nth(1).unwrap_or("");
                     if !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     {
                         used.insert(code.to_string());
