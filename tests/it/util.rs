@@ -332,12 +332,20 @@ impl Server {
     }
 
     pub fn start_with(env: &Env, extra: &[&str]) -> Server {
+        Server::start_env(env, extra, &[])
+    }
+
+    /// With extra environment variables (`OBJECTOS_TEST_CLOCK_SKEW`, say).
+    pub fn start_env(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let log = env.path(&format!("serve-{}.log", uuid_like()));
         let err = std::fs::File::create(&log).unwrap();
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let child = env
-            .cmd()
+        let mut cmd = env.cmd();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .args(&args)
             .stdout(Stdio::null())
             .stderr(err)

@@ -1,0 +1,390 @@
+//! Agents: MCP over Streamable HTTP and stdio (`objectos mcp`), driven by the
+//! official MCP Python SDK; the pending-action queue and `objectos review`.
+//!
+//! Two apps: the sample CRM (its canaries, `world.rs`) for what an agent may
+//! see, and a help-desk app written here for the queue's rules, so nothing
+//! holds only for the fixture.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+use crate::world::*;
+
+// ------------------------------------------------------------------ helpers
+
+/// The venv scripts/setup makes, with the MCP SDK and pexpect.
+fn python() -> Option<PathBuf> {
+    let py = repo().join("target/interop/venv/bin/python");
+    let problem = if !py.exists() {
+        Some("target/interop/venv does not exist".to_string())
+    } else {
+        let out = Command::new(&py)
+            .args(["-c", "import mcp, pexpect"])
+            .output()
+            .expect("run the venv's python");
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    have_interop("the MCP Python SDK (target/interop/venv)", problem).then_some(py)
+}
+
+fn script(name: &str) -> PathBuf {
+    repo().join("tests/interop/mcp").join(name)
+}
+
+/// One run of the SDK client: (its JSON report, the raw stdout and stderr).
+struct Connection<'a> {
+    py: &'a Path,
+    base: &'a str,
+    key: &'a str,
+    transport: &'a str,
+    mode: &'a str,
+    wrap: Vec<String>,
+    child_env: Value,
+}
+
+impl<'a> Connection<'a> {
+    fn new(py: &'a Path, server: &'a Server, key: &'a str, transport: &'a str, mode: &'a str) -> Self {
+        Connection {
+            py,
+            base: &server.base,
+            key,
+            transport,
+            mode,
+            wrap: Vec::new(),
+            child_env: json!({}),
+        }
+    }
+
+    fn run(&self, calls: Value) -> (Value, String) {
+        let mut child = Command::new(self.py)
+            .arg(script("client.py"))
+            .args(["--transport", self.transport, "--mode", self.mode])
+            .args(["--url", self.base, "--objectos", BIN])
+            .arg("--wrap")
+            .arg(serde_json::to_string(&self.wrap).unwrap())
+            .arg("--child-env")
+            .arg(self.child_env.to_string())
+            .env("OBJECTOS_API_KEY", self.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the MCP client");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(json!({ "calls": calls }).to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "the MCP client ({} {}) failed:\n{stderr}",
+            self.transport,
+            self.mode
+        );
+        let report: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("the client printed no JSON ({e}):\n{stdout}\n{stderr}"));
+        (report, format!("{stdout}\n{stderr}"))
+    }
+}
+
+/// A tool call's structured result, which must equal its text content.
+#[track_caller]
+fn structured(call: &Value) -> &Value {
+    let s = &call["structured"];
+    assert!(!s.is_null(), "no structured result: {call}");
+    let text: Value = serde_json::from_str(call["text"][0].as_str().expect("a text block"))
+        .expect("the text block is JSON");
+    assert_eq!(&text, s, "text and structuredContent differ");
+    s
+}
+
+#[track_caller]
+fn ok(call: &Value) -> &Value {
+    assert_eq!(call["is_error"], false, "{call}");
+    structured(call)
+}
+
+#[track_caller]
+fn refused<'v>(call: &'v Value, code: &str) -> &'v Value {
+    assert_eq!(call["is_error"], true, "{call}");
+    let s = structured(call);
+    assert_eq!(s["error"]["code"], code, "{call}");
+    s
+}
+
+/// A raw Streamable HTTP exchange (for what an SDK would never send).
+struct Raw {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    /// The JSON-RPC message (from a JSON body, or the last SSE event).
+    body: Value,
+    text: String,
+}
+
+fn raw_post(server: &Server, key: Option<&str>, body: &str, headers: &[(&str, &str)]) -> Raw {
+    raw(server, "POST", key, Some(body.to_string()), headers)
+}
+
+fn raw(server: &Server, method: &str, key: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> Raw {
+    let mut req = server
+        .client
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}/api/v1/mcp", server.base),
+        )
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(body) = body {
+        req = req.body(body);
+    }
+    let resp = req.send().expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .last()
+            .unwrap_or(Value::Null)
+    });
+    Raw {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+const MODERN: &str = "2026-07-28";
+
+/// A stateless (2026-07-28) request, with the headers and `_meta` it needs.
+fn modern(method: &str, id: i64, mut params: Value) -> (String, Vec<(&'static str, String)>) {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-test", "version": "1.0"},
+    });
+    let mut headers = vec![
+        ("mcp-protocol-version", MODERN.to_string()),
+        ("mcp-method", method.to_string()),
+    ];
+    if let Some(name) = params["name"].as_str() {
+        headers.push(("mcp-name", name.to_string()));
+    }
+    (
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        headers,
+    )
+}
+
+/// Call a tool statelessly: the JSON-RPC result.
+#[track_caller]
+fn call_tool(server: &Server, key: &str, tool: &str, args: Value) -> Value {
+    let (body, headers) = modern("tools/call", 1, json!({"name": tool, "arguments": args}));
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = raw_post(server, Some(key), &body, &h);
+    assert_eq!(r.status, 200, "{tool}: {}", r.text);
+    let result = r.body["result"].clone();
+    assert!(result.is_object(), "{tool}: {}", r.text);
+    result
+}
+
+/// The structured answer of a tool call, and whether it is an error.
+#[track_caller]
+fn tool(server: &Server, key: &str, name: &str, args: Value) -> (bool, Value) {
+    let r = call_tool(server, key, name, args);
+    (
+        r["isError"].as_bool().unwrap_or(false),
+        r["structuredContent"].clone(),
+    )
+}
+
+fn agent_key(env: &Env, email: &str, extra: &[&str]) -> String {
+    let mut args = vec!["apikey", "create", email, "--agent"];
+    args.extend_from_slice(extra);
+    env.run(&args).ok().stdout.trim().to_string()
+}
+
+fn user_key(env: &Env, email: &str) -> String {
+    env.run(&["apikey", "create", email])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+fn audit(env: &Env) -> Vec<Value> {
+    env.run(&["--json", "audit", "tail", "-n", "100000"])
+        .ok()
+        .json()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// `objectos review` as a reviewer, against `server`.
+fn review(env: &Env, server: &Server, key: &str, args: &[&str]) -> Run {
+    env.cmd()
+        .env("OBJECTOS_REVIEW_KEY", key)
+        .args(["review", "--server", &server.base])
+        .args(args)
+        .output()
+        .expect("run objectos review")
+        .into()
+}
+
+fn pending_id(result: &Value) -> String {
+    assert_eq!(result["status"], "pending_approval", "{result}");
+    result["pendingActionId"]
+        .as_str()
+        .expect("a pending action id")
+        .to_string()
+}
+
+// ------------------------------------------------------------------ the desk app
+
+/// A help desk: tickets (a sensitive `credit`, an `internal_note` agents'
+/// users cannot read), comments that die with their ticket, vendors agents
+/// may only propose, and actions with and without confirmation.
+fn desk(env: &Env) -> Server {
+    let all = json!({"allowRead": true, "allowCreate": true, "allowEdit": true, "allowDelete": true});
+    let read_all = json!({"allowRead": true, "viewAllRecords": true});
+    let app = json!({
+        "manifest": {"id": "com.example.desk", "namespace": "desk", "version": "1.0.0", "name": "Desk", "engines": {"protocol": "^17"}},
+        "objects": [
+            {"name": "desk_ticket", "label": "Ticket", "sharingModel": "private", "fields": {
+                "title": {"type": "text", "required": true},
+                "priority": {"type": "select", "defaultValue": "low", "options": [{"label": "Low", "value": "low"}, {"label": "High", "value": "high"}]},
+                "status": {"type": "select", "defaultValue": "open", "options": [{"label": "Open", "value": "open"}, {"label": "Closed", "value": "closed"}]},
+                "credit": {"type": "number"},
+                "internal_note": {"type": "text"}
+            }},
+            {"name": "desk_comment", "sharingModel": "controlled_by_parent", "fields": {
+                "ticket": {"type": "master_detail", "reference": "desk_ticket", "required": true},
+                "body": {"type": "text"}
+            }},
+            {"name": "desk_vendor", "sharingModel": "private", "fields": {"name": {"type": "text", "required": true}}}
+        ],
+        "actions": [
+            {"name": "close_ticket", "label": "Close", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"status": "closed"}, "confirmText": "Close this ticket?", "ai": {"exposed": true, "requiresConfirmation": true, "description": "Close a solved ticket"}},
+            {"name": "escalate", "label": "Escalate", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "high"}, "ai": {"exposed": true, "description": "Raise the priority"}},
+            {"name": "wipe_note", "label": "Wipe", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "low"}, "requiredPermissions": ["manage_permissions"], "ai": {"exposed": true}},
+            {"name": "hidden_reset", "label": "Reset", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "low"}, "ai": {"exposed": false}}
+        ],
+        "permissions": [
+            {"name": "agent_user", "objects": {"desk_ticket": all, "desk_comment": all, "desk_vendor": all},
+             "fields": {"desk_ticket.internal_note": {"readable": false, "editable": false}},
+             "systemPermissions": ["api_access", "agent_access"]},
+            {"name": "reviewer", "objects": {"desk_ticket": read_all, "desk_comment": read_all, "desk_vendor": read_all},
+             "systemPermissions": ["api_access", "approve_actions"]},
+            {"name": "blind_reviewer", "objects": {"desk_ticket": read_all, "desk_comment": read_all, "desk_vendor": read_all},
+             "fields": {"desk_ticket.credit": {"readable": false, "editable": false}},
+             "systemPermissions": ["api_access", "approve_actions"]},
+            {"name": "reader", "objects": {"desk_ticket": read_all, "desk_comment": read_all, "desk_vendor": read_all},
+             "systemPermissions": ["api_access"]},
+            {"name": "governor", "objects": {"desk_ticket": read_all},
+             "systemPermissions": ["api_access", "agent_access", "manage_permissions", "manage_metadata", "approve_actions", "manage_users", "view_audit"]}
+        ],
+        "x-objectos": {
+            "objects": {
+                "desk_ticket": {"agentWrites": "direct", "sensitiveFields": ["credit"]},
+                "desk_vendor": {"agentWrites": "approval"}
+            },
+            "approvals": {"expiresAfter": "1h"}
+        }
+    });
+    env.write("desk.json", app.to_string());
+    env.run(&["build", "desk.json", "-o", "desk-artifact.json"]).ok();
+    env.run(&["keygen", "-o", "desk-key", "--unencrypted"]).ok();
+    env.run(&["sign", "desk-artifact.json", "-k", "desk-key"]).ok();
+    env.run(&["init"]).ok();
+    env.run(&["trust", "add", "desk-key.pub"]).ok();
+    env.run(&["apply", "desk-artifact.json", "-y"]).ok();
+    env.write("pw", format!("{}\n", crate::store::PASSWORD));
+    env.run(&["bootstrap", "--admin-email", "admin@desk.example", "--password-file", "pw"])
+        .ok();
+    for (email, sets) in DESK_USERS {
+        env.run(&["user", "add", email, "--no-password"]).ok();
+        for set in *sets {
+            env.run(&["permset", "assign", set, email]).ok();
+        }
+    }
+    Server::start(env)
+}
+
+const ALICE: &str = "alice@desk.example";
+const RITA: &str = "rita@desk.example";
+const BOB: &str = "bob@desk.example";
+const NORA: &str = "nora@desk.example";
+const PAT: &str = "pat@desk.example";
+const VIC: &str = "vic@desk.example";
+
+const DESK_USERS: &[(&str, &[&str])] = &[
+    // asks, through her agent
+    (ALICE, &["agent_user"]),
+    // approves
+    (RITA, &["reviewer"]),
+    // approves, but may not read `credit`
+    (BOB, &["blind_reviewer"]),
+    // reads everything, approves nothing
+    (NORA, &["reader"]),
+    // holds every administrative permission, and an agent
+    (PAT, &["agent_user", "governor"]),
+    // asks and approves (not his own)
+    (VIC, &["agent_user", "reviewer"]),
+];
+
+/// A ticket of `email`'s (through REST, as them), with a comment.
+fn ticket(server: &Server, key: &str, title: &str, credit: f64) -> (String, String) {
+    let (status, t, raw) = server.call(
+        "POST",
+        "/api/v1/data/desk_ticket",
+        Some(key),
+        Some(json!({"title": title, "credit": credit})),
+    );
+    assert_eq!(status, 201, "{raw}");
+    let id = t["id"].as_str().unwrap().to_string();
+    let (status, c, raw) = server.call(
+        "POST",
+        "/api/v1/data/desk_comment",
+        Some(key),
+        Some(json!({"ticket": id, "body": format!("comment on {title}")})),
+    );
+    assert_eq!(status, 201, "{raw}");
+    (id, c["id"].as_str().unwrap().to_string())
+}
+
+fn get(server: &Server, key: &str, object: &str, id: &str) -> (u16, Value) {
+    let (status, body, _) = server.get(&format!("/api/v1/data/{object}/{id}"), key);
+    (status, body)
+}
+
+fn pending(server: &Server, key: &str, id: &str) -> (u16, Value) {
+    let (status, body, _) = server.get(&format!("/api/v1/pending-actions/{id}"), key);
+    (status, body)
+}
+
+fn decide(server: &Server, key: &str, id: &str, how: &str, body: Value) -> (u16, Value) {
+    let (status, body, _) = server.call(
+        "POST",
+        &format!("/api/v1/pending-actions/{id}/{how}"),
+        Some(key),
+        Some(body),
+    );
+    (status, body)
+}
