@@ -1,28 +1,43 @@
 //! `objectos man -o DIR`: manual pages for the command and each subcommand.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::CommandFactory;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::cli::{Cli, ManArgs};
 use crate::commands::Ctx;
 use crate::error::Exit;
 
+/// `objectos man --json`: what was written.
+#[derive(Serialize, JsonSchema)]
+pub struct ManReport {
+    /// Every page written, as `DIR/NAME.1`
+    pub files: Vec<PathBuf>,
+}
+
 pub fn run(args: ManArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let pages = render_pages()?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create `{}`", args.output.display()))?;
+    let mut files = Vec::with_capacity(pages.len());
     for (name, bytes) in &pages {
         let path = args.output.join(name);
         std::fs::write(&path, bytes)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
+        files.push(path);
     }
-    ctx.out.status(format!(
-        "wrote {} manual pages into `{}`",
-        pages.len(),
-        args.output.display()
-    ));
+    if ctx.out.json {
+        ctx.out.json_doc("man", &ManReport { files })?;
+    } else {
+        ctx.out.status(format!(
+            "wrote {} manual pages into `{}`",
+            pages.len(),
+            args.output.display()
+        ));
+    }
     Ok(Exit::Success)
 }
 

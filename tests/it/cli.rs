@@ -129,6 +129,8 @@ fn every_json_document_names_its_format_and_has_a_schema() {
             "sign",
             env.run(&["--json", "sign", "artifact.json", "-k", "k"]),
         ),
+        ("completions", env.run(&["--json", "completions", "bash"])),
+        ("man", env.run(&["--json", "man", "-o", "pages"])),
     ];
     for (name, run) in docs {
         let doc = run.ok().json();
@@ -161,4 +163,86 @@ fn a_closed_stdout_is_not_an_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Run objectos with stdout a pipe that is closed after its first line (or at once,
+/// with `lines: 0`); the exit code and stderr.
+fn with_stdout_closed_after(env: &Env, args: &[&str], lines: usize) -> (Option<i32>, String) {
+    use std::io::BufRead;
+    let mut child = env
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::with_capacity(1, child.stdout.take().unwrap());
+    for _ in 0..lines {
+        reader.read_line(&mut String::new()).unwrap();
+    }
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn completions_and_man_end_quietly_on_a_closed_stdout() {
+    let env = Env::new();
+    // Each script is bigger than a pipe's buffer (64 KiB on Linux), so objectos is
+    // still writing when the reader goes away after the first line, as with
+    // `| head -1`.
+    for shell in ["bash", "zsh", "fish"] {
+        let script = env.run(&["completions", shell]).ok().stdout;
+        assert!(script.len() > 64 * 1024, "{shell}: {} bytes", script.len());
+    }
+    for args in [
+        vec!["completions", "zsh"],
+        vec!["completions", "bash"],
+        vec!["completions", "fish"],
+        vec!["--json", "completions", "zsh"],
+        vec!["--json", "man", "-o", "pages"],
+    ] {
+        for lines in [0, 1] {
+            let (code, stderr) = with_stdout_closed_after(&env, &args, lines);
+            assert_eq!(code, Some(0), "{args:?} after {lines} lines: {stderr}");
+            assert!(
+                !stderr.contains("panicked") && !stderr.contains("error"),
+                "{args:?} after {lines} lines: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_with_json_is_one_document_holding_the_script() {
+    let env = Env::new();
+    let plain = env.run(&["completions", "fish"]).ok().stdout;
+    let doc = env.run(&["--json", "completions", "fish"]).ok().json();
+    assert_eq!(doc["format"], "objectos.completions/1");
+    assert_eq!(doc["shell"], "fish");
+    assert_eq!(doc["script"], plain.as_str());
+}
+
+#[test]
+fn man_with_json_lists_every_file_written() {
+    let env = Env::new();
+    let doc = env.run(&["--json", "man", "-o", "pages"]).ok().json();
+    assert_eq!(doc["format"], "objectos.man/1");
+    let mut listed: Vec<String> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut written: Vec<String> = std::fs::read_dir(env.path("pages"))
+        .unwrap()
+        .map(|e| format!("pages/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    written.sort();
+    assert_eq!(listed, written);
+    assert!(listed.contains(&"pages/objectos-apikey-create.1".to_string()));
 }
