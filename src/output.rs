@@ -97,7 +97,15 @@ pub fn print_json_doc<T: Serialize>(command: &str, body: &T) -> anyhow::Result<(
         body,
     };
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &doc)?;
+    // An I/O error is returned as itself, not inside serde_json's error (whose
+    // `source()` skips it), so that a closed stdout is seen as a broken pipe.
+    serde_json::to_writer_pretty(&mut out, &doc).map_err(|e| {
+        if e.is_io() {
+            anyhow::Error::from(std::io::Error::from(e))
+        } else {
+            anyhow::Error::from(e)
+        }
+    })?;
     writeln!(out)?;
     Ok(())
 }

@@ -71,6 +71,8 @@ pub fn all() -> Vec<(String, Value)> {
         ("transfer", doc::<crate::commands::bulk::TransferReport>()),
         ("backup", doc::<crate::instance::backup::BackupReport>()),
         ("restore", doc::<crate::instance::backup::RestoreReport>()),
+        ("completions", doc::<CompletionsReport>()),
+        ("man", doc::<ManReport>()),
     ];
     for (name, schema) in docs {
         out.push((format!("objectos.{name}.schema.json"), schema));

@@ -88,10 +88,12 @@ pub mod reports {
     pub use super::audit::Tail;
     pub use super::bootstrap::BootstrapReport;
     pub use super::build::BuildReport;
+    pub use super::completions::CompletionsReport;
     pub use super::diff::DiffReport;
     pub use super::doctor::DoctorReport;
     pub use super::init::InitReport;
     pub use super::keygen::KeygenReport;
+    pub use super::man::ManReport;
     pub use super::people::{Done, OrgList, TeamList, TeamView, UserDetail, UserList};
     pub use super::runtime::{OrgView, UserView};
     pub use super::settings::{SettingList, SettingView};

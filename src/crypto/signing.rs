@@ -476,11 +476,65 @@ pub fn secret_key_is_encrypted(text: &str) -> anyhow::Result<bool> {
     Ok(bytes[2..4] != KDF_NONE)
 }
 
+// The layout of a minisign secret key: algorithms, KDF parameters, then the key
+// id, the Ed25519 secret key (seed and public half) and a BLAKE2b-256 checksum of
+// the algorithm, key id and key.
+const SK_BYTES: usize = 158;
+const SK_KEYNUM: std::ops::Range<usize> = 54..62;
+const SK_SEED: std::ops::Range<usize> = 62..94;
+const SK_PUBLIC: std::ops::Range<usize> = 94..126;
+const SK_CHECKSUM: std::ops::Range<usize> = 126..158;
+
+/// An unencrypted secret key's text, with the checksum the `minisign` crate checks.
+///
+/// The stock `minisign -G -W` (0.11) writes an unencrypted key with a checksum of
+/// zeros, which the crate takes for corruption. Such a key is checked another way
+/// instead: its public half must be the one its secret seed makes. Any other
+/// key's text is returned as it is, for the crate to check.
+fn with_unencrypted_checksum(text: &str) -> anyhow::Result<std::borrow::Cow<'_, str>> {
+    let mut lines = text.lines();
+    let (Some(comment), Some(line)) = (lines.next(), lines.next()) else {
+        return Ok(text.into());
+    };
+    let Ok(mut bytes) = BASE64.decode(line.trim()) else {
+        return Ok(text.into());
+    };
+    if bytes.len() != SK_BYTES
+        || bytes[0..2] != SIG_ALG_LEGACY
+        || bytes[2..4] != KDF_NONE
+        || bytes[SK_CHECKSUM].iter().any(|b| *b != 0)
+    {
+        return Ok(text.into());
+    }
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&bytes[SK_SEED]);
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    if public.as_bytes()[..] != bytes[SK_PUBLIC] {
+        anyhow::bail!(
+            "the secret key is corrupt: it has no checksum, and its public half is not the one its secret half makes"
+        );
+    }
+    let checksum = blake2b_simd::Params::new()
+        .hash_length(32)
+        .to_state()
+        .update(&bytes[0..2])
+        .update(&bytes[SK_KEYNUM])
+        .update(&bytes[SK_SEED.start..SK_PUBLIC.end])
+        .finalize();
+    bytes[SK_CHECKSUM].copy_from_slice(checksum.as_bytes());
+    Ok(format!("{comment}\n{}\n", BASE64.encode(&bytes)).into())
+}
+
 impl SecretKey {
     /// Load a secret key from its file's text; `password` is needed when it is encrypted.
     pub fn load(text: &str, password: Option<String>) -> anyhow::Result<SecretKey> {
         let encrypted = secret_key_is_encrypted(text)?;
-        let sk_box = minisign::SecretKeyBox::from_string(text)
+        let text = if encrypted {
+            text.into()
+        } else {
+            with_unencrypted_checksum(text)?
+        };
+        let sk_box = minisign::SecretKeyBox::from_string(&text)
             .map_err(|e| anyhow::anyhow!("not a minisign secret key: {e}"))?;
         let inner = if encrypted {
             let password = password.ok_or_else(|| {
@@ -634,6 +688,36 @@ mod tests {
         assert!(SecretKey::load(&sk_text, None).is_err());
         let sk = SecretKey::load(&sk_text, Some("correct horse".into())).unwrap();
         assert_eq!(sk.public.id, public.id);
+    }
+
+    /// A key's text with its key line's bytes changed by `edit`.
+    fn edit_key(text: &str, edit: impl Fn(&mut Vec<u8>)) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut bytes = BASE64.decode(&lines[1]).unwrap();
+        edit(&mut bytes);
+        lines[1] = BASE64.encode(&bytes);
+        lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn an_unencrypted_key_without_a_checksum_loads_when_its_halves_match() {
+        // What the stock `minisign -G -W` writes: the checksum left as zeros.
+        let (sk_text, public) = generate_keypair(None).unwrap();
+        let stock = edit_key(&sk_text, |b| b[SK_CHECKSUM].fill(0));
+        let sk = SecretKey::load(&stock, None).unwrap();
+        assert_eq!(sk.public.id, public.id);
+        let data = b"signed with a stock minisign key";
+        let sig = SignatureFile::parse(&sk.sign_bytes(data, "timestamp:1").unwrap()).unwrap();
+        sig.check(&public, &blake2b_512(data)).unwrap();
+
+        // Without the checksum, a damaged secret half is still found out.
+        let damaged = edit_key(&stock, |b| b[SK_SEED.start] ^= 1);
+        let err = SecretKey::load(&damaged, None).unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
+        // And a checksum that is there must match, as before.
+        let wrong = edit_key(&sk_text, |b| b[SK_CHECKSUM.start] ^= 1);
+        let err = SecretKey::load(&wrong, None).unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
     }
 
     #[test]

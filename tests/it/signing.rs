@@ -465,3 +465,83 @@ fn keygen_protects_the_secret_key_and_refuses_to_overwrite() {
         .code(1);
     assert!(run.stderr.contains("password"), "{}", run.stderr);
 }
+
+#[test]
+fn objectos_signs_with_keys_made_by_the_stock_minisign() {
+    if !have_tool("minisign") {
+        return;
+    }
+    let env = Env::new();
+    env.run(&[
+        "build",
+        fixture("crm").to_str().unwrap(),
+        "-o",
+        "artifact.json",
+    ])
+    .ok();
+
+    // Unencrypted (`-W`): the stock tool leaves the key's checksum empty.
+    env.tool("minisign", &["-G", "-W", "-p", "x.pub", "-s", "x.key"])
+        .ok();
+    let signed = env
+        .run(&["--json", "sign", "artifact.json", "-k", "x.key"])
+        .ok()
+        .json();
+    assert_eq!(signed["format"], "objectos.sign/1");
+    let verified = env
+        .run(&["--json", "verify", "artifact.json", "-p", "x.pub"])
+        .ok()
+        .json();
+    assert_eq!(verified["valid"], true);
+    assert_eq!(verified["signed"]["objectos_claims"], true);
+    let out = env
+        .tool("minisign", &["-Vm", "artifact.json", "-p", "x.pub"])
+        .ok();
+    assert!(out.stdout.contains("id:com.example.crm"), "{}", out.stdout);
+
+    // Encrypted (the tool's default), its password read from a file.
+    env.tool_in(
+        "minisign",
+        &["-G", "-p", "e.pub", "-s", "e.key"],
+        "a long enough password\na long enough password\n",
+    )
+    .ok();
+    env.write("pw", "a long enough password\n");
+    env.run(&[
+        "sign",
+        "artifact.json",
+        "-k",
+        "e.key",
+        "--password-file",
+        "pw",
+        "-o",
+        "e.minisig",
+    ])
+    .ok();
+    env.run(&["verify", "artifact.json", "-x", "e.minisig", "-p", "e.pub"])
+        .ok();
+    env.tool(
+        "minisign",
+        &["-Vm", "artifact.json", "-x", "e.minisig", "-p", "e.pub"],
+    )
+    .ok();
+
+    // A stock key whose secret half was damaged is refused, not used.
+    let text = env.read("x.key");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut bytes = B64.decode(&lines[1]).unwrap();
+    bytes[70] ^= 1;
+    lines[1] = B64.encode(&bytes);
+    env.write("damaged.key", lines.join("\n") + "\n");
+    let run = env
+        .run(&[
+            "sign",
+            "artifact.json",
+            "-k",
+            "damaged.key",
+            "-o",
+            "d.minisig",
+        ])
+        .code(1);
+    assert!(run.stderr.contains("corrupt"), "{}", run.stderr);
+}
