@@ -46,7 +46,13 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    fn new(py: &'a Path, server: &'a Server, key: &'a str, transport: &'a str, mode: &'a str) -> Self {
+    fn new(
+        py: &'a Path,
+        server: &'a Server,
+        key: &'a str,
+        transport: &'a str,
+        mode: &'a str,
+    ) -> Self {
         Connection {
             py,
             base: &server.base,
@@ -133,7 +139,13 @@ fn raw_post(server: &Server, key: Option<&str>, body: &str, headers: &[(&str, &s
     raw(server, "POST", key, Some(body.to_string()), headers)
 }
 
-fn raw(server: &Server, method: &str, key: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> Raw {
+fn raw(
+    server: &Server,
+    method: &str,
+    key: Option<&str>,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> Raw {
     let mut req = server
         .client
         .request(
@@ -262,7 +274,8 @@ fn pending_id(result: &Value) -> String {
 /// users cannot read), comments that die with their ticket, vendors agents
 /// may only propose, and actions with and without confirmation.
 fn desk(env: &Env) -> Server {
-    let all = json!({"allowRead": true, "allowCreate": true, "allowEdit": true, "allowDelete": true});
+    let all =
+        json!({"allowRead": true, "allowCreate": true, "allowEdit": true, "allowDelete": true});
     let read_all = json!({"allowRead": true, "viewAllRecords": true});
     let app = json!({
         "manifest": {"id": "com.example.desk", "namespace": "desk", "version": "1.0.0", "name": "Desk", "engines": {"protocol": "^17"}},
@@ -309,15 +322,23 @@ fn desk(env: &Env) -> Server {
         }
     });
     env.write("desk.json", app.to_string());
-    env.run(&["build", "desk.json", "-o", "desk-artifact.json"]).ok();
+    env.run(&["build", "desk.json", "-o", "desk-artifact.json"])
+        .ok();
     env.run(&["keygen", "-o", "desk-key", "--unencrypted"]).ok();
-    env.run(&["sign", "desk-artifact.json", "-k", "desk-key"]).ok();
+    env.run(&["sign", "desk-artifact.json", "-k", "desk-key"])
+        .ok();
     env.run(&["init"]).ok();
     env.run(&["trust", "add", "desk-key.pub"]).ok();
     env.run(&["apply", "desk-artifact.json", "-y"]).ok();
     env.write("pw", format!("{}\n", crate::store::PASSWORD));
-    env.run(&["bootstrap", "--admin-email", "admin@desk.example", "--password-file", "pw"])
-        .ok();
+    env.run(&[
+        "bootstrap",
+        "--admin-email",
+        "admin@desk.example",
+        "--password-file",
+        "pw",
+    ])
+    .ok();
     for (email, sets) in DESK_USERS {
         env.run(&["user", "add", email, "--no-password"]).ok();
         for set in *sets {
@@ -387,4 +408,332 @@ fn decide(server: &Server, key: &str, id: &str, how: &str, body: Value) -> (u16,
         Some(body),
     );
     (status, body)
+}
+
+// ------------------------------------------------------------------ the SDK, as the rep's agent
+
+/// What rep A's agent may never see, in any result, error or schema, over any
+/// transport: the note and token nobody of sales reads, the credit limit,
+/// rep B's deal and the other organization's. (Field names are not listed: the
+/// calls below name the hidden note themselves, and the refusal may echo it.)
+fn hidden_from_rep_a() -> Vec<String> {
+    vec![
+        CANARY_NOTE.to_string(),
+        CANARY_TOKEN.to_string(),
+        CANARY_CREDIT.to_string(),
+        SECRET_DEAL_B.to_string(),
+        SECRET_DEAL_G.to_string(),
+    ]
+}
+
+#[test]
+fn an_official_mcp_client_acts_as_the_rep_and_a_manager_approves_its_delete() {
+    let Some(py) = python() else { return };
+    let world = World::build();
+    let env = &world.env;
+    let server = &world.server;
+    let key = agent_key(env, email("rep_a"), &["--name", "claude-desktop"]);
+    let opp_a = world.id("opp_a").to_string();
+    let opp_b = world.id("opp_b").to_string();
+    let reads = json!([
+        {"tool": "list_objects"},
+        {"tool": "describe_object", "args": {"objectName": "crm_opportunity"}},
+        {"tool": "describe_object", "args": {"objectName": "crm_account"}},
+        {"tool": "query_records", "args": {"objectName": "crm_opportunity"}},
+        {"tool": "query_records", "args": {"objectName": "crm_account", "fields": ["name", "credit_limit"]}},
+        {"tool": "get_record", "args": {"objectName": "crm_opportunity", "recordId": opp_a}},
+        {"tool": "get_record", "args": {"objectName": "crm_opportunity", "recordId": opp_b}},
+        {"tool": "get_record", "args": {"objectName": "crm_opportunity", "recordId": "no-such-record"}},
+        {"tool": "query_records", "args": {"objectName": "crm_opportunity", "where": {"discount_approval_note": CANARY_NOTE}}},
+        {"tool": "query_records", "args": {"objectName": "crm_opportunity", "limit": 51}},
+        {"tool": "query_records", "args": {"objectName": 5}},
+        {"tool": "validate_expression", "args": {"objectName": "crm_opportunity", "expression": "record.discount_approval_note == 'x'"}},
+        {"tool": "aggregate_records", "args": {"objectName": "crm_opportunity", "aggregations": [{"function": "count", "alias": "n"}], "groupBy": ["stage"]}},
+        {"tool": "list_actions"},
+        {"tool": "describe_object", "args": {"objectName": "sys_user"}},
+        {"tool": "no_such_tool"}
+    ]);
+    let combos = [
+        ("stdio", "auto"),
+        ("stdio", "legacy"),
+        ("http", "auto"),
+        ("http", "legacy"),
+        ("http", "2025-06-18"),
+    ];
+    let mut everything = String::new();
+    for (transport, mode) in combos {
+        let (report, raw) = Connection::new(&py, server, &key, transport, mode).run(reads.clone());
+        everything.push_str(&raw);
+        let what = format!("{transport} {mode}");
+        let expected_protocol = match mode {
+            "auto" => "2026-07-28",
+            "legacy" => "2025-11-25",
+            other => other,
+        };
+        assert_eq!(report["protocol"], expected_protocol, "{what}");
+        // The tools, in upstream's order, with truthful annotations.
+        let names: Vec<&str> = report["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "list_objects",
+                "describe_object",
+                "validate_expression",
+                "query_records",
+                "aggregate_records",
+                "get_record",
+                "create_record",
+                "update_record",
+                "delete_record",
+                "list_actions",
+                "run_action",
+                "propose_metadata_change"
+            ],
+            "{what}"
+        );
+        for t in report["tools"].as_array().unwrap() {
+            let name = t["name"].as_str().unwrap();
+            let a = &t["annotations"];
+            let reads_only = !matches!(
+                name,
+                "create_record"
+                    | "update_record"
+                    | "delete_record"
+                    | "run_action"
+                    | "propose_metadata_change"
+            );
+            assert_eq!(a["readOnlyHint"], reads_only, "{name}");
+            assert_eq!(a["destructiveHint"], name == "delete_record", "{name}");
+            assert_eq!(t["inputSchema"]["type"], "object", "{name}");
+        }
+        let query = report["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "query_records")
+            .unwrap();
+        assert_eq!(query["inputSchema"]["properties"]["limit"]["maximum"], 50);
+        for arg in [
+            "objectName",
+            "where",
+            "fields",
+            "orderBy",
+            "limit",
+            "offset",
+        ] {
+            assert!(
+                query["inputSchema"]["properties"].get(arg).is_some(),
+                "{arg}"
+            );
+        }
+
+        let calls = report["calls"].as_array().unwrap();
+        // list_objects: upstream's shape, only readable objects.
+        let objects = ok(&calls[0]);
+        assert!(objects["totalCount"].as_u64().unwrap() >= 5, "{objects}");
+        assert!(
+            objects["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["name"] == "crm_opportunity" && o["fieldCount"].as_u64().unwrap() > 3)
+        );
+        // describe_object: fields as an array, no unreadable field.
+        let opp = ok(&calls[1]);
+        let fields: Vec<&str> = opp["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.contains(&"amount") && fields.contains(&"probability"),
+            "{fields:?}"
+        );
+        assert!(!fields.contains(&"discount_approval_note"), "{fields:?}");
+        ok(&calls[2]);
+        // query_records: upstream's find shape; rep A's deals, with what she reads.
+        let found = ok(&calls[3]);
+        assert_eq!(found["object"], "crm_opportunity");
+        assert!(found["hasMore"].is_boolean());
+        let text = found.to_string();
+        assert!(text.contains(SECRET_DEAL_A), "the positive control: {text}");
+        assert!(text.contains(&CANARY_PROBABILITY.to_string()), "{text}");
+        // A field she may not read is refused, not answered empty.
+        refused(&calls[4], "unknown_field");
+        assert_eq!(ok(&calls[5])["name"], SECRET_DEAL_A);
+        // Rep B's deal and no deal at all: the same answer.
+        let unreadable = refused(&calls[6], "not_found");
+        let missing = refused(&calls[7], "not_found");
+        assert_eq!(unreadable["error"]["message"], missing["error"]["message"]);
+        refused(&calls[8], "field_predicate_denied");
+        refused(&calls[9], "limit_exceeded");
+        refused(&calls[10], "invalid_arguments");
+        let check = ok(&calls[11]);
+        assert_eq!(check["ok"], false, "{check}");
+        let groups = ok(&calls[12]);
+        assert!(groups["rows"].as_array().unwrap().len() >= 2, "{groups}");
+        assert!(groups["totalGroups"].as_u64().is_some(), "{groups}");
+        let actions = ok(&calls[13]);
+        let action_names: Vec<&str> = actions["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            action_names,
+            ["mark_won"],
+            "only exposed actions she may run: {actions}"
+        );
+        assert_eq!(actions["actions"][0]["requiresConfirmation"], true);
+        refused(&calls[14], "not_found");
+        // An unknown tool is the protocol error the specification prescribes.
+        assert_eq!(calls[15]["protocol_error"]["code"], -32602, "{}", calls[15]);
+    }
+    for canary in hidden_from_rep_a() {
+        assert!(
+            !everything.contains(&canary),
+            "`{canary}` reached the agent:\n{everything}"
+        );
+    }
+    world.assert_canaries_in_place();
+
+    // A delete waits for a reviewer.
+    let opp = world.id("opp_a_won").to_string();
+    let (report, raw) = Connection::new(&py, server, &key, "stdio", "auto").run(json!([
+        {"tool": "delete_record", "args": {"objectName": "crm_opportunity", "recordId": opp}}
+    ]));
+    let id = pending_id(ok(&report["calls"][0]));
+    for canary in hidden_from_rep_a() {
+        assert!(!raw.contains(&canary), "`{canary}` in {raw}");
+    }
+    assert_eq!(
+        get(server, world.key("rep_a"), "crm_opportunity", &opp).0,
+        200,
+        "not deleted yet"
+    );
+
+    // What the requester sees of it, and what the manager sees: the diff
+    // follows each one's field rights.
+    let (status, mine) = pending(server, world.key("rep_a"), &id);
+    assert_eq!(status, 200);
+    assert!(!mine.to_string().contains(CANARY_NOTE), "{mine}");
+    assert_eq!(
+        mine["client"]["name"], "mcp",
+        "the SDK names itself: {mine}"
+    );
+    let (status, theirs) = pending(server, world.key("manager"), &id);
+    assert_eq!(status, 200);
+    assert!(
+        theirs.to_string().contains(CANARY_NOTE),
+        "the positive control: {theirs}"
+    );
+    assert_eq!(
+        pending(server, world.key("rep_b"), &id).0,
+        404,
+        "not rep B's to see"
+    );
+    assert_eq!(
+        pending(server, world.key("fin"), &id).0,
+        404,
+        "finance approves nothing"
+    );
+
+    // The manager approves it with `objectos review`: applied, exactly once.
+    let listed = review(env, server, world.key("manager"), &["--list"]).ok();
+    assert!(listed.stdout.contains(&id), "{}", listed.stdout);
+    let done = review(
+        env,
+        server,
+        world.key("manager"),
+        &["--json", &id, "--approve"],
+    )
+    .ok();
+    assert_eq!(done.json()["status"], "applied", "{}", done.stdout);
+    assert_eq!(
+        get(server, world.key("manager"), "crm_opportunity", &opp).0,
+        404
+    );
+    let again = review(env, server, world.key("manager"), &[&id, "--approve"]).code(1);
+    assert!(again.stderr.contains("already decided"), "{}", again.stderr);
+    assert_eq!(
+        again.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        again.stderr
+    );
+
+    // A rejected delete writes nothing.
+    let opp = world.id("opp_a").to_string();
+    let (report, _) = Connection::new(&py, server, &key, "http", "legacy").run(json!([
+        {"tool": "delete_record", "args": {"objectName": "crm_opportunity", "recordId": opp}}
+    ]));
+    let rejected = pending_id(ok(&report["calls"][0]));
+    review(
+        env,
+        server,
+        world.key("manager"),
+        &[&rejected, "--reject", "--reason", "still open"],
+    )
+    .ok();
+    let (status, body) = get(server, world.key("rep_a"), "crm_opportunity", &opp);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        pending(server, world.key("rep_a"), &rejected).1["status"],
+        "rejected"
+    );
+
+    // The audit tells the whole story, via the agent, key and client.
+    let rows = audit(env);
+    let deleted = world.id("opp_a_won");
+    let of = |action: &str, record: &str| -> Vec<&Value> {
+        rows.iter()
+            .filter(|r| r["action"] == action && r["record_id"] == record)
+            .collect()
+    };
+    assert_eq!(of("record.delete", deleted).len(), 1, "exactly one apply");
+    assert_eq!(
+        of("record.delete", &opp).len(),
+        0,
+        "the rejected one wrote nothing"
+    );
+    let call = rows
+        .iter()
+        .find(|r| {
+            r["action"] == "agent.tool_call"
+                && r["changes"]["tool"] == "delete_record"
+                && r["changes"]["pending_action"] == id
+        })
+        .expect("the tool call's row");
+    assert_eq!(call["via"], "agent");
+    assert_eq!(call["client"]["name"], "mcp");
+    assert_eq!(call["client"]["protocol"], "2026-07-28");
+    for action in ["pending.propose", "pending.approve", "pending.apply"] {
+        assert!(
+            rows.iter()
+                .any(|r| r["action"] == action && r.to_string().contains(&id)),
+            "no `{action}` row for {id}"
+        );
+    }
+    assert!(
+        rows.iter().any(|r| r["action"] == "agent.session_start"),
+        "legacy sessions are audited"
+    );
+    assert!(
+        rows.iter().any(|r| r["action"] == "agent.session_end"),
+        "and their end"
+    );
+    assert!(
+        rows.iter().any(|r| r["action"] == "agent.request"
+            && r["changes"]["method"] == "tools/list"
+            && r["client"]["protocol"] == "2026-07-28"),
+        "a stateless request leaves its own evidence"
+    );
+    env.run(&["audit", "verify"]).ok();
 }

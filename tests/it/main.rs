@@ -2,6 +2,7 @@
 
 mod util;
 
+mod agents;
 mod bulk;
 mod cli;
 mod hardening;
