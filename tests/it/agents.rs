@@ -301,14 +301,16 @@ fn desk(env: &Env) -> Server {
         ],
         "permissions": [
             {"name": "agent_user", "objects": {"desk_ticket": all, "desk_comment": all, "desk_vendor": all},
-             "fields": {"desk_ticket.internal_note": {"readable": false, "editable": false}},
+             "fields": {"desk_ticket.internal_note": {"readable": false, "editable": false}, "desk_ticket.credit": {"readable": true, "editable": true}},
              "systemPermissions": ["api_access", "agent_access"]},
             {"name": "reviewer", "objects": {"desk_ticket": read_all, "desk_comment": read_all, "desk_vendor": read_all},
+             "fields": {"desk_ticket.credit": {"readable": true, "editable": false}},
              "systemPermissions": ["api_access", "approve_actions"]},
+            // `credit` is sensitive: hidden unless a set grants it.
             {"name": "blind_reviewer", "objects": {"desk_ticket": read_all, "desk_comment": read_all, "desk_vendor": read_all},
-             "fields": {"desk_ticket.credit": {"readable": false, "editable": false}},
              "systemPermissions": ["api_access", "approve_actions"]},
             {"name": "reader", "objects": {"desk_ticket": read_all, "desk_comment": read_all, "desk_vendor": read_all},
+             "fields": {"desk_ticket.credit": {"readable": true, "editable": false}},
              "systemPermissions": ["api_access"]},
             {"name": "governor", "objects": {"desk_ticket": read_all},
              "systemPermissions": ["api_access", "agent_access", "manage_permissions", "manage_metadata", "approve_actions", "manage_users", "view_audit"]}
@@ -390,9 +392,13 @@ fn ticket(server: &Server, key: &str, title: &str, credit: f64) -> (String, Stri
     (id, c["id"].as_str().unwrap().to_string())
 }
 
+/// (status, the record or the error body)
 fn get(server: &Server, key: &str, object: &str, id: &str) -> (u16, Value) {
     let (status, body, _) = server.get(&format!("/api/v1/data/{object}/{id}"), key);
-    (status, body)
+    match body.get("record") {
+        Some(record) => (status, record.clone()),
+        None => (status, body),
+    }
 }
 
 fn pending(server: &Server, key: &str, id: &str) -> (u16, Value) {
@@ -735,5 +741,164 @@ fn an_official_mcp_client_acts_as_the_rep_and_a_manager_approves_its_delete() {
             && r["client"]["protocol"] == "2026-07-28"),
         "a stateless request leaves its own evidence"
     );
+    env.run(&["audit", "verify"]).ok();
+}
+
+// ------------------------------------------------------------------ the queue's rules
+
+#[test]
+fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let alice_agent = agent_key(&env, ALICE, &[]);
+    let rita = user_key(&env, RITA);
+    let bob = user_key(&env, BOB);
+    let nora = user_key(&env, NORA);
+    let vic = user_key(&env, VIC);
+    let vic_agent = agent_key(&env, VIC, &[]);
+
+    // A delete of a ticket with a comment: the diff lists the cascade.
+    let (t1, c1) = ticket(&server, &alice, "printer on fire", 10.0);
+    let (err, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t1}));
+    assert!(!err, "{r}");
+    let p1 = pending_id(&r);
+    let (_, view) = pending(&server, &rita, &p1);
+    let cascade = view["change"]["cascade"].to_string();
+    assert!(cascade.contains(&c1), "the comment dies with it: {view}");
+
+    // Who sees it: the requester and reviewers of the organization; not a
+    // reader without `approve_actions`.
+    assert_eq!(pending(&server, &alice, &p1).0, 200);
+    assert_eq!(pending(&server, &bob, &p1).0, 200);
+    assert_eq!(pending(&server, &nora, &p1).0, 404);
+    assert_eq!(pending(&server, "osk_not_a_key", &p1).0, 401);
+
+    // Missing `approve_actions`: refused, nothing written.
+    let (status, body) = decide(&server, &nora, &p1, "approve", json!({}));
+    assert_eq!(status, 404, "{body}");
+    // A reviewer who may not read a field the change touches (`credit`).
+    let (status, body) = decide(&server, &bob, &p1, "approve", json!({}));
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("cannot_see_change")), "{body}");
+    let blind = review(&env, &server, &bob, &[&p1, "--approve"]).code(4);
+    assert!(blind.stderr.contains("cannot_see_change"), "{}", blind.stderr);
+    assert_eq!(get(&server, &alice, "desk_ticket", &t1).0, 200, "still there");
+
+    // Separation of duties: Vic's own agent's request is not his to decide.
+    let (t2, _) = ticket(&server, &vic, "vic's own", 1.0);
+    let (_, r) = tool(&server, &vic_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t2}));
+    let p2 = pending_id(&r);
+    let own = review(&env, &server, &vic, &[&p2, "--approve"]).code(4);
+    assert!(own.stderr.contains("separation_of_duties"), "{}", own.stderr);
+    let (status, _) = decide(&server, &vic, &p2, "reject", json!({"reason": "mine"}));
+    assert_eq!(status, 403);
+
+    // Two reviewers at once: exactly one apply.
+    let p1_for_race = p1.clone();
+    let base = server.base.clone();
+    let racers: Vec<_> = [rita.clone(), vic.clone()]
+        .into_iter()
+        .map(|key| {
+            let id = p1_for_race.clone();
+            let base = base.clone();
+            std::thread::spawn(move || {
+                reqwest::blocking::Client::new()
+                    .post(format!("{base}/api/v1/pending-actions/{id}/approve"))
+                    .bearer_auth(key)
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = racers.into_iter().map(|h| h.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "one applies, the other is told it was decided");
+    assert_eq!(get(&server, &rita, "desk_ticket", &t1).0, 404);
+    assert_eq!(get(&server, &rita, "desk_comment", &c1).0, 404);
+    let rows = audit(&env);
+    assert_eq!(
+        rows.iter().filter(|r| r["action"] == "record.delete" && r["record_id"] == t1.as_str()).count(),
+        1
+    );
+    let applied = review(&env, &server, &rita, &[&p1, "--approve"]).code(1);
+    assert!(applied.stderr.contains("already decided"), "{}", applied.stderr);
+
+    // Stale: the ticket changed after the proposal; the action fails with its
+    // reason, one error row, and the newer value stays.
+    let (t3, _) = ticket(&server, &alice, "stale one", 5.0);
+    let (_, r) = tool(&server, &alice_agent, "update_record", json!({"objectName": "desk_ticket", "recordId": t3, "data": {"credit": 500}}));
+    let p3 = pending_id(&r);
+    assert_eq!(get(&server, &alice, "desk_ticket", &t3).1["credit"], 5.0, "a sensitive write waits");
+    let (status, _, _) = server.call("PATCH", &format!("/api/v1/data/desk_ticket/{t3}"), Some(&alice), Some(json!({"title": "renamed meanwhile"})));
+    assert_eq!(status, 200);
+    let stale = review(&env, &server, &rita, &[&p3, "--approve"]).code(1);
+    assert!(stale.stderr.contains("stale"), "{}", stale.stderr);
+    let (_, after) = get(&server, &alice, "desk_ticket", &t3);
+    assert_eq!((after["credit"].as_f64(), after["title"].as_str()), (Some(5.0), Some("renamed meanwhile")));
+    let (_, view) = pending(&server, &alice, &p3);
+    assert_eq!(view["status"], "failed", "{view}");
+    let rows = audit(&env);
+    let errors: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["action"] == "pending.apply" && r["record_id"] == p3.as_str())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["outcome"], "error");
+    assert_eq!(errors[0]["code"], "stale");
+
+    // Cancel: the requester only.
+    let (t4, _) = ticket(&server, &alice, "to cancel", 1.0);
+    let (_, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t4}));
+    let p4 = pending_id(&r);
+    let (status, body) = decide(&server, &rita, &p4, "cancel", json!({}));
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("not_requester")));
+    let (status, body) = decide(&server, &alice, &p4, "cancel", json!({}));
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")), "{body}");
+    assert_eq!(decide(&server, &rita, &p4, "approve", json!({})).0, 409);
+    assert_eq!(get(&server, &alice, "desk_ticket", &t4).0, 200);
+
+    // A rejection needs a reason, and writes nothing.
+    let (_, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t4}));
+    let p5 = pending_id(&r);
+    assert_eq!(decide(&server, &rita, &p5, "reject", json!({})).0, 400);
+    let none = review(&env, &server, &rita, &[&p5, "--reject"]).code(2);
+    assert!(none.stderr.contains("reason"), "{}", none.stderr);
+    review(&env, &server, &rita, &[&p5, "--reject", "--reason", "keep it"]).ok();
+    assert_eq!(get(&server, &alice, "desk_ticket", &t4).0, 200);
+
+    // Stripped of a right while pending: the apply fails, nothing written.
+    let (_, r) = tool(&server, &alice_agent, "update_record", json!({"objectName": "desk_ticket", "recordId": t4, "data": {"credit": 7}}));
+    let p6 = pending_id(&r);
+    let (_, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t4}));
+    let p7 = pending_id(&r);
+    env.run(&["permset", "revoke", "agent_user", ALICE]).ok();
+    let lost = review(&env, &server, &rita, &[&p6, "--approve"]).code(1);
+    assert!(lost.stderr.contains("apply_failed"), "{}", lost.stderr);
+    assert_eq!(get(&server, &rita, "desk_ticket", &t4).1["credit"], 1.0);
+    assert_eq!(pending(&server, &rita, &p6).1["status"], "failed");
+    // …and the key itself stops working for the agent at its next request.
+    let (body, headers) = modern("tools/list", 9, json!({}));
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = raw_post(&server, Some(&alice_agent), &body, &h);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("agent_access_required"), "{}", r.text);
+    assert!(
+        audit(&env).iter().any(|r| r["action"] == "agent.auth" && r["code"] == "agent_access_required"),
+        "the refusal is audited"
+    );
+
+    // Disabling the requester cancels what they have pending.
+    env.run(&["permset", "assign", "agent_user", ALICE]).ok();
+    env.run(&["user", "disable", ALICE, "--force"]).ok();
+    assert_eq!(pending(&server, &rita, &p7).1["status"], "cancelled");
+    assert_eq!(decide(&server, &rita, &p7, "approve", json!({})).0, 409);
+    assert_eq!(get(&server, &rita, "desk_ticket", &t4).0, 200);
+    let r = raw_post(&server, Some(&alice_agent), &body, &h);
+    assert_eq!(r.status, 401, "a disabled user's agent: {}", r.text);
+    assert!(r.headers.get("www-authenticate").is_some());
     env.run(&["audit", "verify"]).ok();
 }
