@@ -760,7 +760,12 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
 
     // A delete of a ticket with a comment: the diff lists the cascade.
     let (t1, c1) = ticket(&server, &alice, "printer on fire", 10.0);
-    let (err, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t1}));
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t1}),
+    );
     assert!(!err, "{r}");
     let p1 = pending_id(&r);
     let (_, view) = pending(&server, &rita, &p1);
@@ -779,17 +784,38 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
     assert_eq!(status, 404, "{body}");
     // A reviewer who may not read a field the change touches (`credit`).
     let (status, body) = decide(&server, &bob, &p1, "approve", json!({}));
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("cannot_see_change")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("cannot_see_change")),
+        "{body}"
+    );
     let blind = review(&env, &server, &bob, &[&p1, "--approve"]).code(4);
-    assert!(blind.stderr.contains("cannot_see_change"), "{}", blind.stderr);
-    assert_eq!(get(&server, &alice, "desk_ticket", &t1).0, 200, "still there");
+    assert!(
+        blind.stderr.contains("cannot_see_change"),
+        "{}",
+        blind.stderr
+    );
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).0,
+        200,
+        "still there"
+    );
 
     // Separation of duties: Vic's own agent's request is not his to decide.
     let (t2, _) = ticket(&server, &vic, "vic's own", 1.0);
-    let (_, r) = tool(&server, &vic_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t2}));
+    let (_, r) = tool(
+        &server,
+        &vic_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t2}),
+    );
     let p2 = pending_id(&r);
     let own = review(&env, &server, &vic, &[&p2, "--approve"]).code(4);
-    assert!(own.stderr.contains("separation_of_duties"), "{}", own.stderr);
+    assert!(
+        own.stderr.contains("separation_of_duties"),
+        "{}",
+        own.stderr
+    );
     let (status, _) = decide(&server, &vic, &p2, "reject", json!({"reason": "mine"}));
     assert_eq!(status, 403);
 
@@ -816,29 +842,56 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
         .collect();
     let mut statuses: Vec<u16> = racers.into_iter().map(|h| h.join().unwrap()).collect();
     statuses.sort();
-    assert_eq!(statuses, [200, 409], "one applies, the other is told it was decided");
+    assert_eq!(
+        statuses,
+        [200, 409],
+        "one applies, the other is told it was decided"
+    );
     assert_eq!(get(&server, &rita, "desk_ticket", &t1).0, 404);
     assert_eq!(get(&server, &rita, "desk_comment", &c1).0, 404);
     let rows = audit(&env);
     assert_eq!(
-        rows.iter().filter(|r| r["action"] == "record.delete" && r["record_id"] == t1.as_str()).count(),
+        rows.iter()
+            .filter(|r| r["action"] == "record.delete" && r["record_id"] == t1.as_str())
+            .count(),
         1
     );
     let applied = review(&env, &server, &rita, &[&p1, "--approve"]).code(1);
-    assert!(applied.stderr.contains("already decided"), "{}", applied.stderr);
+    assert!(
+        applied.stderr.contains("already decided"),
+        "{}",
+        applied.stderr
+    );
 
     // Stale: the ticket changed after the proposal; the action fails with its
     // reason, one error row, and the newer value stays.
     let (t3, _) = ticket(&server, &alice, "stale one", 5.0);
-    let (_, r) = tool(&server, &alice_agent, "update_record", json!({"objectName": "desk_ticket", "recordId": t3, "data": {"credit": 500}}));
+    let (_, r) = tool(
+        &server,
+        &alice_agent,
+        "update_record",
+        json!({"objectName": "desk_ticket", "recordId": t3, "data": {"credit": 500}}),
+    );
     let p3 = pending_id(&r);
-    assert_eq!(get(&server, &alice, "desk_ticket", &t3).1["credit"], 5.0, "a sensitive write waits");
-    let (status, _, _) = server.call("PATCH", &format!("/api/v1/data/desk_ticket/{t3}"), Some(&alice), Some(json!({"title": "renamed meanwhile"})));
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t3).1["credit"],
+        5.0,
+        "a sensitive write waits"
+    );
+    let (status, _, _) = server.call(
+        "PATCH",
+        &format!("/api/v1/data/desk_ticket/{t3}"),
+        Some(&alice),
+        Some(json!({"title": "renamed meanwhile"})),
+    );
     assert_eq!(status, 200);
     let stale = review(&env, &server, &rita, &[&p3, "--approve"]).code(1);
     assert!(stale.stderr.contains("stale"), "{}", stale.stderr);
     let (_, after) = get(&server, &alice, "desk_ticket", &t3);
-    assert_eq!((after["credit"].as_f64(), after["title"].as_str()), (Some(5.0), Some("renamed meanwhile")));
+    assert_eq!(
+        (after["credit"].as_f64(), after["title"].as_str()),
+        (Some(5.0), Some("renamed meanwhile"))
+    );
     let (_, view) = pending(&server, &alice, &p3);
     assert_eq!(view["status"], "failed", "{view}");
     let rows = audit(&env);
@@ -852,28 +905,61 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
 
     // Cancel: the requester only.
     let (t4, _) = ticket(&server, &alice, "to cancel", 1.0);
-    let (_, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t4}));
+    let (_, r) = tool(
+        &server,
+        &alice_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t4}),
+    );
     let p4 = pending_id(&r);
     let (status, body) = decide(&server, &rita, &p4, "cancel", json!({}));
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("not_requester")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_requester"))
+    );
     let (status, body) = decide(&server, &alice, &p4, "cancel", json!({}));
-    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
     assert_eq!(decide(&server, &rita, &p4, "approve", json!({})).0, 409);
     assert_eq!(get(&server, &alice, "desk_ticket", &t4).0, 200);
 
     // A rejection needs a reason, and writes nothing.
-    let (_, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t4}));
+    let (_, r) = tool(
+        &server,
+        &alice_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t4}),
+    );
     let p5 = pending_id(&r);
     assert_eq!(decide(&server, &rita, &p5, "reject", json!({})).0, 400);
     let none = review(&env, &server, &rita, &[&p5, "--reject"]).code(2);
     assert!(none.stderr.contains("reason"), "{}", none.stderr);
-    review(&env, &server, &rita, &[&p5, "--reject", "--reason", "keep it"]).ok();
+    review(
+        &env,
+        &server,
+        &rita,
+        &[&p5, "--reject", "--reason", "keep it"],
+    )
+    .ok();
     assert_eq!(get(&server, &alice, "desk_ticket", &t4).0, 200);
 
     // Stripped of a right while pending: the apply fails, nothing written.
-    let (_, r) = tool(&server, &alice_agent, "update_record", json!({"objectName": "desk_ticket", "recordId": t4, "data": {"credit": 7}}));
+    let (_, r) = tool(
+        &server,
+        &alice_agent,
+        "update_record",
+        json!({"objectName": "desk_ticket", "recordId": t4, "data": {"credit": 7}}),
+    );
     let p6 = pending_id(&r);
-    let (_, r) = tool(&server, &alice_agent, "delete_record", json!({"objectName": "desk_ticket", "recordId": t4}));
+    let (_, r) = tool(
+        &server,
+        &alice_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t4}),
+    );
     let p7 = pending_id(&r);
     env.run(&["permset", "revoke", "agent_user", ALICE]).ok();
     let lost = review(&env, &server, &rita, &[&p6, "--approve"]).code(1);
@@ -887,7 +973,9 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
     assert_eq!(r.status, 403, "{}", r.text);
     assert!(r.text.contains("agent_access_required"), "{}", r.text);
     assert!(
-        audit(&env).iter().any(|r| r["action"] == "agent.auth" && r["code"] == "agent_access_required"),
+        audit(&env)
+            .iter()
+            .any(|r| r["action"] == "agent.auth" && r["code"] == "agent_access_required"),
         "the refusal is audited"
     );
 
@@ -901,4 +989,310 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
     assert_eq!(r.status, 401, "a disabled user's agent: {}", r.text);
     assert!(r.headers.get("www-authenticate").is_some());
     env.run(&["audit", "verify"]).ok();
+}
+
+// ------------------------------------------------------------------ the agent's rules
+
+#[test]
+fn an_agent_never_holds_an_administrative_right_and_read_only_keys_never_write() {
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let alice_agent = agent_key(&env, ALICE, &[]);
+    let reader_agent = agent_key(&env, ALICE, &["--read-only"]);
+    let pat = user_key(&env, PAT);
+    let pat_agent = agent_key(&env, PAT, &[]);
+    let rita = user_key(&env, RITA);
+    let nora = user_key(&env, NORA);
+    let (t1, _) = ticket(&server, &alice, "agent rules", 3.0);
+
+    // An agent key on REST is refused; a user key on MCP gets the auth error.
+    let (status, body, _) = server.get("/api/v1/data/desk_ticket", &alice_agent);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("agent_key_not_allowed"))
+    );
+    let (body_list, headers) = modern("tools/list", 1, json!({}));
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = raw_post(&server, Some(&alice), &body_list, &h);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("agent_key_required"), "{}", r.text);
+
+    // Direct writes work where the app lets agents write…
+    let (err, created) = tool(
+        &server,
+        &alice_agent,
+        "create_record",
+        json!({"objectName": "desk_ticket", "data": {"title": "from the agent"}}),
+    );
+    assert!(!err, "{created}");
+    assert_eq!(created["record"]["title"], "from the agent");
+    // …wait where it wants approval…
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "create_record",
+        json!({"objectName": "desk_vendor", "data": {"name": "Acme Toner"}}),
+    );
+    assert!(!err, "{r}");
+    pending_id(&r);
+    let (_, vendors, _) = server.get("/api/v1/data/desk_vendor", &alice);
+    assert_eq!(
+        vendors["records"].as_array().unwrap().len(),
+        0,
+        "not created before approval"
+    );
+    // …and a field the user may not write is refused at once, never queued.
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "update_record",
+        json!({"objectName": "desk_ticket", "recordId": t1, "data": {"internal_note": "x"}}),
+    );
+    assert!(err, "{r}");
+    assert_eq!(r["error"]["code"], "field_not_editable", "{r}");
+
+    // A read-only key reads, and neither writes nor proposes; it is not even
+    // shown the tools that would.
+    let (err, _) = tool(
+        &server,
+        &reader_agent,
+        "get_record",
+        json!({"objectName": "desk_ticket", "recordId": t1}),
+    );
+    assert!(!err);
+    for (name, args) in [
+        (
+            "create_record",
+            json!({"objectName": "desk_ticket", "data": {"title": "no"}}),
+        ),
+        (
+            "update_record",
+            json!({"objectName": "desk_ticket", "recordId": t1, "data": {"title": "no"}}),
+        ),
+        (
+            "delete_record",
+            json!({"objectName": "desk_ticket", "recordId": t1}),
+        ),
+        (
+            "run_action",
+            json!({"actionName": "escalate", "recordId": t1}),
+        ),
+        (
+            "propose_metadata_change",
+            json!({"kind": "grant_permission_set", "permissionSet": "reviewer", "user": NORA}),
+        ),
+    ] {
+        let (err, r) = tool(&server, &reader_agent, name, args);
+        assert!(err, "{name}: {r}");
+        assert_eq!(r["error"]["code"], "read_only_key", "{name}: {r}");
+    }
+    let r = raw_post(&server, Some(&reader_agent), &body_list, &h);
+    let listed: Vec<&str> = r.body["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&"query_records") && !listed.contains(&"create_record"),
+        "{listed:?}"
+    );
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).1["title"],
+        "agent rules"
+    );
+
+    // Actions: one that asks for confirmation never runs before approval
+    // (upstream's known gap); a plain one runs at once; one needing an
+    // administrative permission is refused to an agent even when its user
+    // holds it; one not exposed to agents does not exist for them.
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "run_action",
+        json!({"actionName": "close_ticket", "objectName": "desk_ticket", "recordId": t1}),
+    );
+    assert!(!err, "{r}");
+    let close = pending_id(&r);
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).1["status"],
+        "open",
+        "not before approval"
+    );
+    review(&env, &server, &rita, &[&close, "--approve"]).ok();
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).1["status"],
+        "closed",
+        "after approval"
+    );
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "run_action",
+        json!({"actionName": "escalate", "recordId": t1}),
+    );
+    assert!(!err, "{r}");
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).1["priority"],
+        "high"
+    );
+    let (err, r) = tool(
+        &server,
+        &pat_agent,
+        "run_action",
+        json!({"actionName": "wipe_note", "recordId": t1}),
+    );
+    assert!(err && r["error"]["code"] == "missing_permission", "{r}");
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "run_action",
+        json!({"actionName": "hidden_reset", "recordId": t1}),
+    );
+    assert!(err && r["error"]["code"] == "not_found", "{r}");
+
+    // Pat holds manage_permissions; his agent can only propose a grant, and
+    // deciding it takes approve_actions *and* manage_permissions.
+    let (_, r) = tool(
+        &server,
+        &pat_agent,
+        "propose_metadata_change",
+        json!({"kind": "grant_permission_set", "permissionSet": "reviewer", "user": NORA, "reason": "covering for Rita"}),
+    );
+    let grant = pending_id(&r);
+    let sets = |email: &str| env.run(&["--json", "user", "show", email]).ok().stdout;
+    assert!(
+        !sets(NORA).contains("\"reviewer\""),
+        "not granted before approval"
+    );
+    let (status, body) = decide(&server, &rita, &grant, "approve", json!({}));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("missing_permission")),
+        "{body}"
+    );
+    let admin = user_key(&env, "admin@desk.example");
+    let (status, body) = decide(&server, &admin, &grant, "approve", json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        sets(NORA).contains("reviewer"),
+        "granted at once on approval"
+    );
+    let (status, _) = pending(&server, &nora, &grant);
+    assert_eq!(status, 200, "Nora now reviews");
+    // Alice lacks manage_metadata: refused, never queued.
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "propose_metadata_change",
+        json!({"kind": "add_field", "objectName": "desk_ticket", "fieldName": "sla", "field": {"type": "text"}}),
+    );
+    assert!(err, "{r}");
+
+    // The quota: at most N open pending actions per agent key.
+    env.run(&[
+        "settings",
+        "set",
+        "agents.max_pending",
+        "--value-file",
+        &env.write("two", "2").display().to_string(),
+    ])
+    .ok();
+    // The vendor above is open; one more fits, the next does not.
+    let (_, r) = tool(
+        &server,
+        &alice_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t1}),
+    );
+    pending_id(&r);
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t1}),
+    );
+    assert!(err, "{r}");
+    assert_eq!(r["error"]["code"], "too_many_pending", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agents.max_pending"),
+        "{r}"
+    );
+    env.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn a_metadata_change_waits_for_a_signed_artifact_and_never_reverts_a_newer_one() {
+    let env = Env::new();
+    let server = desk(&env);
+    let pat_agent = agent_key(&env, PAT, &[]);
+    let admin = user_key(&env, "admin@desk.example");
+    let (_, r) = tool(
+        &server,
+        &pat_agent,
+        "propose_metadata_change",
+        json!({
+            "kind": "add_field", "objectName": "desk_ticket", "fieldName": "sla_hours",
+            "field": {"type": "number", "label": "SLA (hours)"}, "reason": "track SLAs"
+        }),
+    );
+    let first = pending_id(&r);
+    let (_, r) = tool(
+        &server,
+        &pat_agent,
+        "propose_metadata_change",
+        json!({
+            "kind": "change_options", "objectName": "desk_ticket", "fieldName": "priority",
+            "options": [{"label": "Low", "value": "low"}, {"label": "High", "value": "high"}, {"label": "Urgent", "value": "urgent"}]
+        }),
+    );
+    let second = pending_id(&r);
+    for id in [&first, &second] {
+        let (status, body) = decide(&server, &admin, id, "approve", json!({}));
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("approved")),
+            "{body}"
+        );
+    }
+    // Written beside its diff, unsigned; nothing changed yet.
+    let artifact = env.path(&format!("data/proposals/{first}.objectstack.json"));
+    let diff = std::fs::read_to_string(env.path(&format!("data/proposals/{first}.diff"))).unwrap();
+    assert!(diff.contains("sla_hours"), "{diff}");
+    let nora = user_key(&env, NORA);
+    let (status, meta, _) = server.get("/api/v1/meta/object/desk_ticket", &nora);
+    assert_eq!(status, 200, "{meta}");
+    assert!(!meta.to_string().contains("sla_hours"));
+    // The operator signs and applies it: the action is `applied`.
+    let a = artifact.display().to_string();
+    env.run(&["sign", &a, "-k", "desk-key"]).ok();
+    env.run(&["apply", &a, "-y"]).ok();
+    assert_eq!(pending(&server, &admin, &first).1["status"], "applied");
+    // The second was based on the artifact before: applying it now would revert
+    // the first, so it is refused and nothing changes.
+    let b = env
+        .path(&format!("data/proposals/{second}.objectstack.json"))
+        .display()
+        .to_string();
+    env.run(&["sign", &b, "-k", "desk-key"]).ok();
+    let refused = env.run(&["apply", &b, "-y"]).code(1);
+    assert!(
+        refused.stderr.contains("no longer the one applied"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(pending(&server, &admin, &second).1["status"], "approved");
+    let (_, meta, _) = server.get("/api/v1/meta/object/desk_ticket", &nora);
+    assert!(
+        meta.to_string().contains("sla_hours"),
+        "the first change holds: {meta}"
+    );
+    assert!(
+        !meta.to_string().contains("urgent"),
+        "the second never applied: {meta}"
+    );
 }
