@@ -451,6 +451,34 @@ pub(crate) async fn guard(
             None,
         );
     }
+    // A message that is not JSON, or not one JSON-RPC message: the errors
+    // JSON-RPC prescribes (the SDK would answer 415 with plain text).
+    if parts.method == Method::POST {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Err(_) => {
+                return rpc_error(StatusCode::BAD_REQUEST, None, -32700, "parse error: the body is not JSON", None);
+            }
+            Ok(Value::Array(_)) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    -32600,
+                    "invalid request: batches are not part of MCP since 2025-06-18; send one message per request",
+                    None,
+                );
+            }
+            Ok(Value::Object(m)) if m.get("jsonrpc").and_then(Value::as_str) == Some("2.0") => {}
+            Ok(_) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    env.id.as_ref(),
+                    -32600,
+                    "invalid request: a JSON-RPC 2.0 message is an object with `\"jsonrpc\": \"2.0\"`",
+                    None,
+                );
+            }
+        }
+    }
     let mut auth = auth;
     auth.caller.origin.client = client.clone();
     let origin = auth.caller.origin.clone();

@@ -1296,3 +1296,136 @@ fn a_metadata_change_waits_for_a_signed_artifact_and_never_reverts_a_newer_one()
         "the second never applied: {meta}"
     );
 }
+
+// ------------------------------------------------------------------ the protocol
+
+#[test]
+fn bad_messages_get_the_errors_the_specification_prescribes_and_nothing_breaks() {
+    let env = Env::new();
+    drop(desk(&env));
+    let server = Server::start_with(&env, &["--mcp-allow-origin", "https://agents.example.com"]);
+    let alice = user_key(&env, ALICE);
+    let agent = agent_key(&env, ALICE, &[]);
+    let other_agent = agent_key(&env, VIC, &[]);
+    let (t1, _) = ticket(&server, &alice, "protocol", 1.0);
+    let (list, headers) = modern("tools/list", 7, json!({}));
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let works = |what: &str| {
+        let (err, r) = tool(&server, &agent, "get_record", json!({"objectName": "desk_ticket", "recordId": t1}));
+        assert!(!err && r["title"] == "protocol", "after {what}: {r}");
+    };
+    works("start");
+
+    // Credentials: none, unknown, revoked — 401 with a Bearer challenge.
+    for key in [None, Some("osk_nonsense")] {
+        let r = raw_post(&server, key, &list, &h);
+        assert_eq!(r.status, 401, "{}", r.text);
+        assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        assert!(r.body["error"]["code"].is_i64(), "a JSON-RPC error: {}", r.text);
+    }
+    let doomed = agent_key(&env, ALICE, &["--name", "doomed"]);
+    assert_eq!(raw_post(&server, Some(&doomed), &list, &h).status, 200);
+    let keys = env.run(&["--json", "apikey", "list", "--user", ALICE]).ok().json();
+    let doomed_id = keys["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "doomed")
+        .and_then(|k| k["id"].as_str())
+        .expect("the doomed key")
+        .to_string();
+    env.run(&["apikey", "revoke", &doomed_id]).ok();
+    assert_eq!(raw_post(&server, Some(&doomed), &list, &h).status, 401, "revoked: refused at its next request");
+    assert!(
+        audit(&env).iter().any(|r| r["action"] == "agent.auth" && r["credential"] == doomed_id.as_str() && r["outcome"] == "denied"),
+        "and audited"
+    );
+    works("credentials");
+
+    // Origin: only the ones the operator allowed.
+    let evil: Vec<(&str, &str)> = h.iter().copied().chain([("origin", "https://evil.example")]).collect();
+    let r = raw_post(&server, Some(&agent), &list, &evil);
+    assert_eq!(r.status, 403, "{}", r.text);
+    let fine: Vec<(&str, &str)> = h.iter().copied().chain([("origin", "https://agents.example.com")]).collect();
+    assert_eq!(raw_post(&server, Some(&agent), &list, &fine).status, 200);
+
+    // Versions: one not served here, and a header that disagrees with _meta.
+    let old: Vec<(&str, &str)> = h.iter().map(|(k, v)| if *k == "mcp-protocol-version" { (*k, "2025-03-26") } else { (*k, *v) }).collect();
+    let r = raw_post(&server, Some(&agent), &list, &old);
+    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32022)), "{}", r.text);
+    assert!(r.body["error"]["data"]["supported"].to_string().contains("2026-07-28"));
+    let mismatch: Vec<(&str, &str)> = h.iter().map(|(k, v)| if *k == "mcp-protocol-version" { (*k, "2025-11-25") } else { (*k, *v) }).collect();
+    let r = raw_post(&server, Some(&agent), &list, &mismatch);
+    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32020)), "{}", r.text);
+    let no_method: Vec<(&str, &str)> = h.iter().copied().filter(|(k, _)| *k != "mcp-method").collect();
+    assert_eq!(raw_post(&server, Some(&agent), &list, &no_method).status, 400);
+
+    // Not JSON, not JSON-RPC, a batch, an unknown method, a huge message.
+    let r = raw_post(&server, Some(&agent), "{not json", &h);
+    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32700)), "{}", r.text);
+    let r = raw_post(&server, Some(&agent), "[1, 2]", &h);
+    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32600)), "{}", r.text);
+    let r = raw_post(&server, Some(&agent), "{\"id\": 1, \"method\": \"tools/list\"}", &h);
+    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32600)), "{}", r.text);
+    let (unknown, uh) = modern("vendor/frobnicate", 3, json!({}));
+    let uh: Vec<(&str, &str)> = uh.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = raw_post(&server, Some(&agent), &unknown, &uh);
+    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (404, Some(-32601)), "{}", r.text);
+    let (call, ch) = modern("tools/call", 4, json!({"name": "create_record", "arguments": {"objectName": "desk_ticket", "data": {"title": "x".repeat(2 * 1024 * 1024)}}}));
+    let ch: Vec<(&str, &str)> = ch.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = raw_post(&server, Some(&agent), &call, &ch);
+    assert_eq!(r.status, 413, "{}", &r.text[..r.text.len().min(300)]);
+    // Arguments outside the schema: a tool error the model can correct.
+    let (err, r) = tool(&server, &agent, "query_records", json!({"objectName": "desk_ticket", "limit": "many"}));
+    assert!(err, "{r}");
+    let (err, r) = tool(&server, &agent, "get_record", json!({"objectName": "desk_ticket", "recordId": t1, "extra": 1}));
+    assert!(err && r["error"]["code"] == "invalid_arguments", "{r}");
+    works("bad messages");
+
+    // A legacy session belongs to the key that opened it.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw-legacy", "version": "0.1"}}}).to_string();
+    let r = raw_post(&server, Some(&agent), &init, &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["result"]["protocolVersion"], "2025-11-25", "{}", r.text);
+    let session = r.headers["mcp-session-id"].to_str().unwrap().to_string();
+    let in_session = [("mcp-session-id", session.as_str()), ("mcp-protocol-version", "2025-11-25")];
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    assert_eq!(raw_post(&server, Some(&agent), &initialized, &in_session).status, 202);
+    let legacy_list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let r = raw_post(&server, Some(&agent), &legacy_list, &in_session);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["result"]["tools"].as_array().unwrap().len() > 5, "{}", r.text);
+    let r = raw_post(&server, Some(&other_agent), &legacy_list, &in_session);
+    assert_eq!(r.status, 404, "another key's session is no session: {}", r.text);
+    let r = raw_post(&server, Some(&agent), &legacy_list, &[("mcp-session-id", "no-such-session"), ("mcp-protocol-version", "2025-11-25")]);
+    assert_eq!(r.status, 404, "{}", r.text);
+    let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}).to_string();
+    let r = raw_post(&server, Some(&agent), &ping, &in_session);
+    assert_eq!((r.status, r.body["result"].is_object()), (200, true), "{}", r.text);
+    assert_eq!(raw(&server, "DELETE", Some(&other_agent), None, &in_session).status, 404);
+    assert_eq!(raw(&server, "DELETE", Some(&agent), None, &in_session).status, 200);
+    assert_eq!(raw_post(&server, Some(&agent), &legacy_list, &in_session).status, 404, "ended");
+    let rows = audit(&env);
+    let of_session = |action: &str| {
+        rows.iter()
+            .filter(|r| r["action"] == action && r["changes"]["session"] == session.as_str())
+            .count()
+    };
+    assert_eq!((of_session("agent.session_start"), of_session("agent.session_end")), (1, 1));
+    let start = rows.iter().find(|r| r["action"] == "agent.session_start").unwrap();
+    assert_eq!(start["client"]["name"], "raw-legacy");
+    assert_eq!(start["client"]["protocol"], "2025-11-25");
+    works("sessions");
+
+    // The server stops cleanly with a session open.
+    let r = raw_post(&server, Some(&agent), &init, &[]);
+    let open = r.headers["mcp-session-id"].to_str().unwrap().to_string();
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        audit(&env).iter().any(|r| r["action"] == "agent.session_end" && r["changes"]["session"] == open.as_str() && r["changes"]["reason"] == "server_stopped"),
+        "an open session's end is audited at shutdown"
+    );
+}
