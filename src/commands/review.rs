@@ -166,6 +166,9 @@ fn render(ctx: &Ctx, a: &Value) -> Vec<String> {
             });
         }
     }
+    if let Some(why) = change["reason"].as_str() {
+        lines.push(format!("  the agent says why: {}", inert(why)));
+    }
     if let Some(reason) = a["reason"].as_str() {
         lines.push(format!("  reason: {}", inert(reason)));
     }

@@ -240,6 +240,33 @@ async fn audit_session(
     .await;
 }
 
+/// The body, at most `limit` bytes; `Err(true)` when it is larger. The rest
+/// of a larger body is read and dropped (up to a bound), so that the client,
+/// still sending, gets the 413 rather than a reset connection.
+async fn read_body(body: HttpBody, limit: usize) -> Result<axum::body::Bytes, bool> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(false);
+        };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                kept.extend_from_slice(&data);
+            } else if seen > limit * 16 {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(true);
+    }
+    Ok(kept.into())
+}
+
 /// A JSON-RPC error as an HTTP response; `id` when the request named one.
 fn rpc_error(
     status: StatusCode,
@@ -348,14 +375,22 @@ pub(crate) async fn guard(
         );
     }
     let limit = crate::limits::MAX_BODY_BYTES;
-    let bytes = match axum::body::to_bytes(body, limit).await {
+    let bytes = match read_body(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(too_large) => {
             return rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
+                if too_large {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
                 None,
                 -32600,
-                &format!("the message is larger than {limit} bytes"),
+                &if too_large {
+                    format!("the message is larger than {limit} bytes")
+                } else {
+                    "the message could not be read".to_string()
+                },
                 None,
             );
         }
@@ -456,7 +491,13 @@ pub(crate) async fn guard(
     if parts.method == Method::POST {
         match serde_json::from_slice::<Value>(&bytes) {
             Err(_) => {
-                return rpc_error(StatusCode::BAD_REQUEST, None, -32700, "parse error: the body is not JSON", None);
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    -32700,
+                    "parse error: the body is not JSON",
+                    None,
+                );
             }
             Ok(Value::Array(_)) => {
                 return rpc_error(

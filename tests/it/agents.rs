@@ -1000,7 +1000,6 @@ fn an_agent_never_holds_an_administrative_right_and_read_only_keys_never_write()
     let alice = user_key(&env, ALICE);
     let alice_agent = agent_key(&env, ALICE, &[]);
     let reader_agent = agent_key(&env, ALICE, &["--read-only"]);
-    let pat = user_key(&env, PAT);
     let pat_agent = agent_key(&env, PAT, &[]);
     let rita = user_key(&env, RITA);
     let nora = user_key(&env, NORA);
@@ -1311,7 +1310,12 @@ fn bad_messages_get_the_errors_the_specification_prescribes_and_nothing_breaks()
     let (list, headers) = modern("tools/list", 7, json!({}));
     let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let works = |what: &str| {
-        let (err, r) = tool(&server, &agent, "get_record", json!({"objectName": "desk_ticket", "recordId": t1}));
+        let (err, r) = tool(
+            &server,
+            &agent,
+            "get_record",
+            json!({"objectName": "desk_ticket", "recordId": t1}),
+        );
         assert!(!err && r["title"] == "protocol", "after {what}: {r}");
     };
     works("start");
@@ -1320,12 +1324,24 @@ fn bad_messages_get_the_errors_the_specification_prescribes_and_nothing_breaks()
     for key in [None, Some("osk_nonsense")] {
         let r = raw_post(&server, key, &list, &h);
         assert_eq!(r.status, 401, "{}", r.text);
-        assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-        assert!(r.body["error"]["code"].is_i64(), "a JSON-RPC error: {}", r.text);
+        assert!(
+            r.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        assert!(
+            r.body["error"]["code"].is_i64(),
+            "a JSON-RPC error: {}",
+            r.text
+        );
     }
     let doomed = agent_key(&env, ALICE, &["--name", "doomed"]);
     assert_eq!(raw_post(&server, Some(&doomed), &list, &h).status, 200);
-    let keys = env.run(&["--json", "apikey", "list", "--user", ALICE]).ok().json();
+    let keys = env
+        .run(&["--json", "apikey", "list", "--user", ALICE])
+        .ok()
+        .json();
     let doomed_id = keys["api_keys"]
         .as_array()
         .unwrap()
@@ -1335,86 +1351,229 @@ fn bad_messages_get_the_errors_the_specification_prescribes_and_nothing_breaks()
         .expect("the doomed key")
         .to_string();
     env.run(&["apikey", "revoke", &doomed_id]).ok();
-    assert_eq!(raw_post(&server, Some(&doomed), &list, &h).status, 401, "revoked: refused at its next request");
+    assert_eq!(
+        raw_post(&server, Some(&doomed), &list, &h).status,
+        401,
+        "revoked: refused at its next request"
+    );
     assert!(
-        audit(&env).iter().any(|r| r["action"] == "agent.auth" && r["credential"] == doomed_id.as_str() && r["outcome"] == "denied"),
+        audit(&env).iter().any(|r| r["action"] == "agent.auth"
+            && r["credential"] == doomed_id.as_str()
+            && r["outcome"] == "denied"),
         "and audited"
     );
     works("credentials");
 
     // Origin: only the ones the operator allowed.
-    let evil: Vec<(&str, &str)> = h.iter().copied().chain([("origin", "https://evil.example")]).collect();
+    let evil: Vec<(&str, &str)> = h
+        .iter()
+        .copied()
+        .chain([("origin", "https://evil.example")])
+        .collect();
     let r = raw_post(&server, Some(&agent), &list, &evil);
     assert_eq!(r.status, 403, "{}", r.text);
-    let fine: Vec<(&str, &str)> = h.iter().copied().chain([("origin", "https://agents.example.com")]).collect();
+    let fine: Vec<(&str, &str)> = h
+        .iter()
+        .copied()
+        .chain([("origin", "https://agents.example.com")])
+        .collect();
     assert_eq!(raw_post(&server, Some(&agent), &list, &fine).status, 200);
 
     // Versions: one not served here, and a header that disagrees with _meta.
-    let old: Vec<(&str, &str)> = h.iter().map(|(k, v)| if *k == "mcp-protocol-version" { (*k, "2025-03-26") } else { (*k, *v) }).collect();
+    let old: Vec<(&str, &str)> = h
+        .iter()
+        .map(|(k, v)| {
+            if *k == "mcp-protocol-version" {
+                (*k, "2025-03-26")
+            } else {
+                (*k, *v)
+            }
+        })
+        .collect();
     let r = raw_post(&server, Some(&agent), &list, &old);
-    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32022)), "{}", r.text);
-    assert!(r.body["error"]["data"]["supported"].to_string().contains("2026-07-28"));
-    let mismatch: Vec<(&str, &str)> = h.iter().map(|(k, v)| if *k == "mcp-protocol-version" { (*k, "2025-11-25") } else { (*k, *v) }).collect();
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32022)),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["error"]["data"]["supported"]
+            .to_string()
+            .contains("2026-07-28")
+    );
+    let mismatch: Vec<(&str, &str)> = h
+        .iter()
+        .map(|(k, v)| {
+            if *k == "mcp-protocol-version" {
+                (*k, "2025-11-25")
+            } else {
+                (*k, *v)
+            }
+        })
+        .collect();
     let r = raw_post(&server, Some(&agent), &list, &mismatch);
-    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32020)), "{}", r.text);
-    let no_method: Vec<(&str, &str)> = h.iter().copied().filter(|(k, _)| *k != "mcp-method").collect();
-    assert_eq!(raw_post(&server, Some(&agent), &list, &no_method).status, 400);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "{}",
+        r.text
+    );
+    let no_method: Vec<(&str, &str)> = h
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "mcp-method")
+        .collect();
+    assert_eq!(
+        raw_post(&server, Some(&agent), &list, &no_method).status,
+        400
+    );
 
     // Not JSON, not JSON-RPC, a batch, an unknown method, a huge message.
     let r = raw_post(&server, Some(&agent), "{not json", &h);
-    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32700)), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32700)),
+        "{}",
+        r.text
+    );
     let r = raw_post(&server, Some(&agent), "[1, 2]", &h);
-    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32600)), "{}", r.text);
-    let r = raw_post(&server, Some(&agent), "{\"id\": 1, \"method\": \"tools/list\"}", &h);
-    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (400, Some(-32600)), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32600)),
+        "{}",
+        r.text
+    );
+    let r = raw_post(
+        &server,
+        Some(&agent),
+        "{\"id\": 1, \"method\": \"tools/list\"}",
+        &h,
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32600)),
+        "{}",
+        r.text
+    );
     let (unknown, uh) = modern("vendor/frobnicate", 3, json!({}));
     let uh: Vec<(&str, &str)> = uh.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = raw_post(&server, Some(&agent), &unknown, &uh);
-    assert_eq!((r.status, r.body["error"]["code"].as_i64()), (404, Some(-32601)), "{}", r.text);
-    let (call, ch) = modern("tools/call", 4, json!({"name": "create_record", "arguments": {"objectName": "desk_ticket", "data": {"title": "x".repeat(2 * 1024 * 1024)}}}));
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (404, Some(-32601)),
+        "{}",
+        r.text
+    );
+    let (call, ch) = modern(
+        "tools/call",
+        4,
+        json!({"name": "create_record", "arguments": {"objectName": "desk_ticket", "data": {"title": "x".repeat(1024 * 1024 + 100)}}}),
+    );
     let ch: Vec<(&str, &str)> = ch.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = raw_post(&server, Some(&agent), &call, &ch);
     assert_eq!(r.status, 413, "{}", &r.text[..r.text.len().min(300)]);
     // Arguments outside the schema: a tool error the model can correct.
-    let (err, r) = tool(&server, &agent, "query_records", json!({"objectName": "desk_ticket", "limit": "many"}));
+    let (err, r) = tool(
+        &server,
+        &agent,
+        "query_records",
+        json!({"objectName": "desk_ticket", "limit": "many"}),
+    );
     assert!(err, "{r}");
-    let (err, r) = tool(&server, &agent, "get_record", json!({"objectName": "desk_ticket", "recordId": t1, "extra": 1}));
+    let (err, r) = tool(
+        &server,
+        &agent,
+        "get_record",
+        json!({"objectName": "desk_ticket", "recordId": t1, "extra": 1}),
+    );
     assert!(err && r["error"]["code"] == "invalid_arguments", "{r}");
     works("bad messages");
 
     // A legacy session belongs to the key that opened it.
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "raw-legacy", "version": "0.1"}}}).to_string();
+        "clientInfo": {"name": "raw-legacy", "version": "0.1"}}})
+    .to_string();
     let r = raw_post(&server, Some(&agent), &init, &[]);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["result"]["protocolVersion"], "2025-11-25", "{}", r.text);
+    assert_eq!(
+        r.body["result"]["protocolVersion"], "2025-11-25",
+        "{}",
+        r.text
+    );
     let session = r.headers["mcp-session-id"].to_str().unwrap().to_string();
-    let in_session = [("mcp-session-id", session.as_str()), ("mcp-protocol-version", "2025-11-25")];
+    let in_session = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
-    assert_eq!(raw_post(&server, Some(&agent), &initialized, &in_session).status, 202);
+    assert_eq!(
+        raw_post(&server, Some(&agent), &initialized, &in_session).status,
+        202
+    );
     let legacy_list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
     let r = raw_post(&server, Some(&agent), &legacy_list, &in_session);
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.body["result"]["tools"].as_array().unwrap().len() > 5, "{}", r.text);
+    assert!(
+        r.body["result"]["tools"].as_array().unwrap().len() > 5,
+        "{}",
+        r.text
+    );
     let r = raw_post(&server, Some(&other_agent), &legacy_list, &in_session);
-    assert_eq!(r.status, 404, "another key's session is no session: {}", r.text);
-    let r = raw_post(&server, Some(&agent), &legacy_list, &[("mcp-session-id", "no-such-session"), ("mcp-protocol-version", "2025-11-25")]);
+    assert_eq!(
+        r.status, 404,
+        "another key's session is no session: {}",
+        r.text
+    );
+    let r = raw_post(
+        &server,
+        Some(&agent),
+        &legacy_list,
+        &[
+            ("mcp-session-id", "no-such-session"),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+    );
     assert_eq!(r.status, 404, "{}", r.text);
     let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}).to_string();
     let r = raw_post(&server, Some(&agent), &ping, &in_session);
-    assert_eq!((r.status, r.body["result"].is_object()), (200, true), "{}", r.text);
-    assert_eq!(raw(&server, "DELETE", Some(&other_agent), None, &in_session).status, 404);
-    assert_eq!(raw(&server, "DELETE", Some(&agent), None, &in_session).status, 200);
-    assert_eq!(raw_post(&server, Some(&agent), &legacy_list, &in_session).status, 404, "ended");
+    assert_eq!(
+        (r.status, r.body["result"].is_object()),
+        (200, true),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        raw(&server, "DELETE", Some(&other_agent), None, &in_session).status,
+        404
+    );
+    assert_eq!(
+        raw(&server, "DELETE", Some(&agent), None, &in_session).status,
+        200
+    );
+    assert_eq!(
+        raw_post(&server, Some(&agent), &legacy_list, &in_session).status,
+        404,
+        "ended"
+    );
     let rows = audit(&env);
     let of_session = |action: &str| {
         rows.iter()
             .filter(|r| r["action"] == action && r["changes"]["session"] == session.as_str())
             .count()
     };
-    assert_eq!((of_session("agent.session_start"), of_session("agent.session_end")), (1, 1));
-    let start = rows.iter().find(|r| r["action"] == "agent.session_start").unwrap();
+    assert_eq!(
+        (
+            of_session("agent.session_start"),
+            of_session("agent.session_end")
+        ),
+        (1, 1)
+    );
+    let start = rows
+        .iter()
+        .find(|r| r["action"] == "agent.session_start")
+        .unwrap();
     assert_eq!(start["client"]["name"], "raw-legacy");
     assert_eq!(start["client"]["protocol"], "2025-11-25");
     works("sessions");
@@ -1425,7 +1584,260 @@ fn bad_messages_get_the_errors_the_specification_prescribes_and_nothing_breaks()
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log}");
     assert!(
-        audit(&env).iter().any(|r| r["action"] == "agent.session_end" && r["changes"]["session"] == open.as_str() && r["changes"]["reason"] == "server_stopped"),
+        audit(&env)
+            .iter()
+            .any(|r| r["action"] == "agent.session_end"
+                && r["changes"]["session"] == open.as_str()
+                && r["changes"]["reason"] == "server_stopped"),
         "an open session's end is audited at shutdown"
+    );
+}
+
+// ------------------------------------------------------------------ review in a terminal
+
+#[test]
+fn a_reviewer_approves_and_rejects_in_a_real_terminal() {
+    let Some(py) = python() else { return };
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let agent = agent_key(&env, ALICE, &[]);
+    let rita = user_key(&env, RITA);
+    let (t1, _) = ticket(&server, &alice, "approve me", 1.0);
+    let (t2, _) = ticket(&server, &alice, "reject me", 2.0);
+    let (_, r) = tool(
+        &server,
+        &agent,
+        "update_record",
+        json!({"objectName": "desk_ticket", "recordId": t1, "data": {"credit": 11}}),
+    );
+    let p1 = pending_id(&r);
+    let drive = |decision: &str, record: &str| {
+        let out = Command::new(&py)
+            .arg(script("review_pty.py"))
+            .args([BIN, &server.base, decision, record])
+            .env("OBJECTOS_REVIEW_KEY", &rita)
+            .env("OBJECTOS_DATA_DIR", env.path("not-used"))
+            .output()
+            .unwrap();
+        let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "the {decision} dialogue failed:\n{transcript}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        transcript
+    };
+    let seen = drive("approve", &t1);
+    assert!(
+        seen.contains("credit: 1 → 11"),
+        "field by field, old → new:\n{seen}"
+    );
+    assert_eq!(get(&server, &alice, "desk_ticket", &t1).1["credit"], 11.0);
+    assert_eq!(pending(&server, &rita, &p1).1["status"], "applied");
+
+    let (_, r) = tool(
+        &server,
+        &agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t2}),
+    );
+    let p2 = pending_id(&r);
+    let seen = drive("reject", &t2);
+    assert!(seen.contains("removes"), "the cascade is listed:\n{seen}");
+    let (_, view) = pending(&server, &rita, &p2);
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str()),
+        (Some("rejected"), Some("wrong customer"))
+    );
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t2).0,
+        200,
+        "a rejection writes nothing"
+    );
+    assert!(
+        !env.path("not-used").exists(),
+        "review never touches a data dir"
+    );
+}
+
+#[test]
+fn what_an_agent_wrote_is_shown_inert_by_review_and_audit_tail() {
+    let env = Env::new();
+    let server = desk(&env);
+    let agent = agent_key(&env, ALICE, &[]);
+    let rita = user_key(&env, RITA);
+    let hostile = "Acme\u{1b}[2J\u{1b}[31mAPPROVED\u{202e}gnp.exe\u{7}";
+    // The client names itself with escapes too.
+    let (body, headers) = modern(
+        "tools/call",
+        1,
+        json!({"name": "create_record", "arguments": {"objectName": "desk_vendor", "data": {"name": hostile}}}),
+    );
+    let body = body.replace("raw-test", "evil\\u001b]0;pwned\\u0007client");
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = raw_post(&server, Some(&agent), &body, &h);
+    let id = pending_id(&r.body["result"]["structuredContent"]);
+    let raw_bytes = ['\u{1b}', '\u{202e}', '\u{7}'];
+    let check = |what: &str, text: &str| {
+        for c in raw_bytes {
+            assert!(!text.contains(c), "{what} printed {c:?} raw:\n{text:?}");
+        }
+    };
+    let listed = review(&env, &server, &rita, &["--list"]).ok();
+    check("review --list", &listed.stdout);
+    assert!(
+        listed.stdout.contains("evil\\u{1b}]0;pwned"),
+        "{}",
+        listed.stdout
+    );
+    let shown = review(&env, &server, &rita, &[&id]).ok();
+    check("review ID", &format!("{}{}", shown.stdout, shown.stderr));
+    assert!(
+        shown
+            .stdout
+            .contains("Acme\\u{1b}[2J\\u{1b}[31mAPPROVED\\u{202e}gnp.exe"),
+        "{}",
+        shown.stdout
+    );
+    review(
+        &env,
+        &server,
+        &rita,
+        &[&id, "--reject", "--reason", "no\u{1b}[1m thanks\u{202e}"],
+    )
+    .ok();
+    let shown = review(&env, &server, &rita, &[&id]).ok();
+    check("a rejected action", &shown.stdout);
+    let tail = env.run(&["audit", "tail", "-n", "50"]).ok();
+    check("audit tail", &format!("{}{}", tail.stdout, tail.stderr));
+    let tail = env.run(&["audit", "tail", "-n", "50", "-v"]).ok();
+    check("audit tail -v", &format!("{}{}", tail.stdout, tail.stderr));
+}
+
+// ------------------------------------------------------------------ expiry
+
+#[test]
+fn an_action_left_past_its_expiry_can_no_longer_be_decided() {
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let agent = agent_key(&env, ALICE, &[]);
+    let rita = user_key(&env, RITA);
+    let (t1, _) = ticket(&server, &alice, "expiring", 1.0);
+    let (_, r) = tool(
+        &server,
+        &agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t1}),
+    );
+    let id = pending_id(&r);
+    let expires = r["expiresAt"].as_str().unwrap().to_string();
+    let (_, view) = pending(&server, &rita, &id);
+    assert_eq!(view["expiresAt"], expires.as_str());
+    // The app says one hour: the server, two hours later.
+    drop(server);
+    let later = Server::start_env(&env, &[], &[("OBJECTOS_TEST_CLOCK_SKEW", "7200")]);
+    let (_, view) = pending(&later, &rita, &id);
+    assert_eq!(view["status"], "expired", "{view}");
+    let late = review(&env, &later, &rita, &[&id, "--approve"]).code(1);
+    assert!(late.stderr.contains("expired"), "{}", late.stderr);
+    assert_eq!(get(&later, &alice, "desk_ticket", &t1).0, 200);
+    let rows = audit(&env);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["action"] == "pending.expire" && r.to_string().contains(&id))
+            .count(),
+        1
+    );
+}
+
+// ------------------------------------------------------------------ the bridge holds no operator power
+
+#[test]
+fn objectos_mcp_runs_as_a_user_who_cannot_read_the_data_dir() {
+    let Some(py) = python() else { return };
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let agent = agent_key(&env, ALICE, &[]);
+    let (t1, _) = ticket(&server, &alice, "from afar", 1.0);
+
+    // Without a key it does not start (exit 4); a plain-HTTP server elsewhere
+    // is refused unless --insecure.
+    let out = Command::new(BIN)
+        .args(["mcp", "--server", &server.base])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "stdout is for MCP messages only");
+    let out = Command::new(BIN)
+        .args(["mcp", "--server", "http://10.1.2.3:8080"])
+        .env_clear()
+        .env("OBJECTOS_API_KEY", &agent)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
+
+    // The data dir is the server's (0700); the bridge runs as another OS user
+    // that cannot even list it, pointed at it, and works.
+    let is_root = nix::unistd::Uid::effective().is_root();
+    if !have_interop(
+        "root (to run `objectos mcp` as another OS user with setpriv)",
+        (!is_root).then(|| "the tests do not run as root".to_string()),
+    ) {
+        return;
+    }
+    have_tool("setpriv");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.path("data"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    let denied = Command::new(nobody[0])
+        .args(&nobody[1..])
+        .args(["ls", &env.path("data").display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        !denied.status.success(),
+        "the other user must not read the data dir"
+    );
+    let mut c = Connection::new(&py, &server, &agent, "stdio", "auto");
+    c.wrap = nobody.iter().map(|s| s.to_string()).collect();
+    c.child_env =
+        json!({"OBJECTOS_DATA_DIR": env.path("data").display().to_string(), "HOME": "/tmp"});
+    let (report, raw) = c.run(json!([
+        {"tool": "get_record", "args": {"objectName": "desk_ticket", "recordId": t1}},
+        {"tool": "update_record", "args": {"objectName": "desk_ticket", "recordId": t1, "data": {"priority": "high"}}}
+    ]));
+    assert_eq!(ok(&report["calls"][0])["title"], "from afar", "{raw}");
+    ok(&report["calls"][1]);
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).1["priority"],
+        "high"
     );
 }
