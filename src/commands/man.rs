@@ -1199,12 +1199,12 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         "objectos mcp",
         &[
             (
-                "What an agent host runs (its MCP server entry): the bridge to the local server.",
-                "OBJECTOS_API_KEY=osk_... objectos mcp",
+                "What an agent host runs (its MCP server entry, with the agent key in OBJECTOS_API_KEY): the bridge to the local server.",
+                "objectos mcp",
             ),
             (
                 "Bridge to a server elsewhere, over HTTPS with a private CA.",
-                "OBJECTOS_API_KEY=osk_... objectos mcp --server https://objectos.example --ca-file ca.pem",
+                "objectos mcp --server https://objectos.example --ca-file ca.pem",
             ),
         ],
     ),
@@ -1212,8 +1212,8 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         "objectos review",
         &[
             (
-                "Walk through what agents proposed, on a terminal.",
-                "OBJECTOS_REVIEW_KEY=osk_... objectos review",
+                "Walk through what agents proposed, on a terminal (the reviewer's key in OBJECTOS_REVIEW_KEY).",
+                "objectos review",
             ),
             (
                 "List the pending actions you may decide, then approve one.",
