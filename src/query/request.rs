@@ -4,6 +4,8 @@
 //! and `-name`, filter ASTs, `?field=value`), so that upstream's client SDK works
 //! unchanged. Two spellings of one thing with different values, a repeated
 //! single-valued parameter, and anything unknown are refused with a clear 400.
+//! Aggregates take upstream's shape too: `count_distinct`, and group keys that
+//! bucket a date or date-time (`{"field", "dateGranularity", "alias"}`, in UTC).
 
 use serde_json::{Map, Value, json};
 
@@ -12,7 +14,7 @@ use crate::limits::{
     DEFAULT_PAGE as DEFAULT_LIMIT, MAX_FIELDS, MAX_GROUPS, MAX_OFFSET, MAX_PAGE as MAX_LIMIT,
 };
 use crate::model::filter::Filter;
-use crate::store::AggFn;
+use crate::store::{AggFn, DateGranularity, GroupKey};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregation {
@@ -42,7 +44,7 @@ pub struct QuerySpec {
     pub offset: u64,
     pub total: bool,
     pub aggregations: Vec<Aggregation>,
-    pub group_by: Vec<String>,
+    pub group_by: Vec<GroupKey>,
     pub search: Option<Search>,
     /// Lookup fields whose records are shown in place of their ids.
     pub expand: Vec<String>,
@@ -327,12 +329,6 @@ fn name_list(value: &Value, what: &str) -> Result<Vec<String>, ApiError> {
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.clone()),
-                // upstream's `{"field": …}` group key
-                Value::Object(m) if what == "groupBy" && m.len() == 1 => m
-                    .get("field")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| bad("a `groupBy` entry is a field name")),
                 _ => Err(bad(format!("`{what}` holds field names (strings)"))),
             })
             .collect(),
@@ -380,24 +376,24 @@ fn parse_aggregations(value: &Value) -> Result<Vec<Aggregation>, ApiError> {
     }
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let function = match item.get("function").and_then(Value::as_str) {
-            Some("count") => AggFn::Count,
-            Some("sum") => AggFn::Sum,
-            Some("avg") => AggFn::Avg,
-            Some("min") => AggFn::Min,
-            Some("max") => AggFn::Max,
-            _ => {
-                return Err(bad(
-                    "each aggregation needs a `function`: count, sum, avg, min or max",
-                ));
-            }
+        let Some(function) = item
+            .get("function")
+            .and_then(Value::as_str)
+            .and_then(AggFn::parse)
+        else {
+            return Err(bad(
+                "each aggregation needs a `function`: count, count_distinct, sum, avg, min or max",
+            ));
         };
         let field = item
             .get("field")
             .and_then(Value::as_str)
             .map(str::to_string);
         if field.is_none() && function != AggFn::Count {
-            return Err(bad("only `count` may go without a `field`"));
+            return Err(bad(format!(
+                "`{}` needs a `field`; only `count` may go without one",
+                function.as_str()
+            )));
         }
         let alias = item
             .get("alias")
@@ -411,6 +407,95 @@ fn parse_aggregations(value: &Value) -> Result<Vec<Aggregation>, ApiError> {
         });
     }
     Ok(out)
+}
+
+/// Group keys: field names (text `a,b`, or an array), or upstream's
+/// `{"field", "dateGranularity", "alias"}` entries, mixed as one likes; in a
+/// query string, the array as JSON.
+fn parse_group_by(value: &Value) -> Result<Vec<GroupKey>, ApiError> {
+    const SHAPE: &str =
+        "a `groupBy` entry is a field name or `{\"field\", \"dateGranularity\", \"alias\"}`";
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::String(text) if text.trim_start().starts_with('[') => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| bad(format!("`groupBy` is not JSON: {e}")))?;
+            return parse_group_by(&value);
+        }
+        Value::String(text) => return Ok(names(text).into_iter().map(GroupKey::plain).collect()),
+        Value::Array(items) => items,
+        _ => return Err(bad("`groupBy` is a list of group keys")),
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(field) => Ok(GroupKey::plain(field.clone())),
+            Value::Object(map) => {
+                if let Some(key) = map
+                    .keys()
+                    .find(|k| !["field", "dateGranularity", "alias"].contains(&k.as_str()))
+                {
+                    return Err(bad(format!("{SHAPE}; `{key}` is not part of it")));
+                }
+                let field = map
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .filter(|f| !f.is_empty())
+                    .ok_or_else(|| bad("a `groupBy` entry's `field` is a field name"))?;
+                let granularity = match map.get("dateGranularity") {
+                    None | Some(Value::Null) => None,
+                    Some(g) => {
+                        Some(g.as_str().and_then(DateGranularity::parse).ok_or_else(|| {
+                            bad("`dateGranularity` is day, week, month, quarter or year")
+                        })?)
+                    }
+                };
+                let alias = match map.get("alias") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(a)) if !a.is_empty() => Some(a.clone()),
+                    Some(_) => return Err(bad("a `groupBy` entry's `alias` is a name")),
+                };
+                Ok(GroupKey {
+                    field: field.to_string(),
+                    granularity,
+                    alias,
+                })
+            }
+            _ => Err(bad(SHAPE)),
+        })
+        .collect()
+}
+
+/// Every column of an aggregate's result has a name of its own.
+fn check_result_names(group_by: &[GroupKey], aggregations: &[Aggregation]) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for name in group_by
+        .iter()
+        .map(GroupKey::name)
+        .chain(aggregations.iter().map(|a| a.alias.as_str()))
+    {
+        if !seen.insert(name) {
+            return Err(bad(format!(
+                "`{name}` names two columns of the result; give one of them an `alias` of its own"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Upstream's `timezone`, the zone date buckets are cut in: only UTC, since
+/// objectos carries no time-zone database to cut them in any other.
+fn check_timezone(value: &Value) -> Result<(), ApiError> {
+    match value {
+        Value::Null => Ok(()),
+        Value::String(zone) if ["UTC", "Etc/UTC", "Z"].contains(&zone.as_str()) => Ok(()),
+        Value::String(_) => Err(bad(
+            "only UTC date buckets are supported: objectos has no time-zone database, so `timezone` may only be `UTC` (or `Etc/UTC`, `Z`) or left out",
+        )),
+        _ => Err(bad(
+            "`timezone` is a time-zone name; only `UTC` is supported",
+        )),
+    }
 }
 
 fn parse_search(value: &Value, fields: Option<&Value>) -> Result<Option<Search>, ApiError> {
@@ -587,10 +672,11 @@ fn from_slots(object: &str, slots: &Map<String, Value>) -> Result<QuerySpec, Api
         }
         other => parse_aggregations(other)?,
     };
-    let group_by = name_list(get("groupBy"), "groupBy")?;
+    let group_by = parse_group_by(get("groupBy"))?;
     if !group_by.is_empty() && aggregations.is_empty() {
         return Err(bad("`groupBy` needs `aggregations`"));
     }
+    check_result_names(&group_by, &aggregations)?;
     let fields = match get("fields") {
         Value::Null => None,
         other => Some(name_list(other, "fields")?),
@@ -673,9 +759,15 @@ pub fn from_body(body: &Value, path_object: Option<&str>) -> Result<QuerySpec, A
         if key == "object" {
             continue;
         }
+        // Only in a body: in a query string, `?timezone=` stays a condition on a
+        // field of that name.
+        if key == "timezone" {
+            check_timezone(value)?;
+            continue;
+        }
         if slot_of(key).is_none() {
             return Err(bad(format!(
-                "`{key}` is not a query key; use fields, where, orderBy, limit, offset, total, search, searchFields, expand, aggregations or groupBy (or upstream's select, filter, sort, top, skip, count)"
+                "`{key}` is not a query key; use fields, where, orderBy, limit, offset, total, search, searchFields, expand, aggregations, groupBy or timezone (or upstream's select, filter, sort, top, skip, count)"
             )));
         }
         entries.push((key.clone(), value.clone()));
@@ -795,5 +887,146 @@ mod tests {
         assert!(from_body(&json!({"object": "other"}), Some("o")).is_err());
         assert!(from_body(&json!({"object": "o", "having": {}}), None).is_err());
         assert!(from_body(&json!({"object": "o", "top": 1, "limit": 2}), None).is_err());
+    }
+
+    fn code_and_message(e: ApiError) -> (String, String) {
+        assert_eq!(e.status, 400);
+        (e.code.to_string(), e.message)
+    }
+
+    #[test]
+    fn upstream_aggregate_shapes_parse_into_group_keys() {
+        let spec = from_body(
+            &json!({
+                "aggregations": [
+                    {"function": "count", "alias": "n"},
+                    {"function": "count_distinct", "field": "account", "alias": "accounts"}
+                ],
+                "groupBy": [
+                    "stage",
+                    {"field": "region"},
+                    {"field": "close_date", "dateGranularity": "week", "alias": "week"},
+                    {"field": "created_at", "dateGranularity": "quarter", "alias": null}
+                ],
+                "timezone": "UTC"
+            }),
+            Some("o"),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.group_by,
+            vec![
+                GroupKey::plain("stage"),
+                GroupKey::plain("region"),
+                GroupKey {
+                    field: "close_date".into(),
+                    granularity: Some(DateGranularity::Week),
+                    alias: Some("week".into()),
+                },
+                GroupKey {
+                    field: "created_at".into(),
+                    granularity: Some(DateGranularity::Quarter),
+                    alias: None,
+                },
+            ]
+        );
+        assert_eq!(
+            spec.group_by.iter().map(GroupKey::name).collect::<Vec<_>>(),
+            vec!["stage", "region", "week", "created_at"]
+        );
+        assert_eq!(spec.aggregations[1].function, AggFn::CountDistinct);
+        assert_eq!(spec.aggregations[1].field.as_deref(), Some("account"));
+        for g in ["day", "week", "month", "quarter", "year"] {
+            let spec = from_body(
+                &json!({"aggregations": [{"function": "count", "alias": "n"}], "groupBy": [{"field": "d", "dateGranularity": g}]}),
+                Some("o"),
+            )
+            .unwrap();
+            assert_eq!(
+                spec.group_by[0].granularity.map(DateGranularity::as_str),
+                Some(g)
+            );
+        }
+        // In a query string: names, or the array as JSON.
+        let spec = from_list_params(
+            "o",
+            &params(&[
+                ("aggregations", r#"[{"function":"count","alias":"n"}]"#),
+                (
+                    "groupBy",
+                    r#"[{"field":"d","dateGranularity":"year","alias":"y"}]"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(spec.group_by[0].name(), "y");
+        let spec = from_list_params(
+            "o",
+            &params(&[
+                ("aggregations", r#"[{"function":"count","alias":"n"}]"#),
+                ("groupBy", "a"),
+                ("groupBy", "b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.group_by,
+            vec![GroupKey::plain("a"), GroupKey::plain("b")]
+        );
+    }
+
+    #[test]
+    fn malformed_aggregates_and_other_time_zones_are_refused() {
+        let count = json!([{"function": "count", "alias": "n"}]);
+        for body in [
+            json!({"aggregations": [{"function": "count_distinct", "alias": "n"}]}),
+            json!({"aggregations": [{"function": "median", "field": "a"}]}),
+            json!({"aggregations": count, "groupBy": [{"field": "d", "dateGranularity": "hour"}]}),
+            json!({"aggregations": count, "groupBy": [{"field": "d", "dateGranularity": 3}]}),
+            json!({"aggregations": count, "groupBy": [{"field": "d", "granularity": "day"}]}),
+            json!({"aggregations": count, "groupBy": [{"dateGranularity": "day"}]}),
+            json!({"aggregations": count, "groupBy": [{"field": "d", "alias": ""}]}),
+            json!({"aggregations": count, "groupBy": [7]}),
+            json!({"aggregations": count, "groupBy": {"field": "d"}}),
+            // Two columns of the result under one name.
+            json!({"aggregations": count, "groupBy": ["d", {"field": "d", "dateGranularity": "year"}]}),
+            json!({"aggregations": count, "groupBy": [{"field": "e", "alias": "n"}]}),
+            json!({"aggregations": [{"function": "count", "alias": "n"}, {"function": "max", "field": "a", "alias": "n"}]}),
+        ] {
+            let e = from_body(&body, Some("o")).expect_err(&body.to_string());
+            assert_eq!(code_and_message(e).0, "invalid_query", "{body}");
+        }
+        for zone in [json!("UTC"), json!("Etc/UTC"), json!("Z"), Value::Null] {
+            assert!(
+                from_body(&json!({"aggregations": count, "timezone": zone}), Some("o")).is_ok(),
+                "{zone}"
+            );
+        }
+        for zone in [
+            json!("Europe/Paris"),
+            json!("utc+1"),
+            json!("America/New_York"),
+            json!(0),
+        ] {
+            let (code, message) = code_and_message(
+                from_body(&json!({"aggregations": count, "timezone": zone}), Some("o"))
+                    .unwrap_err(),
+            );
+            assert_eq!(code, "invalid_query", "{zone}");
+            assert!(message.contains("UTC"), "{zone}: {message}");
+        }
+        let (_, message) = code_and_message(
+            from_body(&json!({"timezone": "Europe/Paris"}), Some("o")).unwrap_err(),
+        );
+        assert!(
+            message.starts_with("only UTC date buckets are supported"),
+            "{message}"
+        );
+        // In a query string, `timezone` stays a condition on a field of that name.
+        let spec = from_list_params("o", &params(&[("timezone", "Europe/Paris")])).unwrap();
+        assert_eq!(
+            spec.equals,
+            vec![("timezone".to_string(), "Europe/Paris".to_string())]
+        );
     }
 }

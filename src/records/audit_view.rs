@@ -247,9 +247,13 @@ impl<'a> Records<'a> {
                     }
                     "filter" => Filter::from_json(value)
                         .is_ok_and(|f| Self::all_readable(access, f.fields().into_iter())),
+                    // Field names, or `{"field", "dateGranularity"}` for a date bucket.
                     "groupBy" => value.as_array().is_some_and(|a| {
-                        a.iter()
-                            .all(|v| v.as_str().is_some_and(|n| access.field_readable(n)))
+                        a.iter().all(|v| {
+                            v.as_str()
+                                .or_else(|| v.get("field").and_then(Value::as_str))
+                                .is_some_and(|n| access.field_readable(n))
+                        })
                     }),
                     "aggregations" => value.as_array().is_some_and(|a| {
                         a.iter().all(|agg| match agg.get("field") {

@@ -270,7 +270,10 @@ impl<'a> Records<'a> {
         Ok(())
     }
 
-    /// Aggregates (`count sum avg min max`, optionally grouped) over visible records.
+    /// Aggregates (`count count_distinct sum avg min max`, optionally grouped, by
+    /// fields or by the UTC day, week, month, quarter or year of a date or
+    /// date-time) over visible records. A group key or aggregated field is
+    /// checked like a filter's before anything else is said about it.
     pub fn aggregate(
         &self,
         caller: &Caller,
@@ -278,8 +281,22 @@ impl<'a> Records<'a> {
     ) -> Result<Vec<Map<String, Value>>, ApiError> {
         let access = self.object_access(caller, &spec.object)?;
         let object = access.object;
-        for field in &spec.group_by {
-            Self::check_field(&access, field, true)?;
+        for key in &spec.group_by {
+            Self::check_field(&access, &key.field, true)?;
+            if key.granularity.is_some()
+                && !matches!(
+                    column_storage(object, &key.field),
+                    Some(Storage::Date | Storage::DateTime)
+                )
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "`{}` is not a date or datetime field; `dateGranularity` buckets only those",
+                        key.field
+                    ),
+                ));
+            }
         }
         for agg in &spec.aggregations {
             if let Some(field) = &agg.field {
@@ -319,9 +336,13 @@ impl<'a> Records<'a> {
                 let mut out = Map::new();
                 let mut values = row.into_iter();
                 for g in &spec.group_by {
-                    let storage = column_storage(object, g).unwrap_or(Storage::Text);
+                    // A date bucket is text (`2026-Q1`), whatever the column is.
+                    let storage = match g.granularity {
+                        Some(_) => Storage::Text,
+                        None => column_storage(object, &g.field).unwrap_or(Storage::Text),
+                    };
                     out.insert(
-                        g.clone(),
+                        g.name().to_string(),
                         sql_to_json(storage, values.next().unwrap_or(SqlValue::Null)),
                     );
                 }
@@ -443,8 +464,11 @@ impl<'a> Records<'a> {
             "read": "aggregate",
             "surface": caller.origin.via.as_str(),
             "filter": crate::model::filter::to_json(&spec.filter),
-            "groupBy": spec.group_by,
-            "aggregations": spec.aggregations.iter().map(|a| json!({"function": format!("{:?}", a.function).to_lowercase(), "field": a.field})).collect::<Vec<_>>(),
+            "groupBy": spec.group_by.iter().map(|g| match g.granularity {
+                None => json!(g.field),
+                Some(granularity) => json!({"field": g.field, "dateGranularity": granularity.as_str()}),
+            }).collect::<Vec<_>>(),
+            "aggregations": spec.aggregations.iter().map(|a| json!({"function": a.function.as_str(), "field": a.field})).collect::<Vec<_>>(),
         });
         self.instance
             .store

@@ -578,17 +578,110 @@ pub struct Select {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggFn {
     Count,
+    /// The number of different non-null values of a column.
+    CountDistinct,
     Sum,
     Avg,
     Min,
     Max,
 }
 
+impl AggFn {
+    /// The name the API spells it with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggFn::Count => "count",
+            AggFn::CountDistinct => "count_distinct",
+            AggFn::Sum => "sum",
+            AggFn::Avg => "avg",
+            AggFn::Min => "min",
+            AggFn::Max => "max",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AggFn> {
+        [
+            AggFn::Count,
+            AggFn::CountDistinct,
+            AggFn::Sum,
+            AggFn::Avg,
+            AggFn::Min,
+            AggFn::Max,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == name)
+    }
+}
+
+/// The bucket a date or date-time falls in when grouped, always in UTC. Each
+/// backend renders the bucket as text: day `YYYY-MM-DD`, ISO week `YYYY-Www`
+/// (the ISO week-numbering year, so 2021-01-01 is in `2020-W53`), month
+/// `YYYY-MM`, quarter `YYYY-Qn`, year `YYYY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateGranularity {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl DateGranularity {
+    pub const ALL: [DateGranularity; 5] = [
+        DateGranularity::Day,
+        DateGranularity::Week,
+        DateGranularity::Month,
+        DateGranularity::Quarter,
+        DateGranularity::Year,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DateGranularity::Day => "day",
+            DateGranularity::Week => "week",
+            DateGranularity::Month => "month",
+            DateGranularity::Quarter => "quarter",
+            DateGranularity::Year => "year",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<DateGranularity> {
+        Self::ALL.into_iter().find(|g| g.as_str() == name)
+    }
+}
+
+/// One key an aggregate groups by: a column, or the date bucket of a date or
+/// date-time column; the result calls it `alias`, or else by the column's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupKey {
+    pub field: String,
+    pub granularity: Option<DateGranularity>,
+    pub alias: Option<String>,
+}
+
+impl GroupKey {
+    /// The column itself, under its own name.
+    pub fn plain(field: impl Into<String>) -> GroupKey {
+        GroupKey {
+            field: field.into(),
+            granularity: None,
+            alias: None,
+        }
+    }
+
+    /// What the result calls this key.
+    pub fn name(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.field)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     pub object: String,
     pub cond: Cond,
-    pub group_by: Vec<String>,
+    /// The group keys; rows come back ordered by them, each row's group values
+    /// first, in this order.
+    pub group_by: Vec<GroupKey>,
     /// (function, column; `None` counts rows)
     pub aggs: Vec<(AggFn, Option<String>)>,
     pub limit: u64,

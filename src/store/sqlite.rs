@@ -364,6 +364,41 @@ pub fn table_of(object: &str) -> String {
     quote(&format!("rec_{object}"))
 }
 
+/// A group key as SQL: the column, or its UTC date bucket as text.
+///
+/// Dates are stored `YYYY-MM-DD` and date-times as RFC 3339 text with any
+/// offset; SQLite's date functions read both and turn an offset into UTC. Two
+/// spellings RFC 3339 allows and SQLite does not read are mended first: a
+/// lower-case `t`/`z` (upper-cased) and a leap second `:60` (read as `:59`, in
+/// the same bucket). The ISO week is the week of its Thursday (`-3 days`, then
+/// on to the next Thursday unless already one), numbered in the Thursday's
+/// year: so 2021-01-01 (a Friday) is `2020-W53` and 2024-12-30 `2025-W01`.
+fn group_expr(key: &GroupKey) -> String {
+    let column = quote(&key.field);
+    let Some(granularity) = key.granularity else {
+        return column;
+    };
+    let t = format!(
+        "upper(CASE WHEN substr({column}, 18, 2) = '60' \
+         THEN substr({column}, 1, 17) || '59' || substr({column}, 20) ELSE {column} END)"
+    );
+    match granularity {
+        DateGranularity::Day => format!("strftime('%Y-%m-%d', {t})"),
+        DateGranularity::Month => format!("strftime('%Y-%m', {t})"),
+        DateGranularity::Year => format!("strftime('%Y', {t})"),
+        DateGranularity::Quarter => format!(
+            "(strftime('%Y', {t}) || '-Q' || ((CAST(strftime('%m', {t}) AS INTEGER) + 2) / 3))"
+        ),
+        DateGranularity::Week => {
+            let thursday = format!("date({t}, '-3 days', 'weekday 4')");
+            format!(
+                "(strftime('%Y', {thursday}) || '-W' || \
+                 printf('%02d', (CAST(strftime('%j', {thursday}) AS INTEGER) + 6) / 7))"
+            )
+        }
+    }
+}
+
 fn column_type(storage: Storage) -> &'static str {
     match storage {
         Storage::Number => "REAL",
@@ -1800,18 +1835,13 @@ impl RecordTx for SqliteTx<'_> {
     }
 
     fn record_aggregate(&mut self, agg: &Aggregate) -> StoreResult<Vec<Vec<SqlValue>>> {
-        let mut cols: Vec<String> = agg.group_by.iter().map(|c| quote(c)).collect();
+        let groups: Vec<String> = agg.group_by.iter().map(group_expr).collect();
+        let mut cols = groups.clone();
         for (f, column) in &agg.aggs {
-            let name = match f {
-                AggFn::Count => "count",
-                AggFn::Sum => "sum",
-                AggFn::Avg => "avg",
-                AggFn::Min => "min",
-                AggFn::Max => "max",
-            };
-            cols.push(match column {
-                Some(c) => format!("{name}({})", quote(c)),
-                None => format!("{name}(*)"),
+            cols.push(match (f, column) {
+                (AggFn::CountDistinct, Some(c)) => format!("count(DISTINCT {})", quote(c)),
+                (f, Some(c)) => format!("{}({})", f.as_str(), quote(c)),
+                (f, None) => format!("{}(*)", f.as_str()),
             });
         }
         let mut sql = format!(
@@ -1821,17 +1851,13 @@ impl RecordTx for SqliteTx<'_> {
         );
         let mut params = Vec::new();
         render(&agg.cond, &mut sql, &mut params);
-        if !agg.group_by.is_empty() {
-            let groups = agg
-                .group_by
-                .iter()
-                .map(|c| quote(c))
-                .collect::<Vec<_>>()
-                .join(", ");
+        if !groups.is_empty() {
+            let groups = groups.join(", ");
             sql.push_str(&format!(" GROUP BY {groups} ORDER BY {groups}"));
         }
         sql.push_str(" LIMIT ?");
         params.push(SqlValue::Integer(agg.limit as i64));
+        tracing::trace!(%sql, "aggregate");
         self.rows(&sql, &params, cols.len())
     }
 
@@ -1966,6 +1992,104 @@ mod tests {
             password_hash: None,
             disabled: false,
             created_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// The bucket each granularity puts a stored value in.
+    fn bucket(value: &str, granularity: DateGranularity) -> Option<String> {
+        let conn = Connection::open_in_memory().unwrap();
+        let key = GroupKey {
+            field: "d".into(),
+            granularity: Some(granularity),
+            alias: None,
+        };
+        conn.query_row(
+            &format!("SELECT {} FROM (SELECT ?1 AS \"d\")", group_expr(&key)),
+            [value],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn date_buckets_are_utc_text_and_iso_weeks_use_the_iso_year() {
+        use DateGranularity::*;
+        for (value, week) in [
+            ("2020-12-31", "2020-W53"),
+            ("2021-01-01", "2020-W53"),
+            ("2021-01-03", "2020-W53"),
+            ("2021-01-04", "2021-W01"),
+            ("2024-12-29", "2024-W52"),
+            ("2024-12-30", "2025-W01"),
+            ("2026-01-01", "2026-W01"),
+            ("2027-01-01", "2026-W53"),
+            ("2021-06-15", "2021-W24"),
+        ] {
+            assert_eq!(bucket(value, Week).as_deref(), Some(week), "{value}");
+        }
+        let cases = [
+            ("2021-01-01", ["2021-01-01", "2021-01", "2021-Q1", "2021"]),
+            ("2024-12-30", ["2024-12-30", "2024-12", "2024-Q4", "2024"]),
+            ("2021-07-01", ["2021-07-01", "2021-07", "2021-Q3", "2021"]),
+            ("2021-06-30", ["2021-06-30", "2021-06", "2021-Q2", "2021"]),
+            // Date-times are bucketed in UTC, whatever offset they were written with.
+            (
+                "2021-01-01T00:30:00+02:00",
+                ["2020-12-31", "2020-12", "2020-Q4", "2020"],
+            ),
+            (
+                "2020-12-31T23:30:00-01:00",
+                ["2021-01-01", "2021-01", "2021-Q1", "2021"],
+            ),
+            (
+                "2021-03-31T12:00:00.123456Z",
+                ["2021-03-31", "2021-03", "2021-Q1", "2021"],
+            ),
+            // RFC 3339 allows lower case and leap seconds; SQLite needs them mended.
+            (
+                "2021-09-30t10:00:00z",
+                ["2021-09-30", "2021-09", "2021-Q3", "2021"],
+            ),
+            (
+                "2016-12-31T23:59:60Z",
+                ["2016-12-31", "2016-12", "2016-Q4", "2016"],
+            ),
+        ];
+        for (value, [day, month, quarter, year]) in cases {
+            for (granularity, want) in
+                [(Day, day), (Month, month), (Quarter, quarter), (Year, year)]
+            {
+                assert_eq!(
+                    bucket(value, granularity).as_deref(),
+                    Some(want),
+                    "{value} by {granularity:?}"
+                );
+            }
+        }
+        assert_eq!(
+            bucket("2021-01-01T00:30:00+02:00", Week).as_deref(),
+            Some("2020-W53")
+        );
+        assert_eq!(
+            bucket("2016-12-31T23:59:60Z", Week).as_deref(),
+            Some("2016-W52")
+        );
+        // No value, no bucket.
+        let conn = Connection::open_in_memory().unwrap();
+        for granularity in DateGranularity::ALL {
+            let key = GroupKey {
+                field: "d".into(),
+                granularity: Some(granularity),
+                alias: None,
+            };
+            let got: Option<String> = conn
+                .query_row(
+                    &format!("SELECT {} FROM (SELECT NULL AS \"d\")", group_expr(&key)),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(got, None, "{granularity:?}");
         }
     }
 

@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::runtime::urlenc;
+use crate::util::sql;
 use crate::world::*;
 
 fn records(body: &Value) -> Vec<Value> {
@@ -400,4 +401,295 @@ fn credentials_in_every_header_upstream_clients_use_and_discovery_says_nothing_o
         .unwrap()
         .status();
     assert_eq!(status.as_u16(), 401);
+}
+
+/// The rows of an aggregate answer, each reduced to the named columns.
+fn rows_of(body: &Value, columns: &[&str]) -> Vec<Vec<Value>> {
+    records(body)
+        .iter()
+        .map(|r| columns.iter().map(|c| r[*c].clone()).collect())
+        .collect()
+}
+
+#[test]
+fn upstream_aggregates_count_distinct_and_bucket_dates_in_utc() {
+    let mut world = World::build();
+    let (account_a, account_a_fin) = (
+        world.id("account_a").to_string(),
+        world.id("account_a_fin").to_string(),
+    );
+    // The ISO week's edges: 2020-12-31 (a Thursday) and 2021-01-01 (a Friday)
+    // are in 2020-W53, 2021-01-04 (a Monday) starts 2021-W01, 2024-12-30 (a
+    // Monday) is in 2025-W01.
+    for (label, date, stage, account) in [
+        ("agg_1", "2020-12-31", "proposal", Some(&account_a)),
+        ("agg_2", "2021-01-01", "proposal", Some(&account_a)),
+        ("agg_3", "2021-01-04", "negotiation", Some(&account_a_fin)),
+        ("agg_4", "2024-12-30", "negotiation", None),
+    ] {
+        world.create(
+            "rep_a",
+            "crm_opportunity",
+            label,
+            json!({"name": format!("AGG-{label}"), "amount": 10, "stage": stage, "close_date": date, "account": account}),
+        );
+    }
+    let mine = json!({"name": {"$startsWith": "AGG-"}});
+    let count = json!([{"function": "count", "alias": "n"}]);
+    let query = |user: &str, body: Value| {
+        world.call(
+            user,
+            "POST",
+            "/api/v1/data/crm_opportunity/query",
+            Some(body),
+        )
+    };
+
+    // count_distinct: the different non-null values (agg_4 has no account).
+    let (s, body, raw) = query(
+        "rep_a",
+        json!({"where": mine, "aggregations": [
+            {"function": "count_distinct", "field": "account", "alias": "accounts"},
+            {"function": "count", "alias": "n"}
+        ]}),
+    );
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(
+        rows_of(&body, &["accounts", "n"]),
+        vec![vec![json!(2), json!(4)]]
+    );
+    let (s, body, raw) = query(
+        "rep_a",
+        json!({"where": mine, "groupBy": ["stage"], "aggregations": [
+            {"function": "count_distinct", "field": "account", "alias": "accounts"}
+        ]}),
+    );
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(
+        rows_of(&body, &["stage", "accounts"]),
+        vec![
+            vec![json!("negotiation"), json!(1)],
+            vec![json!("proposal"), json!(1)]
+        ]
+    );
+
+    // Every granularity, with the result's column named by the alias; the
+    // buckets come back in order.
+    for (granularity, buckets) in [
+        (
+            "day",
+            vec![
+                ("2020-12-31", 1),
+                ("2021-01-01", 1),
+                ("2021-01-04", 1),
+                ("2024-12-30", 1),
+            ],
+        ),
+        (
+            "week",
+            vec![("2020-W53", 2), ("2021-W01", 1), ("2025-W01", 1)],
+        ),
+        (
+            "month",
+            vec![("2020-12", 1), ("2021-01", 2), ("2024-12", 1)],
+        ),
+        (
+            "quarter",
+            vec![("2020-Q4", 1), ("2021-Q1", 2), ("2024-Q4", 1)],
+        ),
+        ("year", vec![("2020", 1), ("2021", 2), ("2024", 1)]),
+    ] {
+        let (s, body, raw) = query(
+            "rep_a",
+            json!({"where": mine, "timezone": "UTC", "aggregations": count, "groupBy": [
+                {"field": "close_date", "dateGranularity": granularity, "alias": "bucket"}
+            ]}),
+        );
+        assert_eq!(s, 200, "{granularity}: {raw}");
+        let want: Vec<Vec<Value>> = buckets
+            .iter()
+            .map(|(b, n)| vec![json!(b), json!(n)])
+            .collect();
+        assert_eq!(rows_of(&body, &["bucket", "n"]), want, "{granularity}");
+        for row in records(&body) {
+            assert!(row.get("close_date").is_none(), "the alias names it: {raw}");
+        }
+    }
+    // Without an alias the column keeps the field's name; plain and bucketed
+    // keys mix, and objectos's own endpoint takes the same shape.
+    let (s, body, raw) = world.call(
+        "rep_a",
+        "POST",
+        "/api/v1/query",
+        Some(json!({"object": "crm_opportunity", "where": mine, "aggregations": count, "timezone": "Etc/UTC", "groupBy": [
+            "stage",
+            {"field": "close_date", "dateGranularity": "year"}
+        ]})),
+    );
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(
+        rows_of(&body, &["stage", "close_date", "n"]),
+        vec![
+            vec![json!("negotiation"), json!("2021"), json!(1)],
+            vec![json!("negotiation"), json!("2024"), json!(1)],
+            vec![json!("proposal"), json!("2020"), json!(1)],
+            vec![json!("proposal"), json!("2021"), json!(1)],
+        ]
+    );
+
+    // A date-time is bucketed in UTC whatever offset it carries: 00:30 on New
+    // Year's day at +02:00 is still 2020 in UTC.
+    sql(
+        &world.env.db(),
+        &format!(
+            "UPDATE rec_crm_opportunity SET created_at = '2021-01-01T00:30:00+02:00' WHERE id = '{}'",
+            world.id("agg_2")
+        ),
+    );
+    let (s, body, raw) = query(
+        "rep_a",
+        json!({"where": {"name": "AGG-agg_2"}, "aggregations": count, "groupBy": [
+            {"field": "created_at", "dateGranularity": "day", "alias": "d"},
+            {"field": "created_at", "dateGranularity": "week", "alias": "w"}
+        ]}),
+    );
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(
+        rows_of(&body, &["d", "w", "n"]),
+        vec![vec![json!("2020-12-31"), json!("2020-W53"), json!(1)]]
+    );
+
+    // Refusals, each a clear 400 `invalid_query`.
+    let refused = |user: &str, body: Value| {
+        let (s, got, raw) = query(user, body);
+        assert_eq!(
+            (s, got["error"]["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{raw}"
+        );
+        got["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for field in ["stage", "amount", "name"] {
+        let message = refused(
+            "rep_a",
+            json!({"aggregations": count, "groupBy": [{"field": field, "dateGranularity": "month"}]}),
+        );
+        assert!(
+            message.contains(field) && message.contains("not a date or datetime field"),
+            "{message}"
+        );
+    }
+    for zone in ["Europe/Paris", "America/New_York", "+02:00"] {
+        let message = refused(
+            "rep_a",
+            json!({"aggregations": count, "timezone": zone, "groupBy": [{"field": "close_date", "dateGranularity": "day"}]}),
+        );
+        assert!(
+            message.starts_with("only UTC date buckets are supported"),
+            "{message}"
+        );
+    }
+    refused(
+        "rep_a",
+        json!({"aggregations": [{"function": "count_distinct", "alias": "x"}]}),
+    );
+
+    // Field rights: a field the caller may not read is refused in an upstream
+    // group key (with or without a date bucket) and in count_distinct exactly as
+    // in a plain one, before anything about its type is said; a missing field
+    // answers `unknown_field` whichever way it is named.
+    let error = |user: &str, body: Value| {
+        let (s, got, raw) = query(user, body);
+        assert!(!raw.contains(CANARY_NOTE), "{raw}");
+        (s, got["error"].clone())
+    };
+    for (user, field) in [("rep_a", "discount_approval_note"), ("fin", "probability")] {
+        let plain = error(user, json!({"aggregations": count, "groupBy": [field]}));
+        assert_eq!(
+            (plain.0, plain.1["code"].as_str()),
+            (403, Some("field_predicate_denied")),
+            "{user}.{field}"
+        );
+        for key in [
+            json!({"field": field}),
+            json!({"field": field, "alias": "k"}),
+            json!({"field": field, "dateGranularity": "month"}),
+        ] {
+            assert_eq!(
+                error(user, json!({"aggregations": count, "groupBy": [key]})),
+                plain,
+                "{user}: {key}"
+            );
+        }
+        let max = error(
+            user,
+            json!({"aggregations": [{"function": "max", "field": field, "alias": "m"}]}),
+        );
+        assert_eq!(max, plain, "{user}.{field}");
+        assert_eq!(
+            error(
+                user,
+                json!({"aggregations": [{"function": "count_distinct", "field": field, "alias": "m"}]})
+            ),
+            max,
+            "{user}.{field}"
+        );
+    }
+    let missing = error(
+        "rep_a",
+        json!({"aggregations": count, "groupBy": ["no_such_field"]}),
+    );
+    assert_eq!(
+        (missing.0, missing.1["code"].as_str()),
+        (400, Some("unknown_field"))
+    );
+    for key in [
+        json!({"field": "no_such_field"}),
+        json!({"field": "no_such_field", "dateGranularity": "day", "alias": "d"}),
+    ] {
+        assert_eq!(
+            error("rep_a", json!({"aggregations": count, "groupBy": [key]})),
+            missing,
+            "{key}"
+        );
+    }
+    // Positive control: the manager, who may read the note, groups and counts it.
+    let (s, body, raw) = query(
+        "manager",
+        json!({"where": {"name": {"$in": [SECRET_DEAL_A, SECRET_DEAL_B]}}, "groupBy": [{"field": "discount_approval_note", "alias": "note"}], "aggregations": [
+            {"function": "count_distinct", "field": "discount_approval_note", "alias": "notes"}
+        ]}),
+    );
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(
+        rows_of(&body, &["note", "notes"]),
+        vec![vec![json!(CANARY_NOTE), json!(1)]]
+    );
+
+    // A date bucket over an audited object is audited with its shape, and shown
+    // to whoever may read the field.
+    let (s, _, raw) = world.call(
+        "rep_b",
+        "POST",
+        "/api/v1/query",
+        Some(json!({"object": "crm_contact", "aggregations": count, "groupBy": [{"field": "birthdate", "dateGranularity": "year", "alias": "born"}]})),
+    );
+    assert_eq!(s, 200, "{raw}");
+    let (s, events, raw) = world.call("auditor", "GET", "/api/v1/audit/events?limit=1000", None);
+    assert_eq!(s, 200, "{raw}");
+    let shape = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "record.read" && e["changes"]["read"] == "aggregate")
+        .map(|e| e["changes"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        shape["groupBy"],
+        json!([{"field": "birthdate", "dateGranularity": "year"}]),
+        "{shape}"
+    );
 }
