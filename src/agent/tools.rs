@@ -43,6 +43,8 @@ pub struct ToolSpec {
     pub input_schema: Value,
     pub read_only: bool,
     pub destructive: bool,
+    /// Repeating the call changes nothing more. Not so for a write that may be
+    /// queued: each call proposes again.
     pub idempotent: bool,
 }
 
@@ -159,7 +161,7 @@ pub fn specs() -> Vec<ToolSpec> {
             input_schema: json!({"type": "object", "properties": {"objectName": object_name(), "recordId": record_id(), "data": {"type": "object", "description": "Field values to set"}}, "required": ["objectName", "recordId", "data"], "additionalProperties": false}),
             read_only: false,
             destructive: false,
-            idempotent: true,
+            idempotent: false,
         },
         ToolSpec {
             name: "delete_record",
@@ -168,7 +170,7 @@ pub fn specs() -> Vec<ToolSpec> {
             input_schema: json!({"type": "object", "properties": {"objectName": object_name(), "recordId": record_id()}, "required": ["objectName", "recordId"], "additionalProperties": false}),
             read_only: false,
             destructive: true,
-            idempotent: true,
+            idempotent: false,
         },
         ToolSpec {
             name: "list_actions",

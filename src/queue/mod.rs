@@ -386,6 +386,19 @@ impl<'r, 'a> Queue<'r, 'a> {
         }))
     }
 
+    /// Only holders of `approve_actions` decide anything: refused before the id
+    /// is looked at, so the answer says nothing about which actions exist.
+    fn is_reviewer(reviewer: &Caller) -> Result<(), ApiError> {
+        if reviewer.principal.has("approve_actions") {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "missing_permission",
+                "deciding pending actions needs `approve_actions`",
+            ))
+        }
+    }
+
     /// The reviewer may decide this action: `approve_actions` (and
     /// `manage_permissions` for a grant), not their own request.
     fn may_decide(&self, reviewer: &Caller, row: &PendingRow) -> Result<(), ApiError> {
@@ -517,6 +530,7 @@ impl<'r, 'a> Queue<'r, 'a> {
     /// and the audit rows; a failure leaves the action `failed` with its reason
     /// and one error row, and nothing else written.
     pub fn approve(&self, reviewer: &Caller, id: &str) -> Result<Value, ApiError> {
+        Self::is_reviewer(reviewer)?;
         let row = self.load(reviewer, id)?;
         self.may_decide(reviewer, &row)?;
         Self::still_pending(&row)?;
@@ -720,6 +734,7 @@ impl<'r, 'a> Queue<'r, 'a> {
                 "a rejection needs a `reason`",
             ));
         }
+        Self::is_reviewer(reviewer)?;
         let row = self.load(reviewer, id)?;
         self.may_decide(reviewer, &row)?;
         Self::still_pending(&row)?;

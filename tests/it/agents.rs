@@ -171,7 +171,7 @@ fn raw(
         text.lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .last()
+            .next_back()
             .unwrap_or(Value::Null)
     });
     Raw {
@@ -779,9 +779,25 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
     assert_eq!(pending(&server, &nora, &p1).0, 404);
     assert_eq!(pending(&server, "osk_not_a_key", &p1).0, 401);
 
-    // Missing `approve_actions`: refused, nothing written.
+    // Missing `approve_actions`: refused (the same whether or not the id
+    // exists), nothing written; `review` exits 4.
     let (status, body) = decide(&server, &nora, &p1, "approve", json!({}));
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("missing_permission")),
+        "{body}"
+    );
+    let (status, _) = decide(
+        &server,
+        &nora,
+        "01a2c0de-0000-7000-8000-000000000000",
+        "approve",
+        json!({}),
+    );
+    assert_eq!(status, 403);
+    review(&env, &server, &nora, &[&p1, "--approve"]).code(4);
+    // An agent key is no reviewer's key.
+    review(&env, &server, &alice_agent, &["--list"]).code(4);
     // A reviewer who may not read a field the change touches (`credit`).
     let (status, body) = decide(&server, &bob, &p1, "approve", json!({}));
     assert_eq!(
@@ -894,6 +910,17 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
     );
     let (_, view) = pending(&server, &alice, &p3);
     assert_eq!(view["status"], "failed", "{view}");
+    // The tool call's row keeps the sensitive value only as an HMAC.
+    let rows = audit(&env);
+    let call = rows
+        .iter()
+        .find(|r| r["action"] == "agent.tool_call" && r["changes"]["pending_action"] == p3.as_str())
+        .expect("the update's tool call row");
+    let credit = &call["changes"]["arguments"]["data"]["credit"];
+    assert!(
+        credit["hmac_sha256"].is_string() && credit.get("value").is_none(),
+        "{call}"
+    );
     let rows = audit(&env);
     let errors: Vec<&Value> = rows
         .iter()
