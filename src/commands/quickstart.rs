@@ -250,7 +250,8 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
 
     // Fresh keys each run: only hashes are kept, so the old ones are revoked.
     let mut keys = Vec::new();
-    for email in [ADMIN, REP, MANAGER] {
+    // The last is the rep's agent key, for MCP.
+    for (email, agent) in [(ADMIN, false), (REP, false), (MANAGER, false), (REP, true)] {
         let old: Vec<String> = instance.store.read(|tx| {
             let user = identity::user_by_email(tx, email)?;
             Ok(tx
@@ -260,6 +261,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
                     k.user_id == user.id
                         && k.name.as_deref() == Some(KEY_NAME)
                         && k.revoked_at.is_none()
+                        && (k.kind == crate::store::KeyKind::Agent) == agent
                 })
                 .map(|k| k.id)
                 .collect())
@@ -273,14 +275,14 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             Some(&model),
             NewKey {
                 email,
-                agent: false,
+                agent,
                 read_only: false,
                 org: None,
                 name: Some(KEY_NAME),
                 expires_at: None,
             },
         )?;
-        keys.push((email, token));
+        keys.push((email, agent, token));
     }
     step(
         ctx,
@@ -313,14 +315,24 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     if !ctx.out.quiet {
         let key_of = |email: &str| {
             keys.iter()
-                .find(|(e, _)| *e == email)
-                .map(|(_, k)| k.clone())
+                .find(|(e, agent, _)| *e == email && !agent)
+                .map(|(_, _, k)| k.clone())
                 .unwrap_or_default()
         };
+        let agent_key = keys
+            .iter()
+            .find(|(_, agent, _)| *agent)
+            .map(|(_, _, k)| k.clone())
+            .unwrap_or_default();
         println!();
         println!("API keys (shown once; run quickstart again for new ones):");
-        for (email, key) in &keys {
-            println!("  {email:24} {key}");
+        for (email, agent, key) in &keys {
+            let who = if *agent {
+                format!("{email} (agent)")
+            } else {
+                email.to_string()
+            };
+            println!("  {who:24} {key}");
         }
         println!();
         println!("Try it (in another terminal):");
@@ -338,6 +350,14 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         println!(
             "  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/data/crm_opportunity/{deal}'",
             key_of(REP)
+        );
+        println!();
+        println!("Connect an AI agent as the rep (the MCP server an agent host launches):");
+        println!("  OBJECTOS_API_KEY={agent_key} objectos mcp --server {base}");
+        println!("Review what it proposes (deletes, sensitive fields), as the manager:");
+        println!(
+            "  OBJECTOS_REVIEW_KEY={} objectos review --server {base}",
+            key_of(MANAGER)
         );
         println!();
     }

@@ -110,6 +110,25 @@ fn quickstart_runs_end_to_end_twice_and_its_curl_commands_work() {
         "the rep must not see the note: {}",
         results[2]
     );
+    // The printed bridge command speaks MCP as the rep's agent.
+    let bridge = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("OBJECTOS_API_KEY="))
+        .unwrap_or_else(|| panic!("no mcp command in:\n{out}"))
+        .trim()
+        .replace("127.0.0.1:0", &addr)
+        .replace(" objectos mcp", &format!(" {BIN} mcp"));
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"quickstart-test","version":"1"}}}"#;
+    let answered = env
+        .tool("sh", &["-c", &format!("echo '{init}' | {bridge}")])
+        .ok()
+        .stdout;
+    let answer: Value = serde_json::from_str(answered.lines().next().unwrap_or("")).unwrap();
+    assert_eq!(
+        answer["result"]["serverInfo"]["name"], "objectos",
+        "{answered}"
+    );
+    assert!(out.contains("objectos review --server"), "{out}");
     let old_rep_key = out
         .lines()
         .find(|l| l.trim_start().starts_with("rep@example.com"))
