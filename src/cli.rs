@@ -139,6 +139,8 @@ pub enum Command {
     Review(ReviewArgs),
     /// Run the HTTP API in the foreground until SIGINT or SIGTERM
     Serve(ServeArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (with `--as`, that user's objects)
+    Openapi(OpenapiArgs),
     /// Bridge an agent host's stdio to the server's MCP endpoint (agent key from
     /// `OBJECTOS_API_KEY`; never opens the data dir)
     Mcp(McpArgs),
@@ -656,6 +658,22 @@ pub struct ReviewArgs {
     /// Trust this CA (PEM) for an `https://` server
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    /// Add a schema per object this user may read (only the fields they may
+    /// read), as the server answers them; without it, the routes only
+    #[arg(long = "as", value_name = "EMAIL")]
+    pub email: Option<String>,
+
+    /// The organization to act in, when the user belongs to several
+    #[arg(long, value_name = "NAME", requires = "email")]
+    pub org: Option<String>,
+
+    /// Write here instead of stdout (`-` is stdout)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -73,6 +73,8 @@ pub fn all() -> Vec<(String, Value)> {
         ("restore", doc::<crate::instance::backup::RestoreReport>()),
         ("completions", doc::<CompletionsReport>()),
         ("man", doc::<ManReport>()),
+        ("openapi", doc::<crate::commands::reports::OpenapiReport>()),
+        ("review", doc::<crate::commands::reports::ReviewReport>()),
     ];
     for (name, schema) in docs {
         out.push((format!("objectos.{name}.schema.json"), schema));

@@ -1196,6 +1196,19 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "objectos openapi",
+        &[
+            (
+                "Print the API's routes as an OpenAPI 3.1 document.",
+                "objectos openapi -o openapi.json",
+            ),
+            (
+                "The document a user gets, with a schema per object they may read.",
+                "objectos openapi --as rep@example.com",
+            ),
+        ],
+    ),
+    (
         "objectos mcp",
         &[
             (

@@ -15,6 +15,7 @@ pub(crate) mod instance_keys;
 pub(crate) mod keygen;
 pub mod man;
 pub(crate) mod mcp;
+pub(crate) mod openapi;
 pub mod people;
 pub(crate) mod quickstart;
 pub(crate) mod review;
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Review(args) => review::run(args, &ctx),
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Mcp(args) => mcp::run(args, &ctx),
+        Command::Openapi(args) => openapi::run(args, &ctx),
         Command::Import(args) => bulk::import(args, &ctx),
         Command::Export(args) => bulk::export(args, &ctx),
         Command::Transfer(args) => bulk::transfer(args, &ctx),
@@ -94,7 +96,9 @@ pub mod reports {
     pub use super::init::InitReport;
     pub use super::keygen::KeygenReport;
     pub use super::man::ManReport;
+    pub use super::openapi::OpenapiReport;
     pub use super::people::{Done, OrgList, TeamList, TeamView, UserDetail, UserList};
+    pub use super::review::ReviewReport;
     pub use super::runtime::{OrgView, UserView};
     pub use super::settings::{SettingList, SettingView};
     pub use super::sign::SignReport;

@@ -14,6 +14,18 @@ use crate::error::{Exit, Failure};
 use crate::output::Style;
 use crate::remote::{self, Server, inert};
 
+/// `objectos review --json`: the actions listed, or the one shown or decided,
+/// as the server answers them (see docs/agents.md).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ReviewReport {
+    /// With `--list`: every action you may see, with that status
+    #[serde(rename = "pendingActions", skip_serializing_if = "Option::is_none")]
+    pub pending_actions: Option<Vec<Value>>,
+    /// One action: its fields (`id`, `status`, `kind`, `change`, …) at the top level
+    #[serde(flatten)]
+    pub action: Option<serde_json::Map<String, Value>>,
+}
+
 /// The variable a reviewer's key may come from (never the agents' variable).
 pub const REVIEW_KEY_ENV: &str = "OBJECTOS_REVIEW_KEY";
 

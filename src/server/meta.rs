@@ -159,12 +159,15 @@ pub(super) async fn discovery() -> axum::response::Response {
             "metadata": "/api/v1/meta",
             "auth": "/api/v1/auth",
             "discovery": "/api/v1/discovery",
+            "mcp": "/api/v1/mcp",
+            "openapi": "/api/v1/openapi.json",
         },
         "locale": { "default": "en", "supported": ["en"], "timezone": "UTC" },
         "services": {
             "data": { "enabled": true, "status": "available", "route": "/api/v1/data" },
             "metadata": { "enabled": true, "status": "available", "route": "/api/v1/meta" },
             "auth": { "enabled": true, "status": "available", "route": "/api/v1/auth" },
+            "mcp": { "enabled": true, "status": "available", "route": "/api/v1/mcp" },
         },
         "capabilities": {
             "comments": enabled(false),

@@ -7,6 +7,7 @@ mod data;
 pub mod mcp;
 mod meta;
 pub mod notify;
+pub mod openapi;
 mod pending;
 
 use std::collections::HashMap;
@@ -366,6 +367,22 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
     Ok(axum::Json(out).into_response())
 }
 
+/// `GET /api/v1/openapi.json`: without a credential, the routes; with one, also
+/// a schema per object the caller may read (only the fields they may read).
+async fn openapi_document(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    let credential = headers.contains_key(axum::http::header::AUTHORIZATION)
+        || headers.contains_key("x-api-key");
+    let doc = if credential {
+        with_records(state, headers, move |r, a| {
+            Ok(openapi::document(Some(&r.meta_objects(&a.caller))))
+        })
+        .await?
+    } else {
+        openapi::document(None)
+    };
+    Ok(axum::Json(doc).into_response())
+}
+
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
@@ -435,6 +452,7 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .route("/api/v1", get(meta::discovery))
         .route("/api/v1/discovery", get(meta::discovery))
         .route("/.well-known/objectstack", get(meta::discovery))
+        .route("/api/v1/openapi.json", get(openapi_document))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

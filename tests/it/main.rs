@@ -6,6 +6,7 @@ mod agents;
 mod bulk;
 mod cli;
 mod hardening;
+mod openapi;
 mod operator;
 mod operator_ux;
 mod runtime;

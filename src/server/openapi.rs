@@ -1,0 +1,637 @@
+//! The OpenAPI 3.1 document of the HTTP API (`GET /api/v1/openapi.json`,
+//! `objectos openapi`): every route of the router, and, for a caller, a schema
+//! per object they may read listing only the fields they may read, with the
+//! operations they may perform. What they cannot read is absent, as in the
+//! metadata routes. A unit test checks the routes against the router's source.
+
+use serde_json::{Map, Value, json};
+
+/// One operation of the router: method, path, summary, and what it answers.
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    /// `false` for the routes served without credentials.
+    auth: bool,
+    body: Option<&'static str>,
+    ok: u16,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    auth: bool,
+    body: Option<&'static str>,
+    ok: u16,
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        auth,
+        body,
+        ok,
+    }
+}
+
+/// Every route, in the router's order.
+const ROUTES: &[Route] = &[
+    route(
+        "post",
+        "/api/v1/auth/login",
+        "Sign in with email and password; answers a session token",
+        false,
+        Some("SignIn"),
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/auth/sign-in/email",
+        "Sign in (upstream's spelling)",
+        false,
+        Some("SignIn"),
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/auth/logout",
+        "End the session the token belongs to",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/auth/sign-out",
+        "End the session (upstream's spelling)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/auth/get-session",
+        "Who the credential is",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/data/{object}",
+        "List the records you may read",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/data/{object}",
+        "Create a record",
+        true,
+        Some("Record"),
+        201,
+    ),
+    route(
+        "post",
+        "/api/v1/data/{object}/query",
+        "Query records with a JSON body",
+        true,
+        Some("Query"),
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/data/{object}/{id}",
+        "Read a record",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "patch",
+        "/api/v1/data/{object}/{id}",
+        "Change fields of a record (If-Match optional)",
+        true,
+        Some("Record"),
+        200,
+    ),
+    route(
+        "delete",
+        "/api/v1/data/{object}/{id}",
+        "Delete a record and its master-detail children (If-Match optional)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/data/{object}/{id}/shares",
+        "Share a record with a user or team",
+        true,
+        Some("Share"),
+        200,
+    ),
+    route(
+        "delete",
+        "/api/v1/data/{object}/{id}/shares",
+        "Remove a share",
+        true,
+        Some("Share"),
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/query",
+        "Query records (`object` in the body)",
+        true,
+        Some("Query"),
+        200,
+    ),
+    route("get", "/api/v1/meta", "The metadata types", true, None, 200),
+    route(
+        "get",
+        "/api/v1/meta/{type}",
+        "The items of a metadata type you may see (`object`, `action`)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/meta/{type}/{name}",
+        "One metadata item",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/actions/{name}",
+        "Run an action by name",
+        true,
+        Some("ActionRun"),
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/actions/{object}/{action}",
+        "Run an action of an object",
+        true,
+        Some("ActionRun"),
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/actions/{object}/{action}/{id}",
+        "Run an action on a record",
+        true,
+        Some("ActionRun"),
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/audit/events",
+        "Audit rows (needs `view_audit`), redacted to what you may read",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/pending-actions",
+        "Pending actions you may see (your own; your organization's if you review)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/pending-actions/{id}",
+        "One pending action, its diff filtered by your field rights",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/pending-actions/{id}/approve",
+        "Approve: apply as the requester (needs `approve_actions`)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/pending-actions/{id}/reject",
+        "Reject, with a reason",
+        true,
+        Some("Reason"),
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/pending-actions/{id}/cancel",
+        "Cancel your own request",
+        true,
+        None,
+        200,
+    ),
+    route("get", "/api/v1", "Discovery", false, None, 200),
+    route("get", "/api/v1/discovery", "Discovery", false, None, 200),
+    route(
+        "get",
+        "/.well-known/objectstack",
+        "Discovery",
+        false,
+        None,
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/openapi.json",
+        "This document; with a credential, your objects' schemas",
+        false,
+        None,
+        200,
+    ),
+    route("get", "/healthz", "The process is up", false, None, 200),
+    route(
+        "get",
+        "/readyz",
+        "The process can serve (an applied, trusted artifact)",
+        false,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/mcp",
+        "MCP (Streamable HTTP) for agent keys",
+        true,
+        Some("JsonRpc"),
+        200,
+    ),
+    route(
+        "get",
+        "/api/v1/mcp",
+        "MCP: a session's stream (2025-06-18, 2025-11-25)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "delete",
+        "/api/v1/mcp",
+        "MCP: end a session",
+        true,
+        None,
+        200,
+    ),
+];
+
+/// The JSON Schema of one field's value, from its metadata view.
+fn field_schema(field: &Value) -> Value {
+    let t = field["type"].as_str().unwrap_or("text");
+    let mut schema = match crate::model::storage_of(t, false) {
+        crate::model::Storage::Number => json!({"type": "number"}),
+        crate::model::Storage::Boolean => json!({"type": "boolean"}),
+        crate::model::Storage::Date => json!({"type": "string", "format": "date"}),
+        crate::model::Storage::DateTime => json!({"type": "string", "format": "date-time"}),
+        crate::model::Storage::Time => json!({"type": "string", "format": "time"}),
+        crate::model::Storage::Json => json!({}),
+        _ => json!({"type": "string"}),
+    };
+    if let Some(options) = field["options"].as_array() {
+        let values: Vec<Value> = options.iter().map(|o| o["value"].clone()).collect();
+        schema["enum"] = Value::Array(values);
+    }
+    for (from, to) in [
+        ("maxLength", "maxLength"),
+        ("min", "minimum"),
+        ("max", "maximum"),
+    ] {
+        if !field[from].is_null() {
+            schema[to] = field[from].clone();
+        }
+    }
+    if field["multiple"] == true {
+        schema = json!({"type": "array", "items": schema});
+    }
+    // Every field may be empty unless required.
+    if field["required"] != true {
+        schema = json!({"anyOf": [schema, {"type": "null"}]});
+    }
+    if let Some(label) = field["label"].as_str() {
+        schema["title"] = json!(label);
+    }
+    if let Some(target) = field["reference"].as_str() {
+        schema["description"] = json!(format!("The id of a `{target}` record"));
+    }
+    schema
+}
+
+/// The record, create and update schemas of one object as the caller sees it.
+fn object_schemas(object: &Value, schemas: &mut Map<String, Value>) {
+    let name = object["name"].as_str().unwrap_or_default();
+    let fields = object["fields"].as_object().cloned().unwrap_or_default();
+    let mut record = Map::new();
+    for system in crate::model::SYSTEM_FIELDS {
+        let schema = match *system {
+            "row_version" => json!({"type": "integer"}),
+            "created_at" | "updated_at" => json!({"type": "string", "format": "date-time"}),
+            _ => json!({"type": "string"}),
+        };
+        record.insert(system.to_string(), schema);
+    }
+    let mut create = Map::new();
+    let mut required = Vec::new();
+    let mut update = Map::new();
+    for (field, view) in &fields {
+        let schema = field_schema(view);
+        record.insert(field.clone(), schema.clone());
+        if view["creatable"] == true {
+            create.insert(field.clone(), schema.clone());
+            if view["required"] == true {
+                required.push(json!(field));
+            }
+        }
+        if view["editable"] == true {
+            update.insert(field.clone(), schema);
+        }
+    }
+    schemas.insert(
+        name.to_string(),
+        json!({"type": "object", "title": object["label"], "properties": record}),
+    );
+    schemas.insert(
+        format!("{name}.create"),
+        json!({"type": "object", "properties": create, "required": required, "additionalProperties": false}),
+    );
+    schemas.insert(
+        format!("{name}.update"),
+        json!({"type": "object", "properties": update, "additionalProperties": false}),
+    );
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn errors() -> Map<String, Value> {
+    let mut out = Map::new();
+    for (code, what) in [
+        ("400", "Bad input (see docs/errors.md for `error.code`)"),
+        ("401", "No credential, or one that no longer works"),
+        ("403", "Denied"),
+        ("404", "No such thing, or one you may not read"),
+        (
+            "409",
+            "A conflict: unique value, stale change, already decided",
+        ),
+        ("412", "`If-Match` names another version"),
+        ("413", "The body is too large"),
+        ("429", "Too many attempts, or too many pending actions"),
+        ("503", "Not ready, or busy"),
+    ] {
+        out.insert(code.into(), error_response(what));
+    }
+    out
+}
+
+fn parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
+fn list_parameters() -> Vec<Value> {
+    [
+        ("filter", "A JSON filter (`{\"stage\": \"won\", \"amount\": {\"$gt\": 100}}`); also `where`, `$filter`"),
+        ("fields", "Fields to return, comma-separated; also `select`"),
+        ("sort", "`-amount,name` or `amount desc`; also `orderBy`"),
+        ("limit", "At most 1,000 (default 50); also `top`"),
+        ("offset", "Records to skip; also `skip`"),
+        ("total", "`true` adds the number of matching records"),
+        ("search", "Text to look for"),
+        ("expand", "References to expand"),
+    ]
+    .iter()
+    .map(|(name, what)| json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}}))
+    .collect()
+}
+
+/// The document: every route; with `objects` (the caller's readable objects as
+/// the metadata routes show them), a schema and typed paths per object.
+pub fn document(objects: Option<&[Value]>) -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut op = json!({
+            "summary": r.summary,
+            "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.', '-'], "_")),
+            "responses": {r.ok.to_string(): json_response("Done", json!({"type": "object"}))},
+        });
+        let mut params = parameters(r.path);
+        if r.method == "get" && r.path == "/api/v1/data/{object}" {
+            params.extend(list_parameters());
+        }
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(body) = r.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+        }
+        if r.auth {
+            if let Value::Object(responses) = &mut op["responses"] {
+                responses.extend(errors());
+            }
+        } else {
+            op["security"] = json!([]);
+        }
+        paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("a path item")
+            .insert(r.method.to_string(), op);
+    }
+
+    let mut schemas = Map::new();
+    schemas.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "description": "Stable; see docs/errors.md"},
+            "message": {"type": "string"}
+        }}}}),
+    );
+    schemas.insert("SignIn".into(), json!({"type": "object", "required": ["email", "password"], "properties": {"email": {"type": "string"}, "password": {"type": "string"}, "organization": {"type": "string"}}}));
+    schemas.insert(
+        "Record".into(),
+        json!({"type": "object", "description": "Field values", "additionalProperties": true}),
+    );
+    schemas.insert("Query".into(), json!({"type": "object", "description": "`object`, `filter`/`where`, `fields`/`select`, `sort`/`orderBy`, `limit`/`top`, `offset`/`skip`, `aggregations`, `groupBy`, `search`, `expand`, `count`", "additionalProperties": true}));
+    schemas.insert("Share".into(), json!({"type": "object", "properties": {"user": {"type": "string"}, "team": {"type": "string"}, "access": {"type": "string", "enum": ["read", "edit"]}}}));
+    schemas.insert("ActionRun".into(), json!({"type": "object", "properties": {"recordId": {"type": "string"}, "params": {"type": "object"}}}));
+    schemas.insert("Reason".into(), json!({"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}}));
+    schemas.insert("JsonRpc".into(), json!({"type": "object", "description": "One JSON-RPC 2.0 message (MCP)", "required": ["jsonrpc"], "properties": {"jsonrpc": {"const": "2.0"}}}));
+
+    for object in objects.unwrap_or_default() {
+        let Some(name) = object["name"].as_str() else {
+            continue;
+        };
+        object_schemas(object, &mut schemas);
+        let may = |what: &str| object["permissions"][what] == true;
+        let record = json!({"$ref": format!("#/components/schemas/{name}")});
+        let one = json_response(
+            "The record",
+            json!({"type": "object", "properties": {"object": {"const": name}, "id": {"type": "string"}, "record": record}}),
+        );
+        let tag = json!([name]);
+        let mut collection = Map::new();
+        let mut item = Map::new();
+        let with_errors = |mut op: Value| {
+            if let Value::Object(responses) = &mut op["responses"] {
+                responses.extend(errors());
+            }
+            op
+        };
+        collection.insert("get".into(), with_errors(json!({
+            "tags": tag, "operationId": format!("list_{name}"), "summary": format!("List {name} records"),
+            "parameters": list_parameters(),
+            "responses": {"200": json_response("A page", json!({"type": "object", "properties": {
+                "object": {"const": name}, "records": {"type": "array", "items": record},
+                "hasMore": {"type": "boolean"}, "total": {"type": "integer"}}}))}
+        })));
+        if may("create") {
+            collection.insert("post".into(), with_errors(json!({
+                "tags": tag, "operationId": format!("create_{name}"), "summary": format!("Create a {name} record"),
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}.create")}}}},
+                "responses": {"201": one.clone()}
+            })));
+        }
+        let id =
+            json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+        item.insert("get".into(), with_errors(json!({
+            "tags": tag, "operationId": format!("get_{name}"), "summary": format!("Read a {name} record"),
+            "parameters": id, "responses": {"200": one.clone()}
+        })));
+        if may("edit") {
+            item.insert("patch".into(), with_errors(json!({
+                "tags": tag, "operationId": format!("update_{name}"), "summary": format!("Change a {name} record"),
+                "parameters": id,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}.update")}}}},
+                "responses": {"200": one.clone()}
+            })));
+        }
+        if may("delete") {
+            item.insert("delete".into(), with_errors(json!({
+                "tags": tag, "operationId": format!("delete_{name}"), "summary": format!("Delete a {name} record"),
+                "parameters": id,
+                "responses": {"200": json_response("Deleted", json!({"type": "object", "properties": {"object": {"const": name}, "id": {"type": "string"}, "success": {"type": "boolean"}}}))}
+            })));
+        }
+        paths.insert(format!("/api/v1/data/{name}"), Value::Object(collection));
+        paths.insert(format!("/api/v1/data/{name}/{{id}}"), Value::Object(item));
+    }
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "objectos",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The HTTP API of objectos. Every route takes `Authorization: Bearer <API key or session token>` (or `X-API-Key`) unless marked otherwise. Errors are `{\"error\": {\"code\", \"message\"}}`. Objects and fields you may not read are not in this document.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (`osk_…`) or a session token"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routes the router registers, read from its source:
+    /// (method, path) for every `.route(…)` and `.route_service(…)`.
+    fn router_routes() -> Vec<(String, String)> {
+        let source = include_str!("mod.rs");
+        let body = source
+            .split("pub fn router(")
+            .nth(1)
+            .expect("the router function")
+            .split("\n}\n")
+            .next()
+            .unwrap();
+        let mut out = Vec::new();
+        for part in body.split(".route").skip(1) {
+            let service = part.starts_with("_service(");
+            let path = part.split('"').nth(1).unwrap().to_string();
+            if service {
+                // The MCP endpoint: what the SDK's service answers.
+                for m in ["post", "get", "delete"] {
+                    out.push((m.to_string(), path.clone()));
+                }
+                continue;
+            }
+            let handlers: String = part.chars().take_while(|c| *c != ';').collect();
+            let handlers = handlers.split(".route").next().unwrap();
+            for m in ["get", "post", "patch", "delete"] {
+                if handlers.contains(&format!("{m}(")) {
+                    out.push((m.to_string(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_of_the_router_is_in_the_document_and_no_other() {
+        let mut routed = router_routes();
+        assert!(routed.len() > 30, "{routed:?}");
+        routed.sort();
+        routed.dedup();
+        let mut documented: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        documented.sort();
+        documented.dedup();
+        assert_eq!(routed, documented);
+    }
+
+    #[test]
+    fn object_schemas_hold_what_the_view_holds() {
+        let object = json!({
+            "name": "t", "label": "T", "permissions": {"create": true, "edit": false, "delete": false},
+            "fields": {
+                "a": {"type": "number", "required": true, "creatable": true, "editable": true, "options": null, "maxLength": null, "min": 0, "max": null},
+                "s": {"type": "select", "required": false, "creatable": false, "editable": false, "options": [{"label": "x", "value": "x"}]}
+            }
+        });
+        let doc = document(Some(std::slice::from_ref(&object)));
+        let record = &doc["components"]["schemas"]["t"]["properties"];
+        assert_eq!(record["a"]["type"], "number");
+        assert_eq!(record["a"]["minimum"], 0);
+        assert_eq!(record["s"]["anyOf"][0]["enum"], json!(["x"]));
+        assert!(record["id"].is_object());
+        let create = &doc["components"]["schemas"]["t.create"];
+        assert_eq!(create["required"], json!(["a"]));
+        assert!(create["properties"].get("s").is_none());
+        assert!(doc["paths"]["/api/v1/data/t"]["post"].is_object());
+        assert!(doc["paths"]["/api/v1/data/t/{id}"]["patch"].is_null());
+        assert!(doc["paths"]["/api/v1/data/t/{id}"]["delete"].is_null());
+    }
+}
