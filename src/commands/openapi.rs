@@ -50,10 +50,10 @@ pub fn run(args: OpenapiArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         }
         _ => {
             let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(Failure::error(format!("cannot write the document: {e}")).into());
-                }
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(Failure::error(format!("cannot write the document: {e}")).into());
             }
         }
     }
