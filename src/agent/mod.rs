@@ -30,7 +30,7 @@ pub struct AgentAuth {
 /// longer works (revoked, expired, its user disabled) is refused and audited.
 pub fn authenticate(
     instance: &Instance,
-    model: &Model,
+    resolve: &dyn Fn(&str) -> Result<Option<signin::Resolved>, ApiError>,
     token: Option<&str>,
     request_id: &str,
     client: Option<Value>,
@@ -38,7 +38,7 @@ pub fn authenticate(
     let Some(token) = token else {
         return Err(signin::unauthenticated());
     };
-    let Some(resolved) = signin::resolve_token(instance, model, token)? else {
+    let Some(resolved) = resolve(token)? else {
         if let Some((key_id, user_id, email)) = signin::known_key(instance, token)? {
             let mut origin = Origin::user(&user_id, &email, Via::Agent);
             origin.credential = Some(key_id);

@@ -55,6 +55,8 @@ pub fn assignment_active(a: &AssignmentRow, org_id: &str, now: &OffsetDateTime) 
 /// A user's effective rights inside one organization: the union of their sets.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// When an assignment in force ends: the rights are not the same after it.
+    pub changes_at: Option<OffsetDateTime>,
     pub user_id: String,
     pub email: String,
     pub org_id: String,
@@ -129,7 +131,13 @@ impl Principal {
                 system.extend(def.system_permissions.iter().cloned());
             }
         }
+        let changes_at = assignments
+            .iter()
+            .filter(|a| assignment_active(a, org_id, now))
+            .filter_map(|a| a.valid_until.as_deref().and_then(timefmt::parse_rfc3339))
+            .min();
         Principal {
+            changes_at,
             user_id: user.id.clone(),
             email: user.email.clone(),
             org_id: org_id.to_string(),

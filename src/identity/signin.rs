@@ -118,6 +118,7 @@ fn expired(at: Option<&str>, now: &time::OffsetDateTime) -> bool {
 }
 
 /// Whose credential a token is.
+#[derive(Clone)]
 pub struct Resolved {
     pub principal: Principal,
     /// The key or session id.
@@ -139,12 +140,25 @@ pub fn resolve_token(
     if token.len() > crate::limits::MAX_TOKEN_BYTES {
         return Ok(None);
     }
-    let hash = token_hash(token);
-    let now = timefmt::now();
+    resolve_hashed(instance, model, token, &token_hash(token), &timefmt::now())
+        .map(|r| r.map(|(resolved, _)| resolved))
+}
+
+/// Resolve, with the moment the answer stops holding by itself (the key's or
+/// session's expiry, or the end of an assignment in force).
+fn resolve_hashed(
+    instance: &Instance,
+    model: &Model,
+    token: &str,
+    hash: &str,
+    now: &time::OffsetDateTime,
+) -> Result<Option<(Resolved, Option<time::OffsetDateTime>)>, ApiError> {
+    let hash = hash.to_string();
+    let now = *now;
     instance
         .store
         .read(|tx| {
-            let (user_id, org_id, credential, key_kind, read_only, session_id) =
+            let (user_id, org_id, credential, key_kind, read_only, session_id, ends) =
                 if token.starts_with(API_KEY_PREFIX) {
                     let Some(key) = tx.apikey_by_hash(&hash)? else {
                         return Ok(None);
@@ -152,6 +166,7 @@ pub fn resolve_token(
                     if key.revoked_at.is_some() || expired(key.expires_at.as_deref(), &now) {
                         return Ok(None);
                     }
+                    let ends = key.expires_at.as_deref().and_then(timefmt::parse_rfc3339);
                     (
                         key.user_id,
                         key.org_id,
@@ -159,6 +174,7 @@ pub fn resolve_token(
                         Some(key.kind),
                         key.read_only,
                         None,
+                        ends,
                     )
                 } else if token.starts_with(SESSION_PREFIX) {
                     let Some(s) = tx.session_by_hash(&hash)? else {
@@ -167,7 +183,16 @@ pub fn resolve_token(
                     if s.revoked_at.is_some() || expired(Some(&s.expires_at), &now) {
                         return Ok(None);
                     }
-                    (s.user_id, s.org_id, s.id.clone(), None, false, Some(s.id))
+                    let ends = timefmt::parse_rfc3339(&s.expires_at);
+                    (
+                        s.user_id,
+                        s.org_id,
+                        s.id.clone(),
+                        None,
+                        false,
+                        Some(s.id),
+                        ends,
+                    )
                 } else {
                     return Ok(None);
                 };
@@ -178,15 +203,88 @@ pub fn resolve_token(
                 return Ok(None);
             }
             let principal = Principal::load(tx, Some(model), &user, &org_id, &now)?;
-            Ok(Some(Resolved {
-                principal,
-                credential,
-                key_kind,
-                read_only,
-                session_id,
-            }))
+            let until = match (ends, principal.changes_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            Ok(Some((
+                Resolved {
+                    principal,
+                    credential,
+                    key_kind,
+                    read_only,
+                    session_id,
+                },
+                until,
+            )))
         })
         .map_err(to_api)
+}
+
+/// Resolved credentials of a running server, kept while nothing that could
+/// change them has changed: every change to users, memberships, teams,
+/// assignments, keys, sessions, shares, settings or the applied artifact moves
+/// the database's change counter (in any process), and an entry is used only at
+/// the counter it was made at, and only until its key, session or an
+/// assignment in force ends. A revocation therefore acts on the next request.
+#[derive(Default)]
+pub struct CredentialCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+}
+
+struct Cached {
+    counter: i64,
+    model: usize,
+    until: Option<time::OffsetDateTime>,
+    resolved: Resolved,
+}
+
+/// At most this many credentials are remembered; past it the cache starts over.
+const CACHED_CREDENTIALS: usize = 4096;
+
+impl CredentialCache {
+    /// `resolve_token`, answered from the cache when `counter` (read for this
+    /// request) and `model` are those the entry was made with.
+    pub fn resolve(
+        &self,
+        instance: &Instance,
+        model: &std::sync::Arc<Model>,
+        token: &str,
+        counter: i64,
+    ) -> Result<Option<Resolved>, ApiError> {
+        if token.len() > crate::limits::MAX_TOKEN_BYTES {
+            return Ok(None);
+        }
+        let hash = token_hash(token);
+        let now = timefmt::now();
+        let model_id = std::sync::Arc::as_ptr(model) as usize;
+        if let Ok(entries) = self.entries.lock()
+            && let Some(hit) = entries.get(&hash)
+            && hit.counter == counter
+            && hit.model == model_id
+            && hit.until.is_none_or(|u| now < u)
+        {
+            return Ok(Some(hit.resolved.clone()));
+        }
+        let Some((resolved, until)) = resolve_hashed(instance, model, token, &hash, &now)? else {
+            return Ok(None);
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHED_CREDENTIALS {
+                entries.clear();
+            }
+            entries.insert(
+                hash,
+                Cached {
+                    counter,
+                    model: model_id,
+                    until,
+                    resolved: resolved.clone(),
+                },
+            );
+        }
+        Ok(Some(resolved))
+    }
 }
 
 /// A key that exists, whatever its state (revoked, expired, its user disabled):

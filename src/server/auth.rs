@@ -12,7 +12,6 @@ use crate::audit::{Origin, Via};
 use crate::error::ApiError;
 use crate::identity::signin::{self, Attempt};
 use crate::instance::Instance;
-use crate::model::Model;
 use crate::records::Caller;
 use crate::store::KeyKind;
 
@@ -43,13 +42,12 @@ pub struct Authenticated {
 /// Authenticate a REST request: user keys and sessions only; agent keys are for
 /// MCP, whichever header carries them.
 pub fn authenticate(
-    instance: &Instance,
-    model: &Model,
+    resolve: &dyn Fn(&str) -> Result<Option<signin::Resolved>, ApiError>,
     headers: &HeaderMap,
     request_id: &str,
 ) -> Result<Authenticated, ApiError> {
     let token = token(headers).ok_or_else(signin::unauthenticated)?;
-    let resolved = signin::require(signin::resolve_token(instance, model, token)?)?;
+    let resolved = signin::require(resolve(token)?)?;
     if resolved.key_kind == Some(KeyKind::Agent) {
         return Err(ApiError::forbidden(
             "agent_key_not_allowed",

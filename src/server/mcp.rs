@@ -462,7 +462,7 @@ pub(crate) async fn guard(
             let model = state.model()?;
             agent::authenticate(
                 &state.instance,
-                &model.model,
+                &|t| state.resolve(&model, t),
                 token.as_deref(),
                 &rid,
                 client,

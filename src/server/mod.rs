@@ -61,6 +61,8 @@ pub struct AppState {
     last_checkpoint: std::sync::atomic::AtomicI64,
     /// The MCP endpoint's sessions and allowed origins.
     pub(crate) mcp: mcp::Endpoint,
+    /// Credentials resolved, while the change counter stands still.
+    credentials: crate::identity::signin::CredentialCache,
 }
 
 struct LoadedModel {
@@ -122,6 +124,17 @@ impl AppState {
             *slot = fresh.clone();
         }
         Ok(fresh)
+    }
+
+    /// A request's credential, through the cache, at the counter `model` was
+    /// confirmed at for this request.
+    fn resolve(
+        &self,
+        model: &LoadedModel,
+        token: &str,
+    ) -> Result<Option<crate::identity::signin::Resolved>, ApiError> {
+        self.credentials
+            .resolve(&self.instance, &model.model, token, model.counter)
     }
 
     /// A checkpoint every 1,000 rows (the minute timer covers the rest).
@@ -279,7 +292,7 @@ pub(crate) async fn with_records<T: Send + 'static>(
     let rid = request_id(&headers);
     blocking(move || {
         let model = state.model()?;
-        let authed = auth::authenticate(&state.instance, &model.model, &headers, &rid)?;
+        let authed = auth::authenticate(&|t| state.resolve(&model, t), &headers, &rid)?;
         let records = Records::new(&state.instance, &model.model);
         let out = work(&records, &authed);
         state.checkpoint_every_thousand();
@@ -504,6 +517,7 @@ pub async fn serve_with_listener(
         })),
         last_checkpoint: std::sync::atomic::AtomicI64::new(head),
         mcp: mcp::Endpoint::new(&limits.mcp_origins)?,
+        credentials: Default::default(),
     });
     let app = router(state.clone(), &limits);
     let addr = listener.local_addr()?;

@@ -1605,6 +1605,46 @@ fn credentials_revoked_while_serving_stop_at_the_next_request() {
         status(&world, "rep_a", "GET", "/api/v1/data/crm_opportunity", None),
         403
     );
+    // Time ends rights too, even with nothing written meanwhile (the server
+    // remembers resolved credentials, never past a key's expiry or the end of
+    // an assignment in force).
+    let brief = env
+        .run(&["apikey", "create", "rep.b@example.com", "--expires", "3s"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    env.run(&[
+        "permset",
+        "assign",
+        "sales_ops",
+        "rep.b@example.com",
+        "--valid-until",
+        "3s",
+    ])
+    .ok();
+    let rep_b = world.key("rep_b").to_string();
+    let opp_a = format!("/api/v1/data/crm_opportunity/{}", world.id("opp_a"));
+    assert_eq!(
+        world.server.get("/api/v1/data/crm_opportunity", &brief).0,
+        200
+    );
+    assert_eq!(
+        world.server.get(&opp_a, &rep_b).0,
+        200,
+        "sales_ops sees every deal"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    assert_eq!(
+        world.server.get("/api/v1/data/crm_opportunity", &brief).0,
+        401,
+        "the key expired"
+    );
+    assert_eq!(
+        world.server.get(&opp_a, &rep_b).0,
+        404,
+        "the assignment ended"
+    );
     // Failed and successful sign-ins are audited (failed ones belong to no
     // organization: the host operator reads them).
     let events = world
