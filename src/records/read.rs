@@ -124,7 +124,7 @@ impl<'a> Records<'a> {
             Self::check_field(&access, field, true)?;
         }
         let user_cond = self.user_cond(&access, spec)?;
-        let cond = Cond::and(vec![self.read_cond(caller, object), user_cond]);
+        let cond = self.narrowed(caller, object, user_cond);
         let mut order = spec.sort.clone();
         if !order.iter().any(|(f, _)| f == "id") {
             order.push(("id".into(), false));
@@ -315,7 +315,7 @@ impl<'a> Records<'a> {
         let user_cond = self.user_cond(&access, spec)?;
         let agg = Aggregate {
             object: object.name.clone(),
-            cond: Cond::and(vec![self.read_cond(caller, object), user_cond]),
+            cond: self.narrowed(caller, object, user_cond),
             group_by: spec.group_by.clone(),
             aggs: spec
                 .aggregations

@@ -558,6 +558,110 @@ impl Cond {
             _ => Cond::Or(flat),
         }
     }
+
+    /// The equalities `column = value` that hold for every row `self` admits:
+    /// its top-level conjuncts of that form (a one-value `IN` included).
+    pub fn equalities(&self) -> Vec<(String, SqlValue)> {
+        let single = |c: &Cond| match c {
+            Cond::Cmp {
+                column,
+                op: CmpOp::Eq,
+                value,
+            } if *value != SqlValue::Null => Some((column.clone(), value.clone())),
+            Cond::In {
+                column,
+                values,
+                negate: false,
+            } if values.len() == 1 && values[0] != SqlValue::Null => {
+                Some((column.clone(), values[0].clone()))
+            }
+            _ => None,
+        };
+        match self {
+            Cond::And(items) => items.iter().filter_map(single).collect(),
+            other => single(other).into_iter().collect(),
+        }
+    }
+
+    /// `self` for rows where every equality of `facts` holds (a condition ANDed
+    /// with `self`): tests those equalities decide are folded to true or false,
+    /// so an access branch that contradicts the caller's own filter (`stage =
+    /// 'closed_won'` under `stage = 'prospecting'`) disappears from the SQL and
+    /// the planner can use an index for the rest. Only values of the same kind
+    /// are compared (SQL's own conversions are never second-guessed); the
+    /// conditions of a parent table are left alone.
+    pub fn assuming(self, facts: &[(String, SqlValue)]) -> Cond {
+        if facts.is_empty() {
+            return self;
+        }
+        let fact = |column: &str| facts.iter().find(|(c, _)| c == column).map(|(_, v)| v);
+        // Some(true/false) when `a` and `b` are of one kind; None otherwise.
+        let same = |a: &SqlValue, b: &SqlValue| match (a, b) {
+            (SqlValue::Integer(x), SqlValue::Integer(y)) => Some(x == y),
+            (SqlValue::Text(x), SqlValue::Text(y)) => Some(x == y),
+            _ => None,
+        };
+        let decided = |known: Option<bool>, otherwise: Cond| match known {
+            Some(true) => Cond::True,
+            Some(false) => Cond::False,
+            None => otherwise,
+        };
+        match self {
+            Cond::And(items) => Cond::and(items.into_iter().map(|c| c.assuming(facts)).collect()),
+            Cond::Or(items) => Cond::or(items.into_iter().map(|c| c.assuming(facts)).collect()),
+            Cond::Not(inner) => match inner.assuming(facts) {
+                Cond::True => Cond::False,
+                Cond::False => Cond::True,
+                other => Cond::Not(Box::new(other)),
+            },
+            Cond::Cmp { column, op, value } => {
+                let known = match (fact(&column), op) {
+                    (Some(v), CmpOp::Eq) => same(v, &value),
+                    (Some(v), CmpOp::Ne) => same(v, &value).map(|eq| !eq),
+                    _ => None,
+                };
+                decided(known, Cond::Cmp { column, op, value })
+            }
+            Cond::In {
+                column,
+                values,
+                negate,
+            } => {
+                let known = fact(&column).and_then(|v| {
+                    let mut any_unknown = false;
+                    let mut found = false;
+                    for candidate in &values {
+                        match same(v, candidate) {
+                            Some(true) => found = true,
+                            Some(false) => {}
+                            None => any_unknown = true,
+                        }
+                    }
+                    if found {
+                        Some(!negate)
+                    } else if any_unknown {
+                        None
+                    } else {
+                        Some(negate)
+                    }
+                });
+                decided(
+                    known,
+                    Cond::In {
+                        column,
+                        values,
+                        negate,
+                    },
+                )
+            }
+            Cond::Null { column, is_null } => {
+                // A column equal to a value is not null.
+                let known = fact(&column).map(|_| !is_null);
+                decided(known, Cond::Null { column, is_null })
+            }
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -739,4 +843,107 @@ pub trait RecordTx {
     /// keys, sessions, shares, settings and the applied artifact bumps in the same
     /// transaction: the one signal a cache of any of them may key on.
     fn change_counter(&mut self) -> StoreResult<i64>;
+}
+
+#[cfg(test)]
+mod cond_tests {
+    use super::*;
+
+    fn eq(column: &str, value: SqlValue) -> Cond {
+        Cond::Cmp {
+            column: column.into(),
+            op: CmpOp::Eq,
+            value,
+        }
+    }
+
+    fn text(s: &str) -> SqlValue {
+        SqlValue::Text(s.into())
+    }
+
+    #[test]
+    fn a_branch_that_contradicts_the_filter_is_dropped() {
+        let access = Cond::or(vec![
+            Cond::and(vec![
+                eq("organization_id", text("o")),
+                eq("owner_id", text("u")),
+            ]),
+            Cond::and(vec![
+                eq("organization_id", text("o")),
+                eq("stage", text("closed_won")),
+            ]),
+        ]);
+        let filter = Cond::and(vec![
+            eq("stage", text("prospecting")),
+            eq("region", text("emea")),
+        ]);
+        let folded = access.clone().assuming(&filter.equalities());
+        assert_eq!(
+            folded,
+            Cond::and(vec![
+                eq("organization_id", text("o")),
+                eq("owner_id", text("u"))
+            ])
+        );
+        // Under `stage = 'closed_won'` the rule's branch is simply true.
+        let won = access.assuming(&[("stage".into(), text("closed_won"))]);
+        assert_eq!(
+            won,
+            Cond::or(vec![
+                Cond::and(vec![
+                    eq("organization_id", text("o")),
+                    eq("owner_id", text("u"))
+                ]),
+                eq("organization_id", text("o")),
+            ])
+        );
+    }
+
+    #[test]
+    fn only_what_is_certain_is_folded() {
+        let facts = [
+            ("n".to_string(), SqlValue::Integer(5)),
+            ("s".to_string(), text("a")),
+        ];
+        // Another kind of value: SQL may convert, so it is left to SQL.
+        let mixed = eq("n", SqlValue::Real(5.0));
+        assert_eq!(mixed.clone().assuming(&facts), mixed);
+        let mixed_text = eq("n", text("5"));
+        assert_eq!(mixed_text.clone().assuming(&facts), mixed_text);
+        // Ranges, text matches, shares and parents are kept.
+        let gt = Cond::Cmp {
+            column: "n".into(),
+            op: CmpOp::Gt,
+            value: SqlValue::Integer(1),
+        };
+        assert_eq!(gt.clone().assuming(&facts), gt);
+        let parent = Cond::ParentIn {
+            column: "p".into(),
+            parent: "q".into(),
+            cond: Box::new(eq("s", text("b"))),
+        };
+        assert_eq!(parent.clone().assuming(&facts), parent);
+        // IN, NOT IN, NOT, IS NULL.
+        let inside = Cond::In {
+            column: "s".into(),
+            values: vec![text("a"), text("b")],
+            negate: false,
+        };
+        assert_eq!(inside.assuming(&facts), Cond::True);
+        let outside = Cond::In {
+            column: "s".into(),
+            values: vec![text("b")],
+            negate: true,
+        };
+        assert_eq!(outside.assuming(&facts), Cond::True);
+        let not = Cond::Not(Box::new(eq("s", text("a"))));
+        assert_eq!(not.assuming(&facts), Cond::False);
+        let null = Cond::Null {
+            column: "s".into(),
+            is_null: true,
+        };
+        assert_eq!(null.assuming(&facts), Cond::False);
+        // A null fact is no fact.
+        assert!(eq("s", SqlValue::Null).equalities().is_empty());
+    }
 }
