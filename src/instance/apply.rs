@@ -39,7 +39,8 @@ pub struct Plan {
 }
 
 /// Indexes an object's table needs: ownership and organization (every access
-/// predicate uses them), fields sharing rules test, uniqueness, references.
+/// predicate uses them), fields sharing rules test (alone and with the owner),
+/// uniqueness, references.
 pub fn indexes_for(model: &Model, object: &ObjectDef) -> Vec<IndexSpec> {
     let mut out: Vec<IndexSpec> = Vec::new();
     let mut push = |columns: Vec<&str>, unique: bool| {
@@ -52,7 +53,9 @@ pub fn indexes_for(model: &Model, object: &ObjectDef) -> Vec<IndexSpec> {
             });
         }
     };
-    push(vec!["organization_id", "owner_id"], false);
+    // Access indexes end with `id`, the order of a page: a page of 20 is sorted
+    // from the index, and only its rows are read from the table.
+    push(vec!["organization_id", "owner_id", "id"], false);
     push(vec!["organization_id", "created_at"], false);
     for rule in model
         .sharing_rules
@@ -61,7 +64,13 @@ pub fn indexes_for(model: &Model, object: &ObjectDef) -> Vec<IndexSpec> {
     {
         for field in rule.condition.fields() {
             if object.field(field).is_some() {
-                push(vec!["organization_id", field], false);
+                push(vec!["organization_id", field, "id"], false);
+                // A field a rule tests is one people filter on: with the owner,
+                // it serves "my records where field = x" without a scan of
+                // every record of the owner.
+                if object.has_owner() {
+                    push(vec!["organization_id", "owner_id", field, "id"], false);
+                }
             }
         }
     }
@@ -77,6 +86,41 @@ pub fn indexes_for(model: &Model, object: &ObjectDef) -> Vec<IndexSpec> {
     }
     out.sort();
     out
+}
+
+/// Make the tables' indexes those this version of objectos chooses for the
+/// applied model (a newer version may choose better ones for the same
+/// artifact); answers the objects whose indexes were rebuilt.
+pub fn ensure_indexes(instance: &super::Instance, model: &Model) -> anyhow::Result<Vec<String>> {
+    let mut changes = Vec::new();
+    instance.store.read(|tx| {
+        for object in &model.objects {
+            let wanted = indexes_for(model, object);
+            let mut have = tx.record_index_names(&object.name)?;
+            have.retain(|n| !n.starts_with("sqlite_autoindex"));
+            have.sort();
+            let mut names: Vec<String> = wanted.iter().map(|i| i.name.clone()).collect();
+            names.sort();
+            if have != names {
+                changes.push(SchemaChange::SetIndexes {
+                    object: object.name.clone(),
+                    indexes: wanted,
+                });
+            }
+        }
+        Ok(())
+    })?;
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    instance.store.write(|tx| Ok(tx.schema_apply(&changes)?))?;
+    Ok(changes
+        .iter()
+        .filter_map(|c| match c {
+            SchemaChange::SetIndexes { object, .. } => Some(object.clone()),
+            _ => None,
+        })
+        .collect())
 }
 
 fn index_name(object: &str, columns: &[&str], unique: bool) -> String {

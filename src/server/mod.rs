@@ -498,6 +498,13 @@ pub async fn serve_with_listener(
             tx.meta_get(crate::commands::trust::TRUST_CHANGED)?,
         ))
     })?;
+    match crate::instance::apply::ensure_indexes(&instance, &model) {
+        Ok(rebuilt) if !rebuilt.is_empty() => {
+            tracing::info!(objects = %rebuilt.join(", "), "indexes rebuilt for this version")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not check the indexes"),
+    }
     if let Err(e) = instance.store.write(|tx| Ok(tx.optimize()?)) {
         tracing::warn!(error = %e, "could not refresh the planner statistics");
     }

@@ -335,6 +335,8 @@ pub trait Tx: RecordTx {
     fn artifact_current(&mut self) -> StoreResult<Option<AppliedArtifact>>;
     fn artifact_record(&mut self, artifact: &AppliedArtifact) -> StoreResult<()>;
     fn schema_apply(&mut self, changes: &[SchemaChange]) -> StoreResult<()>;
+    /// The names of the indexes of an object's table.
+    fn record_index_names(&mut self, object: &str) -> StoreResult<Vec<String>>;
 
     // The audit log: append-only, read in seq order.
     fn audit_head(&mut self) -> StoreResult<Option<(i64, String)>>;

@@ -410,9 +410,59 @@ fn column_type(storage: Storage) -> &'static str {
 pub struct SqliteBackend {
     path: PathBuf,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Readers>,
+    /// Signalled when a reader comes back to the pool.
+    reader_back: std::sync::Condvar,
     /// Opened read-only (for commands that write nothing): how connections open.
     read_only: Option<ReadOnly>,
+}
+
+/// The read connections: those idle, and how many exist. At most
+/// `max_readers()` exist at once; a reader waits for one to come back rather
+/// than open another (each holds a page cache, so their number bounds memory).
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+/// Two per core (readers wait on I/O a little), at least 2, at most 16.
+fn max_readers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .clamp(2, 16)
+}
+
+/// The page cache of each connection, in KiB. Reads do not go through a memory
+/// map: the operating system's file cache holds the database for every process
+/// without counting against this one, and the process's memory stays what its
+/// connections need.
+const PAGE_CACHE_KIB: i64 = 4096;
+
+/// A read connection lent out of the pool; it goes back when dropped (after a
+/// rollback if a transaction was left open).
+struct Lease<'b> {
+    backend: &'b SqliteBackend,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("a leased connection")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            self.backend.give_back(conn);
+        }
+    }
 }
 
 /// How a read-only database is opened.
@@ -450,22 +500,22 @@ fn open_read_only_conn(path: &Path, how: ReadOnly) -> StoreResult<Connection> {
     }
     .db()?;
     conn.busy_timeout(Duration::from_secs(5)).db()?;
-    conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")
-        .db()?;
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA mmap_size = 0;"
+    ))
+    .db()?;
     Ok(conn)
 }
 
 fn configure(conn: &Connection) -> StoreResult<()> {
     conn.busy_timeout(Duration::from_secs(5)).db()?;
-    // Reads go through a memory map and a 64 MiB page cache per connection, so a
-    // page of records does not cost a system call per table page.
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536;
-         PRAGMA mmap_size = 1073741824;",
-    )
+         PRAGMA cache_size = -{PAGE_CACHE_KIB};
+         PRAGMA mmap_size = 0;"
+    ))
     .db()?;
     Ok(())
 }
@@ -484,7 +534,8 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
+            readers: Mutex::new(Readers::default()),
+            reader_back: std::sync::Condvar::new(),
             read_only: None,
         })
     }
@@ -518,7 +569,8 @@ impl SqliteBackend {
                     return Ok(SqliteBackend {
                         path: path.to_path_buf(),
                         writer: Mutex::new(conn),
-                        readers: Mutex::new(Vec::new()),
+                        readers: Mutex::new(Readers::default()),
+                        reader_back: std::sync::Condvar::new(),
                         read_only: Some(how),
                     });
                 }
@@ -533,33 +585,67 @@ impl SqliteBackend {
         self.read_only
     }
 
-    fn reader(&self) -> StoreResult<Connection> {
-        if let Some(conn) = self
-            .readers
-            .lock()
-            .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
-            .pop()
-        {
-            return Ok(conn);
+    /// A read connection: an idle one, a new one while fewer than
+    /// `max_readers()` exist, or the next one given back.
+    fn reader(&self) -> StoreResult<Lease<'_>> {
+        let poisoned = || StoreError::Backend("reader pool poisoned".into());
+        let mut pool = self.readers.lock().map_err(|_| poisoned())?;
+        let since = std::time::Instant::now();
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(Lease {
+                    backend: self,
+                    conn: Some(conn),
+                });
+            }
+            // Past a second of waiting, one more is opened all the same: a
+            // reader that needs a second connection while every one is lent
+            // (a read inside a read) must not wait for ever.
+            if pool.open < max_readers() || since.elapsed() > Duration::from_secs(1) {
+                pool.open += 1;
+                break;
+            }
+            pool = self
+                .reader_back
+                .wait_timeout(pool, Duration::from_millis(100))
+                .map_err(|_| poisoned())?
+                .0;
         }
-        if let Some(how) = self.read_only {
-            return open_read_only_conn(&self.path, how);
+        drop(pool);
+        let opened = match self.read_only {
+            Some(how) => open_read_only_conn(&self.path, how),
+            None => Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .db()
+            .and_then(|conn| configure(&conn).map(|()| conn)),
+        };
+        match opened {
+            Ok(conn) => Ok(Lease {
+                backend: self,
+                conn: Some(conn),
+            }),
+            Err(e) => {
+                if let Ok(mut pool) = self.readers.lock() {
+                    pool.open -= 1;
+                }
+                self.reader_back.notify_one();
+                Err(e)
+            }
         }
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .db()?;
-        configure(&conn)?;
-        Ok(conn)
     }
 
     fn give_back(&self, conn: Connection) {
-        if let Ok(mut pool) = self.readers.lock()
-            && pool.len() < 16
-        {
-            pool.push(conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.open <= max_readers() {
+                pool.idle.push(conn);
+            } else {
+                // One opened past the limit: closed.
+                pool.open -= 1;
+            }
         }
+        self.reader_back.notify_one();
     }
 
     /// A consistent copy of the database into `target`, taken with SQLite's online
@@ -571,8 +657,6 @@ impl SqliteBackend {
         backup
             .run_to_completion(256, Duration::from_millis(5), None)
             .db()?;
-        drop(backup);
-        self.give_back(source);
         Ok(())
     }
 }
@@ -649,7 +733,6 @@ impl Backend for SqliteBackend {
                     work(&mut tx)
                 };
                 let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-                self.give_back(conn);
                 result
             }
         }
@@ -837,6 +920,78 @@ impl SqliteTx<'_> {
     fn exec(&self, sql: &str, args: impl rusqlite::Params) -> StoreResult<usize> {
         let mut stmt = self.conn.prepare_cached(sql).db()?;
         stmt.execute(args).db()
+    }
+
+    /// `cond` with each explicit-share test replaced by the ids it admits, read
+    /// in this transaction: none (the usual case) makes the branch false, a few
+    /// become `id IN (…)`; more stay a subquery. The planner then sees only
+    /// branches its indexes serve.
+    fn inline_shares(&self, cond: &Cond) -> StoreResult<Cond> {
+        /// More shared records than this stay a subquery.
+        const INLINE: usize = 200;
+        Ok(match cond {
+            Cond::And(items) => Cond::and(
+                items
+                    .iter()
+                    .map(|c| self.inline_shares(c))
+                    .collect::<StoreResult<_>>()?,
+            ),
+            Cond::Or(items) => Cond::or(
+                items
+                    .iter()
+                    .map(|c| self.inline_shares(c))
+                    .collect::<StoreResult<_>>()?,
+            ),
+            Cond::Not(inner) => Cond::Not(Box::new(self.inline_shares(inner)?)),
+            Cond::ParentIn {
+                column,
+                parent,
+                cond,
+            } => Cond::ParentIn {
+                column: column.clone(),
+                parent: parent.clone(),
+                cond: Box::new(self.inline_shares(cond)?),
+            },
+            Cond::SharedWith {
+                object,
+                user_id,
+                teams,
+                edit,
+            } => {
+                let mut sql = String::from(
+                    "SELECT DISTINCT record_id FROM objectos_shares WHERE object = ? AND ((grantee_kind = 'user' AND grantee = ?)",
+                );
+                let mut params = vec![
+                    SqlValue::Text(object.clone()),
+                    SqlValue::Text(user_id.clone()),
+                ];
+                if !teams.is_empty() {
+                    sql.push_str(&format!(
+                        " OR (grantee_kind = 'team' AND grantee IN ({}))",
+                        vec!["?"; teams.len()].join(", ")
+                    ));
+                    params.extend(teams.iter().map(|t| SqlValue::Text(t.clone())));
+                }
+                sql.push(')');
+                if *edit {
+                    sql.push_str(" AND edit = 1");
+                }
+                sql.push_str(&format!(" LIMIT {}", INLINE + 1));
+                let ids = self.rows(&sql, &params, 1)?;
+                if ids.len() > INLINE {
+                    cond.clone()
+                } else if ids.is_empty() {
+                    Cond::False
+                } else {
+                    Cond::In {
+                        column: "id".into(),
+                        values: ids.into_iter().filter_map(|mut r| r.pop()).collect(),
+                        negate: false,
+                    }
+                }
+            }
+            other => other.clone(),
+        })
     }
 
     fn index_names(&self, table: &str) -> StoreResult<Vec<String>> {
@@ -1506,6 +1661,10 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn record_index_names(&mut self, object: &str) -> StoreResult<Vec<String>> {
+        self.index_names(&format!("rec_{object}"))
+    }
+
     fn audit_head(&mut self) -> StoreResult<Option<(i64, String)>> {
         self.one(
             "SELECT seq, hash FROM objectos_audit ORDER BY seq DESC LIMIT 1",
@@ -1792,7 +1951,7 @@ impl RecordTx for SqliteTx<'_> {
             table_of(&select.object)
         );
         let mut params = Vec::new();
-        render(&select.cond, &mut sql, &mut params);
+        render(&self.inline_shares(&select.cond)?, &mut sql, &mut params);
         if !select.order.is_empty() {
             sql.push_str(" ORDER BY ");
             // `+column` keeps SQLite from walking an index in sort order when the
@@ -1826,7 +1985,7 @@ impl RecordTx for SqliteTx<'_> {
     fn record_count(&mut self, object: &str, cond: &Cond) -> StoreResult<u64> {
         let mut sql = format!("SELECT count(*) FROM {} WHERE ", table_of(object));
         let mut params = Vec::new();
-        render(cond, &mut sql, &mut params);
+        render(&self.inline_shares(cond)?, &mut sql, &mut params);
         let rows = self.rows(&sql, &params, 1)?;
         Ok(match rows.first().and_then(|r| r.first()) {
             Some(SqlValue::Integer(n)) => *n as u64,
@@ -1850,7 +2009,7 @@ impl RecordTx for SqliteTx<'_> {
             table_of(&agg.object)
         );
         let mut params = Vec::new();
-        render(&agg.cond, &mut sql, &mut params);
+        render(&self.inline_shares(&agg.cond)?, &mut sql, &mut params);
         if !groups.is_empty() {
             let groups = groups.join(", ");
             sql.push_str(&format!(" GROUP BY {groups} ORDER BY {groups}"));
