@@ -410,6 +410,9 @@ fn column_type(storage: Storage) -> &'static str {
 pub struct SqliteBackend {
     path: PathBuf,
     writer: Mutex<Connection>,
+    /// Writers sharing a commit, and the signal that it happened.
+    group: Mutex<WriteGroup>,
+    committed: std::sync::Condvar,
     readers: Mutex<Readers>,
     /// Signalled when a reader comes back to the pool.
     reader_back: std::sync::Condvar,
@@ -534,6 +537,8 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
+            group: Mutex::new(WriteGroup::default()),
+            committed: std::sync::Condvar::new(),
             readers: Mutex::new(Readers::default()),
             reader_back: std::sync::Condvar::new(),
             read_only: None,
@@ -569,6 +574,8 @@ impl SqliteBackend {
                     return Ok(SqliteBackend {
                         path: path.to_path_buf(),
                         writer: Mutex::new(conn),
+                        group: Mutex::new(WriteGroup::default()),
+                        committed: std::sync::Condvar::new(),
                         readers: Mutex::new(Readers::default()),
                         reader_back: std::sync::Condvar::new(),
                         read_only: Some(how),
@@ -694,6 +701,119 @@ pub fn migrate(conn: &mut Connection, target: usize) -> StoreResult<()> {
     Ok(())
 }
 
+/// Group commit: writers that arrive while another writes join its
+/// transaction, each in a savepoint of its own (a failing one undoes only its
+/// own work), and the last of the group commits for all: one fsync for many
+/// writes, and nobody is answered before the commit that holds their write.
+#[derive(Default)]
+struct WriteGroup {
+    /// A transaction is open on the writer connection, holding the work of
+    /// `members` writers of batch `epoch`, not yet committed.
+    open: bool,
+    epoch: u64,
+    members: usize,
+    /// Writers waiting for the connection (they will join the open batch).
+    waiting: usize,
+    /// The outcome of committed batches not yet read by all their members:
+    /// epoch → (error, members left to read it).
+    outcomes: std::collections::HashMap<u64, (Option<String>, usize)>,
+}
+
+/// At most this many writers share one commit.
+const MAX_GROUP: usize = 64;
+
+impl SqliteBackend {
+    fn write_grouped(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let poisoned = || anyhow::anyhow!("the writer connection is poisoned");
+        {
+            let mut g = self.group.lock().map_err(|_| poisoned())?;
+            g.waiting += 1;
+        }
+        let conn = self.writer.lock();
+        let mut g = self.group.lock().map_err(|_| poisoned())?;
+        g.waiting -= 1;
+        let conn = conn.map_err(|_| poisoned())?;
+        if !g.open {
+            conn.execute_batch("BEGIN IMMEDIATE").db()?;
+            g.open = true;
+            g.epoch += 1;
+            g.members = 0;
+        }
+        let epoch = g.epoch;
+        g.members += 1;
+        drop(g);
+
+        conn.execute_batch("SAVEPOINT objectos_write").db()?;
+        let mut tx = SqliteTx { conn: &conn };
+        let mine = work(&mut tx);
+        let kept = if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, say): the
+            // batch is lost, for every member.
+            false
+        } else {
+            let end = if mine.is_ok() {
+                "RELEASE objectos_write"
+            } else {
+                "ROLLBACK TO objectos_write; RELEASE objectos_write"
+            };
+            conn.execute_batch(end).is_ok()
+        };
+
+        let mut g = self.group.lock().map_err(|_| poisoned())?;
+        if !kept || g.waiting == 0 || g.members >= MAX_GROUP {
+            // The last of the group (or a broken batch): commit for everyone.
+            let outcome = if !kept {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Some("the transaction was rolled back by the database".to_string())
+            } else {
+                match conn.execute_batch("COMMIT") {
+                    Ok(()) => None,
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        Some(format!("the commit failed: {e}"))
+                    }
+                }
+            };
+            g.open = false;
+            let others = g.members - 1;
+            if others > 0 {
+                g.outcomes.insert(epoch, (outcome.clone(), others));
+            }
+            drop(conn);
+            drop(g);
+            self.committed.notify_all();
+            return match (mine, outcome) {
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Ok(()),
+                (Ok(()), Some(why)) => Err(StoreError::Backend(why).into()),
+            };
+        }
+        // Others are about to write: leave the transaction open for them and
+        // wait for the commit that holds this write.
+        drop(conn);
+        loop {
+            if let Some(entry) = g.outcomes.get_mut(&epoch) {
+                let outcome = entry.0.clone();
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    g.outcomes.remove(&epoch);
+                }
+                return match (mine, outcome) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), None) => Ok(()),
+                    (Ok(()), Some(why)) => Err(StoreError::Backend(why).into()),
+                };
+            }
+            g = self.committed.wait(g).map_err(|_| poisoned())?;
+        }
+    }
+}
+
 impl Backend for SqliteBackend {
     fn transaction(
         &self,
@@ -705,25 +825,7 @@ impl Backend for SqliteBackend {
                 if self.read_only.is_some() {
                     return Err(StoreError::ReadOnly.into());
                 }
-                let conn = self
-                    .writer
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("the writer connection is poisoned"))?;
-                conn.execute_batch("BEGIN IMMEDIATE").db()?;
-                let mut tx = SqliteTx { conn: &conn };
-                match work(&mut tx) {
-                    Ok(()) => {
-                        if let Err(e) = conn.execute_batch("COMMIT").db() {
-                            let _ = conn.execute_batch("ROLLBACK");
-                            return Err(e.into());
-                        }
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let _ = conn.execute_batch("ROLLBACK");
-                        Err(e)
-                    }
-                }
+                self.write_grouped(work)
             }
             Mode::Read => {
                 let conn = self.reader()?;
