@@ -38,75 +38,18 @@ fn documentation() -> Vec<(PathBuf, String)> {
     out
 }
 
-/// The text of a call whose opening parenthesis is just before `text`: up to its
-/// matching closing one, string literals skipped.
-fn call_arguments(text: &str) -> &str {
-    let mut depth = 1;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in text.char_indices() {
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return &text[..i];
-                }
-            }
-            _ => {}
-        }
-    }
-    panic!("an unbalanced call in src/server/mod.rs");
-}
-
-/// The routes `router()` in `src/server/mod.rs` declares: each path with its
-/// methods (none for a `route_service`, which answers every method itself).
-fn router_routes() -> Vec<(String, Vec<&'static str>)> {
-    let source = read("src/server/mod.rs");
-    let start = source
-        .find("pub fn router(")
-        .expect("src/server/mod.rs defines `router()`");
-    let body = &source[start..];
-    let body = &body[..body.find("\n}\n").expect("the end of `router()`")];
+/// Every route of the router as (METHOD, path). They come from the OpenAPI
+/// document's route list, which a unit test of `server::openapi` holds equal to
+/// the routes `router()` declares (read from its source): a route added to the
+/// router fails that test until it is listed, and this one until it is
+/// documented.
+fn router_routes() -> Vec<(String, String)> {
+    let doc = objectos::server::openapi::document(None);
+    let paths = doc["paths"].as_object().expect("the document has paths");
     let mut routes = Vec::new();
-    for (marker, with_methods) in [(".route(", true), (".route_service(", false)] {
-        for (at, _) in body.match_indices(marker) {
-            let args = call_arguments(&body[at + marker.len()..]);
-            let path = args
-                .split('"')
-                .nth(1)
-                .expect("a route's first argument is its path")
-                .to_string();
-            let mut methods = Vec::new();
-            if with_methods {
-                for method in ["get", "post", "put", "patch", "delete"] {
-                    let called = args.match_indices(&format!("{method}(")).any(|(i, _)| {
-                        i == 0
-                            || !args[..i]
-                                .chars()
-                                .next_back()
-                                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-                    });
-                    if called {
-                        methods.push(method);
-                    }
-                }
-                assert!(
-                    !methods.is_empty(),
-                    "no method found for the route `{path}`"
-                );
-            }
-            routes.push((path, methods));
+    for (path, item) in paths {
+        for method in item.as_object().expect("a path item").keys() {
+            routes.push((method.to_ascii_uppercase(), path.clone()));
         }
     }
     routes
@@ -116,25 +59,12 @@ fn router_routes() -> Vec<(String, Vec<&'static str>)> {
 fn every_route_of_the_router_is_in_the_http_api_page() {
     let page = read("docs/http-api.md");
     let routes = router_routes();
-    assert!(
-        routes.len() > 20,
-        "the router's routes were not found in src/server/mod.rs (found {routes:?})"
-    );
-    let mut missing = Vec::new();
-    for (path, methods) in &routes {
-        if methods.is_empty() {
-            if !page.contains(&format!(" {path}`")) {
-                missing.push(path.clone());
-            }
-            continue;
-        }
-        for method in methods {
-            let route = format!("{} {path}", method.to_ascii_uppercase());
-            if !page.contains(&format!("`{route}`")) {
-                missing.push(route);
-            }
-        }
-    }
+    assert!(routes.len() > 30, "too few routes: {routes:?}");
+    let missing: Vec<String> = routes
+        .iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .filter(|route| !page.contains(&format!("`{route}`")))
+        .collect();
     assert!(
         missing.is_empty(),
         "docs/http-api.md does not document these routes (write each as `METHOD /path`): {missing:?}"
