@@ -597,6 +597,14 @@ pub struct ApprovalsShape {
     pub expires_after: Option<String>,
 }
 
+/// The keys of the `x-objectos` block, level by level, as validation checks them
+/// (an unknown key there is always an error): the block itself, one object's
+/// policy under `objects`, and `approvals`. `docs/artifact.md` documents each.
+pub const POLICY_KEYS: &[&str] = &["objects", "approvals", "basedOn"];
+pub const OBJECT_POLICY_KEYS: &[&str] =
+    &["agentWrites", "readOnly", "auditReads", "sensitiveFields"];
+pub const APPROVALS_KEYS: &[&str] = &["expiresAfter"];
+
 /// The JSON Schema of what objectos accepts.
 pub fn definition_schema() -> Value {
     serde_json::to_value(schemars::schema_for!(Definition)).unwrap_or(Value::Null)
@@ -792,6 +800,24 @@ mod tests {
         assert!(object_permission().contains(&"viewAllRecords"));
         assert!(shared_with().contains(&"value"));
         assert!(action_ai().contains(&"requiresConfirmation"));
+    }
+
+    /// The validator's `x-objectos` key lists are the properties of the schema's
+    /// policy shapes, so the schema, the validator and the docs name the same keys.
+    #[test]
+    fn policy_key_lists_are_the_schema_properties() {
+        let schema = definition_schema();
+        for (def, list) in [
+            ("PolicyShape", POLICY_KEYS),
+            ("ObjectPolicyShape", OBJECT_POLICY_KEYS),
+            ("ApprovalsShape", APPROVALS_KEYS),
+        ] {
+            let mut expected = properties_of(&schema, def);
+            expected.sort();
+            let mut actual: Vec<String> = list.iter().map(|k| k.to_string()).collect();
+            actual.sort();
+            assert_eq!(actual, expected, "{def}");
+        }
     }
 
     #[test]

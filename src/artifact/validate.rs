@@ -620,7 +620,7 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
     // objectos's own block: a misspelt key would silently weaken policy, so unknown
     // keys are always errors here.
     for key in map.keys() {
-        if !["objects", "approvals", "basedOn"].contains(&key.as_str()) {
+        if !keys::POLICY_KEYS.contains(&key.as_str()) {
             w.err(
                 &format!("/x-objectos/{}", esc(key)),
                 format!("`{key}` is not a key of `x-objectos`; it takes `objects`, `approvals` and `basedOn`"),
@@ -649,9 +649,7 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
                 continue;
             };
             for key in entry.keys() {
-                if !["agentWrites", "readOnly", "auditReads", "sensitiveFields"]
-                    .contains(&key.as_str())
-                {
+                if !keys::OBJECT_POLICY_KEYS.contains(&key.as_str()) {
                     w.err(&format!("{pointer}/{}", esc(key)), format!("`{key}` is not an object policy; use `agentWrites`, `readOnly`, `auditReads` or `sensitiveFields`"));
                 }
             }
@@ -683,7 +681,7 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
         && let Some(approvals) = w.object(approvals, "/x-objectos/approvals", "`approvals`")
     {
         for key in approvals.keys() {
-            if key != "expiresAfter" {
+            if !keys::APPROVALS_KEYS.contains(&key.as_str()) {
                 w.err(
                     &format!("/x-objectos/approvals/{}", esc(key)),
                     format!("`{key}` is not an approvals setting; it takes `expiresAfter`"),

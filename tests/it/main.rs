@@ -5,6 +5,7 @@ mod util;
 mod agents;
 mod bulk;
 mod cli;
+mod docs;
 mod hardening;
 mod openapi;
 mod operator;

@@ -1,0 +1,204 @@
+//! The documentation against the code, so the two cannot drift apart: every HTTP
+//! route the router declares is in `docs/http-api.md`, every command and
+//! subcommand of the CLI is somewhere in `docs/` or the README, every key the
+//! `x-objectos` validator knows is in `docs/artifact.md`, the README links every
+//! page of `docs/`, and nothing the project ships points outside the repository.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(root().join(relative))
+        .unwrap_or_else(|e| panic!("cannot read `{relative}`: {e}"))
+}
+
+/// `docs/*.md`, in name order.
+fn doc_pages() -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .expect("docs/ exists")
+        .map(|e| e.expect("a readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// The README and every page of `docs/`, with their paths.
+fn documentation() -> Vec<(PathBuf, String)> {
+    let mut out = vec![(root().join("README.md"), read("README.md"))];
+    for page in doc_pages() {
+        let text = std::fs::read_to_string(&page).expect("a readable page");
+        out.push((page, text));
+    }
+    out
+}
+
+/// Every route of the router as (METHOD, path). They come from the OpenAPI
+/// document's route list, which a unit test of `server::openapi` holds equal to
+/// the routes `router()` declares (read from its source): a route added to the
+/// router fails that test until it is listed, and this one until it is
+/// documented.
+fn router_routes() -> Vec<(String, String)> {
+    let doc = objectos::server::openapi::document(None);
+    let paths = doc["paths"].as_object().expect("the document has paths");
+    let mut routes = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().expect("a path item").keys() {
+            routes.push((method.to_ascii_uppercase(), path.clone()));
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_route_of_the_router_is_in_the_http_api_page() {
+    let page = read("docs/http-api.md");
+    let routes = router_routes();
+    assert!(routes.len() > 30, "too few routes: {routes:?}");
+    let missing: Vec<String> = routes
+        .iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .filter(|route| !page.contains(&format!("`{route}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/http-api.md does not document these routes (write each as `METHOD /path`): {missing:?}"
+    );
+}
+
+/// Every command as typed after `objectos`: `init`, `user add`, `audit tail`, …
+fn command_paths() -> Vec<String> {
+    fn walk(command: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in command.get_subcommands() {
+            if sub.get_name() == "help" || sub.is_hide_set() {
+                continue;
+            }
+            let path = if prefix.is_empty() {
+                sub.get_name().to_string()
+            } else {
+                format!("{prefix} {}", sub.get_name())
+            };
+            walk(sub, &path, out);
+            out.push(path);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&objectos::cli::Cli::command(), "", &mut out);
+    out
+}
+
+/// Whether `text` holds `objectos PATH` as a whole command (`objectos team add`
+/// is not found in `objectos team add-member`).
+fn mentions_command(text: &str, path: &str) -> bool {
+    let needle = format!("objectos {path}");
+    text.match_indices(&needle).any(|(at, _)| {
+        !text[at + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    })
+}
+
+#[test]
+fn every_command_of_the_cli_is_documented() {
+    let docs = documentation();
+    let paths = command_paths();
+    assert!(paths.iter().any(|p| p == "user set-password"));
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|path| !docs.iter().any(|(_, text)| mentions_command(text, path)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no page of docs/ nor the README mentions these commands (as `objectos COMMAND`): {missing:?}"
+    );
+}
+
+#[test]
+fn every_x_objectos_key_is_in_the_artifact_page() {
+    use objectos::artifact::keys::{APPROVALS_KEYS, OBJECT_POLICY_KEYS, POLICY_KEYS};
+    let page = read("docs/artifact.md");
+    let keys = POLICY_KEYS
+        .iter()
+        .map(|k| format!("x-objectos.{k}"))
+        .chain(
+            OBJECT_POLICY_KEYS
+                .iter()
+                .map(|k| format!("x-objectos.objects.<object>.{k}")),
+        )
+        .chain(
+            APPROVALS_KEYS
+                .iter()
+                .map(|k| format!("x-objectos.approvals.{k}")),
+        );
+    let missing: Vec<String> = keys
+        .filter(|key| !page.contains(&format!("`{key}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/artifact.md does not document these `x-objectos` keys: {missing:?}"
+    );
+}
+
+#[test]
+fn the_readme_links_every_docs_page() {
+    let readme = read("README.md");
+    for page in doc_pages() {
+        let name = page.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        assert!(
+            readme.contains(&format!("(docs/{name})")),
+            "README.md does not link `docs/{name}`"
+        );
+    }
+}
+
+/// What the project ships stands alone: the README, `docs/` and the manual pages
+/// name no file outside the repository, and every relative link resolves.
+#[test]
+fn the_documentation_points_at_nothing_outside_the_repository() {
+    let mut shipped = documentation();
+    for entry in std::fs::read_dir(root().join("man")).expect("man/ exists") {
+        let path = entry.expect("a readable entry").path();
+        let text = std::fs::read_to_string(&path).expect("a readable page");
+        shipped.push((path, text));
+    }
+    let repository = root().canonicalize().expect("the repository root");
+    for (path, text) in &shipped {
+        for outside in ["../shared", "design.md"] {
+            assert!(
+                !text.contains(outside),
+                "`{}` points outside the repository (`{outside}`)",
+                path.display()
+            );
+        }
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let target = &rest[..rest.find(')').unwrap_or(rest.len())];
+            if target.contains("://") || target.starts_with('#') || target.starts_with("mailto:") {
+                continue;
+            }
+            let file = target.split('#').next().unwrap_or(target);
+            let resolved = path
+                .parent()
+                .expect("a page has a folder")
+                .join(file)
+                .canonicalize()
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "`{}` links `{target}`, which does not exist",
+                        path.display()
+                    )
+                });
+            assert!(
+                resolved.starts_with(&repository),
+                "`{}` links `{target}`, outside the repository",
+                path.display()
+            );
+        }
+    }
+}
