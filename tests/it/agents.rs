@@ -858,11 +858,11 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
         .collect();
     let mut statuses: Vec<u16> = racers.into_iter().map(|h| h.join().unwrap()).collect();
     statuses.sort();
-    assert_eq!(
-        statuses,
-        [200, 409],
-        "one applies, the other is told it was decided"
-    );
+    // One applies; the other is told it was decided — or, when it comes after
+    // the record is gone, that it cannot see the action any more (an applied
+    // delete stays visible to its requester and to whoever decided it).
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(matches!(statuses[1], 404 | 409), "{statuses:?}");
     assert_eq!(get(&server, &rita, "desk_ticket", &t1).0, 404);
     assert_eq!(get(&server, &rita, "desk_comment", &c1).0, 404);
     let rows = audit(&env);
@@ -872,9 +872,11 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
             .count(),
         1
     );
+    // Deciding it again: refused (as decided, or, for the one who did not
+    // decide it, as no longer visible).
     let applied = review(&env, &server, &rita, &[&p1, "--approve"]).code(1);
     assert!(
-        applied.stderr.contains("already decided"),
+        applied.stderr.contains("already decided") || applied.stderr.contains("no pending action"),
         "{}",
         applied.stderr
     );
