@@ -258,6 +258,9 @@ impl Instance {
         {
             let backend =
                 SqliteBackend::open(&s.join(DB_FILE), true).map_err(|e| store_error(e, s))?;
+            // Records, credentials and audit rows: the owner's only (SQLite makes
+            // its journal files with the same mode).
+            set_mode(&s.join(DB_FILE), 0o600)?;
             let store = Store::new(Box::new(backend));
             store.write(|tx| {
                 tx.meta_set("instance_id", &instance_id)?;

@@ -46,6 +46,7 @@ fn init_lays_down_the_data_dir_and_is_idempotent() {
     assert_eq!(mode("data"), 0o700);
     assert_eq!(mode("data/instance.key"), 0o600);
     assert_eq!(mode("data/instance-signing.key"), 0o600);
+    assert_eq!(mode("data/objectos.db"), 0o600);
     assert!(env.read("data/instance.key").contains("AGE-SECRET-KEY-1"));
     assert!(env.path("data/trust").is_dir());
     assert!(env.path("data/audit-checkpoints.log").exists());
