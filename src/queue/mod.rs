@@ -530,6 +530,20 @@ impl<'r, 'a> Queue<'r, 'a> {
     /// and the audit rows; a failure leaves the action `failed` with its reason
     /// and one error row, and nothing else written.
     pub fn approve(&self, reviewer: &Caller, id: &str) -> Result<Value, ApiError> {
+        self.approve_unaudited(reviewer, id)
+            .inspect_err(|e| self.refused(reviewer, "pending.approve", id, e))
+    }
+
+    /// A decision refused (403) or come too late (409) leaves its row; a failed
+    /// apply has written its own.
+    fn refused(&self, caller: &Caller, action: &str, id: &str, e: &ApiError) {
+        if e.status == 403 || (e.status == 409 && !matches!(e.code, "stale" | "apply_failed")) {
+            self.records
+                .refused(caller, action, "pending_action", Some(id), e);
+        }
+    }
+
+    fn approve_unaudited(&self, reviewer: &Caller, id: &str) -> Result<Value, ApiError> {
         Self::is_reviewer(reviewer)?;
         let row = self.load(reviewer, id)?;
         self.may_decide(reviewer, &row)?;
@@ -727,6 +741,16 @@ impl<'r, 'a> Queue<'r, 'a> {
 
     /// Reject, with the reason; nothing of the change is written.
     pub fn reject(&self, reviewer: &Caller, id: &str, reason: &str) -> Result<Value, ApiError> {
+        self.reject_unaudited(reviewer, id, reason)
+            .inspect_err(|e| self.refused(reviewer, "pending.reject", id, e))
+    }
+
+    fn reject_unaudited(
+        &self,
+        reviewer: &Caller,
+        id: &str,
+        reason: &str,
+    ) -> Result<Value, ApiError> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(ApiError::bad_request(
@@ -744,6 +768,11 @@ impl<'r, 'a> Queue<'r, 'a> {
 
     /// Cancel: the requester takes back their own proposal.
     pub fn cancel(&self, requester: &Caller, id: &str) -> Result<Value, ApiError> {
+        self.cancel_unaudited(requester, id)
+            .inspect_err(|e| self.refused(requester, "pending.cancel", id, e))
+    }
+
+    fn cancel_unaudited(&self, requester: &Caller, id: &str) -> Result<Value, ApiError> {
         let row = self.load(requester, id)?;
         if row.requester_id != requester.principal.user_id {
             return Err(ApiError::forbidden(

@@ -416,8 +416,23 @@ impl<'a> Records<'a> {
             .map(|r| Self::row_to_record(object, &columns, r)))
     }
 
+    /// A read refused as denied (403: a filter on a field the caller may not
+    /// read, a missing permission) leaves its row; a record or object that is
+    /// not there for the caller (404) and malformed input (400) do not.
+    pub(crate) fn refused_read(
+        &self,
+        caller: &Caller,
+        object: &str,
+        id: Option<&str>,
+        err: &ApiError,
+    ) {
+        if err.status == 403 {
+            self.refused(caller, "record.read", object, id, err);
+        }
+    }
+
     /// A refused write leaves its row after the refusal.
-    fn refused(
+    pub(crate) fn refused(
         &self,
         caller: &Caller,
         action: &str,

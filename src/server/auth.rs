@@ -40,31 +40,47 @@ pub struct Authenticated {
 }
 
 /// Authenticate a REST request: user keys and sessions only; agent keys are for
-/// MCP, whichever header carries them.
+/// MCP, whichever header carries them. A known credential refused here (an
+/// agent key, a user without `api_access`) leaves a `denied` row.
 pub fn authenticate(
+    instance: &Instance,
     resolve: &dyn Fn(&str) -> Result<Option<signin::Resolved>, ApiError>,
     headers: &HeaderMap,
     request_id: &str,
 ) -> Result<Authenticated, ApiError> {
     let token = token(headers).ok_or_else(signin::unauthenticated)?;
     let resolved = signin::require(resolve(token)?)?;
-    if resolved.key_kind == Some(KeyKind::Agent) {
-        return Err(ApiError::forbidden(
-            "agent_key_not_allowed",
-            "agent keys work on MCP only, not on REST",
-        ));
-    }
     let principal = resolved.principal;
-    if !principal.has("api_access") {
-        return Err(ApiError::forbidden(
-            "api_access_required",
-            "your permission sets do not grant `api_access`",
-        ));
-    }
     let mut origin = Origin::user(&principal.user_id, &principal.email, Via::Api);
     origin.actor["organization_id"] = json!(principal.org_id);
     origin.credential = Some(resolved.credential);
     origin.request_id = Some(request_id.to_string());
+    let refusal = if resolved.key_kind == Some(KeyKind::Agent) {
+        Some(ApiError::forbidden(
+            "agent_key_not_allowed",
+            "agent keys work on MCP only, not on REST",
+        ))
+    } else if !principal.has("api_access") {
+        Some(ApiError::forbidden(
+            "api_access_required",
+            "your permission sets do not grant `api_access`",
+        ))
+    } else {
+        None
+    };
+    if let Some(e) = refusal {
+        let event = crate::audit::Event::new("auth.request")
+            .object("api")
+            .outcome(crate::audit::Outcome::Denied, e.code)
+            .changes(json!({"error": e.message}));
+        if let Err(err) = instance
+            .store
+            .write(|tx| crate::audit::append(tx, &origin, event).map(|_| ()))
+        {
+            tracing::error!(error = %err, "could not audit a refused request");
+        }
+        return Err(e);
+    }
     Ok(Authenticated {
         caller: Caller { principal, origin },
         session_id: resolved.session_id,

@@ -292,7 +292,12 @@ pub(crate) async fn with_records<T: Send + 'static>(
     let rid = request_id(&headers);
     blocking(move || {
         let model = state.model()?;
-        let authed = auth::authenticate(&|t| state.resolve(&model, t), &headers, &rid)?;
+        let authed = auth::authenticate(
+            &state.instance,
+            &|t| state.resolve(&model, t),
+            &headers,
+            &rid,
+        )?;
         let records = Records::new(&state.instance, &model.model);
         let out = work(&records, &authed);
         state.checkpoint_every_thousand();

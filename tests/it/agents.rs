@@ -796,6 +796,14 @@ fn the_queue_decides_only_what_its_reviewer_may_and_applies_once() {
     );
     assert_eq!(status, 403);
     review(&env, &server, &nora, &[&p1, "--approve"]).code(4);
+    let rows = audit(&env);
+    assert!(
+        rows.iter().any(|r| r["action"] == "pending.approve"
+            && r["outcome"] == "denied"
+            && r["actor"]["email"] == NORA
+            && r["record_id"] == p1.as_str()),
+        "a refused decision leaves its row"
+    );
     // An agent key is no reviewer's key.
     review(&env, &server, &alice_agent, &["--list"]).code(4);
     // A reviewer who may not read a field the change touches (`credit`).
@@ -1039,6 +1047,12 @@ fn an_agent_never_holds_an_administrative_right_and_read_only_keys_never_write()
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("agent_key_not_allowed"))
+    );
+    assert!(
+        audit(&env)
+            .iter()
+            .any(|r| r["action"] == "auth.request" && r["code"] == "agent_key_not_allowed"),
+        "the refusal leaves its row"
     );
     let (body_list, headers) = modern("tools/list", 1, json!({}));
     let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();

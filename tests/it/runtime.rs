@@ -932,6 +932,24 @@ fn filter_oracles_are_refused_and_unreadable_records_are_404() {
         )),
         denied
     );
+    // A denied read leaves its row, without the value the filter tried.
+    let events = world
+        .env
+        .run(&["--json", "audit", "tail", "-n", "1000"])
+        .ok()
+        .json();
+    let denials: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "record.read" && e["outcome"] == "denied")
+        .collect();
+    assert_eq!(denials.len(), 2, "{denials:?}");
+    assert!(
+        denials
+            .iter()
+            .all(|e| e["code"] == "field_predicate_denied" && !e.to_string().contains("CANARY"))
+    );
     assert_eq!(code(world.call("rep_a", "POST", "/api/v1/query", Some(json!({"object": "crm_opportunity", "where": {"$or": [{"name": "x"}, {"discount_approval_note": "y"}]}})))), denied);
     assert_eq!(code(world.call("rep_a", "POST", "/api/v1/query", Some(json!({"object": "crm_opportunity", "groupBy": ["discount_approval_note"], "aggregations": [{"function": "count"}]})))), denied);
     assert_eq!(code(world.call("fin", "POST", "/api/v1/query", Some(json!({"object": "crm_opportunity", "aggregations": [{"function": "sum", "field": "probability"}]})))), denied);
