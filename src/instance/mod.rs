@@ -549,7 +549,9 @@ pub const SERVE_LOCK: &str = "serve.lock";
 pub struct ServeLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
 impl ServeLock {
-    /// Hold the data dir as a server (several servers may hold it together).
+    /// Hold the data dir as its one server: a second `serve` on the same data
+    /// dir is refused (its checkpoints, caches and group commits assume one
+    /// writer process serving).
     pub fn hold(dir: &Path) -> anyhow::Result<ServeLock> {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -557,10 +559,19 @@ impl ServeLock {
             .write(true)
             .open(dir.join(SERVE_LOCK))
             .with_context(|| format!("cannot open `{}`", dir.join(SERVE_LOCK).display()))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock)
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map(ServeLock)
             .map_err(|(_, e)| {
-                anyhow::anyhow!("cannot lock `{}`: {e}", dir.join(SERVE_LOCK).display())
+                if e == nix::errno::Errno::EWOULDBLOCK {
+                    crate::error::Failure::error(format!(
+                        "another `objectos serve` is already serving `{}`",
+                        dir.display()
+                    ))
+                    .with_hint("stop it first, or serve another data dir")
+                    .into()
+                } else {
+                    anyhow::anyhow!("cannot lock `{}`: {e}", dir.join(SERVE_LOCK).display())
+                }
             })
     }
 

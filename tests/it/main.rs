@@ -10,6 +10,7 @@ mod hardening;
 mod openapi;
 mod operator;
 mod operator_ux;
+mod races;
 mod runtime;
 mod sdk;
 mod signing;

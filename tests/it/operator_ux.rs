@@ -490,8 +490,22 @@ fn audit_tail_follows_as_json_lines() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The follower starts from the head it finds: let it find it first. A
+    // watchdog ends it if no line ever comes, so the test fails, not hangs.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
     env.run(&["team", "add", "followed"]).ok();
-    let line = lines.next().unwrap().unwrap();
+    let line = lines
+        .next()
+        .expect("the follower printed the new row within 30 s")
+        .unwrap();
     let row: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(row["action"], "team.add");
     assert!(row["hash"].is_string());
