@@ -203,6 +203,40 @@ pub struct AuditRow {
     pub hash: String,
 }
 
+/// The oldest audit rows `audit archive` moved out of the table, as the database
+/// keeps them: the range, and the hashes that let the chain after it verify
+/// (design §7). Immutable once written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditAnchor {
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// The `prev_hash` of the first archived row (the previous anchor's
+    /// `last_hash`, or 32 zero bytes).
+    pub first_prev_hash: String,
+    /// The hash of the last archived row: the next row's `prev_hash`.
+    pub last_hash: String,
+    pub count: i64,
+    /// The SHA-256 of the archive file the rows went to.
+    pub archive_sha256: String,
+    pub archived_at: String,
+    /// The artifact (its sha256) the newest successful `artifact.apply` row up
+    /// to `last_seq` applied, carried over so that the check "the artifact in
+    /// force is the one the audit log last recorded applying" survives the
+    /// archiving of that row.
+    pub last_artifact_apply: Option<String>,
+}
+
+/// Which row of a time a seq is looked up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    /// The first row at or after the time.
+    FirstAtOrAfter,
+    /// The last row at or before the time.
+    LastAtOrBefore,
+    /// The last row strictly before the time.
+    LastBefore,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct AppliedArtifact {
     pub seq: i64,
@@ -344,6 +378,18 @@ pub trait Tx: RecordTx {
     fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>>;
     fn audit_by_seq(&mut self, seq: i64) -> StoreResult<Option<AuditRow>>;
     fn audit_first_seq(&mut self) -> StoreResult<Option<i64>>;
+    /// The seq of a row found by its time (RFC 3339 with microseconds, UTC, as
+    /// rows store it).
+    fn audit_seq_by_time(&mut self, time: &str, bound: TimeBound) -> StoreResult<Option<i64>>;
+
+    // Archived ranges: the only way rows leave the audit table.
+    /// Every anchor, oldest first.
+    fn audit_anchors(&mut self) -> StoreResult<Vec<AuditAnchor>>;
+    /// Write an anchor; the database removes the rows it names in the same
+    /// statement, and refuses (`StoreError::Immutable`) an anchor that does not
+    /// name exactly the oldest rows, whole, with their hashes, or that would
+    /// leave the table empty. Returns how many rows left the table.
+    fn audit_anchor_insert(&mut self, anchor: &AuditAnchor) -> StoreResult<u64>;
 
     // Sign-in throttling.
     fn throttle_get(&mut self, key: &str) -> StoreResult<Option<ThrottleRow>>;

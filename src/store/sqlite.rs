@@ -13,6 +13,8 @@ use serde_json::Value;
 
 use super::*;
 
+mod anchors;
+
 /// The migrations, in order. Never edit or remove a shipped one: append.
 pub const MIGRATIONS: &[&str] = &[
     // 1: identities, permission assignments, credentials, the audit log.
@@ -227,6 +229,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX objectos_pending_key ON objectos_pending_actions(key_id, status);
     CREATE INDEX objectos_pending_requester ON objectos_pending_actions(requester_id, status);
     "#,
+    // 6: archived ranges: anchors, and rows that leave the audit table only
+    // together with theirs (design §7; see `anchors`).
+    anchors::MIGRATION,
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -274,7 +279,7 @@ impl<T> Sql<T> for rusqlite::Result<T> {
 /// the migrations made them (name, table, SQL): checked whenever a data dir is
 /// opened (and by a running server every minute), and put back if dropped or
 /// altered. Any other trigger on those tables is someone else's, and removed.
-pub const AUDIT_GUARDS: [(&str, &str, &str); 8] = [
+pub const AUDIT_GUARDS: [(&str, &str, &str); 12] = [
     (
         "objectos_audit_no_update",
         "objectos_audit",
@@ -283,7 +288,7 @@ pub const AUDIT_GUARDS: [(&str, &str, &str); 8] = [
     (
         "objectos_audit_no_delete",
         "objectos_audit",
-        "CREATE TRIGGER objectos_audit_no_delete BEFORE DELETE ON objectos_audit BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END",
+        anchors::AUDIT_NO_DELETE,
     ),
     (
         "objectos_audit_append_only",
@@ -316,7 +321,31 @@ pub const AUDIT_GUARDS: [(&str, &str, &str); 8] = [
         "objectos_artifacts",
         "CREATE TRIGGER objectos_count_artifacts_delete AFTER DELETE ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END",
     ),
+    // Archived ranges (migration 6).
+    (
+        "objectos_audit_anchor_check",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_CHECK,
+    ),
+    (
+        "objectos_audit_anchor_remove",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_REMOVE,
+    ),
+    (
+        "objectos_audit_anchor_no_update",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_NO_UPDATE,
+    ),
+    (
+        "objectos_audit_anchor_no_delete",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_NO_DELETE,
+    ),
 ];
+
+/// The tables whose triggers are all objectos's own (those of `AUDIT_GUARDS`).
+const GUARDED_TABLES: &str = "('objectos_audit', 'objectos_artifacts', 'objectos_audit_anchors')";
 
 fn squash_whitespace(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -1271,7 +1300,7 @@ impl Tx for SqliteTx<'_> {
         // A trigger of someone else's on a guarded table can silently drop or
         // rewrite rows (`RAISE(IGNORE)`): it is tampering too.
         let foreign: Vec<String> = self.all(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('objectos_audit', 'objectos_artifacts') ORDER BY name",
+            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES} ORDER BY name"),
             [],
             |r| r.get(0),
         )?;
@@ -1285,7 +1314,7 @@ impl Tx for SqliteTx<'_> {
 
     fn audit_guards_restore(&mut self) -> StoreResult<()> {
         let foreign: Vec<String> = self.all(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('objectos_audit', 'objectos_artifacts')",
+            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES}"),
             [],
             |r| r.get(0),
         )?;
@@ -1578,6 +1607,18 @@ impl Tx for SqliteTx<'_> {
         let v: Option<Option<i64>> =
             self.one("SELECT min(seq) FROM objectos_audit", [], |r| r.get(0))?;
         Ok(v.flatten())
+    }
+
+    fn audit_seq_by_time(&mut self, time: &str, bound: TimeBound) -> StoreResult<Option<i64>> {
+        self.seq_by_time(time, bound)
+    }
+
+    fn audit_anchors(&mut self) -> StoreResult<Vec<AuditAnchor>> {
+        self.anchors()
+    }
+
+    fn audit_anchor_insert(&mut self, anchor: &AuditAnchor) -> StoreResult<u64> {
+        self.anchor_insert(anchor)
     }
 
     fn integrity_check(&mut self) -> StoreResult<Vec<String>> {
