@@ -308,13 +308,93 @@ pub fn row_document(row: &AuditRow) -> Value {
     })
 }
 
+/// Write a row's canonical JSON (RFC 8785) onto the end of `out`: the JCS of
+/// [`row_document`], with `hash` among its members when given (the form
+/// archives hold, one per line). Written member by member in JCS order rather
+/// than through a `Value`, since export and verification do it for every row;
+/// strings are escaped as JCS escapes them (serde_json's escapes are the same).
+///
+/// Returns where in `out` the `hash` member is (or would go): the archive
+/// writer splices it into the body it hashed instead of writing the row twice.
+pub fn write_row_canonical(
+    row: &AuditRow,
+    hash: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<usize, serde_json::Error> {
+    fn text(out: &mut Vec<u8>, key: &str, value: &str) -> Result<(), serde_json::Error> {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut *out, value)?;
+        out.push(b',');
+        Ok(())
+    }
+    fn opt_text(out: &mut Vec<u8>, key: &str, value: Option<&str>) -> Result<(), serde_json::Error> {
+        match value {
+            Some(v) => text(out, key, v),
+            None => {
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":null,");
+                Ok(())
+            }
+        }
+    }
+    fn json(out: &mut Vec<u8>, key: &str, value: Option<&Value>) -> Result<(), serde_json::Error> {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Some(v) => canonical::to_writer(v, out)?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b',');
+        Ok(())
+    }
+    // The members in JCS order (all keys are ASCII, so UTF-16 order is byte order).
+    out.push(b'{');
+    text(out, "action", &row.action)?;
+    json(out, "actor", Some(&row.actor))?;
+    json(out, "changes", row.changes.as_ref())?;
+    json(out, "client", row.client.as_ref())?;
+    opt_text(out, "code", row.code.as_deref())?;
+    opt_text(out, "credential", row.credential.as_deref())?;
+    let hash_at = out.len();
+    if let Some(hash) = hash {
+        text(out, "hash", hash)?;
+    }
+    text(out, "id", &row.id)?;
+    opt_text(out, "object", row.object.as_deref())?;
+    text(out, "outcome", &row.outcome)?;
+    text(out, "prev_hash", &row.prev_hash)?;
+    opt_text(out, "record_id", row.record_id.as_deref())?;
+    opt_text(out, "request_id", row.request_id.as_deref())?;
+    out.extend_from_slice(b"\"seq\":");
+    out.extend_from_slice(row.seq.to_string().as_bytes());
+    out.push(b',');
+    text(out, "time", &row.time)?;
+    text(out, "via", &row.via)?;
+    // The last member's comma becomes the closing brace.
+    if let Some(last) = out.last_mut() {
+        *last = b'}';
+    }
+    Ok(hash_at)
+}
+
 /// `hash = SHA-256(prev_hash as 32 raw bytes ‖ JCS(row without hash))`, lowercase hex.
 pub fn row_hash(row: &AuditRow) -> Option<String> {
-    let prev = hex::decode(&row.prev_hash).ok().filter(|p| p.len() == 32)?;
-    let body = canonical::to_vec(&row_document(row)).ok()?;
+    let mut body = Vec::with_capacity(512);
+    write_row_canonical(row, None, &mut body).ok()?;
+    row_hash_of(&row.prev_hash, &body)
+}
+
+/// The hash of a row from its `prev_hash` and its canonical body.
+pub fn row_hash_of(prev_hash: &str, body: &[u8]) -> Option<String> {
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(prev_hash, &mut prev).ok()?;
     let mut sha = sha2::Sha256::new();
-    sha.update(&prev);
-    sha.update(&body);
+    sha.update(prev);
+    sha.update(body);
     Some(hex::encode(sha.finalize()))
 }
 
@@ -419,6 +499,38 @@ mod tests {
         assert!(key.confirms(&old_row, legacy, &value));
         assert!(!key.confirms(&old_row, derived, &value));
         assert!(!key.confirms(&new_row, derived, &json!("another")));
+    }
+
+    /// The hand-written canonical form is exactly the JCS of the row's document,
+    /// whatever its strings and values hold.
+    #[test]
+    fn rows_are_written_as_their_documents_jcs() {
+        let mut odd = row(42, ZERO_HASH);
+        odd.action = "weird \"quoted\" \\ \u{1}\u{1f}\u{7f} \n\t é € 😀 /".into();
+        odd.actor = json!({"email": "ü@x", "user_id": "u", "z": [1, 2.5, 1e21, -0.0, null, true]});
+        odd.client = Some(json!({"name": "\u{2028}", "version": "1"}));
+        odd.changes = Some(json!({"\u{20ac}": 1, "\r": 2, "\u{1f600}": 3, "\u{fb33}": {"b": 1, "a": 2}}));
+        odd.credential = Some("key".into());
+        odd.code = Some("c".into());
+        odd.request_id = Some("r".into());
+        odd.object = None;
+        odd.record_id = None;
+        for r in [row(1, ZERO_HASH), odd] {
+            let mut mine = Vec::new();
+            write_row_canonical(&r, None, &mut mine).unwrap();
+            assert_eq!(
+                String::from_utf8(mine).unwrap(),
+                canonical::to_string(&row_document(&r)).unwrap()
+            );
+            let mut with_hash = Vec::new();
+            write_row_canonical(&r, Some("ab"), &mut with_hash).unwrap();
+            let mut doc = row_document(&r);
+            doc["hash"] = json!("ab");
+            assert_eq!(
+                String::from_utf8(with_hash).unwrap(),
+                canonical::to_string(&doc).unwrap()
+            );
+        }
     }
 
     #[test]

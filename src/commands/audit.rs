@@ -16,6 +16,14 @@ pub struct Tail {
 }
 
 pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
+    // Evidence: export and archive write (their own rows at least); an
+    // auditor verifies an archive without any data dir.
+    let cmd = match cmd {
+        AuditCommand::Export(args) => return super::evidence::export(args, ctx),
+        AuditCommand::Archive(args) => return super::evidence::archive(args, ctx),
+        AuditCommand::VerifyArchive(args) => return super::evidence::verify_archive(args, ctx),
+        other => other,
+    };
     // Reading and checking the log writes nothing: it works on read-only media.
     let instance = ctx.instance_reading(true)?;
     match cmd {
@@ -51,12 +59,25 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             field,
             value_file,
         } => confirm(&instance, ctx, seq, &field, value_file.as_deref()),
-        AuditCommand::Verify => {
+        AuditCommand::Export(_) | AuditCommand::Archive(_) | AuditCommand::VerifyArchive(_) => {
+            unreachable!("handled before the data dir is opened")
+        }
+        AuditCommand::Verify(args) => {
             let checkpoints = checkpoint::read_all(&instance.checkpoints_path())?;
+            let outside = match &args.checkpoints {
+                Some(path) => Some((
+                    path.display().to_string(),
+                    checkpoint::read_outside(path)?,
+                )),
+                None => None,
+            };
             let progress = progress_bar(ctx);
             let report = verify::verify_chain(
                 &instance.store,
-                &checkpoints,
+                verify::Checkpoints {
+                    log: &checkpoints,
+                    outside: outside.as_ref().map(|(n, c)| (n.as_str(), c.as_slice())),
+                },
                 &instance.checkpoint_keys()?,
                 |n| {
                     if let Some(bar) = &progress {

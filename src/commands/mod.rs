@@ -9,6 +9,7 @@ pub mod bulk;
 mod completions;
 pub(crate) mod diff;
 pub(crate) mod doctor;
+mod evidence;
 pub(crate) mod init;
 mod inspect;
 pub(crate) mod instance_keys;
@@ -86,6 +87,7 @@ pub mod reports {
     };
     pub use super::apply::ApplyReport;
     pub use super::audit::Tail;
+    pub use super::evidence::ExportReport;
     pub use super::bootstrap::BootstrapReport;
     pub use super::build::BuildReport;
     pub use super::completions::CompletionsReport;

@@ -11,6 +11,11 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     serde_json_canonicalizer::to_string(value)
 }
 
+/// Serialize a value as RFC 8785 canonical JSON onto the end of `out`.
+pub fn to_writer<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    serde_json_canonicalizer::to_writer(value, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
