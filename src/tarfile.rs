@@ -82,7 +82,10 @@ pub struct Rules<'a> {
 pub enum Checked {
     /// A directory the rules allow: nothing to read.
     Dir(String),
-    File { name: String, size: u64 },
+    File {
+        name: String,
+        size: u64,
+    },
 }
 
 /// The entries of one archive, checked one by one as they are read.
@@ -256,7 +259,10 @@ mod tests {
         for (bytes, expected) in cases {
             assert_eq!(first_problem(&bytes, &rules), Some(expected));
         }
-        let ok = raw_tar(&[("trust/", tar::EntryType::Directory, b""), ("a.txt", file, b"x")]);
+        let ok = raw_tar(&[
+            ("trust/", tar::EntryType::Directory, b""),
+            ("a.txt", file, b"x"),
+        ]);
         assert_eq!(first_problem(&ok, &rules), None);
     }
 

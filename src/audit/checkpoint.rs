@@ -46,13 +46,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn message(
-        instance: &str,
-        seq: i64,
-        hash: &str,
-        time: &str,
-        prev: Option<&str>,
-    ) -> Vec<u8> {
+    fn message(instance: &str, seq: i64, hash: &str, time: &str, prev: Option<&str>) -> Vec<u8> {
         let doc = match prev {
             Some(prev) => {
                 json!({ "instance": instance, "seq": seq, "hash": hash, "time": time, "prev": prev })
@@ -132,7 +126,9 @@ fn read_last(file: &mut std::fs::File, path: &Path) -> anyhow::Result<Option<Che
         let start = len.saturating_sub(window);
         file.seek(SeekFrom::Start(start))?;
         let mut tail = Vec::with_capacity((len - start) as usize);
-        Read::by_ref(file).take(len - start).read_to_end(&mut tail)?;
+        Read::by_ref(file)
+            .take(len - start)
+            .read_to_end(&mut tail)?;
         if tail.last() != Some(&b'\n') {
             anyhow::bail!(
                 "`{}` ends in an incomplete line (a write was cut short, or the log was edited); nothing was appended",
@@ -145,12 +141,14 @@ fn read_last(file: &mut std::fs::File, path: &Path) -> anyhow::Result<Option<Che
         let whole = start == 0 || lines.next_back().is_some();
         match last {
             Some(line) if whole => {
-                return serde_json::from_str::<Checkpoint>(line).map(Some).map_err(|e| {
-                    anyhow::anyhow!(
-                        "the last line of `{}` is not a checkpoint ({e}); nothing was appended",
-                        path.display()
-                    )
-                });
+                return serde_json::from_str::<Checkpoint>(line)
+                    .map(Some)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "the last line of `{}` is not a checkpoint ({e}); nothing was appended",
+                            path.display()
+                        )
+                    });
             }
             None if start == 0 => return Ok(None),
             _ => window *= 4,
@@ -268,9 +266,15 @@ pub fn check_chain(log: &[Checkpoint]) -> Result<(), ChainBreak> {
                         index: i,
                         seq: cp.seq,
                         reason: if i == 0 {
-                            format!("line 1 of the checkpoint log (seq {}) names a predecessor the log does not hold: its first lines were cut", cp.seq)
+                            format!(
+                                "line 1 of the checkpoint log (seq {}) names a predecessor the log does not hold: its first lines were cut",
+                                cp.seq
+                            )
                         } else {
-                            format!("line {line} of the checkpoint log (seq {}) does not name line {i} as its predecessor: lines were removed, reordered or edited", cp.seq)
+                            format!(
+                                "line {line} of the checkpoint log (seq {}) does not name line {i} as its predecessor: lines were removed, reordered or edited",
+                                cp.seq
+                            )
                         },
                     });
                 }
@@ -280,7 +284,10 @@ pub fn check_chain(log: &[Checkpoint]) -> Result<(), ChainBreak> {
                 return Err(ChainBreak {
                     index: i,
                     seq: cp.seq,
-                    reason: format!("line {line} of the checkpoint log (seq {}) names no predecessor after chained lines: it was forged or edited", cp.seq),
+                    reason: format!(
+                        "line {line} of the checkpoint log (seq {}) names no predecessor after chained lines: it was forged or edited",
+                        cp.seq
+                    ),
                 });
             }
             None => {}
@@ -307,12 +314,13 @@ pub fn read_outside(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
     } else if bytes.starts_with(b"age-encryption.org/")
         || bytes.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
     {
-        return Err(crate::error::Failure::error(format!(
-            "`{}` is encrypted",
-            path.display()
-        ))
-        .with_hint("decrypt it first (`age -d -i IDENTITY -o archive.tar FILE`) and pass the tar")
-        .into());
+        return Err(
+            crate::error::Failure::error(format!("`{}` is encrypted", path.display()))
+                .with_hint(
+                    "decrypt it first (`age -d -i IDENTITY -o archive.tar FILE`) and pass the tar",
+                )
+                .into(),
+        );
     } else {
         bytes
     };
@@ -356,8 +364,7 @@ pub fn parse_outside(text: &str) -> Vec<Checkpoint> {
         }
         // A text log line: `… checkpoint={…}`.
         let Some(at) = line.find("{\"") else { continue };
-        let mut stream =
-            serde_json::Deserializer::from_str(&line[at..]).into_iter::<Checkpoint>();
+        let mut stream = serde_json::Deserializer::from_str(&line[at..]).into_iter::<Checkpoint>();
         if let Some(Ok(cp)) = stream.next() {
             found.push(cp);
         }

@@ -329,7 +329,11 @@ pub fn write_row_canonical(
         out.push(b',');
         Ok(())
     }
-    fn opt_text(out: &mut Vec<u8>, key: &str, value: Option<&str>) -> Result<(), serde_json::Error> {
+    fn opt_text(
+        out: &mut Vec<u8>,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), serde_json::Error> {
         match value {
             Some(v) => text(out, key, v),
             None => {
@@ -509,7 +513,8 @@ mod tests {
         odd.action = "weird \"quoted\" \\ \u{1}\u{1f}\u{7f} \n\t é € 😀 /".into();
         odd.actor = json!({"email": "ü@x", "user_id": "u", "z": [1, 2.5, 1e21, -0.0, null, true]});
         odd.client = Some(json!({"name": "\u{2028}", "version": "1"}));
-        odd.changes = Some(json!({"\u{20ac}": 1, "\r": 2, "\u{1f600}": 3, "\u{fb33}": {"b": 1, "a": 2}}));
+        odd.changes =
+            Some(json!({"\u{20ac}": 1, "\r": 2, "\u{1f600}": 3, "\u{fb33}": {"b": 1, "a": 2}}));
         odd.credential = Some("key".into());
         odd.code = Some("c".into());
         odd.request_id = Some("r".into());

@@ -123,7 +123,14 @@ fn check_checkpoint(
     broken: &mut Option<Broken>,
 ) -> anyhow::Result<()> {
     let Some(key) = keys.iter().find(|k| k.id.to_string() == cp.key_id) else {
-        keep_first(broken, cp.seq, format!("the checkpoint at seq {}{whence} is signed by key {}, which is not one of this instance's", cp.seq, cp.key_id));
+        keep_first(
+            broken,
+            cp.seq,
+            format!(
+                "the checkpoint at seq {}{whence} is signed by key {}, which is not one of this instance's",
+                cp.seq, cp.key_id
+            ),
+        );
         return Ok(());
     };
     if let Err(why) = cp.verify(key) {
@@ -171,7 +178,10 @@ fn check_checkpoint(
             keep_first(
                 broken,
                 missing_from,
-                format!("rows up to seq {} are missing: a signed checkpoint{whence} says they existed (the newest rows were cut off)", cp.seq),
+                format!(
+                    "rows up to seq {} are missing: a signed checkpoint{whence} says they existed (the newest rows were cut off)",
+                    cp.seq
+                ),
             );
         }
     }

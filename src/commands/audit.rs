@@ -65,10 +65,7 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
         AuditCommand::Verify(args) => {
             let checkpoints = checkpoint::read_all(&instance.checkpoints_path())?;
             let outside = match &args.checkpoints {
-                Some(path) => Some((
-                    path.display().to_string(),
-                    checkpoint::read_outside(path)?,
-                )),
+                Some(path) => Some((path.display().to_string(), checkpoint::read_outside(path)?)),
                 None => None,
             };
             let progress = progress_bar(ctx);
@@ -120,15 +117,33 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             match &report.broken {
                 None => {
                     ctx.out.data(format!(
-                        "ok: {} rows verify; head seq {} hash {}; {} signed checkpoints match",
+                        "ok: {} rows verify; head seq {} hash {}; {} signed checkpoints match{}{}",
                         report.rows,
                         report
                             .head_seq
                             .map(|s| s.to_string())
                             .unwrap_or_else(|| "-".into()),
                         report.head_hash.clone().unwrap_or_else(|| "-".into()),
-                        report.checkpoints
+                        report.checkpoints,
+                        match (&report.outside_checkpoints, &args.checkpoints) {
+                            (Some(n), Some(path)) =>
+                                format!(", and {n} from `{}`", path.display()),
+                            _ => String::new(),
+                        },
+                        report
+                            .archived
+                            .as_ref()
+                            .map(|a| format!(
+                                "; rows up to seq {} are in archives (the chain starts from their anchor, hash {})",
+                                a.through_seq, a.last_hash
+                            ))
+                            .unwrap_or_default(),
                     ))?;
+                    if args.checkpoints.is_none() {
+                        ctx.out.status(
+                            "note: checked against the data dir's own checkpoint log; rows cut off together with its newest lines are told only by a copy kept elsewhere (`--checkpoints FILE`)",
+                        );
+                    }
                     Ok(Exit::Success)
                 }
                 Some(b) => Err(Failure::verify(format!(

@@ -53,7 +53,10 @@ struct Bar {
 
 impl Bar {
     fn new(ctx: &Ctx, verb: &'static str) -> Bar {
-        let bar = ctx.out.progress_allowed().then(indicatif::ProgressBar::hidden);
+        let bar = ctx
+            .out
+            .progress_allowed()
+            .then(indicatif::ProgressBar::hidden);
         Bar {
             bar,
             events: Arc::new(AtomicU64::new(0)),
@@ -69,11 +72,21 @@ impl Progress for Bar {
         let counter = self.events.clone();
         let rate = move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
             let secs = state.elapsed().as_secs_f64().max(0.001);
-            let _ = write!(w, "{:.0} events/s", counter.load(Ordering::Relaxed) as f64 / secs);
+            let _ = write!(
+                w,
+                "{:.0} events/s",
+                counter.load(Ordering::Relaxed) as f64 / secs
+            );
         };
         let (length, template) = match (events, bytes) {
-            (Some(n), _) => (n, "{prefix} [{wide_bar}] {pos}/{len} events, {rate}, eta {eta}"),
-            (None, Some(b)) => (b, "{prefix} [{wide_bar}] {bytes}/{total_bytes}, {rate}, eta {eta}"),
+            (Some(n), _) => (
+                n,
+                "{prefix} [{wide_bar}] {pos}/{len} events, {rate}, eta {eta}",
+            ),
+            (None, Some(b)) => (
+                b,
+                "{prefix} [{wide_bar}] {bytes}/{total_bytes}, {rate}, eta {eta}",
+            ),
             (None, None) => (0, "{spinner} {prefix} {rate}"),
         };
         self.by_bytes
@@ -200,7 +213,16 @@ pub fn export(args: AuditExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         let checkpoints = export::checkpoints_of_range(&instance, first, last, &dir)?;
         let write = |sink: &mut dyn Write| -> anyhow::Result<export::Written> {
             if recipients.is_empty() {
-                export::write_tar(&instance, first, last, signer, checkpoints, &dir, sink, &bar)
+                export::write_tar(
+                    &instance,
+                    first,
+                    last,
+                    signer,
+                    checkpoints,
+                    &dir,
+                    sink,
+                    &bar,
+                )
             } else {
                 let mut encrypted = encryption::encrypt_to(&recipients, sink)?;
                 let written = export::write_tar(
@@ -218,7 +240,8 @@ pub fn export(args: AuditExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             }
         };
         let (written, sha256, bytes) = if to_stdout {
-            let mut sink = Hashing::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()));
+            let mut sink =
+                Hashing::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()));
             let written = write(&mut sink)?;
             let (mut out, sha256, bytes) = sink.finish();
             out.flush()?;
@@ -363,7 +386,8 @@ fn resolve_range(
 pub fn archive(args: AuditArchiveArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     if args.output.output == Path::new("-") {
         return Err(usage(
-            "`audit archive` writes a file it verifies before removing rows; `-o -` is not one".into(),
+            "`audit archive` writes a file it verifies before removing rows; `-o -` is not one"
+                .into(),
         ));
     }
     check_output(&args.output)?;
@@ -407,8 +431,8 @@ fn open_input(path: &Path) -> anyhow::Result<Box<dyn Read>> {
     if path == Path::new("-") {
         return Ok(Box::new(std::io::stdin().lock()));
     }
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     Ok(Box::new(file))
 }
 
@@ -441,10 +465,7 @@ pub fn verify_archive(args: VerifyArchiveArgs, ctx: &Ctx) -> anyhow::Result<Exit
         None => None,
     };
     let outside = match &args.checkpoints {
-        Some(path) => Some((
-            path.display().to_string(),
-            checkpoint::read_outside(path)?,
-        )),
+        Some(path) => Some((path.display().to_string(), checkpoint::read_outside(path)?)),
         None => None,
     };
     let options = Options {
@@ -501,7 +522,13 @@ pub fn verify_archive(args: VerifyArchiveArgs, ctx: &Ctx) -> anyhow::Result<Exit
         eprintln!("problem: {} [{}]", p.message, p.code);
     }
     let headline = match (&report.broken, report.problems.first()) {
-        (Some(b), _) => format!("{valid}; first broken seq {}: {}", b.seq, b.reason),
+        (Some(b), _) => format!(
+            "{valid}; first broken seq {}: {}",
+            b.seq,
+            b.reason
+                .strip_prefix(&format!("seq {}: ", b.seq))
+                .unwrap_or(&b.reason)
+        ),
         (None, Some(p)) => format!("{valid}; {}", p.message),
         (None, None) => valid,
     };
@@ -514,7 +541,9 @@ pub fn verify_archive(args: VerifyArchiveArgs, ctx: &Ctx) -> anyhow::Result<Exit
     } else {
         "do not rely on this archive; ask the instance's operator for a new export and compare"
     };
-    Err(Failure::verify(format!("`{name}` does not verify: {headline}"))
-        .with_hint(hint)
-        .into())
+    Err(
+        Failure::verify(format!("`{name}` does not verify: {headline}"))
+            .with_hint(hint)
+            .into(),
+    )
 }

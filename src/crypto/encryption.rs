@@ -38,9 +38,7 @@ pub fn read_recipients_file(path: &Path) -> anyhow::Result<Vec<Recipient>> {
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .map(|(n, l)| {
-            parse_recipient(l).with_context(|| format!("`{}` line {n}", path.display()))
-        })
+        .map(|(n, l)| parse_recipient(l).with_context(|| format!("`{}` line {n}", path.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if recipients.is_empty() {
         return Err(Failure::error(format!(
@@ -71,9 +69,10 @@ pub fn encrypt_to<W: Write>(
     recipients: &[Recipient],
     output: W,
 ) -> anyhow::Result<age::stream::StreamWriter<W>> {
-    let encryptor =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-            .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
     Ok(encryptor.wrap_output(output)?)
 }
 
@@ -130,11 +129,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = age::x25519::Identity::generate();
         let path = dir.path().join("r.txt");
-        std::fs::write(
-            &path,
-            format!("# the auditors\n\n{}\n", id.to_public()),
-        )
-        .unwrap();
+        std::fs::write(&path, format!("# the auditors\n\n{}\n", id.to_public())).unwrap();
         assert_eq!(read_recipients_file(&path).unwrap().len(), 1);
         std::fs::write(&path, "# none\n").unwrap();
         assert!(read_recipients_file(&path).is_err());
@@ -155,7 +150,10 @@ mod tests {
         assert!(is_encrypted(&out));
         let key = |i: &age::x25519::Identity| -> Vec<Box<dyn age::Identity>> {
             vec![Box::new(
-                i.to_string().expose_secret().parse::<age::x25519::Identity>().unwrap(),
+                i.to_string()
+                    .expose_secret()
+                    .parse::<age::x25519::Identity>()
+                    .unwrap(),
             )]
         };
         let mut clear = String::new();

@@ -107,7 +107,11 @@ pub fn checkpoints_of_range(
             continue;
         }
         let cp: Checkpoint = serde_json::from_str(&line).map_err(|e| {
-            anyhow::anyhow!("`{}` line {} is not a checkpoint: {e}", path.display(), i + 1)
+            anyhow::anyhow!(
+                "`{}` line {} is not a checkpoint: {e}",
+                path.display(),
+                i + 1
+            )
         })?;
         if cp.seq > last {
             break;
@@ -325,10 +329,9 @@ pub fn write_tar(
         CHECKPOINTS.into(),
         info(&checkpoints.spooled.sha256, checkpoints.spooled.size),
     );
-    manifest.files.insert(
-        EVENTS.into(),
-        info(&events_file.sha256, events_file.size),
-    );
+    manifest
+        .files
+        .insert(EVENTS.into(), info(&events_file.sha256, events_file.size));
     let mut manifest_text = serde_json::to_string_pretty(&manifest)?;
     manifest_text.push('\n');
     let manifest_sha = sha256_hex(manifest_text.as_bytes());

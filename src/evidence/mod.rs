@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::store::{Tx, TimeBound};
+use crate::store::{TimeBound, Tx};
 use crate::timefmt;
 
 pub const MANIFEST_FORMAT: &str = "objectos.audit-archive/1";
@@ -195,7 +195,9 @@ pub fn resolve_to(tx: &mut dyn Tx, point: Point) -> anyhow::Result<Option<i64>> 
         Point::Seq(seq) => Some(seq),
         Point::Time(at) => tx.audit_seq_by_time(&row_time(at), TimeBound::LastAtOrBefore)?,
         Point::Date(d) => match d.next_day() {
-            Some(next) => tx.audit_seq_by_time(&row_time(day_start(next)), TimeBound::LastBefore)?,
+            Some(next) => {
+                tx.audit_seq_by_time(&row_time(day_start(next)), TimeBound::LastBefore)?
+            }
             None => tx.audit_head()?.map(|h| h.0),
         },
     })

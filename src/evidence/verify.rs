@@ -318,7 +318,12 @@ impl<'a> Walker<'a> {
                     code::EVENT_MISSING,
                     format!("seq {expected} is missing (the next event is seq {seq})"),
                 );
-                if self.out.broken.as_ref().is_some_and(|(_, b)| b.seq == expected) {
+                if self
+                    .out
+                    .broken
+                    .as_ref()
+                    .is_some_and(|(_, b)| b.seq == expected)
+                {
                     self.missing = Some(expected);
                 }
             } else if seq < expected {
@@ -561,7 +566,9 @@ fn spool_checkpoints(input: &mut dyn Read) -> std::io::Result<CheckpointsFile> {
         match serde_json::from_str::<Checkpoint>(text.trim_end()) {
             Ok(cp) => claims.push((cp.seq, cp.hash.clone())),
             Err(e) => {
-                invalid.get_or_insert(format!("line {n} of {CHECKPOINTS} is not a checkpoint: {e}"));
+                invalid.get_or_insert(format!(
+                    "line {n} of {CHECKPOINTS} is not a checkpoint: {e}"
+                ));
             }
         }
         writer.write_all(text.trim_end().as_bytes())?;
@@ -643,14 +650,24 @@ pub fn verify(
                 return Ok(unreadable(
                     file,
                     true,
-                    problem(code::NOT_AN_ARCHIVE, None, format!("`{file}` looks encrypted but is not a readable age file: {e}")),
+                    problem(
+                        code::NOT_AN_ARCHIVE,
+                        None,
+                        format!("`{file}` looks encrypted but is not a readable age file: {e}"),
+                    ),
                 ));
             }
             Err(DecryptProblem::NoMatchingIdentity(e)) => {
                 return Ok(unreadable(
                     file,
                     true,
-                    problem(code::CANNOT_DECRYPT, None, format!("`{file}` cannot be decrypted with the identities given ({e}): it was encrypted to other recipients")),
+                    problem(
+                        code::CANNOT_DECRYPT,
+                        None,
+                        format!(
+                            "`{file}` cannot be decrypted with the identities given ({e}): it was encrypted to other recipients"
+                        ),
+                    ),
                 ));
             }
         }
@@ -662,7 +679,9 @@ pub fn verify(
                 problem(
                     code::NOT_AN_ARCHIVE,
                     None,
-                    format!("`{file}` is not an audit archive: it is neither a tar nor an age-encrypted file"),
+                    format!(
+                        "`{file}` is not an audit archive: it is neither a tar nor an age-encrypted file"
+                    ),
                 ),
             ));
         }
@@ -679,7 +698,11 @@ fn verify_tar(
     progress: &dyn Progress,
 ) -> anyhow::Result<ArchiveReport> {
     // Claims of the outside checkpoints are known before the archive is read.
-    let outside: &[Checkpoint] = options.outside.as_ref().map(|(_, c)| c.as_slice()).unwrap_or(&[]);
+    let outside: &[Checkpoint] = options
+        .outside
+        .as_ref()
+        .map(|(_, c)| c.as_slice())
+        .unwrap_or(&[]);
     let mut archive = tar::Archive::new(reader);
     let mut entries = tarfile::Entries::new();
     let rules = tarfile::Rules {
@@ -694,7 +717,15 @@ fn verify_tar(
     let iter = match archive.entries() {
         Ok(iter) => iter,
         Err(e) => {
-            return Ok(unreadable(file, encrypted, problem(code::NOT_AN_ARCHIVE, None, format!("`{file}` is not a tar: {e}"))));
+            return Ok(unreadable(
+                file,
+                encrypted,
+                problem(
+                    code::NOT_AN_ARCHIVE,
+                    None,
+                    format!("`{file}` is not a tar: {e}"),
+                ),
+            ));
         }
     };
     let mut seen_any = false;
@@ -703,9 +734,17 @@ fn verify_tar(
             Ok(entry) => entry,
             Err(e) => {
                 let p = if seen_any {
-                    problem(code::TRUNCATED, None, format!("the archive is truncated or damaged: {e}"))
+                    problem(
+                        code::TRUNCATED,
+                        None,
+                        format!("the archive is truncated or damaged: {e}"),
+                    )
                 } else {
-                    problem(code::NOT_AN_ARCHIVE, None, format!("`{file}` is not a tar: {e}"))
+                    problem(
+                        code::NOT_AN_ARCHIVE,
+                        None,
+                        format!("`{file}` is not a tar: {e}"),
+                    )
                 };
                 problems.push(p);
                 break;
@@ -717,17 +756,36 @@ fn verify_tar(
             Ok(Checked::Dir(name)) => name,
             Err(e) => {
                 let c = match e {
-                    EntryProblem::Absolute(_) | EntryProblem::ParentDir(_) | EntryProblem::NotRegular { .. } | EntryProblem::BadName => code::UNSAFE_ENTRY,
+                    EntryProblem::Absolute(_)
+                    | EntryProblem::ParentDir(_)
+                    | EntryProblem::NotRegular { .. }
+                    | EntryProblem::BadName => code::UNSAFE_ENTRY,
                     _ => code::UNEXPECTED_ENTRY,
                 };
-                problems.push(problem(c, None, format!("the archive is unsafe to extract: {e}")));
+                problems.push(problem(
+                    c,
+                    None,
+                    format!("the archive is unsafe to extract: {e}"),
+                ));
                 break;
             }
+        };
+        let size = entry.header().size().unwrap_or(0);
+        let short = |read: u64| -> std::io::Result<()> {
+            if read < size {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("it ends after {read} of its {size} bytes"),
+                ));
+            }
+            Ok(())
         };
         let read_result: std::io::Result<()> = (|| {
             match name.as_str() {
                 CHECKPOINTS => {
-                    checkpoints = Some(spool_checkpoints(&mut entry)?);
+                    let spooled = spool_checkpoints(&mut entry)?;
+                    short(spooled.size)?;
+                    checkpoints = Some(spooled);
                     if let Some(mut spool) = events_spool.take() {
                         // The events came first: walk them now.
                         spool.seek(SeekFrom::Start(0))?;
@@ -741,12 +799,16 @@ fn verify_tar(
                         let claims = claims_of(checkpoints.as_ref(), outside);
                         let w = Walker::new(&claims).walk(&mut entry, progress);
                         if let Some(e) = &w.truncated {
-                            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e.clone()));
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                e.clone(),
+                            ));
                         }
+                        short(w.size)?;
                         walked = Some(w);
                     } else {
                         let mut spool = tempfile::tempfile()?;
-                        std::io::copy(&mut entry, &mut spool)?;
+                        short(std::io::copy(&mut entry, &mut spool)?)?;
                         events_spool = Some(spool);
                     }
                     progress.end();
@@ -754,6 +816,7 @@ fn verify_tar(
                 _ => {
                     let mut bytes = Vec::new();
                     entry.read_to_end(&mut bytes)?;
+                    short(bytes.len() as u64)?;
                     let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
                     small.insert(name.clone(), Small { bytes, sha256 });
                 }
@@ -761,12 +824,24 @@ fn verify_tar(
             Ok(())
         })();
         if let Err(e) = read_result {
-            problems.push(problem(code::TRUNCATED, None, format!("the archive is truncated or damaged: `{name}` cannot be read whole: {e}")));
+            problems.push(problem(
+                code::TRUNCATED,
+                None,
+                format!("the archive is truncated or damaged: `{name}` cannot be read whole: {e}"),
+            ));
             break;
         }
     }
     if !seen_any && problems.is_empty() {
-        return Ok(unreadable(file, encrypted, problem(code::NOT_AN_ARCHIVE, None, format!("`{file}` is not an audit archive: it holds no entry"))));
+        return Ok(unreadable(
+            file,
+            encrypted,
+            problem(
+                code::NOT_AN_ARCHIVE,
+                None,
+                format!("`{file}` is not an audit archive: it holds no entry"),
+            ),
+        ));
     }
     if let Some(mut spool) = events_spool.take() {
         // No checkpoints.log at all: walk the events without claims to check.
@@ -783,7 +858,13 @@ fn verify_tar(
                 _ => small.contains_key(name),
             };
             if !present {
-                problems.push(problem(code::INCOMPLETE, None, format!("the archive lacks `{name}` (it was truncated, or is not an audit archive)")));
+                problems.push(problem(
+                    code::INCOMPLETE,
+                    None,
+                    format!(
+                        "the archive lacks `{name}` (it was truncated, or is not an audit archive)"
+                    ),
+                ));
             }
         }
     }
@@ -846,11 +927,22 @@ impl Assessment<'_> {
             Some(m) => match serde_json::from_slice::<Manifest>(&m.bytes) {
                 Ok(manifest) if manifest.format == MANIFEST_FORMAT => Some(manifest),
                 Ok(manifest) => {
-                    problems.push(problem(code::MANIFEST_INVALID, None, format!("{MANIFEST} is of format `{}`, not `{MANIFEST_FORMAT}`", manifest.format)));
+                    problems.push(problem(
+                        code::MANIFEST_INVALID,
+                        None,
+                        format!(
+                            "{MANIFEST} is of format `{}`, not `{MANIFEST_FORMAT}`",
+                            manifest.format
+                        ),
+                    ));
                     None
                 }
                 Err(e) => {
-                    problems.push(problem(code::MANIFEST_INVALID, None, format!("{MANIFEST} is not an archive manifest: {e}")));
+                    problems.push(problem(
+                        code::MANIFEST_INVALID,
+                        None,
+                        format!("{MANIFEST} is not an archive manifest: {e}"),
+                    ));
                     None
                 }
             },
@@ -866,12 +958,15 @@ impl Assessment<'_> {
         }
         // The chain.
         let walked = self.walked;
-        let broken = walked.and_then(|w| w.broken.as_ref()).map(|(_, b)| b.clone());
+        let broken = walked
+            .and_then(|w| w.broken.as_ref())
+            .map(|(_, b)| b.clone());
         if let Some(b) = &broken {
             problems.push(problem(&b.code, Some(b.seq), b.reason.clone()));
         }
         // The checkpoints.
-        let (checkpoints, outside_checkpoints) = self.check_checkpoints(manifest.as_ref(), &mut problems)?;
+        let (checkpoints, outside_checkpoints) =
+            self.check_checkpoints(manifest.as_ref(), &mut problems)?;
         // Continuity with the previous archive.
         let after = self.check_after(manifest.as_ref(), &mut problems);
         problems.sort_by_key(|p| rank(&p.code));
@@ -917,18 +1012,36 @@ impl Assessment<'_> {
             after,
             broken: first_broken,
             problems,
-            guards_restored_at: walked.map(|w| w.guards_restored_at.clone()).unwrap_or_default(),
+            guards_restored_at: walked
+                .map(|w| w.guards_restored_at.clone())
+                .unwrap_or_default(),
             manifest,
         })
     }
 
-    fn check_signature(&self, manifest: Option<&Manifest>, problems: &mut Vec<Problem>) -> SignatureCheck {
+    fn check_signature(
+        &self,
+        manifest: Option<&Manifest>,
+        problems: &mut Vec<Problem>,
+    ) -> SignatureCheck {
         let Some(sums) = self.small.get(SUMS) else {
-            return SignatureCheck { status: SignatureStatus::Invalid, key_id: None, trusted_from: None };
+            return SignatureCheck {
+                status: SignatureStatus::Invalid,
+                key_id: None,
+                trusted_from: None,
+            };
         };
         let Some(sig_file) = self.small.get(SIGNATURE) else {
-            problems.push(problem(code::UNSIGNED, None, format!("origin unverified: the archive is not signed (it has no {SIGNATURE})")));
-            return SignatureCheck { status: SignatureStatus::Unsigned, key_id: None, trusted_from: None };
+            problems.push(problem(
+                code::UNSIGNED,
+                None,
+                format!("origin unverified: the archive is not signed (it has no {SIGNATURE})"),
+            ));
+            return SignatureCheck {
+                status: SignatureStatus::Unsigned,
+                key_id: None,
+                trusted_from: None,
+            };
         };
         let parsed = std::str::from_utf8(&sig_file.bytes)
             .map_err(|_| "it is not text".to_string())
@@ -936,43 +1049,84 @@ impl Assessment<'_> {
         let sig = match parsed {
             Ok(sig) => sig,
             Err(e) => {
-                problems.push(problem(code::BAD_SIGNATURE, None, format!("{SIGNATURE} is not a minisign signature: {e}")));
-                return SignatureCheck { status: SignatureStatus::Invalid, key_id: None, trusted_from: None };
+                problems.push(problem(
+                    code::BAD_SIGNATURE,
+                    None,
+                    format!("{SIGNATURE} is not a minisign signature: {e}"),
+                ));
+                return SignatureCheck {
+                    status: SignatureStatus::Invalid,
+                    key_id: None,
+                    trusted_from: None,
+                };
             }
         };
         let key_id = Some(sig.key_id.to_string());
         let mut trusted: Vec<Trusted> = self.options.trusted.clone();
         if self.options.trust_own_signer
-            && let Some(key) = manifest.and_then(|m| m.signer.as_ref()).and_then(|k| k.public_key().ok())
+            && let Some(key) = manifest
+                .and_then(|m| m.signer.as_ref())
+                .and_then(|k| k.public_key().ok())
         {
-            trusted.push(Trusted { key, from: "the archive itself (verified before)".into() });
+            trusted.push(Trusted {
+                key,
+                from: "the archive itself (verified before)".into(),
+            });
         }
         if trusted.is_empty() {
             problems.push(problem(code::ORIGIN_UNVERIFIED, None, format!(
                 "origin unverified: nothing outside the archive vouches for key {} that signed it; the key inside an archive is no trust anchor",
                 sig.key_id
             )));
-            return SignatureCheck { status: SignatureStatus::OriginUnverified, key_id, trusted_from: None };
+            return SignatureCheck {
+                status: SignatureStatus::OriginUnverified,
+                key_id,
+                trusted_from: None,
+            };
         }
         let Some(t) = trusted.iter().find(|t| t.key.id == sig.key_id) else {
-            let ids: Vec<String> = trusted.iter().map(|t| format!("{} ({})", t.key.id, t.from)).collect();
-            problems.push(problem(code::UNTRUSTED_SIGNER, None, format!(
-                "the archive is signed by key {}, not by a key you trust: {}",
-                sig.key_id,
-                ids.join(", ")
-            )));
-            return SignatureCheck { status: SignatureStatus::UntrustedKey, key_id, trusted_from: None };
+            let ids: Vec<String> = trusted
+                .iter()
+                .map(|t| format!("{} ({})", t.key.id, t.from))
+                .collect();
+            problems.push(problem(
+                code::UNTRUSTED_SIGNER,
+                None,
+                format!(
+                    "the archive is signed by key {}, not by a key you trust: {}",
+                    sig.key_id,
+                    ids.join(", ")
+                ),
+            ));
+            return SignatureCheck {
+                status: SignatureStatus::UntrustedKey,
+                key_id,
+                trusted_from: None,
+            };
         };
         match sig.check(&t.key, &blake2b_512(&sums.bytes)) {
-            Ok(()) => SignatureCheck { status: SignatureStatus::Verified, key_id, trusted_from: Some(t.from.clone()) },
+            Ok(()) => SignatureCheck {
+                status: SignatureStatus::Verified,
+                key_id,
+                trusted_from: Some(t.from.clone()),
+            },
             Err(why) => {
                 let message = match why {
-                    SignatureProblem::ContentMismatch => format!("{SUMS} is not what key {} signed (it was changed after signing, or the signature was edited)", t.key.id),
-                    SignatureProblem::CommentAltered => format!("the trusted comment of {SIGNATURE} was altered after signing"),
+                    SignatureProblem::ContentMismatch => format!(
+                        "{SUMS} is not what key {} signed (it was changed after signing, or the signature was edited)",
+                        t.key.id
+                    ),
+                    SignatureProblem::CommentAltered => {
+                        format!("the trusted comment of {SIGNATURE} was altered after signing")
+                    }
                     other => format!("the signature does not verify: {other}"),
                 };
                 problems.push(problem(code::BAD_SIGNATURE, None, message));
-                SignatureCheck { status: SignatureStatus::Invalid, key_id, trusted_from: None }
+                SignatureCheck {
+                    status: SignatureStatus::Invalid,
+                    key_id,
+                    trusted_from: None,
+                }
             }
         }
     }
@@ -982,9 +1136,15 @@ impl Assessment<'_> {
         let mut out = std::collections::BTreeMap::new();
         for name in SUMMED {
             let found = match name {
-                CHECKPOINTS => self.checkpoints.as_ref().map(|c| (c.sha256.clone(), c.size)),
+                CHECKPOINTS => self
+                    .checkpoints
+                    .as_ref()
+                    .map(|c| (c.sha256.clone(), c.size)),
                 EVENTS => self.walked.map(|w| (w.sha256.clone(), w.size)),
-                _ => self.small.get(name).map(|s| (s.sha256.clone(), s.bytes.len() as u64)),
+                _ => self
+                    .small
+                    .get(name)
+                    .map(|s| (s.sha256.clone(), s.bytes.len() as u64)),
             };
             if let Some(found) = found {
                 out.insert(name, found);
@@ -994,79 +1154,134 @@ impl Assessment<'_> {
     }
 
     fn check_sums(&self, problems: &mut Vec<Problem>) {
-        let Some(sums) = self.small.get(SUMS) else { return };
+        let Some(sums) = self.small.get(SUMS) else {
+            return;
+        };
         let digests = self.digests();
         let text = String::from_utf8_lossy(&sums.bytes);
         let mut listed = std::collections::BTreeSet::new();
         for (i, line) in text.lines().enumerate() {
             let parts = line.split_once("  ").or_else(|| line.split_once(" *"));
-            let Some((sha, name)) = parts.filter(|(sha, _)| sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit())) else {
-                problems.push(problem(code::CHECKSUM_MISMATCH, None, format!("{SUMS} line {} is not a `sha256sum` line", i + 1)));
+            let Some((sha, name)) = parts
+                .filter(|(sha, _)| sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+            else {
+                problems.push(problem(
+                    code::CHECKSUM_MISMATCH,
+                    None,
+                    format!("{SUMS} line {} is not a `sha256sum` line", i + 1),
+                ));
                 continue;
             };
             if !SUMMED.contains(&name) {
-                problems.push(problem(code::CHECKSUM_MISMATCH, None, format!("{SUMS} lists `{name}`, which an archive does not hold")));
+                problems.push(problem(
+                    code::CHECKSUM_MISMATCH,
+                    None,
+                    format!("{SUMS} lists `{name}`, which an archive does not hold"),
+                ));
                 continue;
             }
             listed.insert(name.to_string());
             if let Some((actual, _)) = digests.get(name)
                 && !actual.eq_ignore_ascii_case(sha)
             {
-                problems.push(problem(code::CHECKSUM_MISMATCH, None, format!("`{name}` does not match its SHA-256 in {SUMS} (the file was changed)")));
+                problems.push(problem(
+                    code::CHECKSUM_MISMATCH,
+                    None,
+                    format!("`{name}` does not match its SHA-256 in {SUMS} (the file was changed)"),
+                ));
             }
         }
         for name in SUMMED {
             if !listed.contains(name) && digests.contains_key(name) {
-                problems.push(problem(code::CHECKSUM_MISMATCH, None, format!("{SUMS} does not cover `{name}`")));
+                problems.push(problem(
+                    code::CHECKSUM_MISMATCH,
+                    None,
+                    format!("{SUMS} does not cover `{name}`"),
+                ));
             }
         }
     }
 
     fn check_manifest(&self, m: &Manifest, problems: &mut Vec<Problem>) {
         let digests = self.digests();
-        let mut mismatch = |what: String| problems.push(problem(code::MANIFEST_MISMATCH, None, format!("{MANIFEST} {what}")));
+        let mut mismatch = |what: String| {
+            problems.push(problem(
+                code::MANIFEST_MISMATCH,
+                None,
+                format!("{MANIFEST} {what}"),
+            ))
+        };
         for name in [README, CHECKPOINTS, EVENTS] {
             match (m.files.get(name), digests.get(name)) {
                 (Some(info), Some((sha, size))) if info.sha256 == *sha && info.size == *size => {}
-                (Some(_), Some(_)) => mismatch(format!("describes another `{name}` than the archive holds")),
+                (Some(_), Some(_)) => {
+                    mismatch(format!("describes another `{name}` than the archive holds"))
+                }
                 (None, _) => mismatch(format!("does not list `{name}`")),
                 _ => {}
             }
         }
-        if let Some(extra) = m.files.keys().find(|n| ![README, CHECKPOINTS, EVENTS].contains(&n.as_str())) {
+        if let Some(extra) = m
+            .files
+            .keys()
+            .find(|n| ![README, CHECKPOINTS, EVENTS].contains(&n.as_str()))
+        {
             mismatch(format!("lists `{extra}`, which an archive does not hold"));
         }
         if let Some(w) = self.walked {
             if w.count != m.count {
-                mismatch(format!("says the archive holds {} events; {EVENTS} holds {}", m.count, w.count));
-            }
-            if w.first_seq.is_some_and(|s| s != m.range.first_seq) || w.last_seq.is_some_and(|s| s != m.range.last_seq) {
                 mismatch(format!(
-                    "says the range is seqs {}..={}; the events are seqs {}..={}",
-                    m.range.first_seq, m.range.last_seq,
-                    w.first_seq.unwrap_or(0), w.last_seq.unwrap_or(0)
+                    "says the archive holds {} events; {EVENTS} holds {}",
+                    m.count, w.count
                 ));
             }
-            if w.first_prev_hash.as_deref().is_some_and(|h| h != m.first_prev_hash) {
+            if w.first_seq.is_some_and(|s| s != m.range.first_seq)
+                || w.last_seq.is_some_and(|s| s != m.range.last_seq)
+            {
+                mismatch(format!(
+                    "says the range is seqs {}..={}; the events are seqs {}..={}",
+                    m.range.first_seq,
+                    m.range.last_seq,
+                    w.first_seq.unwrap_or(0),
+                    w.last_seq.unwrap_or(0)
+                ));
+            }
+            if w.first_prev_hash
+                .as_deref()
+                .is_some_and(|h| h != m.first_prev_hash)
+            {
                 mismatch("names another first_prev_hash than the first event's prev_hash".into());
             }
             if w.last_hash.as_deref().is_some_and(|h| h != m.last_hash) {
                 mismatch("names another last_hash than the last event's hash".into());
             }
-            if w.first_time.as_deref().is_some_and(|t| t != m.range.first_time) || w.last_time.as_deref().is_some_and(|t| t != m.range.last_time) {
+            if w.first_time
+                .as_deref()
+                .is_some_and(|t| t != m.range.first_time)
+                || w.last_time
+                    .as_deref()
+                    .is_some_and(|t| t != m.range.last_time)
+            {
                 mismatch("names other times than the first and last events'".into());
             }
         }
         if let Some(c) = &self.checkpoints
             && c.claims.len() as u64 != m.checkpoints
         {
-            mismatch(format!("says the archive holds {} checkpoints; {CHECKPOINTS} holds {}", m.checkpoints, c.claims.len()));
+            mismatch(format!(
+                "says the archive holds {} checkpoints; {CHECKPOINTS} holds {}",
+                m.checkpoints,
+                c.claims.len()
+            ));
         }
         if let (Some(signer), Some(sig)) = (&m.signer, self.small.get(SIGNATURE))
             && let Ok(parsed) = SignatureFile::parse(&String::from_utf8_lossy(&sig.bytes))
             && parsed.key_id.to_string() != signer.key_id
         {
-            mismatch(format!("names key {} as the signer; the signature is by key {}", signer.key_id, parsed.key_id));
+            mismatch(format!(
+                "names key {} as the signer; the signature is by key {}",
+                signer.key_id, parsed.key_id
+            ));
         }
         if let Err(e) = m.instance.signing_key.public_key() {
             mismatch(format!("names a malformed instance signing key: {e}"));
@@ -1076,8 +1291,17 @@ impl Assessment<'_> {
     /// Check every checkpoint: the archive's (signed by the instance's keys the
     /// manifest names, each naming its event's hash, one chain) and those kept
     /// outside (`--checkpoints`).
-    fn check_checkpoints(&mut self, manifest: Option<&Manifest>, problems: &mut Vec<Problem>) -> anyhow::Result<(u64, Option<u64>)> {
-        let outside: &[Checkpoint] = self.options.outside.as_ref().map(|(_, c)| c.as_slice()).unwrap_or(&[]);
+    fn check_checkpoints(
+        &mut self,
+        manifest: Option<&Manifest>,
+        problems: &mut Vec<Problem>,
+    ) -> anyhow::Result<(u64, Option<u64>)> {
+        let outside: &[Checkpoint] = self
+            .options
+            .outside
+            .as_ref()
+            .map(|(_, c)| c.as_slice())
+            .unwrap_or(&[]);
         let claims = claims_of(self.checkpoints.as_deref(), outside);
         let walked = self.walked;
         let Some(m) = manifest else {
@@ -1096,9 +1320,20 @@ impl Assessment<'_> {
                 .position(|c| c.outside == outside && c.index == index)
                 .and_then(|i| w.claims_seen.get(i).copied().flatten())
         };
-        let check_one = |cp: &Checkpoint, outside: bool, index: usize, whence: &str, problems: &mut Vec<Problem>| {
+        let check_one = |cp: &Checkpoint,
+                         outside: bool,
+                         index: usize,
+                         whence: &str,
+                         problems: &mut Vec<Problem>| {
             if cp.instance != m.instance.id {
-                problems.push(problem(code::CHECKPOINT_INVALID, Some(cp.seq), format!("the checkpoint at seq {}{whence} is of instance {}, not {}", cp.seq, cp.instance, m.instance.id)));
+                problems.push(problem(
+                    code::CHECKPOINT_INVALID,
+                    Some(cp.seq),
+                    format!(
+                        "the checkpoint at seq {}{whence} is of instance {}, not {}",
+                        cp.seq, cp.instance, m.instance.id
+                    ),
+                ));
                 return;
             }
             let Some(key) = keys.iter().find(|k| k.id.to_string() == cp.key_id) else {
@@ -1106,7 +1341,14 @@ impl Assessment<'_> {
                 return;
             };
             if let Err(why) = cp.verify(key) {
-                problems.push(problem(code::CHECKPOINT_INVALID, Some(cp.seq), format!("the checkpoint at seq {}{whence} is not trustworthy: {why}", cp.seq)));
+                problems.push(problem(
+                    code::CHECKPOINT_INVALID,
+                    Some(cp.seq),
+                    format!(
+                        "the checkpoint at seq {}{whence} is not trustworthy: {why}",
+                        cp.seq
+                    ),
+                ));
                 return;
             }
             match seen(outside, index) {
@@ -1125,7 +1367,9 @@ impl Assessment<'_> {
             c.spool.seek(SeekFrom::Start(0))?;
             let mut previous: Option<Checkpoint> = None;
             for (index, line) in BufReader::new(&mut c.spool).lines().enumerate() {
-                let Ok(cp) = serde_json::from_str::<Checkpoint>(&line?) else { continue };
+                let Ok(cp) = serde_json::from_str::<Checkpoint>(&line?) else {
+                    continue;
+                };
                 check_one(&cp, false, index, "", problems);
                 if let (Some(p), Some(prev)) = (&previous, &cp.prev)
                     && *prev != p.digest()
@@ -1150,15 +1394,23 @@ impl Assessment<'_> {
         Ok((count, outside_count))
     }
 
-    fn check_after(&self, manifest: Option<&Manifest>, problems: &mut Vec<Problem>) -> Option<String> {
+    fn check_after(
+        &self,
+        manifest: Option<&Manifest>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<String> {
         let prev = self.options.after.as_ref()?;
         let m = manifest?;
         let p = &prev.manifest;
         if p.instance.id != m.instance.id {
-            problems.push(problem(code::OTHER_INSTANCE, None, format!(
-                "the archive is of instance {}, the previous one (`{}`) of instance {}",
-                m.instance.id, prev.name, p.instance.id
-            )));
+            problems.push(problem(
+                code::OTHER_INSTANCE,
+                None,
+                format!(
+                    "the archive is of instance {}, the previous one (`{}`) of instance {}",
+                    m.instance.id, prev.name, p.instance.id
+                ),
+            ));
             return Some(prev.name.clone());
         }
         let expected = p.range.last_seq + 1;
@@ -1168,10 +1420,14 @@ impl Assessment<'_> {
                 m.range.first_seq - 1, prev.name, p.range.last_seq, m.range.first_seq
             )));
         } else if m.range.first_seq < expected {
-            problems.push(problem(code::OVERLAP, Some(m.range.first_seq), format!(
-                "the archive starts at seq {}, inside `{}` (which ends at seq {})",
-                m.range.first_seq, prev.name, p.range.last_seq
-            )));
+            problems.push(problem(
+                code::OVERLAP,
+                Some(m.range.first_seq),
+                format!(
+                    "the archive starts at seq {}, inside `{}` (which ends at seq {})",
+                    m.range.first_seq, prev.name, p.range.last_seq
+                ),
+            ));
         } else if m.first_prev_hash != p.last_hash {
             problems.push(problem(code::DISCONTINUITY, Some(m.range.first_seq), format!(
                 "seq {}: its prev_hash is not the hash of the last event of `{}`: the archives are of different chains",
@@ -1190,7 +1446,9 @@ fn rank(c: &str) -> u8 {
         code::UNSAFE_ENTRY | code::UNEXPECTED_ENTRY => 1,
         code::TRUNCATED | code::INCOMPLETE => 2,
         code::OTHER_INSTANCE => 3,
-        code::UNSIGNED | code::ORIGIN_UNVERIFIED | code::UNTRUSTED_SIGNER | code::BAD_SIGNATURE => 4,
+        code::UNSIGNED | code::ORIGIN_UNVERIFIED | code::UNTRUSTED_SIGNER | code::BAD_SIGNATURE => {
+            4
+        }
         code::CHECKSUM_MISMATCH => 5,
         code::MANIFEST_INVALID | code::MANIFEST_MISMATCH => 6,
         code::GAP | code::OVERLAP | code::DISCONTINUITY => 8,

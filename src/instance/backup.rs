@@ -15,10 +15,10 @@ use crate::audit::{self, Event, Origin, checkpoint, verify};
 use crate::crypto::encryption;
 use crate::crypto::signing::{PublicKey, SecretKey, SignatureFile, blake2b_512, sha256_hex};
 use crate::error::Failure;
-use crate::tarfile;
 use crate::instance::{
     CHECKPOINTS, DB_FILE, INSTANCE_KEY, Instance, RETIRED_DIR, SIGNING_KEY, SIGNING_PUB, TRUST_DIR,
 };
+use crate::tarfile;
 use crate::timefmt;
 
 /// The manifest's format: every file with its sha256, signed.
@@ -531,7 +531,12 @@ pub fn restore(
         // The retired keys are vouched for by the manifest the trusted key signed.
         let mut cp_keys = vec![signer.clone()];
         cp_keys.extend(crate::instance::retired_signing_keys(s)?);
-        let report = verify::verify_chain(&staged.store, verify::Checkpoints::log(&cps), &cp_keys, |_| {})?;
+        let report = verify::verify_chain(
+            &staged.store,
+            verify::Checkpoints::log(&cps),
+            &cp_keys,
+            |_| {},
+        )?;
         if let Some(b) = &report.broken {
             return Err(refused(format!(
                 "the backup's audit chain is broken at seq {}: {}",

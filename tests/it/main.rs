@@ -5,6 +5,7 @@ mod util;
 mod agents;
 mod bulk;
 mod cli;
+mod evidence;
 mod hardening;
 mod operator;
 mod operator_ux;

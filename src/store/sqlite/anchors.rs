@@ -235,7 +235,12 @@ mod tests {
         assert_eq!(anchors, vec![anchor]);
         // The next one continues where it ended.
         let next = anchor_for(&store, 5, 6);
-        assert_eq!(store.write(|tx| Ok(tx.audit_anchor_insert(&next)?)).unwrap(), 2);
+        assert_eq!(
+            store
+                .write(|tx| Ok(tx.audit_anchor_insert(&next)?))
+                .unwrap(),
+            2
+        );
     }
 
     #[test]
@@ -246,12 +251,27 @@ mod tests {
         // Not from the start, a wrong hash at either end, a wrong count, the
         // whole table (the head must stay), a forged carried artifact.
         cases.push(anchor_for(&store, 2, 4));
-        cases.push(AuditAnchor { last_hash: "00".repeat(32), ..good.clone() });
-        cases.push(AuditAnchor { first_prev_hash: "11".repeat(32), ..good.clone() });
-        cases.push(AuditAnchor { count: 3, ..good.clone() });
+        cases.push(AuditAnchor {
+            last_hash: "00".repeat(32),
+            ..good.clone()
+        });
+        cases.push(AuditAnchor {
+            first_prev_hash: "11".repeat(32),
+            ..good.clone()
+        });
+        cases.push(AuditAnchor {
+            count: 3,
+            ..good.clone()
+        });
         cases.push(anchor_for(&store, 1, 10));
-        cases.push(AuditAnchor { last_artifact_apply: Some("another".into()), ..good.clone() });
-        cases.push(AuditAnchor { last_artifact_apply: None, ..good.clone() });
+        cases.push(AuditAnchor {
+            last_artifact_apply: Some("another".into()),
+            ..good.clone()
+        });
+        cases.push(AuditAnchor {
+            last_artifact_apply: None,
+            ..good.clone()
+        });
         for bad in cases {
             assert!(
                 immutable(store.write(|tx| Ok(tx.audit_anchor_insert(&bad)?))),
@@ -277,7 +297,9 @@ mod tests {
             let err = conn.execute(sql, []).unwrap_err().to_string();
             assert!(err.contains("immutable"), "{err}");
         }
-        store.write(|tx| Ok(tx.audit_anchor_insert(&anchor)?)).unwrap();
+        store
+            .write(|tx| Ok(tx.audit_anchor_insert(&anchor)?))
+            .unwrap();
         for sql in [
             "DELETE FROM objectos_audit WHERE seq = 5",
             "DELETE FROM objectos_audit",
