@@ -386,8 +386,9 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     (
         "3",
         "Verification failed: a missing, bad or untrusted signature, a digest mismatch, an \
-         expired signature, an invalid or unparseable artifact, a broken audit chain, or \
-         diff --deny-widening found a change that widens access.",
+         expired signature, an invalid or unparseable artifact, a broken audit chain, an \
+         audit archive that was tampered with or whose origin no key from outside it vouches \
+         for, or diff --deny-widening found a change that widens access.",
     ),
     (
         "4",
@@ -466,7 +467,12 @@ const USES_DATA_DIR: &[&str] = &[
     "objectos apikey",
     "objectos session",
     "objectos settings",
-    "objectos audit",
+    // Not `audit verify-archive`: an auditor verifies an archive without one.
+    "objectos audit tail",
+    "objectos audit verify",
+    "objectos audit confirm",
+    "objectos audit export",
+    "objectos audit archive",
     "objectos doctor",
     "objectos serve",
     "objectos import",
@@ -513,6 +519,25 @@ const DATA_DIR_FILES: &[(&str, &str)] = &[
 
 /// Files particular to a command: (command path, file, what).
 const COMMAND_FILES: &[(&str, &str, &str)] = &[
+    (
+        "objectos audit export",
+        "FILE",
+        "The archive written (mode 0600): a tar of README.txt, SHA256SUMS, SHA256SUMS.minisig, \
+         checkpoints.log, events.jsonl and manifest.json, age-encrypted as a whole with \
+         --encrypt-to or -R. Temporary files are written beside it (in the data dir for -o -).",
+    ),
+    (
+        "objectos audit verify-archive",
+        "FILE",
+        "The archive read: a tar written by objectos audit export or audit archive, or its \
+         age-encrypted form. Nothing is extracted to disk but temporary copies.",
+    ),
+    (
+        "objectos audit archive",
+        "FILE",
+        "The archive written and verified before any row is removed; removed again if the \
+         rows cannot be.",
+    ),
     (
         "objectos keygen",
         "KEY",
@@ -577,6 +602,35 @@ const SEE_ALSO: &[(&str, &[&str])] = &[
     ("objectos diff", &["objectos-apply(1)"]),
     ("objectos backup", &["objectos-restore(1)", "age(1)"]),
     ("objectos restore", &["objectos-backup(1)", "age(1)"]),
+    (
+        "objectos audit export",
+        &[
+            "objectos-audit-verify-archive(1)",
+            "objectos-audit-archive(1)",
+            "age(1)",
+            "minisign(1)",
+            "tar(1)",
+            "sha256sum(1)",
+        ],
+    ),
+    (
+        "objectos audit verify-archive",
+        &[
+            "objectos-audit-export(1)",
+            "age(1)",
+            "minisign(1)",
+            "tar(1)",
+            "sha256sum(1)",
+        ],
+    ),
+    (
+        "objectos audit archive",
+        &[
+            "objectos-audit-export(1)",
+            "objectos-audit-verify-archive(1)",
+            "objectos-audit-verify(1)",
+        ],
+    ),
 ];
 
 /// EXAMPLES, every command's: (command path, [(what it does, command line)]).
