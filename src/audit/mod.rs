@@ -308,6 +308,79 @@ pub fn row_document(row: &AuditRow) -> Value {
     })
 }
 
+/// A JSON column of a row: read (a value), or as the database holds it (text
+/// that is, when the row is intact, already canonical).
+#[derive(Debug, Clone, Copy)]
+pub enum Json<'a> {
+    Value(Option<&'a Value>),
+    Text(Option<&'a str>),
+}
+
+/// A row's members, borrowed, for writing its canonical form.
+#[derive(Debug, Clone, Copy)]
+pub struct RowView<'a> {
+    pub seq: i64,
+    pub id: &'a str,
+    pub time: &'a str,
+    pub actor: Json<'a>,
+    pub via: &'a str,
+    pub client: Json<'a>,
+    pub credential: Option<&'a str>,
+    pub action: &'a str,
+    pub object: Option<&'a str>,
+    pub record_id: Option<&'a str>,
+    pub changes: Json<'a>,
+    pub outcome: &'a str,
+    pub code: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub prev_hash: &'a str,
+}
+
+impl AuditRow {
+    pub fn view(&self) -> RowView<'_> {
+        RowView {
+            seq: self.seq,
+            id: &self.id,
+            time: &self.time,
+            actor: Json::Value(Some(&self.actor)),
+            via: &self.via,
+            client: Json::Value(self.client.as_ref()),
+            credential: self.credential.as_deref(),
+            action: &self.action,
+            object: self.object.as_deref(),
+            record_id: self.record_id.as_deref(),
+            changes: Json::Value(self.changes.as_ref()),
+            outcome: &self.outcome,
+            code: self.code.as_deref(),
+            request_id: self.request_id.as_deref(),
+            prev_hash: &self.prev_hash,
+        }
+    }
+}
+
+/// The view of a row whose JSON columns are taken as the text the database
+/// holds: the canonical form of an intact row, written without parsing it
+/// (its hash then tells whether it was).
+pub fn text_view(row: &crate::store::AuditRowText) -> RowView<'_> {
+    RowView {
+        seq: row.seq,
+        id: &row.id,
+        time: &row.time,
+        actor: Json::Text(Some(&row.actor)),
+        via: &row.via,
+        client: Json::Text(row.client.as_deref()),
+        credential: row.credential.as_deref(),
+        action: &row.action,
+        object: row.object.as_deref(),
+        record_id: row.record_id.as_deref(),
+        changes: Json::Text(row.changes.as_deref()),
+        outcome: &row.outcome,
+        code: row.code.as_deref(),
+        request_id: row.request_id.as_deref(),
+        prev_hash: &row.prev_hash,
+    }
+}
+
 /// Write a row's canonical JSON (RFC 8785) onto the end of `out`: the JCS of
 /// [`row_document`], with `hash` among its members when given (the form
 /// archives hold, one per line). Written member by member in JCS order rather
@@ -321,63 +394,69 @@ pub fn write_row_canonical(
     hash: Option<&str>,
     out: &mut Vec<u8>,
 ) -> Result<usize, serde_json::Error> {
-    fn text(out: &mut Vec<u8>, key: &str, value: &str) -> Result<(), serde_json::Error> {
+    write_row_view(&row.view(), hash, out)
+}
+
+/// [`write_row_canonical`] of a borrowed row.
+pub fn write_row_view(
+    row: &RowView<'_>,
+    hash: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<usize, serde_json::Error> {
+    fn key(out: &mut Vec<u8>, key: &str) {
         out.push(b'"');
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":");
+    }
+    fn text(out: &mut Vec<u8>, name: &str, value: &str) -> Result<(), serde_json::Error> {
+        key(out, name);
         serde_json::to_writer(&mut *out, value)?;
         out.push(b',');
         Ok(())
     }
-    fn opt_text(
-        out: &mut Vec<u8>,
-        key: &str,
-        value: Option<&str>,
-    ) -> Result<(), serde_json::Error> {
+    fn opt_text(out: &mut Vec<u8>, name: &str, value: Option<&str>) -> Result<(), serde_json::Error> {
         match value {
-            Some(v) => text(out, key, v),
+            Some(v) => text(out, name, v),
             None => {
-                out.push(b'"');
-                out.extend_from_slice(key.as_bytes());
-                out.extend_from_slice(b"\":null,");
+                key(out, name);
+                out.extend_from_slice(b"null,");
                 Ok(())
             }
         }
     }
-    fn json(out: &mut Vec<u8>, key: &str, value: Option<&Value>) -> Result<(), serde_json::Error> {
-        out.push(b'"');
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
+    fn json(out: &mut Vec<u8>, name: &str, value: Json<'_>) -> Result<(), serde_json::Error> {
+        key(out, name);
         match value {
-            Some(v) => canonical::to_writer(v, out)?,
-            None => out.extend_from_slice(b"null"),
+            Json::Value(Some(v)) => canonical::write_value(v, out)?,
+            Json::Text(Some(t)) => out.extend_from_slice(t.as_bytes()),
+            Json::Value(None) | Json::Text(None) => out.extend_from_slice(b"null"),
         }
         out.push(b',');
         Ok(())
     }
     // The members in JCS order (all keys are ASCII, so UTF-16 order is byte order).
     out.push(b'{');
-    text(out, "action", &row.action)?;
-    json(out, "actor", Some(&row.actor))?;
-    json(out, "changes", row.changes.as_ref())?;
-    json(out, "client", row.client.as_ref())?;
-    opt_text(out, "code", row.code.as_deref())?;
-    opt_text(out, "credential", row.credential.as_deref())?;
+    text(out, "action", row.action)?;
+    json(out, "actor", row.actor)?;
+    json(out, "changes", row.changes)?;
+    json(out, "client", row.client)?;
+    opt_text(out, "code", row.code)?;
+    opt_text(out, "credential", row.credential)?;
     let hash_at = out.len();
     if let Some(hash) = hash {
         text(out, "hash", hash)?;
     }
-    text(out, "id", &row.id)?;
-    opt_text(out, "object", row.object.as_deref())?;
-    text(out, "outcome", &row.outcome)?;
-    text(out, "prev_hash", &row.prev_hash)?;
-    opt_text(out, "record_id", row.record_id.as_deref())?;
-    opt_text(out, "request_id", row.request_id.as_deref())?;
-    out.extend_from_slice(b"\"seq\":");
+    text(out, "id", row.id)?;
+    opt_text(out, "object", row.object)?;
+    text(out, "outcome", row.outcome)?;
+    text(out, "prev_hash", row.prev_hash)?;
+    opt_text(out, "record_id", row.record_id)?;
+    opt_text(out, "request_id", row.request_id)?;
+    key(out, "seq");
     out.extend_from_slice(row.seq.to_string().as_bytes());
     out.push(b',');
-    text(out, "time", &row.time)?;
-    text(out, "via", &row.via)?;
+    text(out, "time", row.time)?;
+    text(out, "via", row.via)?;
     // The last member's comma becomes the closing brace.
     if let Some(last) = out.last_mut() {
         *last = b'}';
@@ -536,6 +615,48 @@ mod tests {
                 canonical::to_string(&doc).unwrap()
             );
         }
+    }
+
+    /// A row as the database holds it (its JSON columns as canonical text)
+    /// writes the same bytes as the row read; text that is not canonical does
+    /// not (and its hash then tells).
+    #[test]
+    fn a_stored_rows_text_is_its_canonical_form() {
+        let mut r = row(3, ZERO_HASH);
+        r.client = Some(json!({"version": "1", "name": "cli"}));
+        let stored = crate::store::AuditRowText {
+            seq: r.seq,
+            id: r.id.clone(),
+            time: r.time.clone(),
+            actor: canonical::to_string(&r.actor).unwrap(),
+            via: r.via.clone(),
+            client: r.client.as_ref().map(|c| canonical::to_string(c).unwrap()),
+            credential: None,
+            action: r.action.clone(),
+            object: r.object.clone(),
+            record_id: r.record_id.clone(),
+            changes: r.changes.as_ref().map(|c| canonical::to_string(c).unwrap()),
+            outcome: r.outcome.clone(),
+            code: None,
+            request_id: None,
+            prev_hash: r.prev_hash.clone(),
+            hash: String::new(),
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_row_view(&text_view(&stored), None, &mut a).unwrap();
+        write_row_canonical(&r, None, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(stored.parse(), AuditRow { hash: String::new(), ..r.clone() });
+        let spaced = crate::store::AuditRowText {
+            actor: "{ \"os_user\": \"ops\" }".into(),
+            ..stored
+        };
+        let mut c = Vec::new();
+        write_row_view(&text_view(&spaced), None, &mut c).unwrap();
+        assert_ne!(c, b);
+        let mut d = Vec::new();
+        write_row_canonical(&spaced.parse(), None, &mut d).unwrap();
+        assert_eq!(d, b, "read, it is the same row");
     }
 
     #[test]

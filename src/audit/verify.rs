@@ -199,7 +199,7 @@ pub fn verify_chain(
     keys: &[PublicKey],
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<ChainReport> {
-    store.read(|tx| {
+    store.scan(|tx| {
         let anchors = tx.audit_anchors()?;
         let mut broken: Option<Broken> = None;
         check_anchors(&anchors, &mut broken);

@@ -18,16 +18,14 @@ pub struct Tail {
 pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
     // Evidence: export and archive write (their own rows at least); an
     // auditor verifies an archive without any data dir.
-    let cmd = match cmd {
-        AuditCommand::Export(args) => return super::evidence::export(args, ctx),
-        AuditCommand::Archive(args) => return super::evidence::archive(args, ctx),
-        AuditCommand::VerifyArchive(args) => return super::evidence::verify_archive(args, ctx),
-        other => other,
-    };
     // Reading and checking the log writes nothing: it works on read-only media.
-    let instance = ctx.instance_reading(true)?;
+    let open = || ctx.instance_reading(true);
     match cmd {
+        AuditCommand::Export(args) => super::evidence::export(args, ctx),
+        AuditCommand::Archive(args) => super::evidence::archive(args, ctx),
+        AuditCommand::VerifyArchive(args) => super::evidence::verify_archive(args, ctx),
         AuditCommand::Tail { n, follow } => {
+            let instance = open()?;
             let rows = instance
                 .store
                 .read(|tx| Ok(tx.audit_last(n.min(100_000))?))?;
@@ -58,11 +56,9 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             seq,
             field,
             value_file,
-        } => confirm(&instance, ctx, seq, &field, value_file.as_deref()),
-        AuditCommand::Export(_) | AuditCommand::Archive(_) | AuditCommand::VerifyArchive(_) => {
-            unreachable!("handled before the data dir is opened")
-        }
+        } => confirm(&open()?, ctx, seq, &field, value_file.as_deref()),
         AuditCommand::Verify(args) => {
+            let instance = open()?;
             let checkpoints = checkpoint::read_all(&instance.checkpoints_path())?;
             let outside = match &args.checkpoints {
                 Some(path) => Some((path.display().to_string(), checkpoint::read_outside(path)?)),

@@ -243,7 +243,7 @@ pub fn export(args: AuditExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             let mut sink =
                 Hashing::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()));
             let written = write(&mut sink)?;
-            let (mut out, sha256, bytes) = sink.finish();
+            let (mut out, sha256, bytes) = sink.finish()?;
             out.flush()?;
             (written, sha256, bytes)
         } else {
@@ -253,7 +253,7 @@ pub fn export(args: AuditExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
                 .with_context(|| format!("cannot write into `{}`", dir.display()))?;
             let mut sink = Hashing::new(BufWriter::with_capacity(1 << 20, staged.as_file()));
             let written = write(&mut sink)?;
-            let (out, sha256, bytes) = sink.finish();
+            let (out, sha256, bytes) = sink.finish()?;
             out.into_inner().map_err(|e| e.into_error())?;
             staged.as_file().sync_all()?;
             {

@@ -169,7 +169,7 @@ pub fn archive(
                 std::io::copy(&mut input, &mut writer)?;
                 writer.finish()?;
             }
-            let (sink, sha256, bytes) = hashing.finish();
+            let (sink, sha256, bytes) = hashing.finish()?;
             sink.into_inner().map_err(|e| e.into_error())?;
             encrypted.as_file().sync_all()?;
             let again = crate::crypto::signing::digest_file(encrypted.path())?;

@@ -15,43 +15,86 @@ use super::{
     Progress, README, RangeInfo, SIGNATURE, SUMMED, SUMS, ToolInfo, readme,
 };
 use crate::audit::checkpoint::{self, Checkpoint};
-use crate::audit::{ZERO_HASH, row_hash_of, write_row_canonical};
+use crate::audit::{ZERO_HASH, row_hash_of, text_view, write_row_canonical, write_row_view};
 use crate::crypto::signing::{SecretKey, sha256_hex};
 use crate::error::Failure;
 use crate::instance::Instance;
 use crate::tarfile;
 
-/// A writer that hashes and counts what goes through it.
+/// A writer that hashes and counts what goes through it, the hashing on a
+/// thread of its own (a million events are hundreds of megabytes).
 pub struct Hashing<W> {
     inner: W,
-    sha: sha2::Sha256,
+    chunk: Vec<u8>,
+    to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    hasher: Option<std::thread::JoinHandle<[u8; 32]>>,
     pub bytes: u64,
 }
 
+const HASH_CHUNK: usize = 1 << 20;
+
 impl<W: Write> Hashing<W> {
     pub fn new(inner: W) -> Hashing<W> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = std::thread::spawn(move || {
+            let mut sha = sha2::Sha256::new();
+            for chunk in rx {
+                sha.update(&chunk);
+            }
+            sha.finalize().into()
+        });
         Hashing {
             inner,
-            sha: sha2::Sha256::new(),
+            chunk: Vec::with_capacity(HASH_CHUNK),
+            to_hasher: Some(tx),
+            hasher: Some(hasher),
             bytes: 0,
         }
     }
 
+    fn pass_on(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        self.inner.write_all(&self.chunk)?;
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(HASH_CHUNK));
+        if let Some(tx) = &self.to_hasher {
+            tx.send(full)
+                .map_err(|_| std::io::Error::other("the hashing thread stopped"))?;
+        }
+        Ok(())
+    }
+
     /// The inner writer, and the SHA-256 (hex) and size of what was written.
-    pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex::encode(self.sha.finalize()), self.bytes)
+    pub fn finish(mut self) -> std::io::Result<(W, String, u64)> {
+        self.pass_on()?;
+        drop(self.to_hasher.take());
+        let digest = self
+            .hasher
+            .take()
+            .map(|h| h.join())
+            .transpose()
+            .map_err(|_| std::io::Error::other("the hashing thread panicked"))?
+            .unwrap_or_default();
+        let bytes = self.bytes;
+        Ok((self.inner, hex::encode(digest), bytes))
     }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
+        let room = HASH_CHUNK - self.chunk.len();
+        let n = buf.len().min(room);
+        self.chunk.extend_from_slice(&buf[..n]);
         self.bytes += n as u64;
+        if self.chunk.len() == HASH_CHUNK {
+            self.pass_on()?;
+        }
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        self.pass_on()?;
         self.inner.flush()
     }
 }
@@ -123,7 +166,7 @@ pub fn checkpoints_of_range(
         }
     }
     drop(log);
-    let (writer, sha256, size) = out.finish();
+    let (writer, sha256, size) = out.finish()?;
     let file = writer.into_inner().map_err(|e| e.into_error())?;
     Ok(RangeCheckpoints {
         spooled: Spooled { file, sha256, size },
@@ -169,7 +212,7 @@ fn write_events(
         .with_hint("run `objectos audit verify` to see the whole chain's state")
         .into()
     };
-    let summary = instance.store.read(|tx| {
+    let summary = instance.store.scan(|tx| {
         let anchors = tx.audit_anchors()?;
         let archived_through = anchors.last().map(|a| a.last_seq).unwrap_or(0);
         if first <= archived_through {
@@ -201,7 +244,7 @@ fn write_events(
         let mut line = Vec::with_capacity(1024);
         progress.begin(Some((last - first + 1) as u64), None);
         while expected <= last {
-            let page = tx.audit_page(expected, 2000)?;
+            let page = tx.audit_page_text(expected, 2000)?;
             if page.is_empty() {
                 return Err(broken(expected, "the row is missing"));
             }
@@ -215,13 +258,20 @@ fn write_events(
                         "its prev_hash does not match the hash of the row before it",
                     ));
                 }
+                // The JSON columns as stored are the canonical text of an
+                // intact row: its hash tells. Only when it does not is the row
+                // read and written out again, as `audit verify` reads it.
                 body.clear();
-                let hash_at = write_row_canonical(row, None, &mut body)?;
+                let mut hash_at = write_row_view(&text_view(row), None, &mut body)?;
                 if row_hash_of(&row.prev_hash, &body).as_deref() != Some(row.hash.as_str()) {
-                    return Err(broken(
-                        row.seq,
-                        "its content does not match its hash (the row was altered)",
-                    ));
+                    body.clear();
+                    hash_at = write_row_canonical(&row.parse(), None, &mut body)?;
+                    if row_hash_of(&row.prev_hash, &body).as_deref() != Some(row.hash.as_str()) {
+                        return Err(broken(
+                            row.seq,
+                            "its content does not match its hash (the row was altered)",
+                        ));
+                    }
                 }
                 // The line is the body with the hash among its members.
                 line.clear();
@@ -257,7 +307,7 @@ fn write_events(
             last_artifact_apply,
         })
     })?;
-    let (writer, sha256, size) = out.finish();
+    let (writer, sha256, size) = out.finish()?;
     let file = writer.into_inner().map_err(|e| e.into_error())?;
     Ok(EventsWritten {
         spooled: Spooled { file, sha256, size },

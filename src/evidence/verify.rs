@@ -251,7 +251,6 @@ struct Walker<'a> {
     /// The first break is a missing seq still waiting to be told apart from a
     /// reordering.
     missing: Option<i64>,
-    buf: Vec<u8>,
 }
 
 impl<'a> Walker<'a> {
@@ -266,7 +265,6 @@ impl<'a> Walker<'a> {
             prev: None,
             last_seen: None,
             missing: None,
-            buf: Vec::with_capacity(1024),
         }
     }
 
@@ -283,30 +281,32 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn line(&mut self, n: usize, text: &[u8]) {
+    /// Take in one line's facts, in file order: the order of seqs, the links,
+    /// and the checkpoints that name the seq.
+    fn line(&mut self, n: usize, facts: LineFacts) {
         self.out.count += 1;
         let expected = self.expected;
-        let event = match serde_json::from_slice::<EventLine>(text) {
-            Ok(event) => event.into_row(),
-            Err(e) => {
+        let facts = match facts {
+            LineFacts::Event(facts) => facts,
+            LineFacts::Invalid(why) => {
                 let seq = expected.unwrap_or(0);
                 self.break_at(
                     n,
                     seq,
                     code::EVENT_INVALID,
-                    format!("line {n} of {EVENTS} is not an audit event: {e}"),
+                    format!("line {n} of {EVENTS} is not an audit event: {why}"),
                 );
                 self.expected = expected.map(|s| s + 1);
                 return;
             }
         };
-        let seq = event.seq;
+        let seq = facts.seq;
         if self.out.first_seq.is_none() {
             self.out.first_seq = Some(seq);
-            self.out.first_time = Some(event.time.clone());
-            self.out.first_prev_hash = Some(event.prev_hash.clone());
+            self.out.first_time = Some(facts.time.clone());
+            self.out.first_prev_hash = Some(facts.prev_hash.clone());
         }
-        if event.action == crate::instance::GUARDS_RESTORED {
+        if facts.guards_restored {
             self.out.guards_restored_at.push(seq);
         }
         // The order of seqs.
@@ -318,12 +318,7 @@ impl<'a> Walker<'a> {
                     code::EVENT_MISSING,
                     format!("seq {expected} is missing (the next event is seq {seq})"),
                 );
-                if self
-                    .out
-                    .broken
-                    .as_ref()
-                    .is_some_and(|(_, b)| b.seq == expected)
-                {
+                if self.out.broken.as_ref().is_some_and(|(_, b)| b.seq == expected) {
                     self.missing = Some(expected);
                 }
             } else if seq < expected {
@@ -357,31 +352,17 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        // The line is exactly the canonical form of the event it holds.
-        self.buf.clear();
-        let hash_at = match write_row_canonical(&event, Some(&event.hash), &mut self.buf) {
-            Ok(at) => at,
-            Err(e) => {
-                self.break_at(
-                    n,
-                    seq,
-                    code::EVENT_INVALID,
-                    format!("seq {seq}: its event cannot be written canonically: {e}"),
-                );
-                return;
-            }
-        };
-        if self.buf != text {
+        if let Err(why) = &facts.canonical {
             self.break_at(
                 n,
                 seq,
                 code::EVENT_NOT_CANONICAL,
-                format!("seq {seq}: its line is not the canonical JSON (RFC 8785) of its event"),
+                format!("seq {seq}: {why}"),
             );
         }
         // The link to the event before it, then the event's own hash.
         if let Some(prev) = &self.prev
-            && event.prev_hash != *prev
+            && facts.prev_hash != *prev
             && seq == expected.unwrap_or(seq)
         {
             self.break_at(
@@ -394,19 +375,7 @@ impl<'a> Walker<'a> {
                 ),
             );
         }
-        let member = format!("\"hash\":\"{}\",", event.hash).len();
-        let mut prev = [0u8; 32];
-        let digest = match hex::decode_to_slice(&event.prev_hash, &mut prev) {
-            Ok(()) => {
-                let mut sha = sha2::Sha256::new();
-                sha.update(prev);
-                sha.update(&self.buf[..hash_at]);
-                sha.update(&self.buf[hash_at + member..]);
-                Some(hex::encode(sha.finalize()))
-            }
-            Err(_) => None,
-        };
-        if digest.as_deref() != Some(event.hash.as_str()) {
+        if !facts.hash_matches {
             self.break_at(
                 n,
                 seq,
@@ -420,55 +389,191 @@ impl<'a> Walker<'a> {
             if claim.seq != seq {
                 break;
             }
-            let same = claim.hash == event.hash;
+            let same = claim.hash == facts.hash;
             let seen = &mut self.out.claims_seen[i];
             *seen = Some(seen.unwrap_or(true) && same);
         }
         self.last_seen = Some(seq);
         self.out.last_seq = Some(seq);
-        self.out.last_time = Some(event.time);
-        self.out.last_hash = Some(event.hash.clone());
-        self.prev = Some(event.hash);
+        self.out.last_time = Some(facts.time);
+        self.out.last_hash = Some(facts.hash.clone());
+        self.prev = Some(facts.hash);
         self.expected = Some(expected.map_or(seq, |e| e.max(seq)) + 1);
     }
 
-    /// Walk every line of `input`, hashing its bytes.
+    /// Walk every line of `input`, hashing its bytes. Lines are examined in
+    /// batches by two threads (each line's hash depends on it alone); their
+    /// facts are then taken in, in order, here.
     fn walk(mut self, input: &mut dyn Read, progress: &dyn Progress) -> Walked {
+        const BATCH_BYTES: usize = 1 << 20;
+        const WORKERS: usize = 2;
         let mut reader = Hashing::new(BufReader::with_capacity(1 << 20, input));
-        let mut line = Vec::with_capacity(1024);
         let mut n = 0usize;
-        loop {
-            line.clear();
-            match read_line(&mut reader, &mut line) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    self.out.truncated = Some(e.to_string());
+        std::thread::scope(|scope| {
+            let mut jobs = Vec::new();
+            let mut results = Vec::new();
+            for _ in 0..WORKERS {
+                let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+                let (res_tx, res_rx) = std::sync::mpsc::sync_channel::<Vec<LineFacts>>(2);
+                scope.spawn(move || {
+                    let mut buf = Vec::with_capacity(1024);
+                    for batch in job_rx {
+                        let facts = batch.lines().map(|l| examine(l, &mut buf)).collect();
+                        if res_tx.send(facts).is_err() {
+                            break;
+                        }
+                    }
+                });
+                jobs.push(job_tx);
+                results.push(res_rx);
+            }
+            // Batches in flight, oldest first: (worker, its first line's number).
+            let mut in_flight: std::collections::VecDeque<(usize, usize)> = Default::default();
+            let take_in = |walker: &mut Walker<'_>, worker: usize, first: usize| {
+                if let Ok(facts) = results[worker].recv() {
+                    for (i, f) in facts.into_iter().enumerate() {
+                        walker.line(first + i, f);
+                    }
+                }
+            };
+            let mut next_worker = 0;
+            let mut unterminated = None;
+            loop {
+                let mut batch = Batch::default();
+                let first = n + 1;
+                let mut done = false;
+                while batch.data.len() < BATCH_BYTES {
+                    let start = batch.data.len();
+                    match read_line(&mut reader, &mut batch.data) {
+                        Ok(0) => {
+                            done = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.out.truncated = Some(e.to_string());
+                            batch.data.truncate(start);
+                            done = true;
+                            break;
+                        }
+                    }
+                    n += 1;
+                    if batch.data.last() == Some(&b'\n') {
+                        batch.data.pop();
+                    } else {
+                        unterminated = Some(n);
+                    }
+                    batch.ends.push(batch.data.len());
+                }
+                if !batch.ends.is_empty() {
+                    if jobs[next_worker].send(batch).is_err() {
+                        break;
+                    }
+                    in_flight.push_back((next_worker, first));
+                    next_worker = (next_worker + 1) % WORKERS;
+                }
+                while in_flight.len() >= 2 * WORKERS || (done && !in_flight.is_empty()) {
+                    if let Some((worker, first)) = in_flight.pop_front() {
+                        take_in(&mut self, worker, first);
+                    }
+                }
+                progress.advance(self.out.count, reader.bytes);
+                if done {
                     break;
                 }
             }
-            n += 1;
-            let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            if line.last() != Some(&b'\n') {
+            drop(jobs);
+            if let Some(line) = unterminated {
                 self.break_at(
-                    n,
+                    line,
                     self.expected.unwrap_or(0),
                     code::EVENT_INVALID,
-                    format!("line {n} of {EVENTS} does not end with a newline (the file was cut)"),
+                    format!("line {line} of {EVENTS} does not end with a newline (the file was cut)"),
                 );
             }
-            let text = text.to_vec();
-            self.line(n, &text);
-            if n % 4096 == 0 {
-                progress.advance(n as u64, reader.bytes);
-            }
-        }
-        progress.advance(n as u64, reader.bytes);
+        });
         let (sha, size) = reader.finish();
         self.out.sha256 = sha;
         self.out.size = size;
         self.out
     }
+}
+
+/// Lines of `events.jsonl`, examined together.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    /// Where each line ends (its newline dropped).
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.data[start..end];
+            start = end;
+            line
+        })
+    }
+}
+
+/// What one line of `events.jsonl` holds.
+enum LineFacts {
+    Event(EventFacts),
+    /// Not an audit event, and why.
+    Invalid(String),
+}
+
+struct EventFacts {
+    seq: i64,
+    time: String,
+    prev_hash: String,
+    hash: String,
+    guards_restored: bool,
+    /// The line is the canonical JSON of the event it holds.
+    canonical: Result<(), String>,
+    /// Its hash is that of its content and `prev_hash`.
+    hash_matches: bool,
+}
+
+/// Work out what one line holds, on its own.
+fn examine(text: &[u8], buf: &mut Vec<u8>) -> LineFacts {
+    let event = match serde_json::from_slice::<EventLine>(text) {
+        Ok(event) => event.into_row(),
+        Err(e) => return LineFacts::Invalid(e.to_string()),
+    };
+    buf.clear();
+    let (canonical, hash_matches) = match write_row_canonical(&event, Some(&event.hash), buf) {
+        Ok(hash_at) => {
+            let canonical = if buf.as_slice() == text {
+                Ok(())
+            } else {
+                Err("its line is not the canonical JSON (RFC 8785) of its event".to_string())
+            };
+            // The body is the line without its hash member.
+            let member = event.hash.len() + "\"hash\":\"\",".len();
+            let mut prev = [0u8; 32];
+            let matches = hex::decode_to_slice(&event.prev_hash, &mut prev).is_ok() && {
+                let mut sha = sha2::Sha256::new();
+                sha.update(prev);
+                sha.update(&buf[..hash_at]);
+                sha.update(&buf[hash_at + member..]);
+                hex::encode(sha.finalize()) == event.hash
+            };
+            (canonical, matches)
+        }
+        Err(e) => (Err(format!("its event cannot be written canonically: {e}")), false),
+    };
+    LineFacts::Event(EventFacts {
+        seq: event.seq,
+        guards_restored: event.action == crate::instance::GUARDS_RESTORED,
+        time: event.time,
+        prev_hash: event.prev_hash,
+        hash: event.hash,
+        canonical,
+        hash_matches,
+    })
 }
 
 /// Read one line (at most [`EVENT_LINE_LIMIT`] bytes) with its newline.
@@ -1503,4 +1608,71 @@ pub fn previous(
         },
         trusted,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{ZERO_HASH, row_hash};
+    use serde_json::json;
+
+    /// `n` chained events, one canonical line each.
+    fn events(n: i64) -> Vec<Vec<u8>> {
+        let mut prev = ZERO_HASH.to_string();
+        (1..=n)
+            .map(|seq| {
+                let mut row = AuditRow {
+                    seq,
+                    id: format!("id-{seq}"),
+                    time: "2026-01-01T00:00:00.000000Z".into(),
+                    actor: json!({"email": "a@example.com", "user_id": "u"}),
+                    via: "api".into(),
+                    client: None,
+                    credential: None,
+                    action: "record.update".into(),
+                    object: Some("crm_deal".into()),
+                    record_id: Some(format!("r{seq}")),
+                    changes: Some(json!({"amount": {"before": seq, "after": seq * 2}, "note": "x".repeat(400)})),
+                    outcome: "success".into(),
+                    code: None,
+                    request_id: None,
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                row.hash = row_hash(&row).unwrap();
+                prev = row.hash.clone();
+                let mut line = Vec::new();
+                write_row_canonical(&row, Some(&row.hash), &mut line).unwrap();
+                line.push(b'\n');
+                line
+            })
+            .collect()
+    }
+
+    fn walk(lines: &[Vec<u8>]) -> Walked {
+        let bytes: Vec<u8> = lines.concat();
+        Walker::new(&[]).walk(&mut std::io::Cursor::new(bytes), &())
+    }
+
+    /// Lines are examined in batches by two threads; what comes out is in file
+    /// order all the same, across many batches.
+    #[test]
+    fn a_walk_over_many_batches_keeps_file_order() {
+        let lines = events(9_000);
+        let w = walk(&lines);
+        assert_eq!(w.count, 9_000);
+        assert!(w.broken.is_none());
+        assert_eq!((w.first_seq, w.last_seq), (Some(1), Some(9_000)));
+        assert!(w.size > 3 << 20, "several batches: {}", w.size);
+        let mut swapped = lines.clone();
+        swapped.swap(7_000, 7_001);
+        let w = walk(&swapped);
+        let (line, broken) = w.broken.unwrap();
+        assert_eq!((line, broken.seq), (7_001, 7_001));
+        assert_eq!(broken.code, code::EVENTS_OUT_OF_ORDER);
+        let mut cut = lines.clone();
+        cut[8_999].pop();
+        let w = walk(&cut);
+        assert_eq!(w.broken.unwrap().1.code, code::EVENT_INVALID);
+    }
 }

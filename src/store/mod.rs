@@ -237,6 +237,55 @@ pub enum TimeBound {
     LastBefore,
 }
 
+/// An audit row with its JSON columns (`actor`, `client`, `changes`) as the
+/// database holds them, as text: for walks that copy a million rows rather
+/// than read them (export), which need not parse what they only pass on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRowText {
+    pub seq: i64,
+    pub id: String,
+    pub time: String,
+    pub actor: String,
+    pub via: String,
+    pub client: Option<String>,
+    pub credential: Option<String>,
+    pub action: String,
+    pub object: Option<String>,
+    pub record_id: Option<String>,
+    pub changes: Option<String>,
+    pub outcome: String,
+    pub code: Option<String>,
+    pub request_id: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRowText {
+    /// The row with its JSON columns read (text that is not JSON is read as a
+    /// string, as every other read of the table reads it).
+    pub fn parse(&self) -> AuditRow {
+        let json = |t: &str| serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string()));
+        AuditRow {
+            seq: self.seq,
+            id: self.id.clone(),
+            time: self.time.clone(),
+            actor: json(&self.actor),
+            via: self.via.clone(),
+            client: self.client.as_deref().map(json),
+            credential: self.credential.clone(),
+            action: self.action.clone(),
+            object: self.object.clone(),
+            record_id: self.record_id.clone(),
+            changes: self.changes.as_deref().map(json),
+            outcome: self.outcome.clone(),
+            code: self.code.clone(),
+            request_id: self.request_id.clone(),
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct AppliedArtifact {
     pub seq: i64,
@@ -375,6 +424,8 @@ pub trait Tx: RecordTx {
     fn audit_insert(&mut self, row: &AuditRow) -> StoreResult<()>;
     /// Rows with `seq >= from`, at most `limit`, in seq order.
     fn audit_page(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRow>>;
+    /// The same rows with their JSON columns as text.
+    fn audit_page_text(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRowText>>;
     fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>>;
     fn audit_by_seq(&mut self, seq: i64) -> StoreResult<Option<AuditRow>>;
     fn audit_first_seq(&mut self) -> StoreResult<Option<i64>>;
@@ -443,6 +494,9 @@ pub trait Tx: RecordTx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Read,
+    /// A read that walks a large part of the audit log once (export, verify):
+    /// memory stays flat however large the log, at the cost of no cache.
+    Scan,
     Write,
 }
 
@@ -471,6 +525,15 @@ impl Store {
         work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         self.run(Mode::Write, work)
+    }
+
+    /// Run `work` in one read transaction (a consistent snapshot) that walks
+    /// much of the database once: nothing it reads is kept in memory.
+    pub fn scan<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.run(Mode::Scan, work)
     }
 
     /// Run `work` in one read transaction (a consistent snapshot).

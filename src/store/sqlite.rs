@@ -670,6 +670,31 @@ impl Backend for SqliteBackend {
                     }
                 }
             }
+            Mode::Scan => {
+                // A connection of its own, with no memory map and a small page
+                // cache: a walk over the whole log reads each page once, and
+                // a mapped or cached page would stay resident.
+                let conn = match self.read_only {
+                    Some(how) => open_read_only_conn(&self.path, how)?,
+                    None => {
+                        let conn = Connection::open_with_flags(
+                            &self.path,
+                            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        )
+                        .db()?;
+                        conn.busy_timeout(Duration::from_secs(5)).db()?;
+                        conn
+                    }
+                };
+                conn.execute_batch("PRAGMA mmap_size = 0; PRAGMA cache_size = -2048; BEGIN")
+                    .db()?;
+                let result = {
+                    let mut tx = SqliteTx { conn: &conn };
+                    work(&mut tx)
+                };
+                let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+                result
+            }
             Mode::Read => {
                 let conn = self.reader()?;
                 conn.execute_batch("BEGIN").db()?;
@@ -769,6 +794,27 @@ fn session_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 }
 
 const AUDIT_COLS: &str = "seq, id, time, actor, via, client, credential, action, object, record_id, changes, outcome, code, request_id, prev_hash, hash";
+
+fn audit_text_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRowText> {
+    Ok(AuditRowText {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        time: r.get(2)?,
+        actor: r.get(3)?,
+        via: r.get(4)?,
+        client: r.get(5)?,
+        credential: r.get(6)?,
+        action: r.get(7)?,
+        object: r.get(8)?,
+        record_id: r.get(9)?,
+        changes: r.get(10)?,
+        outcome: r.get(11)?,
+        code: r.get(12)?,
+        request_id: r.get(13)?,
+        prev_hash: r.get(14)?,
+        hash: r.get(15)?,
+    })
+}
 
 fn json_col(text: Option<String>) -> Option<Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
@@ -1582,6 +1628,16 @@ impl Tx for SqliteTx<'_> {
             ),
             params![from, limit as i64],
             audit_from,
+        )
+    }
+
+    fn audit_page_text(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRowText>> {
+        self.all(
+            &format!(
+                "SELECT {AUDIT_COLS} FROM objectos_audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
+            ),
+            params![from, limit as i64],
+            audit_text_from,
         )
     }
 
