@@ -721,7 +721,35 @@ pub enum AuditCommand {
         follow: bool,
     },
     /// Walk the whole chain and check it against the signed checkpoints
-    Verify,
+    ///
+    /// The chain starts at seq 1, or where `audit archive` left its anchor.
+    /// With `--checkpoints`, it is also checked against checkpoints kept outside
+    /// the data dir, which is what tells that the newest rows were cut off
+    /// together with the newest lines of the data dir's own checkpoint log.
+    Verify(AuditVerifyArgs),
+    /// Write a range of the audit log as a signed archive an auditor verifies
+    /// offline, with stock tools or `audit verify-archive`
+    ///
+    /// The archive is a tar holding `manifest.json`, `events.jsonl` (one
+    /// canonical row per line), `checkpoints.log` (the signed checkpoints in the
+    /// range), `SHA256SUMS`, `SHA256SUMS.minisig` and `README.txt`. Unsigned,
+    /// unencrypted exports of the same range are byte-identical. The export is
+    /// audited; its own row falls after the range.
+    Export(AuditExportArgs),
+    /// Verify an archive offline: its entries, signature, checksums and hash
+    /// chain, and that it continues the previous one
+    ///
+    /// An archive never vouches for itself: the key it must be signed by comes
+    /// from `-p` or from a previous archive you verified (`--after`); without
+    /// either the answer is "origin unverified" (exit 3). Needs no data dir.
+    #[command(name = "verify-archive")]
+    VerifyArchive(VerifyArchiveArgs),
+    /// Move the oldest rows out of the database into a signed archive
+    ///
+    /// Exports the rows before `--before`, verifies the file it wrote, then
+    /// removes those rows and records an anchor (the last seq and hash), all
+    /// or nothing. `audit verify` then starts from the anchor.
+    Archive(AuditArchiveArgs),
     /// Check a suspected value against the HMAC a row recorded instead of a
     /// sensitive field's or a secret setting's value (only the holder of the
     /// instance key can); exit 0 when it matches, 1 when it does not
@@ -737,6 +765,104 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         value_file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// Also check against checkpoints kept outside the data dir: a copy of
+    /// `audit-checkpoints.log`, a log of `objectos serve` (it logs every
+    /// checkpoint), or an earlier archive (unencrypted)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoints: Option<PathBuf>,
+}
+
+/// Where an archive goes, who signs it, and whom it is encrypted to.
+#[derive(Debug, Args)]
+pub struct ArchiveOutputArgs {
+    /// The archive to write (`-` for standard output, never a terminal)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Sign with this minisign secret key instead of the instance's signing key
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+
+    /// Read the password of an encrypted `--sign-key` from this file (first line)
+    #[arg(long, value_name = "FILE", requires = "sign_key")]
+    pub password_file: Option<PathBuf>,
+
+    /// Encrypt the whole archive to this age recipient (`age1…` or an
+    /// `ssh-ed25519` key); repeatable
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+
+    /// Encrypt to every recipient in this file (one per line, as `age -R` reads);
+    /// repeatable
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+    pub recipients_file: Vec<PathBuf>,
+
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// The first row: a seq, or an RFC 3339 time or a date (`2026-01-31`) for the
+    /// first row at or after it [default: the oldest row in the database]
+    #[arg(long, value_name = "SEQ|TIME")]
+    pub from: Option<String>,
+
+    /// The last row (inclusive): a seq, or a time or date for the last row at or
+    /// before it (a date means its end) [default: the newest row]
+    #[arg(long, value_name = "SEQ|TIME")]
+    pub to: Option<String>,
+
+    #[command(flatten)]
+    pub output: ArchiveOutputArgs,
+
+    /// Write no signature (`SHA256SUMS.minisig`); `verify-archive` then answers
+    /// "origin unverified"
+    #[arg(long, conflicts_with_all = ["sign_key", "password_file"])]
+    pub no_sign: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArchiveArgs {
+    /// Archive every row before this: a seq (not included), or an RFC 3339 time
+    /// or a date (`2026-01-01`: the rows of earlier days)
+    #[arg(long, value_name = "SEQ|TIME")]
+    pub before: String,
+
+    #[command(flatten)]
+    pub output: ArchiveOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArchiveArgs {
+    /// The archive (`-` for standard input)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The public key the archive must be signed by (the instance's
+    /// `instance-signing.key.pub`, or the `--sign-key` it was exported with);
+    /// repeatable
+    #[arg(short = 'p', long = "public-key", value_name = "KEY.pub")]
+    pub public_keys: Vec<PathBuf>,
+
+    /// An age identity file to decrypt it with; repeatable
+    #[arg(short = 'i', long = "identity", value_name = "IDENTITY")]
+    pub identities: Vec<PathBuf>,
+
+    /// The archive you verified before, which this one must continue exactly
+    /// (no gap, no overlap); the keys it was signed with are trusted for this one
+    #[arg(long, value_name = "PREVIOUS_ARCHIVE")]
+    pub after: Option<PathBuf>,
+
+    /// Also check the events against checkpoints kept outside the archive (a
+    /// copy of the checkpoint log, a log of `objectos serve`)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoints: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

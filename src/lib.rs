@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod crypto;
 pub mod error;
+pub mod evidence;
 pub mod identity;
 pub mod instance;
 pub mod limits;
@@ -22,6 +23,7 @@ pub mod remote;
 pub mod schemas;
 pub mod server;
 pub mod store;
+pub mod tarfile;
 pub mod timefmt;
 
 use std::ffi::OsString;

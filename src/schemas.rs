@@ -12,10 +12,17 @@ fn doc<T: JsonSchema>() -> Value {
 /// (file name, schema), every `--json` document and the artifact itself.
 pub fn all() -> Vec<(String, Value)> {
     use crate::commands::reports::*;
-    let mut out = vec![(
-        "objectstack.schema.json".to_string(),
-        crate::artifact::keys::definition_schema(),
-    )];
+    let mut out = vec![
+        (
+            "objectstack.schema.json".to_string(),
+            crate::artifact::keys::definition_schema(),
+        ),
+        // The `manifest.json` of an audit archive.
+        (
+            "objectos.audit-archive.manifest.schema.json".to_string(),
+            serde_json::to_value(schema_for!(crate::evidence::Manifest)).unwrap_or(Value::Null),
+        ),
+    ];
     let docs: Vec<(&str, Value)> = vec![
         ("error", doc::<crate::error::ErrorDocument>()),
         (
@@ -65,6 +72,15 @@ pub fn all() -> Vec<(String, Value)> {
         ("audit.tail", doc::<Tail>()),
         ("audit.verify", doc::<crate::audit::verify::ChainReport>()),
         ("audit.confirm", doc::<crate::commands::audit::Confirmed>()),
+        ("audit.export", doc::<ExportReport>()),
+        (
+            "audit.verify-archive",
+            doc::<crate::evidence::verify::ArchiveReport>(),
+        ),
+        (
+            "audit.archive",
+            doc::<crate::evidence::archive::ArchiveDone>(),
+        ),
         ("doctor", doc::<DoctorReport>()),
         ("import", doc::<crate::commands::bulk::ImportReport>()),
         ("export", doc::<crate::commands::bulk::ExportReport>()),

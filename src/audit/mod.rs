@@ -308,13 +308,180 @@ pub fn row_document(row: &AuditRow) -> Value {
     })
 }
 
+/// A JSON column of a row: read (a value), or as the database holds it (text
+/// that is, when the row is intact, already canonical).
+#[derive(Debug, Clone, Copy)]
+pub enum Json<'a> {
+    Value(Option<&'a Value>),
+    Text(Option<&'a str>),
+}
+
+/// A row's members, borrowed, for writing its canonical form.
+#[derive(Debug, Clone, Copy)]
+pub struct RowView<'a> {
+    pub seq: i64,
+    pub id: &'a str,
+    pub time: &'a str,
+    pub actor: Json<'a>,
+    pub via: &'a str,
+    pub client: Json<'a>,
+    pub credential: Option<&'a str>,
+    pub action: &'a str,
+    pub object: Option<&'a str>,
+    pub record_id: Option<&'a str>,
+    pub changes: Json<'a>,
+    pub outcome: &'a str,
+    pub code: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub prev_hash: &'a str,
+}
+
+impl AuditRow {
+    pub fn view(&self) -> RowView<'_> {
+        RowView {
+            seq: self.seq,
+            id: &self.id,
+            time: &self.time,
+            actor: Json::Value(Some(&self.actor)),
+            via: &self.via,
+            client: Json::Value(self.client.as_ref()),
+            credential: self.credential.as_deref(),
+            action: &self.action,
+            object: self.object.as_deref(),
+            record_id: self.record_id.as_deref(),
+            changes: Json::Value(self.changes.as_ref()),
+            outcome: &self.outcome,
+            code: self.code.as_deref(),
+            request_id: self.request_id.as_deref(),
+            prev_hash: &self.prev_hash,
+        }
+    }
+}
+
+/// The view of a row whose JSON columns are taken as the text the database
+/// holds: the canonical form of an intact row, written without parsing it
+/// (its hash then tells whether it was).
+pub fn text_view(row: &crate::store::AuditRowText) -> RowView<'_> {
+    RowView {
+        seq: row.seq,
+        id: &row.id,
+        time: &row.time,
+        actor: Json::Text(Some(&row.actor)),
+        via: &row.via,
+        client: Json::Text(row.client.as_deref()),
+        credential: row.credential.as_deref(),
+        action: &row.action,
+        object: row.object.as_deref(),
+        record_id: row.record_id.as_deref(),
+        changes: Json::Text(row.changes.as_deref()),
+        outcome: &row.outcome,
+        code: row.code.as_deref(),
+        request_id: row.request_id.as_deref(),
+        prev_hash: &row.prev_hash,
+    }
+}
+
+/// Write a row's canonical JSON (RFC 8785) onto the end of `out`: the JCS of
+/// [`row_document`], with `hash` among its members when given (the form
+/// archives hold, one per line). Written member by member in JCS order rather
+/// than through a `Value`, since export and verification do it for every row;
+/// strings are escaped as JCS escapes them (serde_json's escapes are the same).
+///
+/// Returns where in `out` the `hash` member is (or would go): the archive
+/// writer splices it into the body it hashed instead of writing the row twice.
+pub fn write_row_canonical(
+    row: &AuditRow,
+    hash: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<usize, serde_json::Error> {
+    write_row_view(&row.view(), hash, out)
+}
+
+/// [`write_row_canonical`] of a borrowed row.
+pub fn write_row_view(
+    row: &RowView<'_>,
+    hash: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<usize, serde_json::Error> {
+    fn key(out: &mut Vec<u8>, key: &str) {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+    }
+    fn text(out: &mut Vec<u8>, name: &str, value: &str) -> Result<(), serde_json::Error> {
+        key(out, name);
+        serde_json::to_writer(&mut *out, value)?;
+        out.push(b',');
+        Ok(())
+    }
+    fn opt_text(
+        out: &mut Vec<u8>,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), serde_json::Error> {
+        match value {
+            Some(v) => text(out, name, v),
+            None => {
+                key(out, name);
+                out.extend_from_slice(b"null,");
+                Ok(())
+            }
+        }
+    }
+    fn json(out: &mut Vec<u8>, name: &str, value: Json<'_>) -> Result<(), serde_json::Error> {
+        key(out, name);
+        match value {
+            Json::Value(Some(v)) => canonical::write_value(v, out)?,
+            Json::Text(Some(t)) => out.extend_from_slice(t.as_bytes()),
+            Json::Value(None) | Json::Text(None) => out.extend_from_slice(b"null"),
+        }
+        out.push(b',');
+        Ok(())
+    }
+    // The members in JCS order (all keys are ASCII, so UTF-16 order is byte order).
+    out.push(b'{');
+    text(out, "action", row.action)?;
+    json(out, "actor", row.actor)?;
+    json(out, "changes", row.changes)?;
+    json(out, "client", row.client)?;
+    opt_text(out, "code", row.code)?;
+    opt_text(out, "credential", row.credential)?;
+    let hash_at = out.len();
+    if let Some(hash) = hash {
+        text(out, "hash", hash)?;
+    }
+    text(out, "id", row.id)?;
+    opt_text(out, "object", row.object)?;
+    text(out, "outcome", row.outcome)?;
+    text(out, "prev_hash", row.prev_hash)?;
+    opt_text(out, "record_id", row.record_id)?;
+    opt_text(out, "request_id", row.request_id)?;
+    key(out, "seq");
+    out.extend_from_slice(row.seq.to_string().as_bytes());
+    out.push(b',');
+    text(out, "time", row.time)?;
+    text(out, "via", row.via)?;
+    // The last member's comma becomes the closing brace.
+    if let Some(last) = out.last_mut() {
+        *last = b'}';
+    }
+    Ok(hash_at)
+}
+
 /// `hash = SHA-256(prev_hash as 32 raw bytes ‖ JCS(row without hash))`, lowercase hex.
 pub fn row_hash(row: &AuditRow) -> Option<String> {
-    let prev = hex::decode(&row.prev_hash).ok().filter(|p| p.len() == 32)?;
-    let body = canonical::to_vec(&row_document(row)).ok()?;
+    let mut body = Vec::with_capacity(512);
+    write_row_canonical(row, None, &mut body).ok()?;
+    row_hash_of(&row.prev_hash, &body)
+}
+
+/// The hash of a row from its `prev_hash` and its canonical body.
+pub fn row_hash_of(prev_hash: &str, body: &[u8]) -> Option<String> {
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(prev_hash, &mut prev).ok()?;
     let mut sha = sha2::Sha256::new();
-    sha.update(&prev);
-    sha.update(&body);
+    sha.update(prev);
+    sha.update(body);
     Some(hex::encode(sha.finalize()))
 }
 
@@ -419,6 +586,87 @@ mod tests {
         assert!(key.confirms(&old_row, legacy, &value));
         assert!(!key.confirms(&old_row, derived, &value));
         assert!(!key.confirms(&new_row, derived, &json!("another")));
+    }
+
+    /// The hand-written canonical form is exactly the JCS of the row's document,
+    /// whatever its strings and values hold.
+    #[test]
+    fn rows_are_written_as_their_documents_jcs() {
+        let mut odd = row(42, ZERO_HASH);
+        odd.action = "weird \"quoted\" \\ \u{1}\u{1f}\u{7f} \n\t é € 😀 /".into();
+        odd.actor = json!({"email": "ü@x", "user_id": "u", "z": [1, 2.5, 1e21, -0.0, null, true]});
+        odd.client = Some(json!({"name": "\u{2028}", "version": "1"}));
+        odd.changes =
+            Some(json!({"\u{20ac}": 1, "\r": 2, "\u{1f600}": 3, "\u{fb33}": {"b": 1, "a": 2}}));
+        odd.credential = Some("key".into());
+        odd.code = Some("c".into());
+        odd.request_id = Some("r".into());
+        odd.object = None;
+        odd.record_id = None;
+        for r in [row(1, ZERO_HASH), odd] {
+            let mut mine = Vec::new();
+            write_row_canonical(&r, None, &mut mine).unwrap();
+            assert_eq!(
+                String::from_utf8(mine).unwrap(),
+                canonical::to_string(&row_document(&r)).unwrap()
+            );
+            let mut with_hash = Vec::new();
+            write_row_canonical(&r, Some("ab"), &mut with_hash).unwrap();
+            let mut doc = row_document(&r);
+            doc["hash"] = json!("ab");
+            assert_eq!(
+                String::from_utf8(with_hash).unwrap(),
+                canonical::to_string(&doc).unwrap()
+            );
+        }
+    }
+
+    /// A row as the database holds it (its JSON columns as canonical text)
+    /// writes the same bytes as the row read; text that is not canonical does
+    /// not (and its hash then tells).
+    #[test]
+    fn a_stored_rows_text_is_its_canonical_form() {
+        let mut r = row(3, ZERO_HASH);
+        r.client = Some(json!({"version": "1", "name": "cli"}));
+        let stored = crate::store::AuditRowText {
+            seq: r.seq,
+            id: r.id.clone(),
+            time: r.time.clone(),
+            actor: canonical::to_string(&r.actor).unwrap(),
+            via: r.via.clone(),
+            client: r.client.as_ref().map(|c| canonical::to_string(c).unwrap()),
+            credential: None,
+            action: r.action.clone(),
+            object: r.object.clone(),
+            record_id: r.record_id.clone(),
+            changes: r.changes.as_ref().map(|c| canonical::to_string(c).unwrap()),
+            outcome: r.outcome.clone(),
+            code: None,
+            request_id: None,
+            prev_hash: r.prev_hash.clone(),
+            hash: String::new(),
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_row_view(&text_view(&stored), None, &mut a).unwrap();
+        write_row_canonical(&r, None, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            stored.parse(),
+            AuditRow {
+                hash: String::new(),
+                ..r.clone()
+            }
+        );
+        let spaced = crate::store::AuditRowText {
+            actor: "{ \"os_user\": \"ops\" }".into(),
+            ..stored
+        };
+        let mut c = Vec::new();
+        write_row_view(&text_view(&spaced), None, &mut c).unwrap();
+        assert_ne!(c, b);
+        let mut d = Vec::new();
+        write_row_canonical(&spaced.parse(), None, &mut d).unwrap();
+        assert_eq!(d, b, "read, it is the same row");
     }
 
     #[test]

@@ -16,10 +16,16 @@ pub struct Tail {
 }
 
 pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
+    // Evidence: export and archive write (their own rows at least); an
+    // auditor verifies an archive without any data dir.
     // Reading and checking the log writes nothing: it works on read-only media.
-    let instance = ctx.instance_reading(true)?;
+    let open = || ctx.instance_reading(true);
     match cmd {
+        AuditCommand::Export(args) => super::evidence::export(args, ctx),
+        AuditCommand::Archive(args) => super::evidence::archive(args, ctx),
+        AuditCommand::VerifyArchive(args) => super::evidence::verify_archive(args, ctx),
         AuditCommand::Tail { n, follow } => {
+            let instance = open()?;
             let rows = instance
                 .store
                 .read(|tx| Ok(tx.audit_last(n.min(100_000))?))?;
@@ -50,13 +56,21 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             seq,
             field,
             value_file,
-        } => confirm(&instance, ctx, seq, &field, value_file.as_deref()),
-        AuditCommand::Verify => {
+        } => confirm(&open()?, ctx, seq, &field, value_file.as_deref()),
+        AuditCommand::Verify(args) => {
+            let instance = open()?;
             let checkpoints = checkpoint::read_all(&instance.checkpoints_path())?;
+            let outside = match &args.checkpoints {
+                Some(path) => Some((path.display().to_string(), checkpoint::read_outside(path)?)),
+                None => None,
+            };
             let progress = progress_bar(ctx);
             let report = verify::verify_chain(
                 &instance.store,
-                &checkpoints,
+                verify::Checkpoints {
+                    log: &checkpoints,
+                    outside: outside.as_ref().map(|(n, c)| (n.as_str(), c.as_slice())),
+                },
                 &instance.checkpoint_keys()?,
                 |n| {
                     if let Some(bar) = &progress {
@@ -99,15 +113,33 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             match &report.broken {
                 None => {
                     ctx.out.data(format!(
-                        "ok: {} rows verify; head seq {} hash {}; {} signed checkpoints match",
+                        "ok: {} rows verify; head seq {} hash {}; {} signed checkpoints match{}{}",
                         report.rows,
                         report
                             .head_seq
                             .map(|s| s.to_string())
                             .unwrap_or_else(|| "-".into()),
                         report.head_hash.clone().unwrap_or_else(|| "-".into()),
-                        report.checkpoints
+                        report.checkpoints,
+                        match (&report.outside_checkpoints, &args.checkpoints) {
+                            (Some(n), Some(path)) =>
+                                format!(", and {n} from `{}`", path.display()),
+                            _ => String::new(),
+                        },
+                        report
+                            .archived
+                            .as_ref()
+                            .map(|a| format!(
+                                "; rows up to seq {} are in archives (the chain starts from their anchor, hash {})",
+                                a.through_seq, a.last_hash
+                            ))
+                            .unwrap_or_default(),
                     ))?;
+                    if args.checkpoints.is_none() {
+                        ctx.out.status(
+                            "note: checked against the data dir's own checkpoint log; rows cut off together with its newest lines are told only by a copy kept elsewhere (`--checkpoints FILE`)",
+                        );
+                    }
                     Ok(Exit::Success)
                 }
                 Some(b) => Err(Failure::verify(format!(

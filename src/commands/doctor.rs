@@ -122,7 +122,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
             Err(e) => add("integrity", Status::Fail, format!("{e:#}")),
         }
         match checkpoint::read_all(&instance.checkpoints_path()).and_then(|cps| {
-            verify::verify_chain(&instance.store, &cps, &instance.checkpoint_keys()?, |_| {})
+            verify::verify_chain(
+                &instance.store,
+                verify::Checkpoints::log(&cps),
+                &instance.checkpoint_keys()?,
+                |_| {},
+            )
         }) {
             Ok(report) => match report.broken {
                 _ if !instance.guards_restored.is_empty() => add(

@@ -386,8 +386,9 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     (
         "3",
         "Verification failed: a missing, bad or untrusted signature, a digest mismatch, an \
-         expired signature, an invalid or unparseable artifact, a broken audit chain, or \
-         diff --deny-widening found a change that widens access.",
+         expired signature, an invalid or unparseable artifact, a broken audit chain, an \
+         audit archive that was tampered with or whose origin no key from outside it vouches \
+         for, or diff --deny-widening found a change that widens access.",
     ),
     (
         "4",
@@ -466,7 +467,12 @@ const USES_DATA_DIR: &[&str] = &[
     "objectos apikey",
     "objectos session",
     "objectos settings",
-    "objectos audit",
+    // Not `audit verify-archive`: an auditor verifies an archive without one.
+    "objectos audit tail",
+    "objectos audit verify",
+    "objectos audit confirm",
+    "objectos audit export",
+    "objectos audit archive",
     "objectos doctor",
     "objectos serve",
     "objectos import",
@@ -506,12 +512,32 @@ const DATA_DIR_FILES: &[(&str, &str)] = &[
     (
         "audit-checkpoints.log",
         "Signed checkpoints of the audit chain, kept outside the database so that a rewritten \
-         database does not verify.",
+         database does not verify; each names the one before it. objectos serve also logs each \
+         one on standard error.",
     ),
 ];
 
 /// Files particular to a command: (command path, file, what).
 const COMMAND_FILES: &[(&str, &str, &str)] = &[
+    (
+        "objectos audit export",
+        "FILE",
+        "The archive written (mode 0600): a tar of README.txt, SHA256SUMS, SHA256SUMS.minisig, \
+         checkpoints.log, events.jsonl and manifest.json, age-encrypted as a whole with \
+         --encrypt-to or -R. Temporary files are written beside it (in the data dir for -o -).",
+    ),
+    (
+        "objectos audit verify-archive",
+        "FILE",
+        "The archive read: a tar written by objectos audit export or audit archive, or its \
+         age-encrypted form. Nothing is extracted to disk but temporary copies.",
+    ),
+    (
+        "objectos audit archive",
+        "FILE",
+        "The archive written and verified before any row is removed; removed again if the \
+         rows cannot be.",
+    ),
     (
         "objectos keygen",
         "KEY",
@@ -576,6 +602,35 @@ const SEE_ALSO: &[(&str, &[&str])] = &[
     ("objectos diff", &["objectos-apply(1)"]),
     ("objectos backup", &["objectos-restore(1)", "age(1)"]),
     ("objectos restore", &["objectos-backup(1)", "age(1)"]),
+    (
+        "objectos audit export",
+        &[
+            "objectos-audit-verify-archive(1)",
+            "objectos-audit-archive(1)",
+            "age(1)",
+            "minisign(1)",
+            "tar(1)",
+            "sha256sum(1)",
+        ],
+    ),
+    (
+        "objectos audit verify-archive",
+        &[
+            "objectos-audit-export(1)",
+            "age(1)",
+            "minisign(1)",
+            "tar(1)",
+            "sha256sum(1)",
+        ],
+    ),
+    (
+        "objectos audit archive",
+        &[
+            "objectos-audit-export(1)",
+            "objectos-audit-verify-archive(1)",
+            "objectos-audit-verify(1)",
+        ],
+    ),
 ];
 
 /// EXAMPLES, every command's: (command path, [(what it does, command line)]).
@@ -1114,6 +1169,14 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "objectos audit tail -n 50",
             ),
             ("", "objectos audit verify"),
+            (
+                "Export a month for an auditor, who verifies it offline.",
+                "objectos audit export --from 2026-01-01 --to 2026-01-31 -o audit-2026-01.tar",
+            ),
+            (
+                "",
+                "objectos audit verify-archive audit-2026-01.tar -p instance-signing.key.pub",
+            ),
         ],
     ),
     (
@@ -1151,6 +1214,61 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             (
                 "The same, as JSON for monitoring.",
                 "objectos --json audit verify",
+            ),
+            (
+                "Also check against the checkpoints the server logged to the journal, kept outside the data dir (this is what tells that the newest rows were cut off).",
+                "objectos audit verify --checkpoints serve-journal.log",
+            ),
+        ],
+    ),
+    (
+        "objectos audit export",
+        &[
+            (
+                "Export January's events, signed by the instance's key.",
+                "objectos audit export --from 2026-01-01 --to 2026-01-31 -o audit-2026-01.tar",
+            ),
+            (
+                "Export seqs 1 to 5000 encrypted to an auditor's age key and to an SSH public key file.",
+                "objectos audit export --from 1 --to 5000 -o audit.tar.age --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p -R auditor_ed25519.pub",
+            ),
+            (
+                "Encrypt to every recipient of a file, signed with the compliance team's key.",
+                "objectos audit export --from 1 --to 5000 -o audit.tar.age -R auditors.txt --sign-key compliance.key",
+            ),
+            (
+                "Write it to standard output, for a pipe.",
+                "objectos audit export --from 1 --to 5000 -o - | ssh vault 'cat > audit.tar'",
+            ),
+        ],
+    ),
+    (
+        "objectos audit verify-archive",
+        &[
+            (
+                "Verify an archive against the instance's public key obtained from its operator.",
+                "objectos audit verify-archive audit-2026-01.tar -p instance-signing.key.pub",
+            ),
+            (
+                "Verify an encrypted one that must continue last month's exactly.",
+                "objectos audit verify-archive audit-2026-02.tar.age -i auditor.key --after audit-2026-01.tar",
+            ),
+            (
+                "The same, as JSON, also against checkpoints kept elsewhere.",
+                "objectos --json audit verify-archive audit-2026-02.tar -p instance-signing.key.pub --checkpoints serve-journal.log",
+            ),
+        ],
+    ),
+    (
+        "objectos audit archive",
+        &[
+            (
+                "Move the events of 2025 out of the database into an archive encrypted to the auditors.",
+                "objectos audit archive --before 2026-01-01 -o audit-2025.tar.age -R auditors.txt",
+            ),
+            (
+                "Move seqs below 100000 out, as JSON.",
+                "objectos --json audit archive --before 100000 -o audit-0-99999.tar",
             ),
         ],
     ),

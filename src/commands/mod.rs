@@ -9,6 +9,7 @@ pub mod bulk;
 mod completions;
 pub(crate) mod diff;
 pub(crate) mod doctor;
+mod evidence;
 pub(crate) mod init;
 mod inspect;
 pub(crate) mod instance_keys;
@@ -43,6 +44,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         out: Output::new(global.json, global.quiet, global.verbose, global.color),
         data_dir: global.data_dir,
     };
+    // `serve` logs on its own terms; other commands log the audit checkpoints
+    // they write when asked (`-v`, or `OBJECTOS_LOG`), for a journal to keep.
+    if !matches!(cli.command, Command::Serve(_)) {
+        serve::init_cli_logging(global.verbose);
+    }
     match cli.command {
         Command::Build(args) => build::run(args, &ctx),
         Command::Validate(args) => validate::run(args, &ctx),
@@ -93,6 +99,7 @@ pub mod reports {
     pub use super::completions::CompletionsReport;
     pub use super::diff::DiffReport;
     pub use super::doctor::DoctorReport;
+    pub use super::evidence::ExportReport;
     pub use super::init::InitReport;
     pub use super::keygen::KeygenReport;
     pub use super::man::ManReport;

@@ -22,6 +22,26 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Logging for commands other than `serve`: off unless `OBJECTOS_LOG` names
+/// what to log, or `-v` asks for the audit checkpoints a command writes (one
+/// line each on stderr, as `serve` logs them).
+pub fn init_cli_logging(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match EnvFilter::try_from_env("OBJECTOS_LOG") {
+        Ok(filter) => filter,
+        Err(_) if verbose => {
+            EnvFilter::new(format!("off,{}=info", crate::audit::checkpoint::LOG_TARGET))
+        }
+        Err(_) => return,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
 /// The address to listen on; a non-loopback one needs `--public`.
 pub fn listen_addr(listen: &str, public: bool) -> anyhow::Result<SocketAddr> {
     let addr: SocketAddr = listen.parse().map_err(|_| {

@@ -3,4 +3,5 @@
 //! minisign-compatible keys and signatures. Pure: no database, no runtime.
 
 pub mod canonical;
+pub mod encryption;
 pub mod signing;

@@ -88,10 +88,17 @@ fn check(instance: &Instance, row: &AppliedArtifact) -> anyhow::Result<Result<Mo
     // Older signed artifacts stay in the table: the one in force must be the one
     // the (hash-chained) audit log last recorded applying, or an older one was
     // brought back by removing the newer.
-    let last_apply = instance
-        .store
-        .read(|tx| Ok(tx.audit_last_success("artifact.apply")?))?;
-    if last_apply.and_then(|r| r.record_id).as_deref() != Some(row.sha256.as_str()) {
+    // Once `audit archive` moved that row out, its anchor carries what it said.
+    let last_apply = instance.store.read(|tx| {
+        Ok(match tx.audit_last_success("artifact.apply")? {
+            Some(row) => row.record_id,
+            None => tx
+                .audit_anchors()?
+                .pop()
+                .and_then(|a| a.last_artifact_apply),
+        })
+    })?;
+    if last_apply.as_deref() != Some(row.sha256.as_str()) {
         return Ok(Err(Problem::Tampered(
             "it is not the artifact the audit log last recorded applying".into(),
         )));

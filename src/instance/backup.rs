@@ -12,11 +12,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, Event, Origin, checkpoint, verify};
+use crate::crypto::encryption;
 use crate::crypto::signing::{PublicKey, SecretKey, SignatureFile, blake2b_512, sha256_hex};
 use crate::error::Failure;
 use crate::instance::{
     CHECKPOINTS, DB_FILE, INSTANCE_KEY, Instance, RETIRED_DIR, SIGNING_KEY, SIGNING_PUB, TRUST_DIR,
 };
+use crate::tarfile;
 use crate::timefmt;
 
 /// The manifest's format: every file with its sha256, signed.
@@ -43,59 +45,8 @@ pub struct RestoreReport {
     pub checkpoints: usize,
 }
 
-/// An age recipient from its text: `age1…` or an `ssh-ed25519`/`ssh-rsa` key.
-pub fn parse_recipient(text: &str) -> anyhow::Result<Box<dyn age::Recipient + Send>> {
-    let text = text.trim();
-    if let Ok(r) = text.parse::<age::x25519::Recipient>() {
-        return Ok(Box::new(r));
-    }
-    if let Ok(r) = text.parse::<age::ssh::Recipient>() {
-        return Ok(Box::new(r));
-    }
-    Err(Failure::error(format!(
-        "`{text}` is not an age recipient (`age1…`) or an SSH public key"
-    ))
-    .into())
-}
-
-fn append_file<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    bytes: &[u8],
-    mode: u32,
-) -> anyhow::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(mode);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    tar.append_data(&mut header, name, bytes)
-        .with_context(|| format!("cannot add `{name}` to the backup"))
-}
-
-fn append_path<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    path: &Path,
-    mode: u32,
-) -> anyhow::Result<()> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let len = file.metadata()?.len();
-    let mut header = tar::Header::new_gnu();
-    header.set_size(len);
-    header.set_mode(mode);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    tar.append_data(&mut header, name, &mut file)
-        .with_context(|| format!("cannot add `{name}` to the backup"))
-}
+/// A backup's entries have no meaningful time: every one says 1970.
+const MTIME: u64 = 0;
 
 /// Take a backup into `out`.
 pub fn backup(
@@ -104,10 +55,7 @@ pub fn backup(
     out: &Path,
     recipients: &[String],
 ) -> anyhow::Result<BackupReport> {
-    let recipients: Vec<Box<dyn age::Recipient + Send>> = recipients
-        .iter()
-        .map(|r| parse_recipient(r))
-        .collect::<anyhow::Result<_>>()?;
+    let recipients = encryption::recipients(recipients, &[])?;
     let encrypted = !recipients.is_empty();
     instance.audited(origin, "backup.create", Some("instance"), || {
         let parent = match out.parent() {
@@ -119,8 +67,12 @@ pub fn backup(
             .tempdir_in(&parent)
             .with_context(|| format!("cannot write into `{}`", parent.display()))?;
         let snapshot = work.path().join(DB_FILE);
+        // The snapshot is taken with the checkpoint log locked, so the log is
+        // copied whole as it stands then, ending with a checkpoint of exactly the
+        // snapshot's head: a restore can tell that no row was cut from its end,
+        // and check the log's own chain.
+        let mut log = checkpoint::lock(&instance.checkpoints_path())?;
         instance.sqlite.backup_to(&snapshot)?;
-        // Only the checkpoints the snapshot's rows can answer for.
         let head = {
             let copy = crate::store::Store::new(Box::new(
                 crate::store::sqlite::SqliteBackend::open(&snapshot, false)?,
@@ -128,28 +80,13 @@ pub fn backup(
             copy.read(|tx| Ok(tx.audit_head()?))?
         };
         let head_seq = head.as_ref().map(|h| h.0).unwrap_or(0);
-        let mut checkpoints: Vec<_> = checkpoint::read_all(&instance.checkpoints_path())?
-            .into_iter()
-            .filter(|c| c.seq <= head_seq)
-            .collect();
-        // A checkpoint of exactly the snapshot's head, so a restore can tell that no
-        // row was cut from the end of the backup.
         if let Some((seq, hash)) = &head
-            && !checkpoints.iter().any(|c| c.seq == *seq && c.hash == *hash)
+            && log.head().is_none_or(|c| c.seq != *seq || c.hash != *hash)
         {
-            checkpoints.push(checkpoint::append(
-                &instance.checkpoints_path(),
-                &instance.signer,
-                &instance.id,
-                *seq,
-                hash,
-            )?);
+            log.append(&instance.signer, &instance.id, *seq, hash)?;
         }
-        let mut cp_text = String::new();
-        for cp in &checkpoints {
-            cp_text.push_str(&crate::crypto::canonical::to_string(cp)?);
-            cp_text.push('\n');
-        }
+        let cp_text = std::fs::read_to_string(instance.checkpoints_path())?;
+        drop(log);
         // Every file the archive holds, with the bytes it holds: the manifest names
         // each one's sha256, and the manifest is signed, so a restore can check
         // every byte it puts in place.
@@ -239,16 +176,26 @@ pub fn backup(
                 manifest_bytes.as_bytes(),
                 &format!("objectos backup instance:{} head:{head_seq}", instance.id),
             )?;
-            append_file(&mut tar, "manifest.json", manifest_bytes.as_bytes(), 0o644)?;
-            append_file(
+            tarfile::append_bytes(
+                &mut tar,
+                "manifest.json",
+                manifest_bytes.as_bytes(),
+                0o644,
+                MTIME,
+            )?;
+            tarfile::append_bytes(
                 &mut tar,
                 "manifest.json.minisig",
                 signature.as_bytes(),
                 0o644,
+                MTIME,
             )?;
-            append_path(&mut tar, DB_FILE, &snapshot, 0o600)?;
+            let db = std::fs::File::open(&snapshot)
+                .with_context(|| format!("cannot read `{}`", snapshot.display()))?;
+            let db_len = db.metadata()?.len();
+            tarfile::append_reader(&mut tar, DB_FILE, db, db_len, 0o600, MTIME)?;
             for (name, bytes, mode) in &files {
-                append_file(&mut tar, name, bytes, *mode)?;
+                tarfile::append_bytes(&mut tar, name, bytes, *mode, MTIME)?;
             }
             tar.into_inner()?.flush()?;
         }
@@ -257,11 +204,7 @@ pub fn backup(
             let mut input = std::fs::File::open(&tar_path)?;
             let mut output = std::fs::File::create(&staged)?;
             if encrypted {
-                let encryptor = age::Encryptor::with_recipients(
-                    recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
-                )
-                .map_err(|e| anyhow::anyhow!("cannot encrypt: {e}"))?;
-                let mut writer = encryptor.wrap_output(&mut output)?;
+                let mut writer = encryption::encrypt_to(&recipients, &mut output)?;
                 std::io::copy(&mut input, &mut writer)?;
                 writer.finish()?;
             } else {
@@ -300,19 +243,6 @@ pub fn backup(
             bytes: std::fs::metadata(out)?.len(),
         })
     })
-}
-
-fn read_identities(paths: &[PathBuf]) -> anyhow::Result<Vec<Box<dyn age::Identity>>> {
-    let mut out: Vec<Box<dyn age::Identity>> = Vec::new();
-    for path in paths {
-        let file = age::IdentityFile::from_file(path.display().to_string())
-            .with_context(|| format!("cannot read the identity `{}`", path.display()))?;
-        out.extend(
-            file.into_identities()
-                .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?,
-        );
-    }
-    Ok(out)
 }
 
 /// Where a restore gets the keys it trusts: never from the backup itself.
@@ -370,6 +300,26 @@ fn copy_hashed(entry: &mut impl Read, dest: &Path, name: &str) -> anyhow::Result
     Ok(hex::encode(sha.finalize()))
 }
 
+/// Whether a backup may hold a file of this name.
+fn backup_member(name: &str) -> bool {
+    let in_dir = |dir: &str, ok: &dyn Fn(&str) -> bool| {
+        name.strip_prefix(&format!("{dir}/"))
+            .is_some_and(|n| !n.is_empty() && !n.contains('/') && !n.starts_with('.') && ok(n))
+    };
+    [
+        "manifest.json",
+        "manifest.json.minisig",
+        DB_FILE,
+        CHECKPOINTS,
+        SIGNING_PUB,
+        INSTANCE_KEY,
+        SIGNING_KEY,
+    ]
+    .contains(&name)
+        || in_dir(TRUST_DIR, &|n| n.ends_with(".pub"))
+        || in_dir(RETIRED_DIR, &|n| n.ends_with(".pub") || n.ends_with(".key"))
+}
+
 fn refused(message: impl Into<String>) -> anyhow::Error {
     Failure::verify(format!("{}; nothing was restored", message.into())).into()
 }
@@ -401,8 +351,7 @@ pub fn restore(
     let mut head = [0u8; 64];
     let n = input.read(&mut head)?;
     drop(input);
-    let encrypted = head[..n].starts_with(b"age-encryption.org/v1")
-        || head[..n].starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----");
+    let encrypted = encryption::is_encrypted(&head[..n]);
     let reader: Box<dyn Read> = if encrypted {
         if identities.is_empty() {
             return Err(Failure::error("the backup is encrypted")
@@ -411,18 +360,16 @@ pub fn restore(
                 )
                 .into());
         }
-        let ids = read_identities(identities)?;
-        let raw = std::io::BufReader::new(std::fs::File::open(file)?);
-        let armored = age::armor::ArmoredReader::new(raw);
-        let decryptor = age::Decryptor::new(armored)
-            .map_err(|e| Failure::verify(format!("cannot read the encrypted backup: {e}")))?;
-        let stream = decryptor
-            .decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity))
-            .map_err(|e| {
+        let ids = encryption::read_identities(identities)?;
+        encryption::decrypt(std::fs::File::open(file)?, &ids).map_err(|e| match e {
+            encryption::DecryptProblem::NotAge(e) => {
+                Failure::verify(format!("cannot read the encrypted backup: {e}"))
+            }
+            encryption::DecryptProblem::NoMatchingIdentity(e) => {
                 Failure::verify(format!("cannot decrypt the backup: {e}"))
                     .with_hint("pass the identity of a recipient it was encrypted to")
-            })?;
-        Box::new(stream)
+            }
+        })?
     } else {
         Box::new(std::io::BufReader::new(std::fs::File::open(file)?))
     };
@@ -438,6 +385,12 @@ pub fn restore(
     std::fs::create_dir(s.join(TRUST_DIR))?;
     std::fs::create_dir(s.join(RETIRED_DIR))?;
     let mut archive = tar::Archive::new(reader);
+    let limit = |name: &str| backup_member(name).then_some(u64::MAX);
+    let rules = tarfile::Rules {
+        dirs: &[TRUST_DIR, RETIRED_DIR],
+        limit: &limit,
+    };
+    let mut entries = tarfile::Entries::new();
     // name → sha256 of what was extracted
     let mut extracted: std::collections::BTreeMap<String, String> = Default::default();
     for entry in archive
@@ -446,12 +399,11 @@ pub fn restore(
     {
         let mut entry =
             entry.map_err(|e| Failure::verify(format!("the backup is damaged: {e}")))?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        if entry.header().entry_type() == tar::EntryType::Directory
-            && [TRUST_DIR, RETIRED_DIR].contains(&name.trim_end_matches('/'))
-        {
-            continue;
-        }
+        let name = match entries.check(&entry, &rules) {
+            Ok(tarfile::Checked::Dir(_)) => continue,
+            Ok(tarfile::Checked::File { name, .. }) => name,
+            Err(problem) => return Err(refused(format!("the backup is unsafe: {problem}"))),
+        };
         let retired_secret = name
             .strip_prefix(&format!("{RETIRED_DIR}/"))
             .is_some_and(|n| n.ends_with(".key"));
@@ -459,37 +411,6 @@ pub fn restore(
             return Err(refused(format!(
                 "an unencrypted backup must not carry `{name}`"
             )));
-        }
-        let allowed = [
-            "manifest.json",
-            "manifest.json.minisig",
-            DB_FILE,
-            CHECKPOINTS,
-            SIGNING_PUB,
-            INSTANCE_KEY,
-            SIGNING_KEY,
-        ]
-        .contains(&name.as_str())
-            || name
-                .strip_prefix(&format!("{TRUST_DIR}/"))
-                .is_some_and(|n| {
-                    !n.is_empty() && !n.contains('/') && !n.starts_with('.') && n.ends_with(".pub")
-                })
-            || name
-                .strip_prefix(&format!("{RETIRED_DIR}/"))
-                .is_some_and(|n| {
-                    !n.is_empty()
-                        && !n.contains('/')
-                        && !n.starts_with('.')
-                        && (n.ends_with(".pub") || n.ends_with(".key"))
-                });
-        if !allowed || entry.header().entry_type() != tar::EntryType::Regular {
-            return Err(refused(format!(
-                "the backup holds an unexpected entry `{name}`"
-            )));
-        }
-        if extracted.contains_key(&name) {
-            return Err(refused(format!("the backup holds `{name}` twice")));
         }
         let sha = copy_hashed(&mut entry, &s.join(&name), &name)?;
         extracted.insert(name, sha);
@@ -610,7 +531,12 @@ pub fn restore(
         // The retired keys are vouched for by the manifest the trusted key signed.
         let mut cp_keys = vec![signer.clone()];
         cp_keys.extend(crate::instance::retired_signing_keys(s)?);
-        let report = verify::verify_chain(&staged.store, &cps, &cp_keys, |_| {})?;
+        let report = verify::verify_chain(
+            &staged.store,
+            verify::Checkpoints::log(&cps),
+            &cp_keys,
+            |_| {},
+        )?;
         if let Some(b) = &report.broken {
             return Err(refused(format!(
                 "the backup's audit chain is broken at seq {}: {}",

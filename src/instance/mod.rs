@@ -78,7 +78,7 @@ pub struct Initialized {
 
 /// Open the data dir again (with its current keys) and checkpoint its head.
 pub(crate) fn checkpoint_now(dir: &Path) -> anyhow::Result<()> {
-    Instance::open(dir)?.checkpoint_if_behind()
+    Instance::open(dir)?.checkpoint_if_behind().map(|_| ())
 }
 
 /// The signing keys a rotation retired (`retired/signing-*.pub`).
@@ -457,16 +457,18 @@ impl Instance {
     }
 
     /// Sign a checkpoint of the current head if the log does not cover it yet.
-    pub fn checkpoint_if_behind(&self) -> anyhow::Result<()> {
+    /// The log is locked first and the head read under the lock, so that
+    /// processes checkpointing at once append in order, each after the other.
+    pub fn checkpoint_if_behind(&self) -> anyhow::Result<Option<checkpoint::Checkpoint>> {
+        let mut log = checkpoint::lock(&self.checkpoints_path())?;
         let head = self.store.read(|tx| Ok(tx.audit_head()?))?;
         let Some((seq, hash)) = head else {
-            return Ok(());
+            return Ok(None);
         };
-        let last = checkpoint::last_seq(&self.checkpoints_path())?;
-        if last.is_none_or(|l| l < seq) {
-            checkpoint::append(&self.checkpoints_path(), &self.signer, &self.id, seq, &hash)?;
+        if log.head().is_none_or(|c| c.seq < seq) {
+            return Ok(Some(log.append(&self.signer, &self.id, seq, &hash)?));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Run an audited change as `origin`: `work` appends its success rows in the

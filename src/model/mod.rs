@@ -48,7 +48,11 @@ pub fn system_permission_meaning(name: &str) -> Option<&'static str> {
         "manage_settings" => "change instance settings",
         "approve_actions" => "review agent actions that wait for approval",
         "view_audit" => "read the audit trail",
-        "export_audit" => "export the audit trail",
+        // Archives are whole and unredacted: only the host operator makes them,
+        // with the CLI (`audit export`); no HTTP route takes this right.
+        "export_audit" => {
+            "no HTTP right: audit archives are made by the host operator with the CLI"
+        }
         "api_access" => "use the HTTP API",
         "agent_access" => "act through agent keys",
         "manage_metadata" => "propose metadata changes through an agent",

@@ -156,7 +156,7 @@ impl AppState {
     fn checkpoint(&self) {
         use std::sync::atomic::Ordering;
         match self.instance.checkpoint_if_behind() {
-            Ok(()) => {
+            Ok(_) => {
                 if let Ok(Some((seq, _))) = self.instance.store.read(|tx| Ok(tx.audit_head()?)) {
                     self.last_checkpoint.store(seq, Ordering::Relaxed);
                 }

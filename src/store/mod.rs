@@ -203,6 +203,90 @@ pub struct AuditRow {
     pub hash: String,
 }
 
+/// The oldest audit rows `audit archive` moved out of the table, as the database
+/// keeps them: the range, and the hashes that let the chain after it verify
+/// (design §7). Immutable once written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditAnchor {
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// The `prev_hash` of the first archived row (the previous anchor's
+    /// `last_hash`, or 32 zero bytes).
+    pub first_prev_hash: String,
+    /// The hash of the last archived row: the next row's `prev_hash`.
+    pub last_hash: String,
+    pub count: i64,
+    /// The SHA-256 of the archive file the rows went to.
+    pub archive_sha256: String,
+    pub archived_at: String,
+    /// The artifact (its sha256) the newest successful `artifact.apply` row up
+    /// to `last_seq` applied, carried over so that the check "the artifact in
+    /// force is the one the audit log last recorded applying" survives the
+    /// archiving of that row.
+    pub last_artifact_apply: Option<String>,
+}
+
+/// Which row of a time a seq is looked up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    /// The first row at or after the time.
+    FirstAtOrAfter,
+    /// The last row at or before the time.
+    LastAtOrBefore,
+    /// The last row strictly before the time.
+    LastBefore,
+}
+
+/// An audit row with its JSON columns (`actor`, `client`, `changes`) as the
+/// database holds them, as text: for walks that copy a million rows rather
+/// than read them (export), which need not parse what they only pass on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRowText {
+    pub seq: i64,
+    pub id: String,
+    pub time: String,
+    pub actor: String,
+    pub via: String,
+    pub client: Option<String>,
+    pub credential: Option<String>,
+    pub action: String,
+    pub object: Option<String>,
+    pub record_id: Option<String>,
+    pub changes: Option<String>,
+    pub outcome: String,
+    pub code: Option<String>,
+    pub request_id: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRowText {
+    /// The row with its JSON columns read (text that is not JSON is read as a
+    /// string, as every other read of the table reads it).
+    pub fn parse(&self) -> AuditRow {
+        let json =
+            |t: &str| serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string()));
+        AuditRow {
+            seq: self.seq,
+            id: self.id.clone(),
+            time: self.time.clone(),
+            actor: json(&self.actor),
+            via: self.via.clone(),
+            client: self.client.as_deref().map(json),
+            credential: self.credential.clone(),
+            action: self.action.clone(),
+            object: self.object.clone(),
+            record_id: self.record_id.clone(),
+            changes: self.changes.as_deref().map(json),
+            outcome: self.outcome.clone(),
+            code: self.code.clone(),
+            request_id: self.request_id.clone(),
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct AppliedArtifact {
     pub seq: i64,
@@ -343,9 +427,23 @@ pub trait Tx: RecordTx {
     fn audit_insert(&mut self, row: &AuditRow) -> StoreResult<()>;
     /// Rows with `seq >= from`, at most `limit`, in seq order.
     fn audit_page(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRow>>;
+    /// The same rows with their JSON columns as text.
+    fn audit_page_text(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRowText>>;
     fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>>;
     fn audit_by_seq(&mut self, seq: i64) -> StoreResult<Option<AuditRow>>;
     fn audit_first_seq(&mut self) -> StoreResult<Option<i64>>;
+    /// The seq of a row found by its time (RFC 3339 with microseconds, UTC, as
+    /// rows store it).
+    fn audit_seq_by_time(&mut self, time: &str, bound: TimeBound) -> StoreResult<Option<i64>>;
+
+    // Archived ranges: the only way rows leave the audit table.
+    /// Every anchor, oldest first.
+    fn audit_anchors(&mut self) -> StoreResult<Vec<AuditAnchor>>;
+    /// Write an anchor; the database removes the rows it names in the same
+    /// statement, and refuses (`StoreError::Immutable`) an anchor that does not
+    /// name exactly the oldest rows, whole, with their hashes, or that would
+    /// leave the table empty. Returns how many rows left the table.
+    fn audit_anchor_insert(&mut self, anchor: &AuditAnchor) -> StoreResult<u64>;
 
     // Sign-in throttling.
     fn throttle_get(&mut self, key: &str) -> StoreResult<Option<ThrottleRow>>;
@@ -399,6 +497,9 @@ pub trait Tx: RecordTx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Read,
+    /// A read that walks a large part of the audit log once (export, verify):
+    /// memory stays flat however large the log, at the cost of no cache.
+    Scan,
     Write,
 }
 
@@ -427,6 +528,15 @@ impl Store {
         work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         self.run(Mode::Write, work)
+    }
+
+    /// Run `work` in one read transaction (a consistent snapshot) that walks
+    /// much of the database once: nothing it reads is kept in memory.
+    pub fn scan<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.run(Mode::Scan, work)
     }
 
     /// Run `work` in one read transaction (a consistent snapshot).

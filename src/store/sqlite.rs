@@ -13,6 +13,8 @@ use serde_json::Value;
 
 use super::*;
 
+mod anchors;
+
 /// The migrations, in order. Never edit or remove a shipped one: append.
 pub const MIGRATIONS: &[&str] = &[
     // 1: identities, permission assignments, credentials, the audit log.
@@ -227,6 +229,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX objectos_pending_key ON objectos_pending_actions(key_id, status);
     CREATE INDEX objectos_pending_requester ON objectos_pending_actions(requester_id, status);
     "#,
+    // 6: archived ranges: anchors, and rows that leave the audit table only
+    // together with theirs (design §7; see `anchors`).
+    anchors::MIGRATION,
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -274,7 +279,7 @@ impl<T> Sql<T> for rusqlite::Result<T> {
 /// the migrations made them (name, table, SQL): checked whenever a data dir is
 /// opened (and by a running server every minute), and put back if dropped or
 /// altered. Any other trigger on those tables is someone else's, and removed.
-pub const AUDIT_GUARDS: [(&str, &str, &str); 8] = [
+pub const AUDIT_GUARDS: [(&str, &str, &str); 12] = [
     (
         "objectos_audit_no_update",
         "objectos_audit",
@@ -283,7 +288,7 @@ pub const AUDIT_GUARDS: [(&str, &str, &str); 8] = [
     (
         "objectos_audit_no_delete",
         "objectos_audit",
-        "CREATE TRIGGER objectos_audit_no_delete BEFORE DELETE ON objectos_audit BEGIN SELECT RAISE(ABORT, 'audit rows are immutable'); END",
+        anchors::AUDIT_NO_DELETE,
     ),
     (
         "objectos_audit_append_only",
@@ -316,7 +321,31 @@ pub const AUDIT_GUARDS: [(&str, &str, &str); 8] = [
         "objectos_artifacts",
         "CREATE TRIGGER objectos_count_artifacts_delete AFTER DELETE ON objectos_artifacts BEGIN UPDATE objectos_changes SET counter = counter + 1 WHERE id = 1; END",
     ),
+    // Archived ranges (migration 6).
+    (
+        "objectos_audit_anchor_check",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_CHECK,
+    ),
+    (
+        "objectos_audit_anchor_remove",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_REMOVE,
+    ),
+    (
+        "objectos_audit_anchor_no_update",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_NO_UPDATE,
+    ),
+    (
+        "objectos_audit_anchor_no_delete",
+        "objectos_audit_anchors",
+        anchors::ANCHOR_NO_DELETE,
+    ),
 ];
+
+/// The tables whose triggers are all objectos's own (those of `AUDIT_GUARDS`).
+const GUARDED_TABLES: &str = "('objectos_audit', 'objectos_artifacts', 'objectos_audit_anchors')";
 
 fn squash_whitespace(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -827,6 +856,31 @@ impl Backend for SqliteBackend {
                 }
                 self.write_grouped(work)
             }
+            Mode::Scan => {
+                // A connection of its own, with no memory map and a small page
+                // cache: a walk over the whole log reads each page once, and
+                // a mapped or cached page would stay resident.
+                let conn = match self.read_only {
+                    Some(how) => open_read_only_conn(&self.path, how)?,
+                    None => {
+                        let conn = Connection::open_with_flags(
+                            &self.path,
+                            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        )
+                        .db()?;
+                        conn.busy_timeout(Duration::from_secs(5)).db()?;
+                        conn
+                    }
+                };
+                conn.execute_batch("PRAGMA mmap_size = 0; PRAGMA cache_size = -2048; BEGIN")
+                    .db()?;
+                let result = {
+                    let mut tx = SqliteTx { conn: &conn };
+                    work(&mut tx)
+                };
+                let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+                result
+            }
             Mode::Read => {
                 let conn = self.reader()?;
                 conn.execute_batch("BEGIN").db()?;
@@ -925,6 +979,27 @@ fn session_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 }
 
 const AUDIT_COLS: &str = "seq, id, time, actor, via, client, credential, action, object, record_id, changes, outcome, code, request_id, prev_hash, hash";
+
+fn audit_text_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRowText> {
+    Ok(AuditRowText {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        time: r.get(2)?,
+        actor: r.get(3)?,
+        via: r.get(4)?,
+        client: r.get(5)?,
+        credential: r.get(6)?,
+        action: r.get(7)?,
+        object: r.get(8)?,
+        record_id: r.get(9)?,
+        changes: r.get(10)?,
+        outcome: r.get(11)?,
+        code: r.get(12)?,
+        request_id: r.get(13)?,
+        prev_hash: r.get(14)?,
+        hash: r.get(15)?,
+    })
+}
 
 fn json_col(text: Option<String>) -> Option<Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
@@ -1528,7 +1603,7 @@ impl Tx for SqliteTx<'_> {
         // A trigger of someone else's on a guarded table can silently drop or
         // rewrite rows (`RAISE(IGNORE)`): it is tampering too.
         let foreign: Vec<String> = self.all(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('objectos_audit', 'objectos_artifacts') ORDER BY name",
+            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES} ORDER BY name"),
             [],
             |r| r.get(0),
         )?;
@@ -1542,7 +1617,7 @@ impl Tx for SqliteTx<'_> {
 
     fn audit_guards_restore(&mut self) -> StoreResult<()> {
         let foreign: Vec<String> = self.all(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('objectos_audit', 'objectos_artifacts')",
+            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES}"),
             [],
             |r| r.get(0),
         )?;
@@ -1817,6 +1892,16 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn audit_page_text(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRowText>> {
+        self.all(
+            &format!(
+                "SELECT {AUDIT_COLS} FROM objectos_audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
+            ),
+            params![from, limit as i64],
+            audit_text_from,
+        )
+    }
+
     fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>> {
         let mut rows = self.all(
             &format!("SELECT {AUDIT_COLS} FROM objectos_audit ORDER BY seq DESC LIMIT ?1"),
@@ -1839,6 +1924,18 @@ impl Tx for SqliteTx<'_> {
         let v: Option<Option<i64>> =
             self.one("SELECT min(seq) FROM objectos_audit", [], |r| r.get(0))?;
         Ok(v.flatten())
+    }
+
+    fn audit_seq_by_time(&mut self, time: &str, bound: TimeBound) -> StoreResult<Option<i64>> {
+        self.seq_by_time(time, bound)
+    }
+
+    fn audit_anchors(&mut self) -> StoreResult<Vec<AuditAnchor>> {
+        self.anchors()
+    }
+
+    fn audit_anchor_insert(&mut self, anchor: &AuditAnchor) -> StoreResult<u64> {
+        self.anchor_insert(anchor)
     }
 
     fn integrity_check(&mut self) -> StoreResult<Vec<String>> {

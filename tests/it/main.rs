@@ -6,6 +6,7 @@ mod agents;
 mod bulk;
 mod cli;
 mod docs;
+mod evidence;
 mod hardening;
 mod openapi;
 mod operator;
