@@ -245,6 +245,11 @@ fn run(opts: &Options) -> Result<()> {
             report.load.peer_main = report.load.peer;
         }
         loaded = point;
+        report.load.disk.push((
+            point,
+            proc::dir_size(&site.data_dir()),
+            peer.as_ref().map(|p| proc::dir_size(p.data_dir())),
+        ));
 
         site.start()?;
         if let Some(peer) = peer.as_mut() {

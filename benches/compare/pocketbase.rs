@@ -28,6 +28,7 @@ const SUPERUSER_PASSWORD: &str = "bench-superuser-1234";
 pub struct Site {
     bin: PathBuf,
     dir: PathBuf,
+    data: PathBuf,
     server: Option<Server>,
     superuser_token: String,
     user_ids: Vec<String>,
@@ -44,6 +45,7 @@ impl Site {
         let dir = crate::subdir(&opts.work, "pocketbase")?;
         let mut site = Site {
             bin: bin.to_path_buf(),
+            data: dir.join("pb_data"),
             dir,
             server: None,
             superuser_token: String::new(),
@@ -183,6 +185,10 @@ impl Site {
         self.server
             .as_ref()
             .context("pocketbase serve is not running")
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data
     }
 
     pub fn pid(&self) -> Result<u32> {

@@ -177,6 +177,8 @@ pub struct Load {
     /// Up to the largest point.
     pub objectos: f64,
     pub peer: f64,
+    /// Bytes on disk after loading each point: (records, objectos, PocketBase).
+    pub disk: Vec<(usize, u64, Option<u64>)>,
 }
 
 pub struct Report {
@@ -512,9 +514,10 @@ impl Report {
         if let Some((ours, theirs)) = self.records_after_creates {
             let _ = writeln!(
                 md,
-                "  The creates add to the data: after them objectos held {ours} records{}; (a) and (b) ran before any create.",
+                "  The creates add to the data: after them objectos held {} records{}; (a) and (b) ran before any create.",
+                thousands(ours as f64),
                 theirs
-                    .map(|t| format!(", PocketBase {t}"))
+                    .map(|t| format!(", PocketBase {}", thousands(t as f64)))
                     .unwrap_or_default()
             );
         }
@@ -626,7 +629,7 @@ impl Report {
 
     fn load_text(&self) -> String {
         let mut md = String::from("## Loading the data\n\n");
-        md.push_str("objectos: `objectos import bench_opportunity FILE --as OWNER`, one file per owner, each record validated and written with its audit row, as a site would load data; PocketBase: its batch API as the superuser, 500 records per request (one transaction each).\n\n");
+        md.push_str("objectos: `objectos import bench_opportunity FILE --as OWNER`, one file per owner, each record validated and written with its audit row, as a site would load data; PocketBase: its batch API as the superuser, 500 records per request (one transaction each). Times are cumulative from an empty database; on disk: the data dir of each (database, WAL and whatever else it keeps there; objectos's holds the audit log too).\n\n");
         md.push_str(
             "| records | objectos | PocketBase | objectos records/s | PocketBase records/s |\n",
         );
