@@ -364,7 +364,7 @@ fn main_comparison(
         peer.as_deref_mut(),
         dataset,
     )?);
-    if let Some(p) = peer.as_deref_mut() {
+    if let Some(p) = peer {
         p.set_extra_rule(false)?;
     }
     step("cost of a user in 10 teams");

@@ -257,7 +257,14 @@ impl Report {
             commit,
             machine: machine(),
             tools: vec![
-                ("wrk".into(), crate::proc::version("wrk", "-v")),
+                (
+                    "wrk".into(),
+                    crate::proc::version("wrk", "-v")
+                        .split(" Copyright")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
                 ("minisign".into(), crate::proc::version("minisign", "-v")),
                 (
                     "SQLite (objectos, bundled)".into(),
@@ -453,9 +460,14 @@ impl Report {
         let _ = writeln!(md, "- commit: `{}`", self.commit);
         let _ = writeln!(
             md,
-            "- mode: {} (took {:.0} s)",
+            "- mode: {} (took {:.0} s), objectos {} build",
             opts.mode,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
         );
         for (k, v) in &self.machine {
             let _ = writeln!(md, "- {k}: {v}");
@@ -480,7 +492,7 @@ impl Report {
         let _ = writeln!(
             md,
             "{} opportunities over {} users (record *i* belongs to user *i* mod {}; 10% `closed_won`; one sensitive field), rule \"own or closed-won\". wrk {} threads × {} connections, {} s per run over loopback, requests spread over every user's credentials; {} alternating round(s) per workload (who goes first alternates), after a {} s warm-up of each. Cells: median (lowest–highest of the rounds).\n",
-            opts.records,
+            thousands(opts.records as f64),
             opts.users,
             opts.users,
             opts.threads,
@@ -695,7 +707,7 @@ fn thousands(x: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
