@@ -259,8 +259,15 @@ fn run(opts: &Options) -> Result<()> {
             main_comparison(opts, &mut site, peer.as_mut(), &dataset, &mut report)?;
         } else {
             step(&format!("growth: list at {point} records"));
-            let growth = growth_point(opts, &mut site, peer.as_mut(), &dataset, point)?;
-            report.growth.push(growth);
+            match growth_point(opts, &mut site, peer.as_mut(), &dataset, point) {
+                Ok(growth) => report.growth.push(growth),
+                Err(e) => {
+                    eprintln!("bench: WARNING: the list at {point} records: {e:#}");
+                    report.notes.push(format!(
+                        "The list at {point} records was not measured: {e:#}"
+                    ));
+                }
+            }
         }
         site.stop()?;
         if let Some(peer) = peer.as_mut() {
@@ -363,7 +370,7 @@ fn main_comparison(
         site,
         peer.as_deref_mut(),
         dataset,
-    )?);
+    ));
     if let Some(p) = peer {
         p.set_extra_rule(false)?;
     }
@@ -375,7 +382,7 @@ fn main_comparison(
         site,
         None,
         dataset,
-    )?);
+    ));
     site.apply_variant(objectos::AppVariant::Base)?;
     report.variants = variants;
     Ok(())
@@ -409,15 +416,21 @@ fn list_once(
     Ok(m)
 }
 
+/// A variant that fails is reported as such; the rest of the run goes on.
 fn variant(
     opts: &Options,
     name: &str,
     site: &mut objectos::Site,
     peer: Option<&mut pocketbase::Site>,
     dataset: &data::Dataset,
-) -> Result<Variant> {
-    let m = list_once(opts, name, site, peer, dataset)?;
-    Ok(Variant::from_measure(name, &m))
+) -> Variant {
+    match list_once(opts, name, site, peer, dataset) {
+        Ok(m) => Variant::from_measure(name, &m),
+        Err(e) => {
+            eprintln!("bench: WARNING: {name}: {e:#}");
+            Variant::failed(name, &format!("{e:#}"))
+        }
+    }
 }
 
 /// List latency, and peak RSS under that load, at one more data size.

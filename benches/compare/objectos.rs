@@ -40,6 +40,8 @@ pub struct Site {
     dir: PathBuf,
     app: PathBuf,
     server: Option<Server>,
+    /// The reps, in the data set's order.
+    emails: Vec<String>,
     pub user_keys: Vec<String>,
     pub agent_key: String,
     pub manager_key: String,
@@ -56,6 +58,7 @@ impl Site {
             dir: dir.clone(),
             app: opts.repo.join("benches/app"),
             server: None,
+            emails: dataset.users.clone(),
             user_keys: Vec::new(),
             agent_key: String::new(),
             manager_key: String::new(),
@@ -150,7 +153,7 @@ impl Site {
     pub fn apply_variant(&mut self, variant: AppVariant) -> Result<()> {
         let running = self.server.is_some();
         self.stop()?;
-        let users: Vec<String> = self.users()?;
+        let users = self.emails.clone();
         let had_teams = self.variant == AppVariant::TenTeams;
         let wants_teams = variant == AppVariant::TenTeams;
         if wants_teams && !had_teams {
@@ -175,20 +178,6 @@ impl Site {
             self.start()?;
         }
         Ok(())
-    }
-
-    fn users(&self) -> Result<Vec<String>> {
-        let text = self.cli(&["--json", "user", "list"])?;
-        let doc: Value = serde_json::from_str(&text).context("`user list --json`")?;
-        let list = doc["users"]
-            .as_array()
-            .context("`user list --json` has no `users`")?;
-        Ok(list
-            .iter()
-            .filter_map(|u| u["email"].as_str())
-            .filter(|e| e.starts_with("rep"))
-            .map(str::to_string)
-            .collect())
     }
 
     /// Loads records `from..to` of the data set, each owner's through

@@ -149,6 +149,8 @@ pub struct Variant {
     pub name: String,
     pub ours: Option<Rate>,
     pub theirs: Option<Rate>,
+    /// Why it was not measured.
+    pub error: Option<String>,
 }
 
 impl Variant {
@@ -157,6 +159,16 @@ impl Variant {
             name: name.to_string(),
             ours: m.ours_rate(),
             theirs: m.theirs_rate(),
+            error: None,
+        }
+    }
+
+    pub fn failed(name: &str, error: &str) -> Variant {
+        Variant {
+            name: name.to_string(),
+            ours: None,
+            theirs: None,
+            error: Some(error.lines().next().unwrap_or_default().to_string()),
         }
     }
 }
@@ -200,6 +212,8 @@ pub struct Report {
     pub records_after_creates: Option<(u64, Option<u64>)>,
     pub rss_per_workload: bool,
     pub elapsed: Duration,
+    /// What went wrong without stopping the run.
+    pub notes: Vec<String>,
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
@@ -286,6 +300,7 @@ impl Report {
             records_after_creates: None,
             rss_per_workload: true,
             elapsed: Duration::ZERO,
+            notes: Vec::new(),
         }
     }
 
@@ -507,6 +522,12 @@ impl Report {
         md.push_str(&self.growth_text());
         md.push_str(&self.variants_text());
         md.push_str(&self.load_text());
+        if !self.notes.is_empty() {
+            md.push_str("## Not measured\n\n");
+            for note in &self.notes {
+                let _ = writeln!(md, "- {note}");
+            }
+        }
         md
     }
 
@@ -613,6 +634,10 @@ impl Report {
         md.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
         let base = &self.variants[0];
         for v in &self.variants {
+            if let Some(error) = &v.error {
+                let _ = writeln!(md, "| {} | not measured: {error} | | | | | |", v.name);
+                continue;
+            }
             let vs = |a: Option<Rate>, b: Option<Rate>| match (a, b) {
                 (Some(a), Some(b)) => format!("{:.2}×", a.per_second / b.per_second),
                 _ => "—".into(),
