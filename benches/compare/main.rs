@@ -123,8 +123,10 @@ impl Options {
                 "no PocketBase binary given; run the harness through `scripts/bench`, which installs it"
             ),
         };
-        let work = args.work.unwrap_or_else(|| repo.join("target/bench/run"));
-        let results = args.results.unwrap_or_else(|| {
+        // Absolute: the CLIs run in the sites' own directories.
+        let work = std::path::absolute(args.work.unwrap_or_else(|| repo.join("target/bench/run")))?;
+        let results = args.results.map(std::path::absolute).transpose()?;
+        let results = results.unwrap_or_else(|| {
             if smoke {
                 work.join("RESULTS.md")
             } else {

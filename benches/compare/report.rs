@@ -667,15 +667,20 @@ impl Report {
     fn load_text(&self) -> String {
         let mut md = String::from("## Loading the data\n\n");
         md.push_str("objectos: `objectos import bench_opportunity FILE --as OWNER`, one file per owner, each record validated and written with its audit row, as a site would load data; PocketBase: its batch API as the superuser, 500 records per request (one transaction each). Times are cumulative from an empty database; on disk: the data dir of each (database, WAL and whatever else it keeps there; objectos's holds the audit log too).\n\n");
-        md.push_str(
-            "| records | objectos | PocketBase | objectos records/s | PocketBase records/s |\n",
-        );
-        md.push_str("| --- | --- | --- | --- | --- |\n");
+        md.push_str("| records | objectos | PocketBase | objectos records/s | PocketBase records/s | on disk objectos / PocketBase |\n");
+        md.push_str("| --- | --- | --- | --- | --- | --- |\n");
         let row = |md: &mut String, n: usize, ours: f64, theirs: f64| {
             let peer = self.peer_version.is_some();
+            let disk = self
+                .load
+                .disk
+                .iter()
+                .find(|d| d.0 == n)
+                .map(|d| pair_mb(Some(d.1), d.2))
+                .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 md,
-                "| {} | {:.1} s | {} | {} | {} |",
+                "| {} | {:.1} s | {} | {} | {} | {disk} |",
                 thousands(n as f64),
                 ours,
                 if peer {
@@ -761,7 +766,12 @@ fn pair_ms(ours: f64, theirs: Option<f64>) -> String {
 }
 
 fn mb(bytes: u64) -> String {
-    format!("{:.0} MB", bytes as f64 / 1e6)
+    let mb = bytes as f64 / 1e6;
+    if mb < 10.0 {
+        format!("{mb:.1} MB")
+    } else {
+        format!("{mb:.0} MB")
+    }
 }
 
 fn pair_mb(ours: Option<u64>, theirs: Option<u64>) -> String {
