@@ -241,8 +241,8 @@ fn run(opts: &Options) -> Result<()> {
         if let Some(peer) = peer.as_mut() {
             report.load.peer += peer.load(&dataset, loaded, point)?;
         }
-        report.load.records = point.min(opts.records).max(report.load.records);
         if point <= opts.records {
+            report.load.records = point;
             report.load.objectos_main = report.load.objectos;
             report.load.peer_main = report.load.peer;
         }
