@@ -3,6 +3,7 @@
 mod util;
 
 mod agents;
+mod bench;
 mod bulk;
 mod cli;
 mod docs;

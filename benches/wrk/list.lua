@@ -1,0 +1,18 @@
+-- Workload (a): a page of 20 with a filter, sorted, as one of the reps.
+package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
+local common = require("common")
+
+local requests
+
+setup = common.setup
+
+function init(args)
+  common.init()
+  requests = common.requests("GET")
+end
+
+function request()
+  return requests[math.random(#requests)]
+end
+
+done = common.done
