@@ -96,6 +96,7 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let _serving = crate::instance::ServeLock::hold(&ctx.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(crate::server::blocking_threads())
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {

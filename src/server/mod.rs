@@ -59,6 +59,9 @@ pub struct AppState {
     /// the artifact seq it was loaded from.
     model: RwLock<Arc<LoadedModel>>,
     last_checkpoint: std::sync::atomic::AtomicI64,
+    /// The newest audit seq seen, read with the change counter at the start
+    /// of each request (so a request costs no read of its own for it).
+    seen_head: std::sync::atomic::AtomicI64,
     /// The MCP endpoint's sessions and allowed origins.
     pub(crate) mcp: mcp::Endpoint,
     /// Credentials resolved, while the change counter stands still.
@@ -78,11 +81,15 @@ impl AppState {
     /// applied meanwhile, so no rule outlives a change. The change counter is the
     /// cheap signal: only when it moved is the artifact seq looked at.
     fn model(&self) -> Result<Arc<LoadedModel>, ApiError> {
-        let counter = self
+        let (counter, head) = self
             .instance
             .store
-            .read(|tx| Ok(tx.change_counter()?))
+            .read(|tx| Ok((tx.change_counter()?, tx.audit_head()?)))
             .map_err(to_api)?;
+        if let Some((seq, _)) = head {
+            self.seen_head
+                .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
+        }
         let current = self
             .model
             .read()
@@ -137,18 +144,12 @@ impl AppState {
             .resolve(&self.instance, &model.model, token, model.counter)
     }
 
-    /// A checkpoint every 1,000 rows (the minute timer covers the rest).
+    /// A checkpoint every 1,000 rows (the minute timer covers the rest), as
+    /// of the newest row the last request start saw.
     fn checkpoint_every_thousand(&self) {
         use std::sync::atomic::Ordering;
-        let head = self
-            .instance
-            .store
-            .read(|tx| Ok(tx.audit_head()?))
-            .ok()
-            .flatten();
-        if let Some((seq, _)) = head
-            && seq - self.last_checkpoint.load(Ordering::Relaxed) >= 1000
-        {
+        let seq = self.seen_head.load(Ordering::Relaxed);
+        if seq - self.last_checkpoint.load(Ordering::Relaxed) >= 1000 {
             self.checkpoint();
         }
     }
@@ -190,6 +191,19 @@ impl IntoResponse for ApiError {
 }
 
 pub(crate) type ApiResult = Result<Response, ApiError>;
+
+/// How many threads run requests' database work (tokio's default is 512): enough
+/// to keep every reader connection busy and to gather concurrent writers into
+/// one commit, few enough that the rest queue instead of each holding a thread
+/// and its memory. Measured on 2 cores under 32 connections: 8 threads cut get
+/// and create throughput, 512 cost twice the memory of 32 for nothing.
+pub fn blocking_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_mul(16)
+        .clamp(32, 128)
+}
 
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -528,6 +542,7 @@ pub async fn serve_with_listener(
             model: Arc::new(model),
         })),
         last_checkpoint: std::sync::atomic::AtomicI64::new(head),
+        seen_head: std::sync::atomic::AtomicI64::new(head),
         mcp: mcp::Endpoint::new(&limits.mcp_origins)?,
         credentials: Default::default(),
     });
@@ -568,6 +583,13 @@ pub async fn serve_with_listener(
     on_ready(addr);
     // Stopping ends the MCP streams too, or an open one would hold the server.
     let streams = state.mcp.cancellation();
+    // Small answers go out at once: without TCP_NODELAY, an answer written in
+    // parts (an MCP stream's events) waits for the client's delayed ACK, 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

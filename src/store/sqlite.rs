@@ -460,10 +460,15 @@ struct Readers {
 
 /// Two per core (readers wait on I/O a little), at least 2, at most 16.
 fn max_readers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(4)
-        .clamp(2, 16)
+    // Asked once: `available_parallelism` reads the cgroup files on every call
+    // (a fifth of a busy server's time when it was asked per read).
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() * 2)
+            .unwrap_or(4)
+            .clamp(2, 16)
+    })
 }
 
 /// The page cache of each connection, in KiB. Reads do not go through a memory
@@ -883,12 +888,14 @@ impl Backend for SqliteBackend {
             }
             Mode::Read => {
                 let conn = self.reader()?;
-                conn.execute_batch("BEGIN").db()?;
+                // Prepared once per connection: a read is often one small query.
+                let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+                run("BEGIN").db()?;
                 let result = {
                     let mut tx = SqliteTx { conn: &conn };
                     work(&mut tx)
                 };
-                let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+                let _ = run(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
                 result
             }
         }
