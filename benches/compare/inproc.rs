@@ -32,7 +32,10 @@ pub fn measure(opts: &Options, site: &Site) -> Result<InProcess> {
     let db = data.join("objectos.db");
     let raw = rusqlite::Connection::open(&db)?;
     // The page cache and memory map objectos gives its own connections.
-    raw.execute_batch("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")?;
+    raw.execute_batch(&format!(
+        "PRAGMA cache_size = -{}; PRAGMA mmap_size = 0;",
+        objectos::store::sqlite::PAGE_CACHE_KIB
+    ))?;
     let org: String = raw.query_row("SELECT id FROM objectos_orgs LIMIT 1", [], |r| r.get(0))?;
     let email = "rep00@bench.example";
     let rep: String = raw.query_row(

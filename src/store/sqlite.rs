@@ -475,7 +475,7 @@ fn max_readers() -> usize {
 /// map: the operating system's file cache holds the database for every process
 /// without counting against this one, and the process's memory stays what its
 /// connections need.
-const PAGE_CACHE_KIB: i64 = 4096;
+pub const PAGE_CACHE_KIB: i64 = 4096;
 
 /// A read connection lent out of the pool; it goes back when dropped (after a
 /// rollback if a transaction was left open).
