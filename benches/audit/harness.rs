@@ -71,7 +71,7 @@ impl Figures {
             ));
         }
         out.push_str(&format!(
-            "targets (design §9): >= 200000 events/s and < 64 MiB peak RSS: export {}, verify-archive {}\n",
+            "targets: >= 200000 events/s and < 64 MiB peak RSS: export {}, verify-archive {}\n",
             verdict(&self.export, self.events),
             verdict(&self.verify, self.events)
         ));

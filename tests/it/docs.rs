@@ -157,8 +157,8 @@ fn the_readme_links_every_docs_page() {
     }
 }
 
-/// What the project ships stands alone: the README, `docs/` and the manual pages
-/// name no file outside the repository, and every relative link resolves.
+/// What the project ships stands alone: the README, `docs/`, the manual pages
+/// and the benchmark results name no file outside the repository, and every relative link resolves.
 #[test]
 fn the_documentation_points_at_nothing_outside_the_repository() {
     let mut shipped = documentation();
@@ -167,9 +167,13 @@ fn the_documentation_points_at_nothing_outside_the_repository() {
         let text = std::fs::read_to_string(&path).expect("a readable page");
         shipped.push((path, text));
     }
+    shipped.push((
+        root().join("benches/RESULTS.md"),
+        read("benches/RESULTS.md"),
+    ));
     let repository = root().canonicalize().expect("the repository root");
     for (path, text) in &shipped {
-        for outside in ["../shared", "design.md"] {
+        for outside in ["../shared", "design.md", "design §"] {
             assert!(
                 !text.contains(outside),
                 "`{}` points outside the repository (`{outside}`)",
