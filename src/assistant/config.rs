@@ -111,8 +111,9 @@ pub fn completions_url(base: &url::Url) -> url::Url {
 /// Check an `ai.endpoint` value: an `http(s)` base URL with a host, and no
 /// credentials, query or fragment (the key goes in `ai.api_key`).
 pub fn parse_endpoint(text: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(text.trim())
-        .map_err(|e| format!("`{text}` is not a URL ({e}); write it like `http://127.0.0.1:11434/v1`"))?;
+    let url = url::Url::parse(text.trim()).map_err(|e| {
+        format!("`{text}` is not a URL ({e}); write it like `http://127.0.0.1:11434/v1`")
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "`{}` is not a scheme the assistant speaks; use `http://` or `https://`",
@@ -212,7 +213,10 @@ pub fn validate_setting(key: &str, value: &str, secret: bool) -> anyhow::Result<
         }
         _ => Some(format!(
             "`{key}` is not an assistant setting; they are {}",
-            KEYS.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            KEYS.iter()
+                .map(|(k, _)| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     };
     match problem {
@@ -235,10 +239,7 @@ pub enum ConfigError {
 }
 
 fn plain(tx: &mut dyn Tx, key: &str) -> anyhow::Result<Option<String>> {
-    Ok(tx
-        .setting_get(key)?
-        .filter(|r| !r.secret)
-        .map(|r| r.value))
+    Ok(tx.setting_get(key)?.filter(|r| !r.secret).map(|r| r.value))
 }
 
 /// Read the configuration; `Err(Off)` when `ai.endpoint` is not set.

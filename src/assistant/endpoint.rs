@@ -399,7 +399,9 @@ impl Accumulator {
             for (n, call) in calls.iter().enumerate() {
                 let index = call["index"].as_u64().map(|i| i as usize).unwrap_or(n);
                 if index > 1000 {
-                    return Err(EndpointError::Garbage("a tool call's index is absurd".into()));
+                    return Err(EndpointError::Garbage(
+                        "a tool call's index is absurd".into(),
+                    ));
                 }
                 while self.calls.len() <= index {
                     self.calls.push(Default::default());
@@ -434,10 +436,16 @@ impl Accumulator {
         let mut tool_calls = Vec::new();
         for (i, (id, name, arguments)) in self.calls.into_iter().enumerate() {
             if name.is_empty() {
-                return Err(EndpointError::Garbage("a tool call names no function".into()));
+                return Err(EndpointError::Garbage(
+                    "a tool call names no function".into(),
+                ));
             }
             tool_calls.push(ToolCall {
-                id: if id.is_empty() { format!("call_{i}") } else { id },
+                id: if id.is_empty() {
+                    format!("call_{i}")
+                } else {
+                    id
+                },
                 name,
                 arguments: if arguments.is_empty() {
                     "{}".into()
@@ -462,7 +470,10 @@ mod tests {
     fn the_request_is_the_stored_texts_joined() {
         let body = request_body(
             "m",
-            &[r#"{"role":"system","content":"s"}"#, r#"{"role":"user","content":"hi"}"#],
+            &[
+                r#"{"role":"system","content":"s"}"#,
+                r#"{"role":"user","content":"hi"}"#,
+            ],
             "[]",
             false,
             5,
@@ -475,7 +486,10 @@ mod tests {
             body,
             request_body(
                 "m",
-                &[r#"{"role":"system","content":"s"}"#, r#"{"role":"user","content":"hi"}"#],
+                &[
+                    r#"{"role":"system","content":"s"}"#,
+                    r#"{"role":"user","content":"hi"}"#
+                ],
                 "[]",
                 false,
                 5

@@ -77,7 +77,11 @@ pub fn run_tool(
         &outcome,
     )];
     let pending = (outcome.result["status"] == "pending_approval")
-        .then(|| outcome.result["pendingActionId"].as_str().map(str::to_string))
+        .then(|| {
+            outcome.result["pendingActionId"]
+                .as_str()
+                .map(str::to_string)
+        })
         .flatten();
     if let Some(id) = &pending {
         let mut event = Event::new("assistant.proposal")

@@ -115,9 +115,8 @@ impl Client {
         let mut stdout = std::io::stdout();
         let mut mid_line = false;
         while let Some(event) = events.next().await {
-            let event = event.map_err(|e| {
-                Failure::error(format!("the answer's stream broke off: {e}"))
-            })?;
+            let event =
+                event.map_err(|e| Failure::error(format!("the answer's stream broke off: {e}")))?;
             let name = event.event.unwrap_or_default();
             let data: Value = event
                 .data
@@ -133,7 +132,9 @@ impl Client {
                         data: data.clone(),
                     },
                 };
-                ctx.out.data(serde_json::to_string(&line)?)?;
+                // One JSON line per event, as it comes (a stream).
+                writeln!(stdout, "{}", serde_json::to_string(&line)?)?;
+                stdout.flush()?;
             }
             let mut note = |text: String| {
                 if mid_line && !ctx.out.json {
@@ -208,7 +209,11 @@ fn path_segment(id: &str) -> anyhow::Result<&str> {
     {
         Ok(id)
     } else {
-        Err(Failure::new(Exit::Usage, format!("`{}` is not a conversation id", inert(id))).into())
+        Err(Failure::new(
+            Exit::Usage,
+            format!("`{}` is not a conversation id", inert(id)),
+        )
+        .into())
     }
 }
 
@@ -341,7 +346,9 @@ fn export(args: AssistantExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             .with_context(|| format!("cannot write `{}`", path.display()))?,
         None => {
             let mut stdout = std::io::stdout();
-            if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush())
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
                 && e.kind() != std::io::ErrorKind::BrokenPipe
             {
                 return Err(e.into());

@@ -272,7 +272,11 @@ fn assistant_check(instance: &instance::Instance) -> (Status, String) {
             let mut detail = format!(
                 "model requests go to {url} (model `{}`, {}key, timeout {}s, at most {} tool calls and {} tokens a turn)",
                 c.model,
-                if c.api_key.is_some() { "with an API " } else { "no API " },
+                if c.api_key.is_some() {
+                    "with an API "
+                } else {
+                    "no API "
+                },
                 c.timeout.as_secs(),
                 c.max_tool_calls,
                 c.max_turn_tokens

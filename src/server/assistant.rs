@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -292,7 +292,11 @@ pub(super) async fn message(
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<SseEvent>();
     if let Some(m) = stored.first() {
-        send(&tx, "user_message", json!({"index": m.idx, "sha256": m.sha256}));
+        send(
+            &tx,
+            "user_message",
+            json!({"index": m.idx, "sha256": m.sha256}),
+        );
     }
     // The turn runs to its end whether or not the client stays to watch.
     tokio::spawn(async move {

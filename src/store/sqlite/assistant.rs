@@ -78,7 +78,9 @@ impl AssistantTx for SqliteTx<'_> {
 
     fn assistant_conversation_get(&mut self, id: &str) -> StoreResult<Option<ConversationRow>> {
         self.one(
-            &format!("SELECT {CONVERSATION_COLS} FROM objectos_assistant_conversations WHERE id = ?1"),
+            &format!(
+                "SELECT {CONVERSATION_COLS} FROM objectos_assistant_conversations WHERE id = ?1"
+            ),
             [id],
             conversation_from,
         )
