@@ -98,10 +98,10 @@ pub fn append(
             for event in before {
                 audit::append(tx, origin, event)?;
             }
-            let mut next = tx.assistant_messages(conversation)?.len() as i64;
+            let first = tx.assistant_messages(conversation)?.len() as i64;
             let mut out = Vec::new();
             let at = now();
-            for (role, body) in messages {
+            for (next, (role, body)) in (first..).zip(messages) {
                 let sha256 = sha256_hex(body.as_bytes());
                 let row = audit::append(
                     tx,
@@ -122,7 +122,6 @@ pub fn append(
                 };
                 tx.assistant_message_insert(&message)?;
                 out.push(message);
-                next += 1;
             }
             if !messages.is_empty() {
                 tx.assistant_conversation_touch(conversation, &at)?;
