@@ -5,7 +5,7 @@
 //! function of the stored messages and the conversation's tool definitions, so
 //! [`verify`] proves a stored transcript unaltered against the chain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -196,7 +196,8 @@ pub struct TranscriptReport {
 /// recorded its hash, every such row against a stored message, and every
 /// `assistant.request` row's request hash against the bytes the stored
 /// messages rebuild. Rows moved to archives (`audit archive`) are not here to
-/// check against, and are skipped.
+/// check against, and are skipped. Memory holds one conversation's messages
+/// at a time, and the indexes of the others.
 pub fn verify(store: &Store) -> anyhow::Result<TranscriptReport> {
     store.scan(|tx| {
         let mut report = TranscriptReport::default();
@@ -207,8 +208,8 @@ pub fn verify(store: &Store) -> anyhow::Result<TranscriptReport> {
             }
         };
         let first_seq = tx.audit_first_seq()?.unwrap_or(1);
-        let mut conversations: BTreeMap<String, (ConversationRow, Vec<MessageRow>)> =
-            BTreeMap::new();
+        // Conversation id → its tool definitions' hash and stored indexes.
+        let mut stored: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for c in tx.assistant_conversations()? {
             let messages = tx.assistant_messages(&c.id)?;
             report.conversations += 1;
@@ -216,27 +217,45 @@ pub fn verify(store: &Store) -> anyhow::Result<TranscriptReport> {
             for (i, m) in messages.iter().enumerate() {
                 let at = format!("message {} of conversation {}", m.idx, c.id);
                 if m.idx != i as i64 {
-                    keep(m.audit_seq, format!("{at} is out of place: messages before it are missing"));
+                    keep(
+                        m.audit_seq,
+                        format!("{at} is out of place: messages before it are missing"),
+                    );
                 }
                 let actual = sha256_hex(m.body.as_bytes());
                 match tx.audit_by_seq(m.audit_seq)? {
                     None if m.audit_seq < first_seq => {}
-                    None => keep(m.audit_seq, format!("{at} names audit row {} which does not exist", m.audit_seq)),
+                    None => keep(
+                        m.audit_seq,
+                        format!("{at} names audit row {} which does not exist", m.audit_seq),
+                    ),
                     Some(row) => {
                         let changes = row.changes.clone().unwrap_or(Value::Null);
                         if row.action != "assistant.message"
                             || row.record_id.as_deref() != Some(c.id.as_str())
                             || changes["index"] != m.idx
                         {
-                            keep(row.seq, format!("{at} names audit row {} which does not record it", row.seq));
+                            keep(
+                                row.seq,
+                                format!("{at} names audit row {} which does not record it", row.seq),
+                            );
                         } else if changes["sha256"] != actual.as_str() || m.sha256 != actual {
-                            keep(row.seq, format!("{at} was altered: its SHA-256 no longer matches the one audit row {} recorded", row.seq));
+                            keep(
+                                row.seq,
+                                format!(
+                                    "{at} was altered: its SHA-256 no longer matches the one audit row {} recorded",
+                                    row.seq
+                                ),
+                            );
                         }
                     }
                 }
             }
-            conversations.insert(c.id.clone(), (c, messages));
+            stored.insert(c.id.clone(), messages.iter().map(|m| m.idx).collect());
         }
+        // The conversation whose messages are at hand (requests of one
+        // conversation come together).
+        let mut at_hand: Option<(ConversationRow, Vec<MessageRow>)> = None;
         let mut from = first_seq;
         loop {
             let page = tx.audit_page(from, 1000)?;
@@ -247,35 +266,59 @@ pub fn verify(store: &Store) -> anyhow::Result<TranscriptReport> {
                     continue;
                 }
                 let changes = row.changes.clone().unwrap_or(Value::Null);
-                let conversation = row
-                    .record_id
-                    .as_deref()
-                    .and_then(|id| conversations.get(id));
+                let id = row.record_id.as_deref().unwrap_or("?");
                 match row.action.as_str() {
                     "assistant.message" => {
-                        let found = conversation.and_then(|(_, ms)| {
-                            ms.iter().find(|m| changes["index"] == m.idx)
+                        let found = stored.get(id).is_some_and(|idx| {
+                            changes["index"].as_i64().is_some_and(|i| idx.contains(&i))
                         });
-                        if found.is_none() {
-                            keep(row.seq, format!(
-                                "audit row {} records message {} of conversation {}, which is no longer stored",
-                                row.seq, changes["index"], row.record_id.as_deref().unwrap_or("?")
-                            ));
+                        if !found {
+                            keep(
+                                row.seq,
+                                format!(
+                                    "audit row {} records message {} of conversation {id}, which is no longer stored",
+                                    row.seq, changes["index"]
+                                ),
+                            );
                         }
                     }
                     "assistant.request" => {
-                        let Some(sent) = changes["request_sha256"].as_str() else { continue };
+                        let Some(sent) = changes["request_sha256"].as_str() else {
+                            continue;
+                        };
                         report.requests += 1;
-                        let Some((c, ms)) = conversation else {
-                            keep(row.seq, format!("audit row {} records a request of conversation {}, which is no longer stored", row.seq, row.record_id.as_deref().unwrap_or("?")));
+                        if at_hand.as_ref().is_none_or(|(c, _)| c.id != id) {
+                            at_hand = match tx.assistant_conversation_get(id)? {
+                                Some(c) => {
+                                    let ms = tx.assistant_messages(&c.id)?;
+                                    Some((c, ms))
+                                }
+                                None => None,
+                            };
+                        }
+                        let Some((c, ms)) = &at_hand else {
+                            keep(
+                                row.seq,
+                                format!(
+                                    "audit row {} records a request of conversation {id}, which is no longer stored",
+                                    row.seq
+                                ),
+                            );
                             continue;
                         };
                         let count = changes["messages"].as_u64().unwrap_or(0) as usize;
                         if count > ms.len() {
-                            keep(row.seq, format!("audit row {} records a request that sent {count} messages of conversation {}; fewer are stored", row.seq, c.id));
+                            keep(
+                                row.seq,
+                                format!(
+                                    "audit row {} records a request that sent {count} messages of conversation {id}; fewer are stored",
+                                    row.seq
+                                ),
+                            );
                             continue;
                         }
-                        let texts: Vec<&str> = ms[..count].iter().map(|m| m.body.as_str()).collect();
+                        let texts: Vec<&str> =
+                            ms[..count].iter().map(|m| m.body.as_str()).collect();
                         let body = request_body(
                             changes["model"].as_str().unwrap_or(""),
                             &texts,
@@ -284,7 +327,13 @@ pub fn verify(store: &Store) -> anyhow::Result<TranscriptReport> {
                             changes["max_tokens"].as_u64().unwrap_or(0),
                         );
                         if sha256_hex(&body) != sent {
-                            keep(row.seq, format!("the stored conversation {} no longer rebuilds the request audit row {} recorded (SHA-256 differs)", c.id, row.seq));
+                            keep(
+                                row.seq,
+                                format!(
+                                    "the stored conversation {id} no longer rebuilds the request audit row {} recorded (SHA-256 differs)",
+                                    row.seq
+                                ),
+                            );
                         }
                     }
                     _ => {}

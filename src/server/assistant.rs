@@ -191,6 +191,10 @@ struct Turn {
     /// The user with the agent's rights, audited `via: agent` with the
     /// assistant as client.
     caller: Caller,
+    /// The credential as the request carried it (in memory only): checked
+    /// again before every model request, so that a key revoked, a session
+    /// ended, a user disabled or a permission set withdrawn mid-turn stops it.
+    token: String,
     /// The credential the turn came with: the pending-action quota counts per
     /// credential, as it counts per agent key.
     credential: String,
@@ -233,6 +237,9 @@ pub(super) async fn message(
             }
         }
     };
+    let token = crate::server::auth::token(&headers)
+        .unwrap_or_default()
+        .to_string();
     let (turn, user_origin) = with_records(state.clone(), headers, move |r, a| {
         require_agent_access(r, a)?;
         let conversation = own(r, a, &id)?;
@@ -248,6 +255,7 @@ pub(super) async fn message(
         Ok((
             Turn {
                 caller,
+                token,
                 credential,
                 conversation,
                 config,
@@ -298,14 +306,20 @@ pub(super) async fn message(
             json!({"index": m.idx, "sha256": m.sha256}),
         );
     }
+    let stopping = state.mcp.cancellation().cancelled_owned();
     // The turn runs to its end whether or not the client stays to watch.
     tokio::spawn(async move {
         let _guard = guard;
         run_turn(state, turn, tx).await;
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
-    });
+    // A stopping server ends the stream (the turn's steps already stored stay;
+    // the one under way is written whole or not at all).
+    let stream = futures_util::StreamExt::take_until(
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+        }),
+        stopping,
+    );
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -322,6 +336,7 @@ fn fail(out: &UnboundedSender<SseEvent>, code: &str, message: &str) {
 async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEvent>) {
     let Turn {
         caller,
+        token,
         credential,
         conversation,
         config,
@@ -333,11 +348,15 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
             return fail(&out, "internal", "the model client cannot be set up");
         }
     };
-    let caller = Arc::new(caller);
+    let mut caller = Arc::new(caller);
     let mut calls_made = 0u64;
     let mut tokens = 0u64;
     let mut requests = 0u64;
     loop {
+        match recheck(&state, &token, &caller).await {
+            Ok(fresh) => caller = Arc::new(fresh),
+            Err(e) => return fail(&out, e.code, &e.message),
+        }
         let messages = {
             let state = state.clone();
             let id = conversation.id.clone();
@@ -457,6 +476,30 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                 config.max_tool_calls
             )
         };
+        // The credential again, right before the tools touch any data.
+        match recheck(&state, &token, &caller).await {
+            Ok(fresh) => caller = Arc::new(fresh),
+            Err(e) => {
+                // Every call of the stored answer gets its result, so the
+                // conversation stays whole.
+                let bodies: Vec<(&str, String)> = reply
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        let result = json!({"error": {"code": e.code, "message": e.message}});
+                        ("tool", json!({"role": "tool", "tool_call_id": c.id, "content": result.to_string()}).to_string())
+                    })
+                    .collect();
+                let st = state.clone();
+                let origin = caller.origin.clone();
+                let id = conversation.id.clone();
+                let _ = blocking(move || {
+                    transcript::append(&st.instance, &origin, &id, &bodies, Vec::new())
+                })
+                .await;
+                return fail(&out, e.code, &e.message);
+            }
+        }
         let ran = {
             let state = state.clone();
             let caller = caller.clone();
@@ -541,4 +584,49 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
             Err(e) => return fail(&out, e.code, &e.message),
         }
     }
+}
+
+/// The turn's caller as the credential stands now: refused once it no longer
+/// works or its user no longer holds `api_access` and `agent_access`; with
+/// the rights in force now otherwise.
+async fn recheck(state: &Arc<AppState>, token: &str, caller: &Caller) -> Result<Caller, ApiError> {
+    let state = state.clone();
+    let token = token.to_string();
+    let origin = caller.origin.clone();
+    blocking(move || {
+        let model = state.model()?;
+        let check = || {
+            let resolved = crate::identity::signin::require(state.resolve(&model, &token)?)?;
+            let principal = resolved.principal;
+            for needed in ["api_access", "agent_access"] {
+                if !principal.has(needed) {
+                    return Err(ApiError::forbidden(
+                        "agent_access_required",
+                        format!("the user no longer holds `{needed}`"),
+                    ));
+                }
+            }
+            Ok(principal)
+        };
+        match check() {
+            Ok(principal) => Ok(Caller {
+                principal: principal.as_agent(),
+                origin,
+            }),
+            Err(e) => {
+                transcript::audit_events(
+                    &state.instance,
+                    &origin,
+                    vec![
+                        Event::new("assistant.access")
+                            .object(transcript::OBJECT)
+                            .outcome(Outcome::Denied, e.code)
+                            .changes(json!({"reason": e.message})),
+                    ],
+                );
+                Err(e)
+            }
+        }
+    })
+    .await
 }

@@ -29,6 +29,8 @@ enum Reply {
     Garbage(String),
     /// Wait this long before answering.
     Slow(Duration),
+    /// Wait, then answer so.
+    Delayed(Duration, Box<Reply>),
 }
 
 struct ModelServer {
@@ -61,7 +63,11 @@ impl ModelServer {
                 async move {
                     use axum::response::IntoResponse;
                     r.lock().unwrap().push(body);
-                    let reply = s.lock().unwrap().pop_front();
+                    let mut reply = s.lock().unwrap().pop_front();
+                    if let Some(Reply::Delayed(d, then)) = reply {
+                        tokio::time::sleep(d).await;
+                        reply = Some(*then);
+                    }
                     let sse = |text: String| {
                         ([("content-type", "text/event-stream")], text).into_response()
                     };
@@ -86,6 +92,7 @@ impl ModelServer {
                         )
                             .into_response(),
                         Some(Reply::Garbage(text)) => sse(text),
+                        Some(Reply::Delayed(..)) => unreachable!("answered above"),
                         Some(Reply::Slow(d)) => {
                             tokio::time::sleep(d).await;
                             axum::Json(whole_text("too late")).into_response()
@@ -967,4 +974,63 @@ fn assistant_objectos_chat_streams_the_answer_tool_calls_and_approvals() {
         .unwrap()
         .into();
     run.code(4);
+}
+
+#[test]
+fn assistant_a_user_disabled_mid_turn_is_stopped_before_the_tools_run() {
+    let world = World::build();
+    let env = &world.env;
+    let server = &world.server;
+    let model = ModelServer::start();
+    configure(env, &model, &[]);
+    let rep = world.key("rep_a").to_string();
+    let target = world.id("opp_a_won").to_string();
+    let conv = start(server, &rep);
+    model.script(vec![Reply::Delayed(
+        Duration::from_secs(2),
+        Box::new(tool(
+            "delete_record",
+            json!({"objectName": "crm_opportunity", "recordId": target}),
+        )),
+    )]);
+    let (base, key, id) = (server.base.clone(), rep.clone(), conv.clone());
+    let talking = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        client
+            .post(format!(
+                "{base}/api/v1/assistant/conversations/{id}/messages"
+            ))
+            .bearer_auth(key)
+            .json(&json!({"content": "delete it"}))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    });
+    // While the model thinks, the user is disabled.
+    std::thread::sleep(Duration::from_millis(500));
+    env.run(&["user", "disable", email("rep_a")]).ok();
+    let raw = talking.join().unwrap();
+    assert!(raw.contains("event: error"), "{raw}");
+    assert!(raw.contains("unauthenticated"), "{raw}");
+    assert!(!raw.contains("pending_approval"), "{raw}");
+    // Nothing queued; the conversation stays whole (the call answered).
+    let (_, pending, _) = server.get("/api/v1/pending-actions?status=all", world.key("manager"));
+    assert_eq!(pending["pendingActions"], json!([]), "{pending}");
+    let messages: Vec<Vec<String>> = sql_query(
+        &env.db(),
+        "SELECT role FROM objectos_assistant_messages ORDER BY idx",
+    );
+    assert_eq!(
+        messages.concat(),
+        ["system", "user", "assistant", "tool"],
+        "every tool call has its result"
+    );
+    let rows = audit_rows(env);
+    assert!(
+        rows.iter()
+            .any(|r| r["action"] == "assistant.access" && r["outcome"] == "denied")
+    );
+    assert!(!rows.iter().any(|r| r["action"] == "assistant.tool_call"));
+    env.run(&["audit", "verify"]).ok();
 }
