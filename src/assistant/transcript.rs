@@ -75,10 +75,10 @@ pub fn create(
                     .record(&row.id)
                     .changes(json!({"tools_sha256": sha256_hex(row.tools.as_bytes())})),
             )?;
+            append_in(tx, origin, &row.id, &[("system", system.clone())])?;
             Ok(())
         })
         .map_err(to_api)?;
-    append(instance, origin, &row.id, &[("system", system)], Vec::new())?;
     Ok(row)
 }
 
@@ -98,37 +98,47 @@ pub fn append(
             for event in before {
                 audit::append(tx, origin, event)?;
             }
-            let first = tx.assistant_messages(conversation)?.len() as i64;
-            let mut out = Vec::new();
-            let at = now();
-            for (next, (role, body)) in (first..).zip(messages) {
-                let sha256 = sha256_hex(body.as_bytes());
-                let row = audit::append(
-                    tx,
-                    origin,
-                    Event::new("assistant.message")
-                        .object(OBJECT)
-                        .record(conversation)
-                        .changes(json!({"index": next, "role": role, "sha256": sha256})),
-                )?;
-                let message = MessageRow {
-                    conversation_id: conversation.to_string(),
-                    idx: next,
-                    role: role.to_string(),
-                    body: body.clone(),
-                    sha256,
-                    audit_seq: row.seq,
-                    created_at: at.clone(),
-                };
-                tx.assistant_message_insert(&message)?;
-                out.push(message);
-            }
-            if !messages.is_empty() {
-                tx.assistant_conversation_touch(conversation, &at)?;
-            }
-            Ok(out)
+            append_in(tx, origin, conversation, messages)
         })
         .map_err(to_api)
+}
+
+/// [`append`] inside the caller's transaction.
+fn append_in(
+    tx: &mut dyn crate::store::Tx,
+    origin: &Origin,
+    conversation: &str,
+    messages: &[(&str, String)],
+) -> anyhow::Result<Vec<MessageRow>> {
+    let first = tx.assistant_messages(conversation)?.len() as i64;
+    let mut out = Vec::new();
+    let at = now();
+    for (next, (role, body)) in (first..).zip(messages) {
+        let sha256 = sha256_hex(body.as_bytes());
+        let row = audit::append(
+            tx,
+            origin,
+            Event::new("assistant.message")
+                .object(OBJECT)
+                .record(conversation)
+                .changes(json!({"index": next, "role": role, "sha256": sha256})),
+        )?;
+        let message = MessageRow {
+            conversation_id: conversation.to_string(),
+            idx: next,
+            role: role.to_string(),
+            body: body.clone(),
+            sha256,
+            audit_seq: row.seq,
+            created_at: at.clone(),
+        };
+        tx.assistant_message_insert(&message)?;
+        out.push(message);
+    }
+    if !messages.is_empty() {
+        tx.assistant_conversation_touch(conversation, &at)?;
+    }
+    Ok(out)
 }
 
 /// Audit rows that stand alone (a failed request, a proposal).

@@ -38,6 +38,8 @@ struct ModelServer {
     port: u16,
     /// Every request body received, in order.
     requests: Arc<Mutex<Vec<String>>>,
+    /// Each request's `Authorization` header.
+    authorizations: Arc<Mutex<Vec<Option<String>>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
     _runtime: tokio::runtime::Runtime,
 }
@@ -55,14 +57,21 @@ impl ModelServer {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (r, s) = (requests.clone(), script.clone());
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
+        let (r, s, a) = (requests.clone(), script.clone(), authorizations.clone());
         let app = axum::Router::new().route(
             "/v1/chat/completions",
-            axum::routing::post(move |body: String| {
-                let (r, s) = (r.clone(), s.clone());
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let (r, s, a) = (r.clone(), s.clone(), a.clone());
                 async move {
                     use axum::response::IntoResponse;
                     r.lock().unwrap().push(body);
+                    a.lock().unwrap().push(
+                        headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string),
+                    );
                     let mut reply = s.lock().unwrap().pop_front();
                     if let Some(Reply::Delayed(d, then)) = reply {
                         tokio::time::sleep(d).await;
@@ -108,6 +117,7 @@ impl ModelServer {
             base: format!("http://127.0.0.1:{port}/v1"),
             port,
             requests,
+            authorizations,
             script,
             _runtime: runtime,
         }
@@ -830,6 +840,11 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
     let server = &world.server;
     let model = ModelServer::start();
     configure(env, &model, &[]);
+    env.run_in(
+        &["settings", "set", "ai.api_key", "-", "--secret"],
+        "sk-CANARY-KEY-5150",
+    )
+    .ok();
     let rep = world.key("rep_a");
     let conv = start(server, rep);
     model.script(vec![
@@ -864,6 +879,39 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
         );
     }
     assert_eq!(requests[0]["changes"]["prompt_tokens"], 20);
+    // The endpoint's key goes to the endpoint only, never in clear anywhere else.
+    assert!(
+        model
+            .authorizations
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a.as_deref() == Some("Bearer sk-CANARY-KEY-5150"))
+    );
+    let everything = format!(
+        "{}{}{}",
+        serde_json::to_string(&rows).unwrap(),
+        std::fs::read_to_string(&server.log).unwrap(),
+        env.run(&["settings", "list"]).ok().stdout
+    );
+    assert!(!everything.contains("CANARY-KEY-5150"));
+    let db = std::fs::read(env.db()).unwrap();
+    assert!(
+        !db.windows(15).any(|w| w == b"CANARY-KEY-5150"),
+        "the key is in the database in clear"
+    );
+    // The operator's export, with its report.
+    let report = env
+        .run(&["--json", "assistant", "export", "-o", "transcripts.jsonl"])
+        .ok()
+        .json();
+    assert_eq!(report["format"], "objectos.assistant.export/1");
+    assert_eq!(report["conversations"], 1);
+    assert_eq!(report["messages"], 5);
+    let line: Value = serde_json::from_str(env.read("transcripts.jsonl").trim()).unwrap();
+    for m in line["messages"].as_array().unwrap() {
+        assert_eq!(m["sha256"], sha256(m["body"].as_str().unwrap().as_bytes()));
+    }
     let (_, stored) = conversation(server, rep, &conv);
     for m in stored["messages"].as_array().unwrap() {
         assert!(
