@@ -895,11 +895,13 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
         env.run(&["settings", "list"]).ok().stdout
     );
     assert!(!everything.contains("CANARY-KEY-5150"));
-    let db = std::fs::read(env.db()).unwrap();
-    assert!(
-        !db.windows(15).any(|w| w == b"CANARY-KEY-5150"),
-        "the key is in the database in clear"
-    );
+    for file in ["data/objectos.db", "data/objectos.db-wal"] {
+        let bytes = std::fs::read(env.path(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(15).any(|w| w == b"CANARY-KEY-5150"),
+            "the key is in {file} in clear"
+        );
+    }
     // The operator's export, with its report.
     let report = env
         .run(&["--json", "assistant", "export", "-o", "transcripts.jsonl"])
