@@ -207,16 +207,21 @@ pub async fn complete(
     let hashing = digest.clone();
     let too_large = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = too_large.clone();
-    let bytes = response.bytes_stream().map(move |chunk| {
-        if let (Ok(b), Ok(mut d)) = (&chunk, hashing.lock()) {
-            d.0.update(b);
-            d.1 += b.len();
-            if d.1 > MAX_RESPONSE_BYTES {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    let over = too_large.clone();
+    let bytes = response
+        .bytes_stream()
+        .map(move |chunk| {
+            if let (Ok(b), Ok(mut d)) = (&chunk, hashing.lock()) {
+                d.0.update(b);
+                d.1 += b.len();
+                if d.1 > MAX_RESPONSE_BYTES {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
             }
-        }
-        chunk
-    });
+            chunk
+        })
+        // Past the limit the body ends here, whatever the parser holds.
+        .take_while(move |_| std::future::ready(!over.load(std::sync::atomic::Ordering::Relaxed)));
     if !(200..300).contains(&status) || !streamed {
         // A whole answer (or an error): read it all, bounded.
         let mut bytes = Box::pin(bytes);
@@ -236,6 +241,14 @@ pub async fn complete(
                 }
                 Err(e) => return finish(Some(status), Err(transport_error(&e, config))),
             }
+        }
+        if too_large.load(std::sync::atomic::Ordering::Relaxed) {
+            return finish(
+                Some(status),
+                Err(EndpointError::Garbage(format!(
+                    "it is larger than {MAX_RESPONSE_BYTES} bytes"
+                ))),
+            );
         }
         let text = String::from_utf8_lossy(&text).into_owned();
         if !(200..300).contains(&status) {
@@ -292,6 +305,14 @@ pub async fn complete(
             Ok(None) => {}
             Err(e) => return finish(Some(status), Err(e)),
         }
+    }
+    if too_large.load(std::sync::atomic::Ordering::Relaxed) {
+        return finish(
+            Some(status),
+            Err(EndpointError::Garbage(format!(
+                "it is larger than {MAX_RESPONSE_BYTES} bytes"
+            ))),
+        );
     }
     finish(Some(status), acc.reply())
 }

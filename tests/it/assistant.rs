@@ -398,6 +398,16 @@ fn assistant_a_rep_gets_exactly_what_they_may_read_and_no_canary_reaches_the_mod
     assert_eq!(list["conversations"], json!([]));
     let (_, list, _) = server.get("/api/v1/assistant/conversations", rep);
     assert_eq!(list["conversations"][0]["id"], conv.as_str());
+    // An agent key is for MCP, not here.
+    let agent = env
+        .run(&["apikey", "create", email("rep_a"), "--agent"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let (status, body) = conversation(server, &agent, &conv);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "agent_key_not_allowed");
     for who in ["auditor", "fin"] {
         let (status, body) = conversation(server, world.key(who), &conv);
         assert_eq!(status, 403, "{who}: {body}");
@@ -624,6 +634,12 @@ fn assistant_a_slow_failing_or_garbled_endpoint_ends_the_turn_cleanly() {
             Reply::Whole(json!({"nothing": true})),
             "model_garbage",
         ),
+        // One endless line: bounded all the same.
+        (
+            "too large",
+            Reply::Garbage(format!("data: {}", "x".repeat(9 << 20))),
+            "model_garbage",
+        ),
     ];
     let mut count = 1; // the instructions
     for (what, reply, code) in cases {
@@ -646,7 +662,7 @@ fn assistant_a_slow_failing_or_garbled_endpoint_ends_the_turn_cleanly() {
         .iter()
         .filter(|r| r["action"] == "assistant.request" && r["outcome"] == "error")
         .collect();
-    assert_eq!(failed.len(), 5);
+    assert_eq!(failed.len(), 6);
     // And the next turn works.
     model.script(vec![text("Back again.")]);
     let (_, events, _) = say(server, rep, &conv, "Still there?");
