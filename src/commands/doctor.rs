@@ -220,6 +220,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
         }
         let (status, detail) = assistant_check(instance);
         add("assistant", status, detail);
+        match crate::assistant::transcript::verify(&instance.store) {
+            Ok(r) => match r.mismatch {
+                None => add(
+                    "transcripts",
+                    Status::Ok,
+                    format!(
+                        "{} assistant messages of {} conversations match the audit chain",
+                        r.messages, r.conversations
+                    ),
+                ),
+                Some(m) => add(
+                    "transcripts",
+                    Status::Fail,
+                    format!("broken at seq {}: {}", m.seq, m.reason),
+                ),
+            },
+            Err(e) => add("transcripts", Status::Fail, format!("{e:#}")),
+        }
     }
     let healthy = !checks.iter().any(|c| c.status == Status::Fail);
     let report = DoctorReport {

@@ -949,6 +949,8 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
     );
     let broken = env.run(&["audit", "verify"]).code(3);
     assert!(broken.stderr.contains("was altered"), "{}", broken.stderr);
+    let doctor = env.run(&["doctor"]).code(1);
+    assert!(doctor.stdout.contains("was altered"), "{}", doctor.stdout);
     sql(
         &db,
         &format!(
