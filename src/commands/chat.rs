@@ -238,19 +238,28 @@ pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let conversation = match &args.conversation {
-            Some(id) => path_segment(id)?.to_string(),
-            None => client.start(args.title.as_deref()).await?,
+        // The conversation is started with the first message, not before.
+        let mut conversation = match &args.conversation {
+            Some(id) => Some(path_segment(id)?.to_string()),
+            None => None,
         };
-        ctx.out.status(format!("conversation {conversation}"));
+        let mut open = async |conversation: &mut Option<String>| -> anyhow::Result<String> {
+            if let Some(id) = conversation {
+                return Ok(id.clone());
+            }
+            let id = client.start(args.title.as_deref()).await?;
+            ctx.out.status(format!("conversation {id}"));
+            *conversation = Some(id.clone());
+            Ok(id)
+        };
         if !args.message.is_empty() {
-            client
-                .turn(ctx, &conversation, &args.message.join(" "))
-                .await?;
+            let id = open(&mut conversation).await?;
+            client.turn(ctx, &id, &args.message.join(" ")).await?;
             return Ok(Exit::Success);
         }
         let stdin = std::io::stdin();
         let terminal = stdin.is_terminal();
+        let mut sent = 0;
         loop {
             if terminal {
                 eprint!("you> ");
@@ -264,7 +273,14 @@ pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             if line.is_empty() {
                 continue;
             }
-            client.turn(ctx, &conversation, line).await?;
+            let id = open(&mut conversation).await?;
+            client.turn(ctx, &id, line).await?;
+            sent += 1;
+        }
+        if sent == 0 && !terminal {
+            return Err(Failure::error("no message to send")
+                .with_hint("pass it as arguments (`objectos chat which deals close this month`) or pipe one message per line")
+                .into());
         }
         Ok(Exit::Success)
     })

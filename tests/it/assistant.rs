@@ -1042,6 +1042,45 @@ fn assistant_objectos_chat_streams_the_answer_tool_calls_and_approvals() {
         .unwrap()
         .into();
     run.code(4);
+
+    // Messages piped one per line go into one conversation; nothing piped is
+    // an error with a hint, and starts no conversation.
+    model.script(vec![text("One."), text("Two.")]);
+    let mut piped = env.cmd();
+    piped
+        .env("OBJECTOS_API_KEY", world.key("rep_b"))
+        .args(["chat", "--server", &server.base]);
+    let run: Run = {
+        use std::io::Write;
+        let mut child = piped
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"first\n\nsecond\n")
+            .unwrap();
+        child.wait_with_output().unwrap().into()
+    };
+    let run = run.ok();
+    assert_eq!(run.stdout, "One.\nTwo.\n");
+    let (_, list, _) = server.get("/api/v1/assistant/conversations", world.key("rep_b"));
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 1);
+    let run: Run = env
+        .cmd()
+        .env("OBJECTOS_API_KEY", world.key("rep_b"))
+        .args(["chat", "--server", &server.base])
+        .output()
+        .unwrap()
+        .into();
+    let run = run.code(1);
+    assert!(run.stderr.contains("no message to send"), "{}", run.stderr);
+    let (_, list, _) = server.get("/api/v1/assistant/conversations", world.key("rep_b"));
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 1);
 }
 
 #[test]
