@@ -243,7 +243,7 @@ pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             Some(id) => Some(path_segment(id)?.to_string()),
             None => None,
         };
-        let mut open = async |conversation: &mut Option<String>| -> anyhow::Result<String> {
+        let open = async |conversation: &mut Option<String>| -> anyhow::Result<String> {
             if let Some(id) = conversation {
                 return Ok(id.clone());
             }
