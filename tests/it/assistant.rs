@@ -449,9 +449,23 @@ fn assistant_sensitive_values_are_masked_unless_the_operator_says_otherwise() {
     let conv = start(server, key);
     let query =
         json!({"objectName": "crm_opportunity", "fields": ["name", "discount_approval_note"]});
-    model.script(vec![tool("query_records", query.clone()), text("done")]);
+    let grouped = json!({"objectName": "crm_opportunity", "aggregations": [{"function": "count", "alias": "n"}, {"function": "max", "field": "discount_approval_note", "alias": "top"}], "groupBy": [{"field": "discount_approval_note", "alias": "note"}]});
+    model.script(vec![
+        tool("query_records", query.clone()),
+        tool(
+            "get_record",
+            json!({"objectName": "crm_opportunity", "recordId": world.id("opp_a")}),
+        ),
+        tool("aggregate_records", grouped),
+        text("done"),
+    ]);
     let (_, events, raw) = say(server, key, &conv, "Show the notes");
     done(&events);
+    let results = events_named(&events, "tool_result");
+    assert!(results.iter().all(|r| r["isError"] == false), "{results:?}");
+    assert_eq!(results[1]["result"]["discount_approval_note"], "[masked]");
+    assert_eq!(results[2]["result"]["rows"][0]["note"], "[masked]");
+    assert_eq!(results[2]["result"]["rows"][0]["top"], "[masked]");
     let requests = model.requests().join("\n");
     assert_eq!(model.request(0)["stream"], false);
     assert!(
@@ -474,7 +488,7 @@ fn assistant_sensitive_values_are_masked_unless_the_operator_says_otherwise() {
     model.script(vec![tool("query_records", query), text("done")]);
     let (_, events, _) = say(server, key, &conv, "Again");
     done(&events);
-    assert!(model.requests()[2..].join("\n").contains(CANARY_NOTE));
+    assert!(model.requests()[4..].join("\n").contains(CANARY_NOTE));
 }
 
 #[test]
@@ -1042,6 +1056,33 @@ fn assistant_objectos_chat_streams_the_answer_tool_calls_and_approvals() {
         .unwrap()
         .into();
     run.code(4);
+
+    // A session token works as well as a key.
+    env.run(&[
+        "user",
+        "set-password",
+        email("rep_a"),
+        "--password-file",
+        "pw",
+    ])
+    .ok();
+    let (status, login, raw) = server.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": email("rep_a"), "password": crate::store::PASSWORD})),
+    );
+    assert_eq!(status, 200, "{raw}");
+    let token = login["token"].as_str().unwrap().to_string();
+    model.script(vec![text("Signed in.")]);
+    let run: Run = env
+        .cmd()
+        .env("OBJECTOS_API_KEY", &token)
+        .args(["chat", "--server", &server.base, "hello"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.ok().stdout, "Signed in.\n");
 
     // Messages piped one per line go into one conversation; nothing piped is
     // an error with a hint, and starts no conversation.
