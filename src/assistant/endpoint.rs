@@ -284,15 +284,21 @@ pub async fn complete(
         };
         let event = match event {
             Ok(e) => e,
-            Err(e) => {
-                // The parser's error wraps the body's: a timeout stays a timeout.
-                let text = e.to_string();
-                let err = if text.contains("timed out") || text.contains("timeout") {
-                    EndpointError::Timeout(config.timeout.as_secs())
-                } else {
-                    EndpointError::Garbage(format!("the event stream is malformed ({text})"))
+            Err(sse_stream::Error::Body(e)) => {
+                // The body's own error (reqwest's): a timeout stays a timeout.
+                let err = match e.downcast_ref::<reqwest::Error>() {
+                    Some(e) => transport_error(e, config),
+                    None => EndpointError::Incomplete,
                 };
                 return finish(Some(status), Err(err));
+            }
+            Err(e) => {
+                return finish(
+                    Some(status),
+                    Err(EndpointError::Garbage(format!(
+                        "the event stream is malformed ({e})"
+                    ))),
+                );
             }
         };
         let Some(data) = event.data else { continue };

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -31,6 +32,8 @@ enum Reply {
     Slow(Duration),
     /// Wait, then answer so.
     Delayed(Duration, Box<Reply>),
+    /// Start a stream with these chunks, then stall this long before ending it.
+    Stall(Vec<Value>, Duration),
 }
 
 struct ModelServer {
@@ -102,6 +105,22 @@ impl ModelServer {
                             .into_response(),
                         Some(Reply::Garbage(text)) => sse(text),
                         Some(Reply::Delayed(..)) => unreachable!("answered above"),
+                        Some(Reply::Stall(chunks, wait)) => {
+                            let first: String =
+                                chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+                            let parts = futures_util::stream::iter([Ok::<_, std::io::Error>(
+                                axum::body::Bytes::from(first),
+                            )])
+                            .chain(futures_util::stream::once(async move {
+                                tokio::time::sleep(wait).await;
+                                Ok(axum::body::Bytes::from("data: [DONE]\n\n"))
+                            }));
+                            (
+                                [("content-type", "text/event-stream")],
+                                axum::body::Body::from_stream(parts),
+                            )
+                                .into_response()
+                        }
                         Some(Reply::Slow(d)) => {
                             tokio::time::sleep(d).await;
                             axum::Json(whole_text("too late")).into_response()
@@ -644,6 +663,14 @@ fn assistant_a_slow_failing_or_garbled_endpoint_ends_the_turn_cleanly() {
         ),
         ("slow", Reply::Slow(Duration::from_secs(3)), "model_timeout"),
         (
+            "stalls mid-stream",
+            Reply::Stall(
+                vec![json!({"choices": [{"index": 0, "delta": {"content": "thinking"}}]})],
+                Duration::from_secs(3),
+            ),
+            "model_timeout",
+        ),
+        (
             "no choices",
             Reply::Whole(json!({"nothing": true})),
             "model_garbage",
@@ -676,7 +703,7 @@ fn assistant_a_slow_failing_or_garbled_endpoint_ends_the_turn_cleanly() {
         .iter()
         .filter(|r| r["action"] == "assistant.request" && r["outcome"] == "error")
         .collect();
-    assert_eq!(failed.len(), 6);
+    assert_eq!(failed.len(), 7);
     // And the next turn works.
     model.script(vec![text("Back again.")]);
     let (_, events, _) = say(server, rep, &conv, "Still there?");
