@@ -124,6 +124,8 @@ pub struct Exchange {
     pub status: Option<u16>,
     pub response_sha256: String,
     pub response_bytes: usize,
+    /// The bytes received (up to [`MAX_RESPONSE_BYTES`] and a chunk).
+    pub response: Vec<u8>,
     pub result: Result<Reply, EndpointError>,
 }
 
@@ -173,16 +175,21 @@ pub async fn complete(
     body: Vec<u8>,
     mut on_text: impl FnMut(&str) + Send,
 ) -> Exchange {
-    let digest = Arc::new(Mutex::new((Sha256::new(), 0usize)));
+    let digest = Arc::new(Mutex::new((Sha256::new(), 0usize, Vec::new())));
     let finish = |status: Option<u16>, result: Result<Reply, EndpointError>| {
-        let (sha, n) = match digest.lock() {
-            Ok(d) => (hex::encode(d.0.clone().finalize()), d.1),
-            Err(_) => (String::new(), 0),
+        let (sha, n, bytes) = match digest.lock() {
+            Ok(mut d) => (
+                hex::encode(d.0.clone().finalize()),
+                d.1,
+                std::mem::take(&mut d.2),
+            ),
+            Err(_) => (String::new(), 0, Vec::new()),
         };
         Exchange {
             status,
             response_sha256: sha,
             response_bytes: n,
+            response: bytes,
             result,
         }
     };
@@ -216,6 +223,8 @@ pub async fn complete(
                 d.1 += b.len();
                 if d.1 > MAX_RESPONSE_BYTES {
                     flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    d.2.extend_from_slice(b);
                 }
             }
             chunk

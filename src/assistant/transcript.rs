@@ -75,7 +75,7 @@ pub fn create(
                     .record(&row.id)
                     .changes(json!({"tools_sha256": sha256_hex(row.tools.as_bytes())})),
             )?;
-            append_in(tx, origin, &row.id, &[("system", system.clone())])?;
+            append_in(tx, origin, &row.id, &[("system", system.clone())], None)?;
             Ok(())
         })
         .map_err(to_api)?;
@@ -98,7 +98,34 @@ pub fn append(
             for event in before {
                 audit::append(tx, origin, event)?;
             }
-            append_in(tx, origin, conversation, messages)
+            append_in(tx, origin, conversation, messages, None)
+        })
+        .map_err(to_api)
+}
+
+/// Append the model's answer with the exact bytes it came in, after the
+/// request's row, in one transaction.
+pub fn append_reply(
+    instance: &Instance,
+    origin: &Origin,
+    conversation: &str,
+    message: String,
+    response: Vec<u8>,
+    request: Event,
+) -> Result<MessageRow, ApiError> {
+    instance
+        .store
+        .write(|tx| {
+            audit::append(tx, origin, request)?;
+            let mut rows = append_in(
+                tx,
+                origin,
+                conversation,
+                &[("assistant", message)],
+                Some(response),
+            )?;
+            rows.pop()
+                .ok_or_else(|| anyhow::anyhow!("the answer was not stored"))
         })
         .map_err(to_api)
 }
@@ -109,6 +136,7 @@ fn append_in(
     origin: &Origin,
     conversation: &str,
     messages: &[(&str, String)],
+    mut response: Option<Vec<u8>>,
 ) -> anyhow::Result<Vec<MessageRow>> {
     let first = tx.assistant_messages(conversation)?.len() as i64;
     let mut out = Vec::new();
@@ -131,6 +159,7 @@ fn append_in(
             sha256,
             audit_seq: row.seq,
             created_at: at.clone(),
+            response: response.take(),
         };
         tx.assistant_message_insert(&message)?;
         out.push(message);
@@ -336,6 +365,33 @@ pub fn verify(store: &Store) -> anyhow::Result<TranscriptReport> {
                             changes["stream"].as_bool().unwrap_or(false),
                             changes["max_tokens"].as_u64().unwrap_or(0),
                         );
+                        // The answer it got is the message after those sent,
+                        // stored with the bytes whose hash the row recorded.
+                        if row.outcome == "success"
+                            && let Some(received) = changes["response_sha256"].as_str()
+                        {
+                            match ms.get(count) {
+                                Some(m) if m.role == "assistant" && m.response.is_some() => {
+                                    let raw = m.response.as_deref().unwrap_or_default();
+                                    if sha256_hex(raw) != received {
+                                        keep(
+                                            row.seq,
+                                            format!(
+                                                "the stored answer (message {count} of conversation {id}) is not the response audit row {} recorded (SHA-256 differs)",
+                                                row.seq
+                                            ),
+                                        );
+                                    }
+                                }
+                                _ => keep(
+                                    row.seq,
+                                    format!(
+                                        "the answer audit row {} recorded is not stored as message {count} of conversation {id}",
+                                        row.seq
+                                    ),
+                                ),
+                            }
+                        }
                         if sha256_hex(&body) != sent {
                             keep(
                                 row.seq,

@@ -6,6 +6,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context;
+use base64::Engine;
 use futures_util::StreamExt;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -342,6 +343,7 @@ fn export(args: AssistantExportArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
                     "sha256": m.sha256,
                     "audit_seq": m.audit_seq,
                     "created_at": m.created_at,
+                    "response_base64": m.response.as_ref().map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
                 })).collect::<Vec<_>>(),
             });
             lines.push(line.to_string());

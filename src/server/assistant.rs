@@ -432,19 +432,14 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
             let id = conversation.id.clone();
             let event = request_event(changes);
             let message = reply.message().to_string();
+            let response = exchange.response;
             blocking(move || {
-                transcript::append(
-                    &state.instance,
-                    &origin,
-                    &id,
-                    &[("assistant", message)],
-                    vec![event],
-                )
+                transcript::append_reply(&state.instance, &origin, &id, message, response, event)
             })
             .await
         };
         let index = match stored {
-            Ok(rows) => rows.first().map(|m| m.idx),
+            Ok(row) => row.idx,
             Err(e) => return fail(&out, e.code, &e.message),
         };
         if reply.tool_calls.is_empty() {

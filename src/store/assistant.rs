@@ -33,6 +33,9 @@ pub struct MessageRow {
     /// The `assistant.message` audit row that recorded `sha256`.
     pub audit_seq: i64,
     pub created_at: String,
+    /// For a model's answer: the exact bytes the endpoint sent (JSON or the
+    /// event stream), whose SHA-256 the request's audit row recorded.
+    pub response: Option<Vec<u8>>,
 }
 
 /// The assistant's tables, for one transaction.

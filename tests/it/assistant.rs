@@ -971,6 +971,32 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
     for m in line["messages"].as_array().unwrap() {
         assert_eq!(m["sha256"], sha256(m["body"].as_str().unwrap().as_bytes()));
     }
+    // Each answer is stored with the exact bytes received, which the request's
+    // row vouches for.
+    use base64::Engine;
+    let answers: Vec<String> = line["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .map(|m| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(m["response_base64"].as_str().unwrap())
+                .unwrap();
+            assert!(String::from_utf8_lossy(&raw).contains("data: [DONE]"));
+            sha256(&raw)
+        })
+        .collect();
+    let recorded: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            r["changes"]["response_sha256"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(answers, recorded);
     let (_, stored) = conversation(server, rep, &conv);
     for m in stored["messages"].as_array().unwrap() {
         assert!(
@@ -1005,6 +1031,22 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
         "UPDATE objectos_assistant_messages SET body = '{\"role\":\"user\",\"content\":\"My accounts?\"}', sha256 = (SELECT json_extract(changes, '$.sha256') FROM objectos_audit WHERE seq = audit_seq) WHERE role = 'user'",
     );
     env.run(&["audit", "verify"]).ok();
+    // An edited answer's raw bytes too.
+    sql(
+        &db,
+        "UPDATE objectos_assistant_messages SET response = CAST(replace(CAST(response AS TEXT), 'accounts', 'contacts') AS BLOB) WHERE idx = 4",
+    );
+    let broken = env.run(&["audit", "verify"]).code(3);
+    assert!(
+        broken.stderr.contains("is not the response"),
+        "{}",
+        broken.stderr
+    );
+    sql(
+        &db,
+        "UPDATE objectos_assistant_messages SET response = CAST(replace(CAST(response AS TEXT), 'contacts', 'accounts') AS BLOB) WHERE idx = 4",
+    );
+    env.run(&["audit", "verify"]).ok();
     // A removed message too.
     sql(
         &db,
@@ -1012,7 +1054,7 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
     );
     let broken = env.run(&["audit", "verify"]).code(3);
     assert!(
-        broken.stderr.contains("no longer stored"),
+        broken.stderr.contains("message 4 of conversation"),
         "{}",
         broken.stderr
     );

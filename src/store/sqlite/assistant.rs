@@ -27,6 +27,7 @@ pub const MIGRATION: &str = r#"
         sha256 TEXT NOT NULL,
         audit_seq INTEGER NOT NULL,
         created_at TEXT NOT NULL,
+        response BLOB,
         PRIMARY KEY (conversation_id, idx)
     );
 "#;
@@ -54,6 +55,7 @@ fn message_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         sha256: r.get(4)?,
         audit_seq: r.get(5)?,
         created_at: r.get(6)?,
+        response: r.get(7)?,
     })
 }
 
@@ -120,7 +122,7 @@ impl AssistantTx for SqliteTx<'_> {
 
     fn assistant_message_insert(&mut self, m: &MessageRow) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO objectos_assistant_messages (conversation_id, idx, role, body, sha256, audit_seq, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO objectos_assistant_messages (conversation_id, idx, role, body, sha256, audit_seq, created_at, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 m.conversation_id,
                 m.idx,
@@ -128,7 +130,8 @@ impl AssistantTx for SqliteTx<'_> {
                 m.body,
                 m.sha256,
                 m.audit_seq,
-                m.created_at
+                m.created_at,
+                m.response
             ],
         )?;
         Ok(())
@@ -136,7 +139,7 @@ impl AssistantTx for SqliteTx<'_> {
 
     fn assistant_messages(&mut self, conversation_id: &str) -> StoreResult<Vec<MessageRow>> {
         self.all(
-            "SELECT conversation_id, idx, role, body, sha256, audit_seq, created_at FROM objectos_assistant_messages WHERE conversation_id = ?1 ORDER BY idx",
+            "SELECT conversation_id, idx, role, body, sha256, audit_seq, created_at, response FROM objectos_assistant_messages WHERE conversation_id = ?1 ORDER BY idx",
             [conversation_id],
             message_from,
         )
