@@ -515,7 +515,6 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                     client: Some(ai::client(&id)),
                 };
                 let mut bodies = Vec::new();
-                let mut events = Vec::new();
                 let mut limited = false;
                 for call in &calls {
                     let arguments: Value = serde_json::from_str(&call.arguments)
@@ -541,7 +540,9 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                             &call.name,
                             &call.arguments,
                         );
-                        events.extend(run.events);
+                        // Audited at once, as MCP's calls are: the call's row
+                        // does not wait for the transcript's.
+                        transcript::audit_events(&state.instance, &caller.origin, run.events);
                         if let Some(p) = &run.pending {
                             send(
                                 &out,
@@ -563,7 +564,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                     ));
                 }
                 let refs: Vec<(&str, String)> = bodies.into_iter().collect();
-                transcript::append(&state.instance, &caller.origin, &id, &refs, events)?;
+                transcript::append(&state.instance, &caller.origin, &id, &refs, Vec::new())?;
                 state.checkpoint_every_thousand();
                 Ok((limited, calls_made))
             })
