@@ -1251,3 +1251,71 @@ fn assistant_a_user_disabled_mid_turn_is_stopped_before_the_tools_run() {
     assert!(!rows.iter().any(|r| r["action"] == "assistant.tool_call"));
     env.run(&["audit", "verify"]).ok();
 }
+
+#[test]
+fn assistant_one_turn_at_a_time_and_the_token_limit_stops_a_turn() {
+    let world = World::build();
+    let env = &world.env;
+    let server = &world.server;
+    let model = ModelServer::start();
+    configure(env, &model, &[]);
+    let rep = world.key("rep_a").to_string();
+    let conv = start(server, &rep);
+    model.script(vec![Reply::Delayed(
+        Duration::from_secs(2),
+        Box::new(text("First.")),
+    )]);
+    let (base, key, id) = (server.base.clone(), rep.clone(), conv.clone());
+    let first = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .post(format!(
+                "{base}/api/v1/assistant/conversations/{id}/messages"
+            ))
+            .bearer_auth(key)
+            .json(&json!({"content": "one"}))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _, raw) = say(server, &rep, &conv, "two");
+    assert_eq!(status, 409, "{raw}");
+    assert!(raw.contains("turn_in_progress"), "{raw}");
+    let first = first.join().unwrap();
+    assert!(first.contains("event: done"), "{first}");
+    let (_, stored) = conversation(server, &rep, &conv);
+    let roles: Vec<&str> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant"],
+        "the refused message is not stored"
+    );
+
+    // Past `ai.max_turn_tokens` (each scripted answer reports 15), the calls
+    // asked for are answered "not run" and the turn stops.
+    env.run(&["settings", "set", "ai.max_turn_tokens", "10"])
+        .ok();
+    model.script(vec![tool("list_objects", json!({}))]);
+    let (_, events, _) = say(server, &rep, &conv, "objects?");
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "error", "{events:?}");
+    assert_eq!(data["code"], "turn_limit");
+    assert!(
+        data["message"]
+            .as_str()
+            .unwrap()
+            .contains("ai.max_turn_tokens")
+    );
+    let rows = audit_rows(env);
+    assert!(
+        !rows.iter().any(|r| r["action"] == "assistant.tool_call"),
+        "no call was run"
+    );
+    env.run(&["audit", "verify"]).ok();
+}
