@@ -1319,3 +1319,58 @@ fn assistant_one_turn_at_a_time_and_the_token_limit_stops_a_turn() {
     );
     env.run(&["audit", "verify"]).ok();
 }
+
+/// The venv scripts/setup makes (pexpect, for a real terminal).
+fn python() -> Option<std::path::PathBuf> {
+    let py = repo().join("target/interop/venv/bin/python");
+    let problem = if !py.exists() {
+        Some("target/interop/venv does not exist".to_string())
+    } else {
+        let out = std::process::Command::new(&py)
+            .args(["-c", "import pexpect"])
+            .output()
+            .expect("run the venv's python");
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    have_interop("pexpect (target/interop/venv)", problem).then_some(py)
+}
+
+#[test]
+fn assistant_objectos_chat_prompts_on_a_real_terminal() {
+    let Some(py) = python() else { return };
+    let world = World::build();
+    let env = &world.env;
+    let server = &world.server;
+    let model = ModelServer::start();
+    configure(env, &model, &[]);
+    model.script(vec![
+        stream_tool("list_objects", json!({})),
+        stream_text(&["You may read ", "seven objects."]),
+    ]);
+    let out = std::process::Command::new(&py)
+        .arg(repo().join("tests/interop/assistant/chat_pty.py"))
+        .args([BIN, &server.base, "what may I read", "seven objects."])
+        .env("OBJECTOS_API_KEY", world.key("rep_a"))
+        .env("OBJECTOS_DATA_DIR", env.path("not-used"))
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the dialogue failed:\n{transcript}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(transcript.contains("[tool] list_objects"), "{transcript}");
+    assert!(
+        transcript.contains("You may read seven objects."),
+        "{transcript}"
+    );
+    assert!(
+        !env.path("not-used").exists(),
+        "chat never touches a data dir"
+    );
+    assert_eq!(
+        model.request(0)["messages"][1]["content"],
+        "what may I read"
+    );
+}
