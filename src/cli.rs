@@ -144,6 +144,17 @@ pub enum Command {
     /// Bridge an agent host's stdio to the server's MCP endpoint (agent key from
     /// `OBJECTOS_API_KEY`; never opens the data dir)
     Mcp(McpArgs),
+    /// Talk with the assistant as your user, through the running server
+    ///
+    /// Streams the answer, and shows each tool call it makes and each change
+    /// that waits for a reviewer. Authenticates with your user key or session
+    /// token (`--api-key-file` or `OBJECTOS_API_KEY`). With MESSAGE it sends
+    /// that and exits; otherwise it reads one message per line, with a prompt
+    /// on a terminal.
+    Chat(ChatArgs),
+    /// The assistant's stored conversations, for the host operator
+    #[command(subcommand)]
+    Assistant(AssistantCommand),
     /// Create records in bulk from JSON lines or CSV, as a user, through the same rules and audit
     Import(ImportArgs),
     /// Write the records a user may read as JSON lines (needs `allowExport`)
@@ -658,6 +669,63 @@ pub struct ReviewArgs {
     /// Trust this CA (PEM) for an `https://` server
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The message to send (the rest of the line); without it, messages are read line by line
+    #[arg(value_name = "MESSAGE", trailing_var_arg = true)]
+    pub message: Vec<String>,
+
+    /// Continue this conversation instead of starting one
+    #[arg(long, value_name = "ID")]
+    pub conversation: Option<String>,
+
+    /// The new conversation's title
+    #[arg(long, value_name = "TEXT", conflicts_with = "conversation")]
+    pub title: Option<String>,
+
+    /// The running server
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080",
+        env = "OBJECTOS_SERVER"
+    )]
+    pub server: String,
+
+    /// Read your user key (or session token) from this file (else `OBJECTOS_API_KEY`)
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Allow plain `http://` to a server that is not on this host
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Trust this CA (PEM) for an `https://` server
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssistantCommand {
+    /// Write stored conversations as JSON lines: every message as sent to the model, with its hash
+    Export(AssistantExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AssistantExportArgs {
+    /// Only this user's conversations
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+
+    /// Only this conversation
+    #[arg(long, value_name = "ID")]
+    pub conversation: Option<String>,
+
+    /// Write here instead of stdout (`-` is stdout)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod artifact;
+pub mod assistant;
 pub mod audit;
 pub mod authz;
 pub mod cli;

@@ -91,6 +91,8 @@ pub fn all() -> Vec<(String, Value)> {
         ("man", doc::<ManReport>()),
         ("openapi", doc::<crate::commands::reports::OpenapiReport>()),
         ("review", doc::<crate::commands::reports::ReviewReport>()),
+        ("chat", doc::<ChatEvent>()),
+        ("assistant.export", doc::<AssistantExportReport>()),
     ];
     for (name, schema) in docs {
         out.push((format!("objectos.{name}.schema.json"), schema));

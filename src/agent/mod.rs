@@ -160,6 +160,26 @@ pub fn audit_tool_call(
     args: &Value,
     outcome: &tools::Outcome,
 ) {
+    let event = tool_call_event("agent.tool_call", instance, model, tool, args, outcome);
+    if let Err(e) = instance
+        .store
+        .write(|tx| audit::append(tx, &caller.origin, event).map(|_| ()))
+        .map_err(to_api)
+    {
+        tracing::error!(error = %e, "could not audit a tool call");
+    }
+}
+
+/// The row of one tool call, under `action` (`agent.tool_call` for MCP,
+/// `assistant.tool_call` for the built-in assistant).
+pub fn tool_call_event(
+    action: &str,
+    instance: &Instance,
+    model: &Model,
+    tool: &str,
+    args: &Value,
+    outcome: &tools::Outcome,
+) -> Event {
     let r = &outcome.result;
     let read: Vec<Value> = match r.get("records").and_then(Value::as_array) {
         Some(list) => list.iter().filter_map(|x| x.get("id").cloned()).collect(),
@@ -175,7 +195,7 @@ pub fn audit_tool_call(
             "bytes": size,
         });
     }
-    let mut event = Event::new("agent.tool_call").changes(json!({
+    let mut event = Event::new(action).changes(json!({
         "tool": tool.chars().take(128).collect::<String>(),
         "arguments": arguments,
         // The ids returned: shown to an audit viewer only where they may read them.
@@ -203,11 +223,5 @@ pub fn audit_tool_call(
             code,
         );
     }
-    if let Err(e) = instance
-        .store
-        .write(|tx| audit::append(tx, &caller.origin, event).map(|_| ()))
-        .map_err(to_api)
-    {
-        tracing::error!(error = %e, "could not audit a tool call");
-    }
+    event
 }

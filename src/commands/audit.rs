@@ -82,6 +82,16 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                 bar.finish_and_clear();
             }
             let mut report = report;
+            // Stored assistant transcripts against the hashes the chain recorded.
+            let transcripts = crate::assistant::transcript::verify(&instance.store)?;
+            if let Some(m) = &transcripts.mismatch
+                && report.broken.as_ref().is_none_or(|b| m.seq < b.seq)
+            {
+                report.broken = Some(verify::Broken {
+                    seq: m.seq,
+                    reason: m.reason.clone(),
+                });
+            }
             if report.broken.is_none() && !instance.guards_restored.is_empty() {
                 report.broken = Some(verify::Broken {
                     seq: report.head_seq.unwrap_or(0),
@@ -135,6 +145,12 @@ pub fn run(cmd: AuditCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
                             ))
                             .unwrap_or_default(),
                     ))?;
+                    if transcripts.messages > 0 {
+                        ctx.out.status(format!(
+                            "assistant: {} messages of {} conversations and {} model requests match the hashes the chain recorded",
+                            transcripts.messages, transcripts.conversations, transcripts.requests
+                        ));
+                    }
                     if args.checkpoints.is_none() {
                         ctx.out.status(
                             "note: checked against the data dir's own checkpoint log; rows cut off together with its newest lines are told only by a copy kept elsewhere (`--checkpoints FILE`)",

@@ -196,7 +196,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
                 let outbound: Vec<String> = settings
                     .iter()
                     .filter(|s| {
-                        s.key.starts_with("integrations.") || s.key.starts_with("outbound.")
+                        s.key.starts_with("integrations.")
+                            || s.key.starts_with("outbound.")
+                            || s.key == crate::assistant::config::ENDPOINT
                     })
                     .map(|s| s.key.clone())
                     .collect();
@@ -215,6 +217,26 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
                 }
             }
             Err(e) => add("network", Status::Fail, format!("{e:#}")),
+        }
+        let (status, detail) = assistant_check(instance);
+        add("assistant", status, detail);
+        match crate::assistant::transcript::verify(&instance.store) {
+            Ok(r) => match r.mismatch {
+                None => add(
+                    "transcripts",
+                    Status::Ok,
+                    format!(
+                        "{} assistant messages of {} conversations match the audit chain",
+                        r.messages, r.conversations
+                    ),
+                ),
+                Some(m) => add(
+                    "transcripts",
+                    Status::Fail,
+                    format!("broken at seq {}: {}", m.seq, m.reason),
+                ),
+            },
+            Err(e) => add("transcripts", Status::Fail, format!("{e:#}")),
         }
     }
     let healthy = !checks.iter().any(|c| c.status == Status::Fail);
@@ -246,5 +268,66 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
         Ok(Exit::Success)
     } else {
         Err(Reported(Exit::Error).into())
+    }
+}
+
+/// Where the assistant's model requests would go, and whether that stays
+/// inside the site.
+fn assistant_check(instance: &instance::Instance) -> (Status, String) {
+    use crate::assistant::config::{self, ConfigError, Reach};
+    match config::load(instance) {
+        Err(e) => (Status::Fail, format!("{e:#}")),
+        Ok(Err(ConfigError::Off)) => (
+            Status::Ok,
+            "off (`ai.endpoint` is not set): no model requests, no connection".into(),
+        ),
+        Ok(Err(ConfigError::Invalid(why))) => (
+            Status::Fail,
+            format!("misconfigured: {why}; conversations answer 503 until it is fixed"),
+        ),
+        Ok(Ok(c)) => {
+            let url = c.completions_url();
+            let mut detail = format!(
+                "model requests go to {url} (model `{}`, {}key, timeout {}s, at most {} tool calls and {} tokens a turn)",
+                c.model,
+                if c.api_key.is_some() {
+                    "with an API "
+                } else {
+                    "no API "
+                },
+                c.timeout.as_secs(),
+                c.max_tool_calls,
+                c.max_turn_tokens
+            );
+            if !c.unmasked.is_empty() {
+                detail.push_str(&format!(
+                    "; sensitive values of {} are NOT masked",
+                    c.unmasked.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let reach = config::reach(&c.endpoint);
+            let status = match reach {
+                Reach::Loopback => Status::Ok,
+                Reach::Private => Status::Ok,
+                Reach::Public => {
+                    detail.push_str("; that is a public address: business context leaves the site");
+                    Status::Warn
+                }
+                Reach::Name => {
+                    detail.push_str("; that is a host name, not known here to be loopback or private: check where it resolves");
+                    Status::Warn
+                }
+            };
+            if url.scheme() == "http" && reach != Reach::Loopback {
+                detail.push_str("; plain `http://` off this host: prompts and answers cross the network in clear");
+                return (Status::Warn, detail);
+            }
+            let status = if !c.unmasked.is_empty() && status == Status::Ok {
+                Status::Warn
+            } else {
+                status
+            };
+            (status, detail)
+        }
     }
 }

@@ -437,13 +437,14 @@ const ENVIRONMENT: &[(&str, &[&str], &str)] = &[
     ),
     (
         "OBJECTOS_SERVER",
-        &["objectos mcp", "objectos review"],
+        &["objectos mcp", "objectos review", "objectos chat"],
         "The running server, when --server is not given.",
     ),
     (
         "OBJECTOS_API_KEY",
-        &["objectos mcp"],
-        "The agent key objectos mcp authenticates with.",
+        &["objectos mcp", "objectos chat"],
+        "The key objectos mcp authenticates with (an agent key), and objectos chat (your user \
+         key or session token).",
     ),
     (
         "OBJECTOS_REVIEW_KEY",
@@ -478,6 +479,7 @@ const USES_DATA_DIR: &[&str] = &[
     "objectos import",
     "objectos export",
     "objectos transfer",
+    "objectos assistant",
     "objectos backup",
     "objectos restore",
     "objectos quickstart",
@@ -1357,6 +1359,43 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             (
                 "Reject one, from a script, with the reason recorded.",
                 "objectos --json review 0192d6c3-7a1e-7c55-9e0a-3f1b2c4d5e6f --reject --reason duplicate --api-key-file key",
+            ),
+        ],
+    ),
+    (
+        "objectos chat",
+        &[
+            (
+                "Talk with the assistant on a terminal, as the user whose key is in OBJECTOS_API_KEY.",
+                "objectos chat",
+            ),
+            (
+                "Ask one question from a script and read the events as JSON lines.",
+                "objectos --json chat --api-key-file ~/.objectos-key which deals close this month",
+            ),
+            (
+                "Go on with an earlier conversation.",
+                "objectos chat --conversation 0192d6c3-7a1e-7c55-9e0a-3f1b2c4d5e6f",
+            ),
+        ],
+    ),
+    (
+        "objectos assistant",
+        &[(
+            "Keep a copy of every assistant conversation (each message as sent to the model, with its hash).",
+            "objectos assistant export -o transcripts.jsonl",
+        )],
+    ),
+    (
+        "objectos assistant export",
+        &[
+            (
+                "Export one user's conversations.",
+                "objectos assistant export --user ana@example.com -o ana.jsonl",
+            ),
+            (
+                "Export one conversation to stdout.",
+                "objectos assistant export --conversation 0192d6c3-7a1e-7c55-9e0a-3f1b2c4d5e6f",
             ),
         ],
     ),

@@ -6,6 +6,7 @@ pub(crate) mod audit;
 pub(crate) mod bootstrap;
 pub(crate) mod build;
 pub mod bulk;
+pub(crate) mod chat;
 mod completions;
 pub(crate) mod diff;
 pub(crate) mod doctor;
@@ -76,6 +77,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Serve(args) => serve::run(args, &ctx),
         Command::Mcp(args) => mcp::run(args, &ctx),
         Command::Openapi(args) => openapi::run(args, &ctx),
+        Command::Chat(args) => chat::run(args, &ctx),
+        Command::Assistant(cmd) => chat::assistant(cmd, &ctx),
         Command::Import(args) => bulk::import(args, &ctx),
         Command::Export(args) => bulk::export(args, &ctx),
         Command::Transfer(args) => bulk::transfer(args, &ctx),
@@ -96,6 +99,7 @@ pub mod reports {
     pub use super::audit::Tail;
     pub use super::bootstrap::BootstrapReport;
     pub use super::build::BuildReport;
+    pub use super::chat::{AssistantExportReport, ChatEvent};
     pub use super::completions::CompletionsReport;
     pub use super::diff::DiffReport;
     pub use super::doctor::DoctorReport;

@@ -36,6 +36,9 @@ pub fn set(
 ) -> anyhow::Result<()> {
     instance.audited(origin, "settings.set", Some("setting"), || {
         validate_key(key)?;
+        if key.starts_with("ai.") {
+            crate::assistant::config::validate_setting(key, value, secret)?;
+        }
         let stored = if secret {
             let ciphertext = age::encrypt(&instance.identity().to_public(), value.as_bytes())
                 .map_err(|e| anyhow::anyhow!("cannot encrypt the secret: {e}"))?;

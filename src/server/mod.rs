@@ -2,6 +2,7 @@
 //! graceful shutdown. Handlers parse, authenticate and call the records service on
 //! a blocking thread; they never touch the database themselves.
 
+mod assistant;
 pub mod auth;
 mod data;
 pub mod mcp;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub(crate) mcp: mcp::Endpoint,
     /// Credentials resolved, while the change counter stands still.
     credentials: crate::identity::signin::CredentialCache,
+    /// Assistant conversations with a turn under way.
+    assistant_turns: assistant::Turns,
 }
 
 struct LoadedModel {
@@ -481,6 +484,15 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         )
         .route("/api/v1/pending-actions/{id}/reject", post(pending::reject))
         .route("/api/v1/pending-actions/{id}/cancel", post(pending::cancel))
+        .route(
+            "/api/v1/assistant/conversations",
+            get(assistant::list).post(assistant::create),
+        )
+        .route("/api/v1/assistant/conversations/{id}", get(assistant::get))
+        .route(
+            "/api/v1/assistant/conversations/{id}/messages",
+            post(assistant::message),
+        )
         .route("/api/v1", get(meta::discovery))
         .route("/api/v1/discovery", get(meta::discovery))
         .route("/.well-known/objectstack", get(meta::discovery))
@@ -545,6 +557,7 @@ pub async fn serve_with_listener(
         seen_head: std::sync::atomic::AtomicI64::new(head),
         mcp: mcp::Endpoint::new(&limits.mcp_origins)?,
         credentials: Default::default(),
+        assistant_turns: Default::default(),
     });
     let app = router(state.clone(), &limits);
     let addr = listener.local_addr()?;

@@ -238,6 +238,38 @@ const ROUTES: &[Route] = &[
         None,
         200,
     ),
+    route(
+        "get",
+        "/api/v1/assistant/conversations",
+        "Your assistant conversations, newest first (needs `agent_access`)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/assistant/conversations",
+        "Start an assistant conversation (`{\"title\"?}`; the operator must have configured `ai.endpoint`)",
+        true,
+        None,
+        201,
+    ),
+    route(
+        "get",
+        "/api/v1/assistant/conversations/{id}",
+        "One of your conversations with its messages (anyone else's is 404)",
+        true,
+        None,
+        200,
+    ),
+    route(
+        "post",
+        "/api/v1/assistant/conversations/{id}/messages",
+        "Send a message; the turn is streamed as Server-Sent Events (`user_message`, `delta`, `tool_call`, `tool_result`, `pending_approval`, then `done` or `error`)",
+        true,
+        Some("AssistantMessage"),
+        200,
+    ),
     route("get", "/api/v1", "Discovery", false, None, 200),
     route("get", "/api/v1/discovery", "Discovery", false, None, 200),
     route(
@@ -478,6 +510,7 @@ pub fn document(objects: Option<&[Value]>) -> Value {
     schemas.insert("Query".into(), json!({"type": "object", "description": "`object`, `filter`/`where`, `fields`/`select`, `sort`/`orderBy`, `limit`/`top`, `offset`/`skip`, `aggregations`, `groupBy`, `search`, `expand`, `count`", "additionalProperties": true}));
     schemas.insert("Share".into(), json!({"type": "object", "properties": {"user": {"type": "string"}, "team": {"type": "string"}, "access": {"type": "string", "enum": ["read", "edit"]}}}));
     schemas.insert("ActionRun".into(), json!({"type": "object", "properties": {"recordId": {"type": "string"}, "params": {"type": "object"}}}));
+    schemas.insert("AssistantMessage".into(), json!({"type": "object", "required": ["content"], "properties": {"content": {"type": "string", "minLength": 1, "maxLength": 32768}}, "additionalProperties": false}));
     schemas.insert("Reason".into(), json!({"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}}));
     schemas.insert("JsonRpc".into(), json!({"type": "object", "description": "One JSON-RPC 2.0 message (MCP)", "required": ["jsonrpc"], "properties": {"jsonrpc": {"const": "2.0"}}}));
 

@@ -5,6 +5,7 @@
 //! Work happens in transactions: [`Store::write`] and [`Store::read`] run a closure
 //! against a [`Tx`]; the closure's changes commit together or not at all.
 
+pub mod assistant;
 pub mod sqlite;
 
 use std::fmt;
@@ -354,7 +355,7 @@ pub enum SchemaChange {
 }
 
 /// One transaction's view of the database.
-pub trait Tx: RecordTx {
+pub trait Tx: RecordTx + assistant::AssistantTx {
     // Instance metadata (key/value).
     fn meta_get(&mut self, key: &str) -> StoreResult<Option<String>>;
     fn meta_set(&mut self, key: &str, value: &str) -> StoreResult<()>;

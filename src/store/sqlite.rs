@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::*;
 
 mod anchors;
+mod assistant;
 
 /// The migrations, in order. Never edit or remove a shipped one: append.
 pub const MIGRATIONS: &[&str] = &[
@@ -232,6 +233,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 6: archived ranges: anchors, and rows that leave the audit table only
     // together with theirs (design §7; see `anchors`).
     anchors::MIGRATION,
+    // 7: the assistant's conversations and messages (design §11; see
+    // `assistant`).
+    assistant::MIGRATION,
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {

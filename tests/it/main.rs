@@ -3,6 +3,7 @@
 mod util;
 
 mod agents;
+mod assistant;
 mod bench;
 mod bulk;
 mod cli;

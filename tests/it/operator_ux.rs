@@ -147,24 +147,33 @@ fn secrets_come_from_stdin_or_a_file_never_argv_and_the_last_admin_stays() {
     env.run(&[
         "settings",
         "set",
-        "ai.other",
+        "integrations.other",
         "--value-file",
         "secret.txt",
         "--secret",
     ])
     .ok();
     assert_eq!(
-        env.run(&["settings", "get", "ai.other"]).ok().stdout.trim(),
+        env.run(&["settings", "get", "integrations.other"])
+            .ok()
+            .stdout
+            .trim(),
         "sk-from-file"
     );
     // No value and no terminal: a clear error, never a hang or a stored `-`.
     let run = env
-        .run(&["settings", "set", "ai.third", "--secret"])
+        .run(&["settings", "set", "integrations.third", "--secret"])
         .code(1);
     assert!(run.stderr.contains("no terminal"), "{}", run.stderr);
     // On argv it works, with a warning that it is visible.
     let run = env
-        .run(&["settings", "set", "ai.fourth", "on-argv", "--secret"])
+        .run(&[
+            "settings",
+            "set",
+            "integrations.fourth",
+            "on-argv",
+            "--secret",
+        ])
         .ok();
     assert!(run.stderr.contains("visible in `ps`"), "{}", run.stderr);
     // The last enabled administrator is not disabled or stripped by accident.
