@@ -5,6 +5,7 @@
 //! Work happens in transactions: [`Store::write`] and [`Store::read`] run a closure
 //! against a [`Tx`]; the closure's changes commit together or not at all.
 
+pub mod sql;
 pub mod sqlite;
 
 use std::fmt;
@@ -572,6 +573,8 @@ pub enum SqlValue {
     Integer(i64),
     Real(f64),
     Text(String),
+    /// Bytes (an applied artifact); never a record's value.
+    Blob(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
