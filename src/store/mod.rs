@@ -5,6 +5,7 @@
 //! Work happens in transactions: [`Store::write`] and [`Store::read`] run a closure
 //! against a [`Tx`]; the closure's changes commit together or not at all.
 
+pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 

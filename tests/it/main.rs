@@ -12,6 +12,7 @@ mod hardening;
 mod openapi;
 mod operator;
 mod operator_ux;
+mod postgres;
 mod races;
 mod runtime;
 mod sdk;
