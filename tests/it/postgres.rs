@@ -280,6 +280,7 @@ fn create(server: &Server, key: &str, name: &str) -> (u16, Value) {
 
 #[test]
 fn two_instances_answer_alike_and_a_change_through_one_acts_at_once_on_the_other() {
+    // Keys revoked, sessions logged out, grants revoked, users disabled.
     let env = Env::postgres();
     ready(&env);
     let key = rep(&env);
@@ -324,6 +325,43 @@ fn two_instances_answer_alike_and_a_change_through_one_acts_at_once_on_the_other
         .to_string();
     assert_eq!(a.call("GET", &path, Some(&key2), None).0, 200);
     assert_eq!(b.call("GET", &path, Some(&key2), None).0, 200);
+    // A session logged out through one instance is refused by the other.
+    let (status, session, raw) = a.call(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "admin@example.com", "password": crate::store::PASSWORD})),
+    );
+    assert_eq!(status, 200, "{raw}");
+    let token = session["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        b.call("GET", "/api/v1/meta/objects", Some(&token), None).0,
+        200
+    );
+    assert_eq!(
+        a.call("POST", "/api/v1/auth/logout", Some(&token), None).0,
+        200
+    );
+    assert_eq!(
+        b.call("GET", "/api/v1/meta/objects", Some(&token), None).0,
+        401
+    );
+    // A permission set revoked through the second host: the first refuses at
+    // once (it was the rep's only set, and so their `api_access`).
+    run_in_dir(
+        &env,
+        &host2,
+        &["permset", "revoke", "sales_rep", "rep@example.com"],
+    )
+    .ok();
+    assert_eq!(a.call("GET", &path, Some(&key2), None).0, 403);
+    run_in_dir(
+        &env,
+        &host2,
+        &["permset", "assign", "sales_rep", "rep@example.com"],
+    )
+    .ok();
+    assert_eq!(a.call("GET", &path, Some(&key2), None).0, 200);
     run_in_dir(&env, &host2, &["user", "disable", "rep@example.com"]).ok();
     assert_eq!(a.call("GET", &path, Some(&key2), None).0, 401);
     a.stop();
