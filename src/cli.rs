@@ -87,7 +87,12 @@ pub enum Command {
     /// Compare two artifacts and flag every change that widens access
     Diff(DiffArgs),
     /// Create the data dir: database, instance keys, trust store (idempotent)
-    Init,
+    ///
+    /// The database is SQLite in the data dir unless `--database-url` names an
+    /// empty PostgreSQL database; the URL is kept in the data dir's
+    /// `database.json` (never a password: it comes from `~/.pgpass`,
+    /// `PGPASSFILE`, `PGPASSWORD` or `--database-password-file`).
+    Init(InitArgs),
     /// Manage the public keys trusted to sign artifacts
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -353,6 +358,17 @@ pub struct ApplyArgs {
     /// Signature file [default: ARTIFACT.minisig]
     #[arg(short = 'x', long, value_name = "FILE")]
     pub signature: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Keep the database on this PostgreSQL server (`postgres://USER@HOST:PORT/DB`, no password)
+    #[arg(long, value_name = "URL", env = "OBJECTOS_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Read the PostgreSQL password from this file (first line) at every connection
+    #[arg(long, value_name = "FILE", requires = "database_url")]
+    pub database_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,8 @@ use crate::audit::{checkpoint, verify};
 use crate::commands::Ctx;
 use crate::error::{Exit, Reported};
 use crate::instance;
-use crate::store::sqlite::MIGRATIONS;
+use crate::instance::Database;
+use crate::store::{postgres, sqlite};
 
 #[derive(Serialize, JsonSchema, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -99,23 +100,34 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
                 instance.recipient()
             ),
         );
+        let known = match &instance.database {
+            Database::Sqlite(_) => sqlite::MIGRATIONS.len(),
+            Database::Postgres(pg) => {
+                postgres_checks(pg, instance.database_config.as_ref(), &mut add);
+                postgres::MIGRATIONS.len()
+            }
+        };
         match instance
             .store
             .read(|tx| Ok((tx.integrity_check()?, tx.schema_version()?)))
         {
             Ok((problems, version)) => {
                 if problems.is_empty() {
-                    add("integrity", Status::Ok, "PRAGMA integrity_check: ok".into());
+                    let how = match &instance.database {
+                        Database::Sqlite(_) => "PRAGMA integrity_check: ok",
+                        Database::Postgres(_) => "objectos's tables and counter: ok",
+                    };
+                    add("integrity", Status::Ok, how.into());
                 } else {
                     add("integrity", Status::Fail, problems.join("; "));
                 }
-                if version == MIGRATIONS.len() as i64 {
+                if version == known as i64 {
                     add("schema", Status::Ok, format!("version {version}"));
                 } else {
                     add(
                         "schema",
                         Status::Fail,
-                        format!("version {version}, expected {}", MIGRATIONS.len()),
+                        format!("version {version}, expected {known}"),
                     );
                 }
             }
@@ -329,5 +341,82 @@ fn assistant_check(instance: &instance::Instance) -> (Status, String) {
             };
             (status, detail)
         }
+    }
+}
+
+/// The PostgreSQL server: where, which version, over what, as which role, and
+/// what about that role is unsafe.
+fn postgres_checks(
+    pg: &postgres::PgBackend,
+    config: Option<&instance::database::DatabaseConfig>,
+    add: &mut dyn FnMut(&str, Status, String),
+) {
+    let url = config.map(|c| c.url.as_str()).unwrap_or("?");
+    let info = match pg.server_info() {
+        Ok(info) => info,
+        Err(e) => {
+            add("postgres", Status::Fail, format!("`{url}`: {e:#}"));
+            return;
+        }
+    };
+    let get = |label: &str| {
+        info.iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("?")
+    };
+    add(
+        "postgres",
+        Status::Ok,
+        format!(
+            "`{url}`: PostgreSQL {}, database `{}`, role `{}`",
+            get("server version"),
+            get("database"),
+            get("role")
+        ),
+    );
+    let local = url.contains("host=/")
+        || url.contains("@localhost")
+        || url.contains("@127.0.0.1")
+        || url.contains("@[::1]");
+    match (get("connection encrypted"), local) {
+        ("yes", _) => add("postgres_tls", Status::Ok, "sslmode: the connection is encrypted".into()),
+        (_, true) => add(
+            "postgres_tls",
+            Status::Ok,
+            "sslmode=disable over a local connection (socket or loopback)".into(),
+        ),
+        _ => add(
+            "postgres_tls",
+            Status::Warn,
+            "sslmode=disable: the connection is not encrypted and leaves this host; keep it on a private network, or tunnel it".into(),
+        ),
+    }
+    let mut unsafe_role = Vec::new();
+    if get("role is superuser") == "yes" {
+        unsafe_role.push("is a superuser");
+    }
+    if get("role owns the audit table") == "yes" {
+        unsafe_role
+            .push("owns the audit table (it can disable the triggers that keep rows immutable)");
+    }
+    if get("role may update audit rows") == "yes" {
+        unsafe_role.push("holds UPDATE/DELETE/TRUNCATE on the audit table");
+    }
+    if unsafe_role.is_empty() {
+        add(
+            "postgres_role",
+            Status::Ok,
+            "the role can append audit rows and not alter them".into(),
+        );
+    } else {
+        add(
+            "postgres_role",
+            Status::Warn,
+            format!(
+                "the role {}; run objectos with a role granted what `objectos init --database-url` prints",
+                unsafe_role.join(", ")
+            ),
+        );
     }
 }

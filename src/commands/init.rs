@@ -3,9 +3,10 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::cli::InitArgs;
 use crate::commands::Ctx;
 use crate::error::Exit;
-use crate::instance::Instance;
+use crate::instance::{Instance, NewServer};
 
 #[derive(Serialize, JsonSchema)]
 pub struct InitReport {
@@ -18,8 +19,15 @@ pub struct InitReport {
     pub signing_key_id: String,
 }
 
-pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
-    let done = Instance::init(&ctx.data_dir)?;
+pub fn run(args: &InitArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let server = args.database_url.as_ref().map(|url| NewServer {
+        url: url.clone(),
+        password_file: args
+            .database_password_file
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+    });
+    let done = Instance::init_with(&ctx.data_dir, server.as_ref())?;
     let report = InitReport {
         data_dir: ctx.data_dir.display().to_string(),
         created: done.created,
@@ -34,6 +42,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
             "initialized `{}`: instance {}, signing key {}, recipient {}",
             report.data_dir, report.instance_id, report.signing_key_id, report.recipient
         ));
+        if let Some(url) = &args.database_url {
+            ctx.out.status(format!(
+                "the database is on PostgreSQL (`{url}`, kept in `database.json`); another host serves it too with a copy of this data dir"
+            ));
+            if let Ok(config) = crate::instance::database::parse_url(url) {
+                ctx.out.status(crate::instance::database::grants(&config));
+            }
+        }
         ctx.out
             .status("next: `objectos trust add KEY.pub`, then `objectos apply ARTIFACT`");
     } else {

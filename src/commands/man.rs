@@ -407,6 +407,24 @@ const ENVIRONMENT: &[(&str, &[&str], &str)] = &[
         "The data directory, when --data-dir is not given (default ./objectos-data).",
     ),
     (
+        "OBJECTOS_DATABASE_URL",
+        &["objectos init"],
+        "The PostgreSQL database of a new instance, when --database-url is not given \
+         (postgres://USER@HOST:PORT/DB, never with a password).",
+    ),
+    (
+        "PGPASSWORD",
+        &[],
+        "On an instance whose database is on PostgreSQL: the role's password, before the file \
+         database.json names and the password file.",
+    ),
+    (
+        "PGPASSFILE",
+        &[],
+        "On an instance whose database is on PostgreSQL: libpq's password file, when not \
+         ~/.pgpass.",
+    ),
+    (
         "NO_COLOR",
         &[],
         "When set to anything but the empty string, --color auto prints no colour.",

@@ -58,7 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => verify::run(args, &ctx),
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::Diff(args) => diff::run(args, &ctx),
-        Command::Init => init::run(&ctx),
+        Command::Init(args) => init::run(&args, &ctx),
         Command::Trust(cmd) => trust::run(cmd, &ctx),
         Command::Apply(args) => apply::run(args, &ctx),
         Command::Bootstrap(args) => bootstrap::run(args, &ctx),

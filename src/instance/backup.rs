@@ -71,8 +71,15 @@ pub fn backup(
         // copied whole as it stands then, ending with a checkpoint of exactly the
         // snapshot's head: a restore can tell that no row was cut from its end,
         // and check the log's own chain.
+        let super::Database::Sqlite(sqlite) = &instance.database else {
+            return Err(crate::error::Failure::error(
+                "`objectos backup` of an instance whose database is on PostgreSQL is not supported yet",
+            )
+            .with_hint("back the database up with PostgreSQL's own tools (`pg_dump`, base backups), and keep a copy of the data dir (keys, trust store, `database.json`, checkpoint log)")
+            .into());
+        };
         let mut log = checkpoint::lock(&instance.checkpoints_path())?;
-        instance.sqlite.backup_to(&snapshot)?;
+        sqlite.backup_to(&snapshot)?;
         let head = {
             let copy = crate::store::Store::new(Box::new(
                 crate::store::sqlite::SqliteBackend::open(&snapshot, false)?,

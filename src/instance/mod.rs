@@ -4,6 +4,7 @@
 pub mod applied;
 pub mod apply;
 pub mod backup;
+pub mod database;
 pub mod rotate;
 pub mod settings;
 
@@ -16,9 +17,11 @@ use anyhow::Context;
 use crate::audit::{self, Event, HmacKey, Origin, Outcome, checkpoint};
 use crate::crypto::signing::{self, PublicKey, SecretKey, write_atomic};
 use crate::error::{Exit, Failure, exit_of};
+use crate::store::postgres::PgBackend;
 use crate::store::sqlite::SqliteBackend;
 use crate::store::{Backend, Mode, Store, StoreError, Tx};
 use crate::timefmt;
+use database::DatabaseConfig;
 
 pub const DB_FILE: &str = "objectos.db";
 pub const INSTANCE_KEY: &str = "instance.key";
@@ -33,24 +36,33 @@ pub const RETIRED_DIR: &str = "retired";
 /// The audit action of the row that records restored immutability guards.
 pub const GUARDS_RESTORED: &str = "audit.guards_restored";
 
-/// A backend shared by the store and the operations (backup) that need the
-/// concrete type.
-struct Shared(Arc<SqliteBackend>);
+/// The database behind a data dir, shared by the store and the operations
+/// (backup, doctor) that need the concrete backend.
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(Arc<SqliteBackend>),
+    Postgres(Arc<PgBackend>),
+}
 
-impl Backend for Shared {
+impl Backend for Database {
     fn transaction(
         &self,
         mode: Mode,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        self.0.transaction(mode, work)
+        match self {
+            Database::Sqlite(db) => db.transaction(mode, work),
+            Database::Postgres(db) => db.transaction(mode, work),
+        }
     }
 }
 
 pub struct Instance {
     pub dir: PathBuf,
     pub store: Store,
-    pub sqlite: Arc<SqliteBackend>,
+    pub database: Database,
+    /// The PostgreSQL configuration (`database.json`), when not SQLite.
+    pub database_config: Option<DatabaseConfig>,
     pub id: String,
     identity: age::x25519::Identity,
     pub signer: SecretKey,
@@ -66,6 +78,15 @@ impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Instance({})", self.dir.display())
     }
+}
+
+/// The PostgreSQL server a new instance keeps its database on.
+#[derive(Debug, Clone)]
+pub struct NewServer {
+    /// `postgres://…`, without a password.
+    pub url: String,
+    /// A file whose first line is the password.
+    pub password_file: Option<PathBuf>,
 }
 
 /// What `init` did.
@@ -124,6 +145,9 @@ fn check_readable(dir: &Path) -> anyhow::Result<()> {
         .with_hint("run objectos as the data dir's owner (e.g. `sudo -u objectos objectos …`), or fix the permissions")
         .into()
     };
+    if DatabaseConfig::path(dir).exists() {
+        return Ok(());
+    }
     match std::fs::metadata(Instance::db_path(dir)) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(denied(dir)),
@@ -170,6 +194,67 @@ fn store_error(e: StoreError, dir: &Path) -> anyhow::Error {
     }
 }
 
+/// A PostgreSQL store error as the operator should read it: the cause, and the fix.
+fn pg_error(e: anyhow::Error, config: &DatabaseConfig) -> anyhow::Error {
+    let Some(se) = e.downcast_ref::<StoreError>() else {
+        return e;
+    };
+    let (message, hint) = match se {
+        StoreError::CannotOpen(why) if why.contains("wrong credentials") => (
+            why.clone(),
+            "put the role's password in `~/.pgpass` (or the file `PGPASSFILE` names), in `PGPASSWORD`, or in the file `database.json` names (`password_file`)".to_string(),
+        ),
+        StoreError::CannotOpen(why) if why.contains("no such database") => (
+            why.clone(),
+            "create it (`createdb -O ROLE NAME`), or fix the URL in `database.json`".to_string(),
+        ),
+        StoreError::CannotOpen(why) => (
+            why.clone(),
+            format!(
+                "check that PostgreSQL runs and accepts connections there, and the URL `{}` in `database.json`",
+                config.url
+            ),
+        ),
+        StoreError::Corrupt(why) => (
+            why.clone(),
+            "check the URL in `database.json`; `objectos init --database-url` makes a new instance in an empty database".to_string(),
+        ),
+        StoreError::TooNew { .. } => (
+            format!("{se}"),
+            "another instance upgraded the shared database: upgrade objectos on this host too".to_string(),
+        ),
+        StoreError::Backend(why) if why.contains("already holds objectos tables") => (
+            why.clone(),
+            "to serve an instance from a second host, copy its data dir there; to start a new instance, give an empty database".to_string(),
+        ),
+        StoreError::Backend(why) if why.contains("lacks a privilege") => (
+            why.clone(),
+            "grant the role what `objectos init` prints (GRANT …), or run this with the owner's URL".to_string(),
+        ),
+        _ => return e,
+    };
+    Failure::error(message).with_hint(hint).into()
+}
+
+/// The data dir's database: the PostgreSQL `database.json` names, or SQLite.
+fn open_database(
+    dir: &Path,
+    read_only: bool,
+) -> anyhow::Result<(Database, Option<DatabaseConfig>)> {
+    if let Some(config) = DatabaseConfig::load(dir)? {
+        let connect = config.connect_config()?;
+        let backend = PgBackend::open(connect, false, None).map_err(|e| pg_error(e, &config))?;
+        return Ok((Database::Postgres(Arc::new(backend)), Some(config)));
+    }
+    let opened = if read_only {
+        SqliteBackend::open_read_only(&Instance::db_path(dir))
+    } else {
+        SqliteBackend::open(&Instance::db_path(dir), false)
+    };
+    let backend = opened.map_err(|e| store_error(e, dir))?;
+    Ok((Database::Sqlite(Arc::new(backend)), None))
+}
+
 pub(crate) fn read_identity(path: &Path) -> anyhow::Result<age::x25519::Identity> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the instance key `{}`", path.display()))?;
@@ -192,10 +277,33 @@ impl Instance {
         dir.join(DB_FILE)
     }
 
-    /// Create a data dir, or confirm an existing one (idempotent). A directory that
-    /// exists, is not empty and is not a data dir is refused.
+    /// Create a data dir with its SQLite database, or confirm an existing one
+    /// (idempotent). A directory that exists, is not empty and is not a data dir
+    /// is refused.
     pub fn init(dir: &Path) -> anyhow::Result<Initialized> {
-        if Instance::db_path(dir).exists() {
+        Instance::init_with(dir, None)
+    }
+
+    /// `init`, with the database on the PostgreSQL server `server` names (an
+    /// empty database; its tables, the instance's rows and the first audit row
+    /// are made in one transaction, so a failure leaves nothing behind).
+    pub fn init_with(dir: &Path, server: Option<&NewServer>) -> anyhow::Result<Initialized> {
+        if Instance::db_path(dir).exists() || DatabaseConfig::path(dir).exists() {
+            let existing = DatabaseConfig::load(dir)?;
+            if let Some(server) = server
+                && existing.as_ref().map(|c| c.url.as_str()) != Some(server.url.as_str())
+            {
+                return Err(Failure::error(format!(
+                    "`{}` is already initialized, with {}; nothing was changed",
+                    dir.display(),
+                    match &existing {
+                        Some(c) => format!("the database `{}`", c.url),
+                        None => "its SQLite database".to_string(),
+                    }
+                ))
+                .with_hint("a data dir keeps the database it was made with: init a new data dir (then `backup`/`restore` to move records)")
+                .into());
+            }
             let instance = Instance::open(dir)?;
             return Ok(Initialized {
                 created: false,
@@ -255,31 +363,46 @@ impl Instance {
         std::fs::create_dir(s.join(TRUST_DIR)).context("cannot create the trust directory")?;
         set_mode(&s.join(TRUST_DIR), 0o755)?;
         let instance_id = uuid::Uuid::new_v4().to_string();
-        {
-            let backend =
-                SqliteBackend::open(&s.join(DB_FILE), true).map_err(|e| store_error(e, s))?;
-            // Records, credentials and audit rows: the owner's only (SQLite makes
-            // its journal files with the same mode).
-            set_mode(&s.join(DB_FILE), 0o600)?;
-            let store = Store::new(Box::new(backend));
-            store.write(|tx| {
-                tx.meta_set("instance_id", &instance_id)?;
-                tx.meta_set("instance_recipient", &recipient)?;
-                tx.meta_set("signing_key_id", &public.id.to_string())?;
-                tx.meta_set("created_at", &created)?;
-                audit::append(
-                    tx,
-                    &Origin::operator(),
-                    Event::new("instance.init")
-                        .object("instance")
-                        .record(&instance_id)
-                        .changes(serde_json::json!({
-                            "recipient": recipient,
-                            "signing_key_id": public.id.to_string(),
-                        })),
-                )?;
-                Ok(())
-            })?;
+        let mut setup = |tx: &mut dyn Tx| -> anyhow::Result<()> {
+            tx.meta_set("instance_id", &instance_id)?;
+            tx.meta_set("instance_recipient", &recipient)?;
+            tx.meta_set("signing_key_id", &public.id.to_string())?;
+            tx.meta_set("created_at", &created)?;
+            audit::append(
+                tx,
+                &Origin::operator(),
+                Event::new("instance.init")
+                    .object("instance")
+                    .record(&instance_id)
+                    .changes(serde_json::json!({
+                        "recipient": recipient,
+                        "signing_key_id": public.id.to_string(),
+                    })),
+            )?;
+            Ok(())
+        };
+        match server {
+            None => {
+                let backend =
+                    SqliteBackend::open(&s.join(DB_FILE), true).map_err(|e| store_error(e, s))?;
+                // Records, credentials and audit rows: the owner's only (SQLite
+                // makes its journal files with the same mode).
+                set_mode(&s.join(DB_FILE), 0o600)?;
+                let store = Store::new(Box::new(backend));
+                store.write(setup)?;
+            }
+            Some(server) => {
+                let config = DatabaseConfig {
+                    backend: "postgres".into(),
+                    url: server.url.clone(),
+                    password_file: server.password_file.clone(),
+                    instance_id: instance_id.clone(),
+                };
+                let connect = config.connect_config()?;
+                config.save(s)?;
+                PgBackend::open(connect, true, Some(&mut setup))
+                    .map_err(|e| pg_error(e, &config))?;
+            }
         }
         if dir.exists() {
             std::fs::remove_dir(dir)
@@ -324,13 +447,8 @@ impl Instance {
         })?;
         let signer =
             SecretKey::load(&sk_text, None).context("cannot load the instance signing key")?;
-        let opened = if read_only {
-            SqliteBackend::open_read_only(&Instance::db_path(dir))
-        } else {
-            SqliteBackend::open(&Instance::db_path(dir), false)
-        };
-        let backend = Arc::new(opened.map_err(|e| store_error(e, dir))?);
-        let store = Store::new(Box::new(Shared(backend.clone())));
+        let (database, database_config) = open_database(dir, read_only)?;
+        let store = Store::new(Box::new(database.clone()));
         let (id, recipient, key_id) = store
             .read(|tx| {
                 Ok((
@@ -349,6 +467,16 @@ impl Instance {
                 dir.display()
             ))
         })?;
+        if let Some(config) = &database_config
+            && config.instance_id != id
+        {
+            return Err(Failure::error(format!(
+                "the database `{}` belongs to objectos instance {id}, not to this data dir's instance {}",
+                config.url, config.instance_id
+            ))
+            .with_hint("point `database.json` at this instance's own database, or use the data dir of the instance that made it")
+            .into());
+        }
         if recipient.as_deref() != Some(identity.to_public().to_string().as_str()) {
             return Err(Failure::error(format!(
                 "`{}` is not this instance's key (the database was initialized with another)",
@@ -369,7 +497,8 @@ impl Instance {
         let mut instance = Instance {
             dir: dir.to_path_buf(),
             store,
-            sqlite: backend,
+            database,
+            database_config,
             id,
             identity,
             signer,

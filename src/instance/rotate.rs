@@ -147,8 +147,7 @@ pub fn finish_interrupted(dir: &Path) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let staged_identity = read_identity(&staged_key)?;
-    let db = crate::store::sqlite::SqliteBackend::open(&Instance::db_path(dir), false)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (db, _) = super::open_database(dir, false)?;
     let store = crate::store::Store::new(Box::new(db));
     let named = store.read(|tx| Ok(tx.meta_get("instance_recipient")?))?;
     if named.as_deref() == Some(staged_identity.to_public().to_string().as_str()) {

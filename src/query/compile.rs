@@ -55,6 +55,7 @@ pub fn sql_to_json(storage: Storage, value: SqlValue) -> Value {
             }
         }
         (_, SqlValue::Text(t)) => Value::String(t),
+        (_, SqlValue::Blob(b)) => Value::String(String::from_utf8_lossy(&b).into_owned()),
     }
 }
 

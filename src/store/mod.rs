@@ -6,6 +6,8 @@
 //! against a [`Tx`]; the closure's changes commit together or not at all.
 
 pub mod assistant;
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use std::fmt;
@@ -573,6 +575,8 @@ pub enum SqlValue {
     Integer(i64),
     Real(f64),
     Text(String),
+    /// Bytes (an applied artifact); never a record's value.
+    Blob(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

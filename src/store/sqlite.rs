@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde_json::Value;
+use rusqlite::{Connection, OpenFlags};
 
+use super::sql::{Dialect, Engine};
 use super::*;
 
 mod anchors;
@@ -387,15 +387,7 @@ fn ensure_row_versions(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-/// Quote an identifier that comes from validated metadata.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// The table holding an object's records.
-pub fn table_of(object: &str) -> String {
-    quote(&format!("rec_{object}"))
-}
+pub use super::sql::{quote, table_of};
 
 /// A group key as SQL: the column, or its UTC date bucket as text.
 ///
@@ -910,276 +902,27 @@ pub struct SqliteTx<'c> {
     pub(crate) conn: &'c Connection,
 }
 
-fn user_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok(UserRow {
-        id: r.get(0)?,
-        email: r.get(1)?,
-        name: r.get(2)?,
-        password_hash: r.get(3)?,
-        disabled: r.get::<_, i64>(4)? != 0,
-        created_at: r.get(5)?,
-    })
-}
-
-const USER_COLS: &str = "id, email, name, password_hash, disabled, created_at";
-
-fn org_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrgRow> {
-    Ok(OrgRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        created_at: r.get(2)?,
-    })
-}
-
-fn team_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<TeamRow> {
-    Ok(TeamRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        created_at: r.get(2)?,
-    })
-}
-
-fn assignment_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssignmentRow> {
-    let org: String = r.get(3)?;
-    Ok(AssignmentRow {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
-        permset: r.get(2)?,
-        org_id: if org.is_empty() { None } else { Some(org) },
-        valid_until: r.get(4)?,
-        created_at: r.get(5)?,
-    })
-}
-
-const KEY_COLS: &str =
-    "id, user_id, org_id, kind, read_only, name, prefix, hash, created_at, expires_at, revoked_at";
-
-fn key_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRow> {
-    let kind: String = r.get(3)?;
-    Ok(ApiKeyRow {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
-        org_id: r.get(2)?,
-        kind: if kind == "agent" {
-            KeyKind::Agent
-        } else {
-            KeyKind::User
-        },
-        read_only: r.get::<_, i64>(4)? != 0,
-        name: r.get(5)?,
-        prefix: r.get(6)?,
-        hash: r.get(7)?,
-        created_at: r.get(8)?,
-        expires_at: r.get(9)?,
-        revoked_at: r.get(10)?,
-    })
-}
-
-const SESSION_COLS: &str = "id, user_id, org_id, hash, created_at, expires_at, revoked_at";
-
-fn session_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
-    Ok(SessionRow {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
-        org_id: r.get(2)?,
-        hash: r.get(3)?,
-        created_at: r.get(4)?,
-        expires_at: r.get(5)?,
-        revoked_at: r.get(6)?,
-    })
-}
-
-const AUDIT_COLS: &str = "seq, id, time, actor, via, client, credential, action, object, record_id, changes, outcome, code, request_id, prev_hash, hash";
-
-fn audit_text_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRowText> {
-    Ok(AuditRowText {
-        seq: r.get(0)?,
-        id: r.get(1)?,
-        time: r.get(2)?,
-        actor: r.get(3)?,
-        via: r.get(4)?,
-        client: r.get(5)?,
-        credential: r.get(6)?,
-        action: r.get(7)?,
-        object: r.get(8)?,
-        record_id: r.get(9)?,
-        changes: r.get(10)?,
-        outcome: r.get(11)?,
-        code: r.get(12)?,
-        request_id: r.get(13)?,
-        prev_hash: r.get(14)?,
-        hash: r.get(15)?,
-    })
-}
-
-fn json_col(text: Option<String>) -> Option<Value> {
-    text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
-}
-
-fn audit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
-    let actor: String = r.get(3)?;
-    Ok(AuditRow {
-        seq: r.get(0)?,
-        id: r.get(1)?,
-        time: r.get(2)?,
-        actor: serde_json::from_str(&actor).unwrap_or(Value::String(actor)),
-        via: r.get(4)?,
-        client: json_col(r.get(5)?),
-        credential: r.get(6)?,
-        action: r.get(7)?,
-        object: r.get(8)?,
-        record_id: r.get(9)?,
-        changes: json_col(r.get(10)?),
-        outcome: r.get(11)?,
-        code: r.get(12)?,
-        request_id: r.get(13)?,
-        prev_hash: r.get(14)?,
-        hash: r.get(15)?,
-    })
-}
-
-fn artifact_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppliedArtifact> {
-    Ok(AppliedArtifact {
-        seq: r.get(0)?,
-        sha256: r.get(1)?,
-        id: r.get(2)?,
-        version: r.get(3)?,
-        signer_key_id: r.get(4)?,
-        bytes: r.get(5)?,
-        applied_at: r.get(6)?,
-        signer_public_key: r.get(7)?,
-        signature: r.get(8)?,
-    })
-}
-
-const PENDING_COLS: &str = "id, org_id, kind, status, requester_id, key_id, client, tool, input, object, record_id, before_hash, proposal, created_at, expires_at, decided_by, decided_at, reason, result";
-
-fn pending_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingRow> {
-    let json = |t: Option<String>| t.and_then(|t| serde_json::from_str(&t).ok());
-    Ok(PendingRow {
-        id: r.get(0)?,
-        org_id: r.get(1)?,
-        kind: r.get(2)?,
-        status: r.get(3)?,
-        requester_id: r.get(4)?,
-        key_id: r.get(5)?,
-        client: json(r.get(6)?),
-        tool: r.get(7)?,
-        input: json(r.get(8)?).unwrap_or(Value::Null),
-        object: r.get(9)?,
-        record_id: r.get(10)?,
-        before_hash: r.get(11)?,
-        proposal: json(r.get(12)?).unwrap_or(Value::Null),
-        created_at: r.get(13)?,
-        expires_at: r.get(14)?,
-        decided_by: r.get(15)?,
-        decided_at: r.get(16)?,
-        reason: r.get(17)?,
-        result: r.get(18)?,
-    })
-}
-
-fn canonical_text(value: &Value) -> String {
-    crate::crypto::canonical::to_string(value).unwrap_or_else(|_| value.to_string())
-}
+static SQLITE: Dialect = Dialect {
+    name: "sqlite",
+    // The column is `COLLATE NOCASE`: the unique index serves the lookup.
+    email_eq: "email = ?1",
+    distinct: "IS NOT",
+    like: "LIKE",
+    // `+column` keeps SQLite from walking an index in sort order when the
+    // condition is selective: it finds the few rows by the condition's own
+    // indexes (an OR of them is planned as a union) and sorts those.
+    selective_order: "+",
+};
 
 impl SqliteTx<'_> {
-    fn all<T>(
-        &self,
-        sql: &str,
-        args: impl rusqlite::Params,
-        map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> StoreResult<Vec<T>> {
-        let mut stmt = self.conn.prepare_cached(sql).db()?;
-        let rows = stmt.query_map(args, map).db()?;
-        rows.collect::<rusqlite::Result<Vec<T>>>().db()
-    }
-
-    fn one<T>(
-        &self,
-        sql: &str,
-        args: impl rusqlite::Params,
-        map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> StoreResult<Option<T>> {
-        let mut stmt = self.conn.prepare_cached(sql).db()?;
-        stmt.query_row(args, map).optional().db()
-    }
-
-    fn exec(&self, sql: &str, args: impl rusqlite::Params) -> StoreResult<usize> {
-        let mut stmt = self.conn.prepare_cached(sql).db()?;
-        stmt.execute(args).db()
-    }
-
-    /// `cond` with each explicit-share test replaced by the ids it admits, read
-    /// in this transaction: none (the usual case) makes the branch false, a few
-    /// become `id IN (…)`; more stay a subquery. The planner then sees only
-    /// branches its indexes serve.
-    fn inline_shares(&self, cond: &Cond) -> StoreResult<Cond> {
-        /// More shared records than this stay a subquery.
-        const INLINE: usize = 200;
-        Ok(match cond {
-            Cond::And(items) => Cond::and(
-                items
-                    .iter()
-                    .map(|c| self.inline_shares(c))
-                    .collect::<StoreResult<_>>()?,
-            ),
-            Cond::Or(items) => Cond::or(
-                items
-                    .iter()
-                    .map(|c| self.inline_shares(c))
-                    .collect::<StoreResult<_>>()?,
-            ),
-            Cond::Not(inner) => Cond::Not(Box::new(self.inline_shares(inner)?)),
-            Cond::ParentIn {
-                column,
-                parent,
-                cond,
-            } => Cond::ParentIn {
-                column: column.clone(),
-                parent: parent.clone(),
-                cond: Box::new(self.inline_shares(cond)?),
-            },
-            Cond::SharedWith {
-                object,
-                user_id,
-                teams,
-                edit,
-            } => {
-                let mut sql = String::from(
-                    "SELECT DISTINCT record_id FROM objectos_shares WHERE object = ? AND ((grantee_kind = 'user' AND grantee = ?)",
-                );
-                let mut params = vec![
-                    SqlValue::Text(object.clone()),
-                    SqlValue::Text(user_id.clone()),
-                ];
-                if !teams.is_empty() {
-                    sql.push_str(&format!(
-                        " OR (grantee_kind = 'team' AND grantee IN ({}))",
-                        vec!["?"; teams.len()].join(", ")
-                    ));
-                    params.extend(teams.iter().map(|t| SqlValue::Text(t.clone())));
-                }
-                sql.push(')');
-                if *edit {
-                    sql.push_str(" AND edit = 1");
-                }
-                sql.push_str(&format!(" LIMIT {}", INLINE + 1));
-                let ids = self.rows(&sql, &params, 1)?;
-                if ids.len() > INLINE {
-                    cond.clone()
-                } else if ids.is_empty() {
-                    Cond::False
-                } else {
-                    Cond::In {
-                        column: "id".into(),
-                        values: ids.into_iter().filter_map(|mut r| r.pop()).collect(),
-                        negate: false,
-                    }
-                }
-            }
-            other => other.clone(),
-        })
+    /// The first column of a catalog query's rows, nulls left out.
+    fn texts(&self, sql: &str, args: impl rusqlite::Params) -> StoreResult<Vec<String>> {
+        let mut stmt = self.conn.prepare(sql).db()?;
+        let rows = stmt
+            .query_map(args, |r| r.get::<_, Option<String>>(0))
+            .db()?;
+        let rows = rows.collect::<rusqlite::Result<Vec<_>>>().db()?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     fn index_names(&self, table: &str) -> StoreResult<Vec<String>> {
@@ -1192,582 +935,38 @@ impl SqliteTx<'_> {
     }
 }
 
-impl Tx for SqliteTx<'_> {
-    fn meta_get(&mut self, key: &str) -> StoreResult<Option<String>> {
-        self.one(
-            "SELECT value FROM objectos_meta WHERE key = ?1",
-            [key],
-            |r| r.get(0),
-        )
+impl Engine for SqliteTx<'_> {
+    fn dialect(&self) -> &'static Dialect {
+        &SQLITE
     }
 
-    fn meta_set(&mut self, key: &str, value: &str) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [key, value],
-        )?;
-        Ok(())
-    }
-
-    fn user_insert(&mut self, u: &UserRow) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_users (id, email, name, password_hash, disabled, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![u.id, u.email, u.name, u.password_hash, u.disabled as i64, u.created_at],
-        )?;
-        Ok(())
-    }
-
-    fn user_by_email(&mut self, email: &str) -> StoreResult<Option<UserRow>> {
-        self.one(
-            &format!("SELECT {USER_COLS} FROM objectos_users WHERE email = ?1"),
-            [email],
-            user_from,
-        )
-    }
-
-    fn user_by_id(&mut self, id: &str) -> StoreResult<Option<UserRow>> {
-        self.one(
-            &format!("SELECT {USER_COLS} FROM objectos_users WHERE id = ?1"),
-            [id],
-            user_from,
-        )
-    }
-
-    fn users(&mut self) -> StoreResult<Vec<UserRow>> {
-        self.all(
-            &format!("SELECT {USER_COLS} FROM objectos_users ORDER BY email"),
-            [],
-            user_from,
-        )
-    }
-
-    fn user_set_disabled(&mut self, id: &str, disabled: bool) -> StoreResult<()> {
-        self.exec(
-            "UPDATE objectos_users SET disabled = ?2 WHERE id = ?1",
-            params![id, disabled as i64],
-        )?;
-        Ok(())
-    }
-
-    fn user_set_password(&mut self, id: &str, hash: &str) -> StoreResult<()> {
-        self.exec(
-            "UPDATE objectos_users SET password_hash = ?2 WHERE id = ?1",
-            [id, hash],
-        )?;
-        Ok(())
-    }
-
-    fn org_insert(&mut self, o: &OrgRow) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_orgs (id, name, created_at) VALUES (?1, ?2, ?3)",
-            [&o.id, &o.name, &o.created_at],
-        )?;
-        Ok(())
-    }
-
-    fn org_by_name(&mut self, name: &str) -> StoreResult<Option<OrgRow>> {
-        self.one(
-            "SELECT id, name, created_at FROM objectos_orgs WHERE name = ?1",
-            [name],
-            org_from,
-        )
-    }
-
-    fn org_by_id(&mut self, id: &str) -> StoreResult<Option<OrgRow>> {
-        self.one(
-            "SELECT id, name, created_at FROM objectos_orgs WHERE id = ?1",
-            [id],
-            org_from,
-        )
-    }
-
-    fn orgs(&mut self) -> StoreResult<Vec<OrgRow>> {
-        self.all(
-            "SELECT id, name, created_at FROM objectos_orgs ORDER BY name",
-            [],
-            org_from,
-        )
-    }
-
-    fn member_add(&mut self, user_id: &str, org_id: &str, at: &str) -> StoreResult<bool> {
-        Ok(self.exec(
-            "INSERT INTO objectos_memberships (user_id, org_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            [user_id, org_id, at],
-        )? > 0)
-    }
-
-    fn member_remove(&mut self, user_id: &str, org_id: &str) -> StoreResult<bool> {
-        Ok(self.exec(
-            "DELETE FROM objectos_memberships WHERE user_id = ?1 AND org_id = ?2",
-            [user_id, org_id],
-        )? > 0)
-    }
-
-    fn orgs_of_user(&mut self, user_id: &str) -> StoreResult<Vec<OrgRow>> {
-        self.all(
-            "SELECT o.id, o.name, o.created_at FROM objectos_orgs o JOIN objectos_memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.name",
-            [user_id],
-            org_from,
-        )
-    }
-
-    fn member_count(&mut self, org_id: &str) -> StoreResult<u64> {
-        let n: Option<i64> = self.one(
-            "SELECT count(*) FROM objectos_memberships WHERE org_id = ?1",
-            [org_id],
-            |r| r.get(0),
-        )?;
-        Ok(n.unwrap_or(0) as u64)
-    }
-
-    fn team_insert(&mut self, t: &TeamRow) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_teams (id, name, created_at) VALUES (?1, ?2, ?3)",
-            [&t.id, &t.name, &t.created_at],
-        )?;
-        Ok(())
-    }
-
-    fn team_by_name(&mut self, name: &str) -> StoreResult<Option<TeamRow>> {
-        self.one(
-            "SELECT id, name, created_at FROM objectos_teams WHERE name = ?1",
-            [name],
-            team_from,
-        )
-    }
-
-    fn teams(&mut self) -> StoreResult<Vec<TeamRow>> {
-        self.all(
-            "SELECT id, name, created_at FROM objectos_teams ORDER BY name",
-            [],
-            team_from,
-        )
-    }
-
-    fn team_member_add(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool> {
-        Ok(self.exec(
-            "INSERT INTO objectos_team_members (team_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            [team_id, user_id],
-        )? > 0)
-    }
-
-    fn team_member_remove(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool> {
-        Ok(self.exec(
-            "DELETE FROM objectos_team_members WHERE team_id = ?1 AND user_id = ?2",
-            [team_id, user_id],
-        )? > 0)
-    }
-
-    fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<UserRow>> {
-        self.all(
-            "SELECT u.id, u.email, u.name, u.password_hash, u.disabled, u.created_at FROM objectos_users u JOIN objectos_team_members m ON m.user_id = u.id WHERE m.team_id = ?1 ORDER BY u.email",
-            [team_id],
-            user_from,
-        )
-    }
-
-    fn teams_of_user(&mut self, user_id: &str) -> StoreResult<Vec<TeamRow>> {
-        self.all(
-            "SELECT t.id, t.name, t.created_at FROM objectos_teams t JOIN objectos_team_members m ON m.team_id = t.id WHERE m.user_id = ?1 ORDER BY t.name",
-            [user_id],
-            team_from,
-        )
-    }
-
-    fn assignment_insert(&mut self, a: &AssignmentRow) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_assignments (id, user_id, permset, org_id, valid_until, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (user_id, permset, org_id) DO UPDATE SET valid_until = excluded.valid_until",
-            params![a.id, a.user_id, a.permset, a.org_id.clone().unwrap_or_default(), a.valid_until, a.created_at],
-        )?;
-        Ok(())
-    }
-
-    fn assignment_delete(
-        &mut self,
-        user_id: &str,
-        permset: &str,
-        org_id: Option<&str>,
-    ) -> StoreResult<bool> {
-        Ok(self.exec(
-            "DELETE FROM objectos_assignments WHERE user_id = ?1 AND permset = ?2 AND org_id = ?3",
-            [user_id, permset, org_id.unwrap_or("")],
-        )? > 0)
-    }
-
-    fn assignments_of_user(&mut self, user_id: &str) -> StoreResult<Vec<AssignmentRow>> {
-        self.all(
-            "SELECT id, user_id, permset, org_id, valid_until, created_at FROM objectos_assignments WHERE user_id = ?1 ORDER BY permset, org_id",
-            [user_id],
-            assignment_from,
-        )
-    }
-
-    fn assignments(&mut self) -> StoreResult<Vec<AssignmentRow>> {
-        self.all(
-            "SELECT id, user_id, permset, org_id, valid_until, created_at FROM objectos_assignments ORDER BY permset, user_id",
-            [],
-            assignment_from,
-        )
-    }
-
-    fn apikey_insert(&mut self, k: &ApiKeyRow) -> StoreResult<()> {
-        self.exec(
-            &format!("INSERT INTO objectos_api_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-            params![k.id, k.user_id, k.org_id, k.kind.as_str(), k.read_only as i64, k.name, k.prefix, k.hash, k.created_at, k.expires_at, k.revoked_at],
-        )?;
-        Ok(())
-    }
-
-    fn apikey_by_hash(&mut self, hash: &str) -> StoreResult<Option<ApiKeyRow>> {
-        self.one(
-            &format!("SELECT {KEY_COLS} FROM objectos_api_keys WHERE hash = ?1"),
-            [hash],
-            key_from,
-        )
-    }
-
-    fn apikey_by_id(&mut self, id: &str) -> StoreResult<Option<ApiKeyRow>> {
-        self.one(
-            &format!("SELECT {KEY_COLS} FROM objectos_api_keys WHERE id = ?1"),
-            [id],
-            key_from,
-        )
-    }
-
-    fn apikeys(&mut self) -> StoreResult<Vec<ApiKeyRow>> {
-        self.all(
-            &format!("SELECT {KEY_COLS} FROM objectos_api_keys ORDER BY created_at, id"),
-            [],
-            key_from,
-        )
-    }
-
-    fn apikey_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
-        Ok(self.exec(
-            "UPDATE objectos_api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            [id, at],
-        )? > 0)
-    }
-
-    fn session_insert(&mut self, s: &SessionRow) -> StoreResult<()> {
-        self.exec(
-            &format!(
-                "INSERT INTO objectos_sessions ({SESSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            ),
-            params![
-                s.id,
-                s.user_id,
-                s.org_id,
-                s.hash,
-                s.created_at,
-                s.expires_at,
-                s.revoked_at
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn session_by_hash(&mut self, hash: &str) -> StoreResult<Option<SessionRow>> {
-        self.one(
-            &format!("SELECT {SESSION_COLS} FROM objectos_sessions WHERE hash = ?1"),
-            [hash],
-            session_from,
-        )
-    }
-
-    fn session_by_id(&mut self, id: &str) -> StoreResult<Option<SessionRow>> {
-        self.one(
-            &format!("SELECT {SESSION_COLS} FROM objectos_sessions WHERE id = ?1"),
-            [id],
-            session_from,
-        )
-    }
-
-    fn sessions(&mut self) -> StoreResult<Vec<SessionRow>> {
-        self.all(
-            &format!("SELECT {SESSION_COLS} FROM objectos_sessions ORDER BY created_at, id"),
-            [],
-            session_from,
-        )
-    }
-
-    fn session_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
-        Ok(self.exec(
-            "UPDATE objectos_sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            [id, at],
-        )? > 0)
-    }
-
-    fn setting_put(&mut self, s: &SettingRow) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_settings (key, value, secret, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value, secret = excluded.secret, updated_at = excluded.updated_at",
-            params![s.key, s.value, s.secret as i64, s.updated_at],
-        )?;
-        Ok(())
-    }
-
-    fn setting_get(&mut self, key: &str) -> StoreResult<Option<SettingRow>> {
-        self.one(
-            "SELECT key, value, secret, updated_at FROM objectos_settings WHERE key = ?1",
-            [key],
-            |r| {
-                Ok(SettingRow {
-                    key: r.get(0)?,
-                    value: r.get(1)?,
-                    secret: r.get::<_, i64>(2)? != 0,
-                    updated_at: r.get(3)?,
-                })
-            },
-        )
-    }
-
-    fn settings(&mut self) -> StoreResult<Vec<SettingRow>> {
-        self.all(
-            "SELECT key, value, secret, updated_at FROM objectos_settings ORDER BY key",
-            [],
-            |r| {
-                Ok(SettingRow {
-                    key: r.get(0)?,
-                    value: r.get(1)?,
-                    secret: r.get::<_, i64>(2)? != 0,
-                    updated_at: r.get(3)?,
-                })
-            },
-        )
-    }
-
-    fn setting_delete(&mut self, key: &str) -> StoreResult<bool> {
-        Ok(self.exec("DELETE FROM objectos_settings WHERE key = ?1", [key])? > 0)
-    }
-
-    fn artifact_current(&mut self) -> StoreResult<Option<AppliedArtifact>> {
-        self.one(
-            "SELECT seq, sha256, id, version, signer_key_id, bytes, applied_at, signer_public_key, signature FROM objectos_artifacts ORDER BY seq DESC LIMIT 1",
-            [],
-            artifact_from,
-        )
-    }
-
-    fn artifact_record(&mut self, a: &AppliedArtifact) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_artifacts (sha256, id, version, signer_key_id, bytes, applied_at, signer_public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![a.sha256, a.id, a.version, a.signer_key_id, a.bytes, a.applied_at, a.signer_public_key, a.signature],
-        )?;
-        Ok(())
-    }
-
-    fn throttle_get(&mut self, key: &str) -> StoreResult<Option<ThrottleRow>> {
-        self.one(
-            "SELECT key, failures, window_start, blocked_until, reported FROM objectos_signin_throttle WHERE key = ?1",
-            [key],
-            |r| {
-                Ok(ThrottleRow {
-                    key: r.get(0)?,
-                    failures: r.get(1)?,
-                    window_start: r.get(2)?,
-                    blocked_until: r.get(3)?,
-                    reported: r.get::<_, i64>(4)? != 0,
-                })
-            },
-        )
-    }
-
-    fn throttle_put(&mut self, t: &ThrottleRow) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_signin_throttle (key, failures, window_start, blocked_until, reported) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, blocked_until = excluded.blocked_until, reported = excluded.reported",
-            params![t.key, t.failures, t.window_start, t.blocked_until, t.reported as i64],
-        )?;
-        Ok(())
-    }
-
-    fn throttle_delete(&mut self, key: &str) -> StoreResult<()> {
-        self.exec("DELETE FROM objectos_signin_throttle WHERE key = ?1", [key])?;
-        Ok(())
-    }
-
-    fn throttle_prune(&mut self, before: &str) -> StoreResult<()> {
-        self.exec(
-            "DELETE FROM objectos_signin_throttle WHERE window_start < ?1 AND (blocked_until IS NULL OR blocked_until < ?1)",
-            [before],
-        )?;
-        Ok(())
-    }
-
-    fn audit_guards_missing(&mut self) -> StoreResult<Vec<String>> {
-        let mut missing = Vec::new();
-        for (name, _, sql) in AUDIT_GUARDS {
-            let found: Option<Option<String>> = self.one(
-                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
-                [name],
-                |r| r.get(0),
-            )?;
-            let intact = found
-                .flatten()
-                .is_some_and(|text| squash_whitespace(&text) == squash_whitespace(sql));
-            if !intact {
-                missing.push(name.to_string());
+    fn rows(&mut self, sql: &str, params: &[SqlValue]) -> StoreResult<Vec<Vec<SqlValue>>> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        let width = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).db()?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().db()? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(value_of(row.get_ref(i).db()?));
             }
+            out.push(values);
         }
-        // A trigger of someone else's on a guarded table can silently drop or
-        // rewrite rows (`RAISE(IGNORE)`): it is tampering too.
-        let foreign: Vec<String> = self.all(
-            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES} ORDER BY name"),
-            [],
-            |r| r.get(0),
-        )?;
-        for name in foreign {
-            if !AUDIT_GUARDS.iter().any(|(n, _, _)| *n == name) {
-                missing.push(format!("{name} (not objectos's)"));
-            }
-        }
-        Ok(missing)
+        Ok(out)
     }
 
-    fn audit_guards_restore(&mut self) -> StoreResult<()> {
-        let foreign: Vec<String> = self.all(
-            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES}"),
-            [],
-            |r| r.get(0),
-        )?;
-        for name in foreign {
-            if !AUDIT_GUARDS.iter().any(|(n, _, _)| *n == name) {
-                self.conn
-                    .execute_batch(&format!("DROP TRIGGER {}", quote(&name)))
-                    .db()?;
-            }
-        }
-        for name in self.audit_guards_missing()? {
-            if let Some((_, _, sql)) = AUDIT_GUARDS.iter().find(|(n, _, _)| *n == name) {
-                self.conn
-                    .execute_batch(&format!("DROP TRIGGER IF EXISTS {}; {sql};", quote(&name)))
-                    .db()?;
-            }
-        }
+    fn exec(&mut self, sql: &str, params: &[SqlValue]) -> StoreResult<usize> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        stmt.execute(rusqlite::params_from_iter(params.iter())).db()
+    }
+
+    fn lock_audit_head(&mut self) -> StoreResult<()> {
+        // A write transaction holds SQLite's one write lock already.
         Ok(())
     }
 
-    fn pending_insert(&mut self, p: &PendingRow) -> StoreResult<()> {
-        self.exec(
-            &format!("INSERT INTO objectos_pending_actions ({PENDING_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
-            params![
-                p.id,
-                p.org_id,
-                p.kind,
-                p.status,
-                p.requester_id,
-                p.key_id,
-                p.client.as_ref().map(canonical_text),
-                p.tool,
-                canonical_text(&p.input),
-                p.object,
-                p.record_id,
-                p.before_hash,
-                canonical_text(&p.proposal),
-                p.created_at,
-                p.expires_at,
-                p.decided_by,
-                p.decided_at,
-                p.reason,
-                p.result
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn pending_get(&mut self, id: &str) -> StoreResult<Option<PendingRow>> {
-        self.one(
-            &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE id = ?1"),
-            [id],
-            pending_from,
-        )
-    }
-
-    fn pending_list(&mut self, org_id: &str, status: Option<&str>) -> StoreResult<Vec<PendingRow>> {
-        match status {
-            Some(st) => self.all(
-                &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE org_id = ?1 AND status = ?2 ORDER BY created_at, id"),
-                [org_id, st],
-                pending_from,
-            ),
-            None => self.all(
-                &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE org_id = ?1 ORDER BY created_at, id"),
-                [org_id],
-                pending_from,
-            ),
-        }
-    }
-
-    fn pending_of_user(&mut self, user_id: &str, status: &str) -> StoreResult<Vec<PendingRow>> {
-        self.all(
-            &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE requester_id = ?1 AND status = ?2 ORDER BY created_at, id"),
-            [user_id, status],
-            pending_from,
-        )
-    }
-
-    fn pending_count_for_key(&mut self, key_id: &str) -> StoreResult<u64> {
-        let n: Option<i64> = self.one(
-            "SELECT count(*) FROM objectos_pending_actions WHERE key_id = ?1 AND status = 'pending'",
-            [key_id],
-            |r| r.get(0),
-        )?;
-        Ok(n.unwrap_or(0) as u64)
-    }
-
-    fn pending_expired(&mut self, now: &str) -> StoreResult<Vec<PendingRow>> {
-        self.all(
-            &format!("SELECT {PENDING_COLS} FROM objectos_pending_actions WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at"),
-            [now],
-            pending_from,
-        )
-    }
-
-    fn pending_transition(
-        &mut self,
-        id: &str,
-        from: &[&str],
-        to: &str,
-        decided_by: Option<&str>,
-        at: &str,
-        reason: Option<&str>,
-        result: Option<&str>,
-    ) -> StoreResult<bool> {
-        let marks = vec!["?"; from.len()].join(", ");
-        let sql = format!(
-            "UPDATE objectos_pending_actions SET status = ?, decided_by = coalesce(?, decided_by), decided_at = ?, reason = coalesce(?, reason), result = coalesce(?, result) WHERE id = ? AND status IN ({marks})"
-        );
-        let mut args: Vec<SqlValue> = vec![
-            SqlValue::Text(to.to_string()),
-            decided_by.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),
-            SqlValue::Text(at.to_string()),
-            reason.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),
-            result.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),
-            SqlValue::Text(id.to_string()),
-        ];
-        args.extend(from.iter().map(|f| SqlValue::Text(f.to_string())));
-        let mut stmt = self.conn.prepare_cached(&sql).db()?;
-        Ok(stmt.execute(rusqlite::params_from_iter(args.iter())).db()? == 1)
-    }
-
-    fn audit_last_success(&mut self, action: &str) -> StoreResult<Option<AuditRow>> {
-        self.one(
-            &format!(
-                "SELECT {AUDIT_COLS} FROM objectos_audit WHERE action = ?1 AND outcome = 'success' ORDER BY seq DESC LIMIT 1"
-            ),
-            [action],
-            audit_from,
-        )
-    }
-
-    fn artifacts_recent(&mut self, n: usize) -> StoreResult<Vec<AppliedArtifact>> {
-        self.all(
-            "SELECT seq, sha256, id, version, signer_key_id, bytes, applied_at, signer_public_key, signature FROM objectos_artifacts ORDER BY seq DESC LIMIT ?1",
-            [n as i64],
-            artifact_from,
-        )
+    fn group_expr(&self, key: &GroupKey) -> String {
+        group_expr(key)
     }
 
     fn schema_apply(&mut self, changes: &[SchemaChange]) -> StoreResult<()> {
@@ -1853,100 +1052,55 @@ impl Tx for SqliteTx<'_> {
         self.index_names(&format!("rec_{object}"))
     }
 
-    fn audit_head(&mut self) -> StoreResult<Option<(i64, String)>> {
-        self.one(
-            "SELECT seq, hash FROM objectos_audit ORDER BY seq DESC LIMIT 1",
+    fn audit_guards_missing(&mut self) -> StoreResult<Vec<String>> {
+        let mut missing = Vec::new();
+        for (name, _, sql) in AUDIT_GUARDS {
+            let found = self.texts(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                [name],
+            )?;
+            let intact = found
+                .into_iter()
+                .next()
+                .is_some_and(|text| squash_whitespace(&text) == squash_whitespace(sql));
+            if !intact {
+                missing.push(name.to_string());
+            }
+        }
+        // A trigger of someone else's on a guarded table can silently drop or
+        // rewrite rows (`RAISE(IGNORE)`): it is tampering too.
+        let foreign = self.texts(
+            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES} ORDER BY name"),
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?;
+        for name in foreign {
+            if !AUDIT_GUARDS.iter().any(|(n, _, _)| *n == name) {
+                missing.push(format!("{name} (not objectos's)"));
+            }
+        }
+        Ok(missing)
     }
 
-    fn audit_insert(&mut self, a: &AuditRow) -> StoreResult<()> {
-        let written = self.exec(
-            &format!("INSERT INTO objectos_audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
-            params![
-                a.seq,
-                a.id,
-                a.time,
-                canonical_text(&a.actor),
-                a.via,
-                a.client.as_ref().map(canonical_text),
-                a.credential,
-                a.action,
-                a.object,
-                a.record_id,
-                a.changes.as_ref().map(canonical_text),
-                a.outcome,
-                a.code,
-                a.request_id,
-                a.prev_hash,
-                a.hash
-            ],
+    fn audit_guards_restore(&mut self) -> StoreResult<()> {
+        let foreign = self.texts(
+            &format!("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN {GUARDED_TABLES}"),
+            [],
         )?;
-        // A trigger that swallowed the row (`RAISE(IGNORE)`) must not pass unseen.
-        if written != 1 {
-            return Err(StoreError::Immutable(format!(
-                "the audit row {} was not written",
-                a.seq
-            )));
+        for name in foreign {
+            if !AUDIT_GUARDS.iter().any(|(n, _, _)| *n == name) {
+                self.conn
+                    .execute_batch(&format!("DROP TRIGGER {}", quote(&name)))
+                    .db()?;
+            }
+        }
+        for name in Engine::audit_guards_missing(self)? {
+            if let Some((_, _, sql)) = AUDIT_GUARDS.iter().find(|(n, _, _)| *n == name) {
+                self.conn
+                    .execute_batch(&format!("DROP TRIGGER IF EXISTS {}; {sql};", quote(&name)))
+                    .db()?;
+            }
         }
         Ok(())
-    }
-
-    fn audit_page(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRow>> {
-        self.all(
-            &format!(
-                "SELECT {AUDIT_COLS} FROM objectos_audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
-            ),
-            params![from, limit as i64],
-            audit_from,
-        )
-    }
-
-    fn audit_page_text(&mut self, from: i64, limit: usize) -> StoreResult<Vec<AuditRowText>> {
-        self.all(
-            &format!(
-                "SELECT {AUDIT_COLS} FROM objectos_audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
-            ),
-            params![from, limit as i64],
-            audit_text_from,
-        )
-    }
-
-    fn audit_last(&mut self, n: usize) -> StoreResult<Vec<AuditRow>> {
-        let mut rows = self.all(
-            &format!("SELECT {AUDIT_COLS} FROM objectos_audit ORDER BY seq DESC LIMIT ?1"),
-            [n as i64],
-            audit_from,
-        )?;
-        rows.reverse();
-        Ok(rows)
-    }
-
-    fn audit_by_seq(&mut self, seq: i64) -> StoreResult<Option<AuditRow>> {
-        self.one(
-            &format!("SELECT {AUDIT_COLS} FROM objectos_audit WHERE seq = ?1"),
-            [seq],
-            audit_from,
-        )
-    }
-
-    fn audit_first_seq(&mut self) -> StoreResult<Option<i64>> {
-        let v: Option<Option<i64>> =
-            self.one("SELECT min(seq) FROM objectos_audit", [], |r| r.get(0))?;
-        Ok(v.flatten())
-    }
-
-    fn audit_seq_by_time(&mut self, time: &str, bound: TimeBound) -> StoreResult<Option<i64>> {
-        self.seq_by_time(time, bound)
-    }
-
-    fn audit_anchors(&mut self) -> StoreResult<Vec<AuditAnchor>> {
-        self.anchors()
-    }
-
-    fn audit_anchor_insert(&mut self, anchor: &AuditAnchor) -> StoreResult<u64> {
-        self.anchor_insert(anchor)
     }
 
     fn integrity_check(&mut self) -> StoreResult<Vec<String>> {
@@ -1969,136 +1123,15 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-fn like_pattern(mode: TextMatch, needle: &str) -> String {
-    let escaped = needle
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    match mode {
-        TextMatch::Contains => format!("%{escaped}%"),
-        TextMatch::StartsWith => format!("{escaped}%"),
-        TextMatch::EndsWith => format!("%{escaped}"),
-    }
-}
-
-/// Render a condition as SQL, pushing its values as parameters.
-fn render(cond: &Cond, sql: &mut String, params: &mut Vec<SqlValue>) {
-    match cond {
-        Cond::True => sql.push('1'),
-        Cond::False => sql.push('0'),
-        Cond::And(items) | Cond::Or(items) => {
-            let joiner = if matches!(cond, Cond::And(_)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            sql.push('(');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(joiner);
-                }
-                render(item, sql, params);
-            }
-            sql.push(')');
-        }
-        Cond::Not(inner) => {
-            sql.push_str("NOT (");
-            render(inner, sql, params);
-            sql.push(')');
-        }
-        Cond::Cmp { column, op, value } => {
-            let op = match op {
-                CmpOp::Eq => "=",
-                CmpOp::Ne => "IS NOT",
-                CmpOp::Gt => ">",
-                CmpOp::Gte => ">=",
-                CmpOp::Lt => "<",
-                CmpOp::Lte => "<=",
-            };
-            sql.push_str(&format!("{} {op} ?", quote(column)));
-            params.push(value.clone());
-        }
-        Cond::In {
-            column,
-            values,
-            negate,
-        } => {
-            if values.is_empty() {
-                sql.push_str(if *negate { "1" } else { "0" });
-                return;
-            }
-            let marks = vec!["?"; values.len()].join(", ");
-            if *negate {
-                sql.push_str(&format!(
-                    "({c} NOT IN ({marks}) OR {c} IS NULL)",
-                    c = quote(column)
-                ));
-            } else {
-                sql.push_str(&format!("{} IN ({marks})", quote(column)));
-            }
-            params.extend(values.iter().cloned());
-        }
-        Cond::Text {
-            column,
-            mode,
-            needle,
-        } => {
-            sql.push_str(&format!("{} LIKE ? ESCAPE '\\'", quote(column)));
-            params.push(SqlValue::Text(like_pattern(*mode, needle)));
-        }
-        Cond::Null { column, is_null } => {
-            sql.push_str(&format!(
-                "{} IS {}NULL",
-                quote(column),
-                if *is_null { "" } else { "NOT " }
-            ));
-        }
-        Cond::SharedWith {
-            object,
-            user_id,
-            teams,
-            edit,
-        } => {
-            sql.push_str("\"id\" IN (SELECT record_id FROM objectos_shares WHERE object = ? AND ((grantee_kind = 'user' AND grantee = ?)");
-            params.push(SqlValue::Text(object.clone()));
-            params.push(SqlValue::Text(user_id.clone()));
-            if !teams.is_empty() {
-                sql.push_str(&format!(
-                    " OR (grantee_kind = 'team' AND grantee IN ({}))",
-                    vec!["?"; teams.len()].join(", ")
-                ));
-                params.extend(teams.iter().map(|t| SqlValue::Text(t.clone())));
-            }
-            sql.push(')');
-            if *edit {
-                sql.push_str(" AND edit = 1");
-            }
-            sql.push(')');
-        }
-        Cond::ParentIn {
-            column,
-            parent,
-            cond,
-        } => {
-            sql.push_str(&format!(
-                "{} IN (SELECT \"id\" FROM {} WHERE ",
-                quote(column),
-                table_of(parent)
-            ));
-            render(cond, sql, params);
-            sql.push(')');
-        }
-    }
-}
-
 impl rusqlite::ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, Value as V};
-        Ok(ToSqlOutput::Owned(match self {
-            SqlValue::Null => V::Null,
-            SqlValue::Integer(i) => V::Integer(*i),
-            SqlValue::Real(r) => V::Real(*r),
-            SqlValue::Text(t) => V::Text(t.clone()),
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Integer(i) => ValueRef::Integer(*i),
+            SqlValue::Real(r) => ValueRef::Real(*r),
+            SqlValue::Text(t) => ValueRef::Text(t.as_bytes()),
+            SqlValue::Blob(b) => ValueRef::Blob(b),
         }))
     }
 }
@@ -2110,242 +1143,7 @@ fn value_of(v: rusqlite::types::ValueRef<'_>) -> SqlValue {
         ValueRef::Integer(i) => SqlValue::Integer(i),
         ValueRef::Real(r) => SqlValue::Real(r),
         ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => SqlValue::Text(String::from_utf8_lossy(b).into_owned()),
-    }
-}
-
-impl SqliteTx<'_> {
-    fn rows(
-        &self,
-        sql: &str,
-        params: &[SqlValue],
-        width: usize,
-    ) -> StoreResult<Vec<Vec<SqlValue>>> {
-        let mut stmt = self.conn.prepare_cached(sql).db()?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).db()?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().db()? {
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                values.push(value_of(row.get_ref(i).db()?));
-            }
-            out.push(values);
-        }
-        Ok(out)
-    }
-}
-
-fn share_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ShareRow> {
-    Ok(ShareRow {
-        id: r.get(0)?,
-        object: r.get(1)?,
-        record_id: r.get(2)?,
-        grantee_kind: r.get(3)?,
-        grantee: r.get(4)?,
-        edit: r.get::<_, i64>(5)? != 0,
-        created_by: r.get(6)?,
-        created_at: r.get(7)?,
-    })
-}
-
-impl RecordTx for SqliteTx<'_> {
-    fn record_select(&mut self, select: &Select) -> StoreResult<Vec<Vec<SqlValue>>> {
-        let mut sql = format!(
-            "SELECT {} FROM {} WHERE ",
-            select
-                .columns
-                .iter()
-                .map(|c| quote(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            table_of(&select.object)
-        );
-        let mut params = Vec::new();
-        render(&self.inline_shares(&select.cond)?, &mut sql, &mut params);
-        if !select.order.is_empty() {
-            sql.push_str(" ORDER BY ");
-            // `+column` keeps SQLite from walking an index in sort order when the
-            // condition is selective: it finds the few rows by the condition's own
-            // indexes (an OR of them is planned as a union) and sorts those.
-            let prefix = if select.selective { "+" } else { "" };
-            sql.push_str(
-                &select
-                    .order
-                    .iter()
-                    .map(|(c, desc)| {
-                        format!(
-                            "{prefix}{} {}",
-                            quote(c),
-                            if *desc { "DESC" } else { "ASC" }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-        }
-        if let Some(limit) = select.limit {
-            sql.push_str(" LIMIT ? OFFSET ?");
-            params.push(SqlValue::Integer(limit as i64));
-            params.push(SqlValue::Integer(select.offset as i64));
-        }
-        tracing::trace!(%sql, "select");
-        self.rows(&sql, &params, select.columns.len())
-    }
-
-    fn record_count(&mut self, object: &str, cond: &Cond) -> StoreResult<u64> {
-        let mut sql = format!("SELECT count(*) FROM {} WHERE ", table_of(object));
-        let mut params = Vec::new();
-        render(&self.inline_shares(cond)?, &mut sql, &mut params);
-        let rows = self.rows(&sql, &params, 1)?;
-        Ok(match rows.first().and_then(|r| r.first()) {
-            Some(SqlValue::Integer(n)) => *n as u64,
-            _ => 0,
-        })
-    }
-
-    fn record_aggregate(&mut self, agg: &Aggregate) -> StoreResult<Vec<Vec<SqlValue>>> {
-        let groups: Vec<String> = agg.group_by.iter().map(group_expr).collect();
-        let mut cols = groups.clone();
-        for (f, column) in &agg.aggs {
-            cols.push(match (f, column) {
-                (AggFn::CountDistinct, Some(c)) => format!("count(DISTINCT {})", quote(c)),
-                (f, Some(c)) => format!("{}({})", f.as_str(), quote(c)),
-                (f, None) => format!("{}(*)", f.as_str()),
-            });
-        }
-        let mut sql = format!(
-            "SELECT {} FROM {} WHERE ",
-            cols.join(", "),
-            table_of(&agg.object)
-        );
-        let mut params = Vec::new();
-        render(&self.inline_shares(&agg.cond)?, &mut sql, &mut params);
-        if !groups.is_empty() {
-            let groups = groups.join(", ");
-            sql.push_str(&format!(" GROUP BY {groups} ORDER BY {groups}"));
-        }
-        sql.push_str(" LIMIT ?");
-        params.push(SqlValue::Integer(agg.limit as i64));
-        tracing::trace!(%sql, "aggregate");
-        self.rows(&sql, &params, cols.len())
-    }
-
-    fn record_insert(&mut self, object: &str, values: &[(String, SqlValue)]) -> StoreResult<()> {
-        let cols: Vec<String> = values.iter().map(|(c, _)| quote(c)).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            table_of(object),
-            cols.join(", "),
-            vec!["?"; cols.len()].join(", ")
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).db()?;
-        stmt.execute(rusqlite::params_from_iter(values.iter().map(|(_, v)| v)))
-            .db()?;
-        Ok(())
-    }
-
-    fn record_update(
-        &mut self,
-        object: &str,
-        id: &str,
-        values: &[(String, SqlValue)],
-    ) -> StoreResult<()> {
-        if values.is_empty() {
-            return Ok(());
-        }
-        let sets: Vec<String> = values
-            .iter()
-            .map(|(c, _)| format!("{} = ?", quote(c)))
-            .collect();
-        // Every change makes a new version of the record.
-        let sql = format!(
-            "UPDATE {} SET {}, \"row_version\" = \"row_version\" + 1 WHERE \"id\" = ?",
-            table_of(object),
-            sets.join(", ")
-        );
-        let mut params: Vec<SqlValue> = values.iter().map(|(_, v)| v.clone()).collect();
-        params.push(SqlValue::Text(id.to_string()));
-        let mut stmt = self.conn.prepare_cached(&sql).db()?;
-        stmt.execute(rusqlite::params_from_iter(params.iter()))
-            .db()?;
-        Ok(())
-    }
-
-    fn record_delete(&mut self, object: &str, id: &str) -> StoreResult<bool> {
-        let sql = format!("DELETE FROM {} WHERE \"id\" = ?", table_of(object));
-        let n = self.exec(&sql, [id])?;
-        if n > 0 {
-            self.exec(
-                "DELETE FROM objectos_shares WHERE object = ?1 AND record_id = ?2",
-                [object, id],
-            )?;
-        }
-        Ok(n > 0)
-    }
-
-    fn record_transfer(
-        &mut self,
-        object: &str,
-        from: &str,
-        to: &str,
-        at: &str,
-    ) -> StoreResult<Vec<String>> {
-        let sql = format!(
-            "UPDATE {} SET \"owner_id\" = ?1, \"updated_at\" = ?3, \"row_version\" = \"row_version\" + 1 WHERE \"owner_id\" = ?2 RETURNING \"id\"",
-            table_of(object)
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).db()?;
-        let ids = stmt
-            .query_map([to, from, at], |r| r.get::<_, String>(0))
-            .db()?;
-        let mut ids = ids.collect::<rusqlite::Result<Vec<_>>>().db()?;
-        ids.sort();
-        Ok(ids)
-    }
-
-    fn share_insert(&mut self, s: &ShareRow) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO objectos_shares (id, object, record_id, grantee_kind, grantee, edit, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (object, record_id, grantee_kind, grantee) DO UPDATE SET edit = excluded.edit",
-            params![s.id, s.object, s.record_id, s.grantee_kind, s.grantee, s.edit as i64, s.created_by, s.created_at],
-        )?;
-        Ok(())
-    }
-
-    fn share_delete(
-        &mut self,
-        object: &str,
-        record_id: &str,
-        grantee_kind: &str,
-        grantee: &str,
-    ) -> StoreResult<bool> {
-        Ok(self.exec(
-            "DELETE FROM objectos_shares WHERE object = ?1 AND record_id = ?2 AND grantee_kind = ?3 AND grantee = ?4",
-            [object, record_id, grantee_kind, grantee],
-        )? > 0)
-    }
-
-    fn shares_of(&mut self, object: &str, record_id: &str) -> StoreResult<Vec<ShareRow>> {
-        self.all(
-            "SELECT id, object, record_id, grantee_kind, grantee, edit, created_by, created_at FROM objectos_shares WHERE object = ?1 AND record_id = ?2 ORDER BY grantee_kind, grantee",
-            [object, record_id],
-            share_from,
-        )
-    }
-
-    fn artifact_seq(&mut self) -> StoreResult<Option<i64>> {
-        let v: Option<Option<i64>> =
-            self.one("SELECT max(seq) FROM objectos_artifacts", [], |r| r.get(0))?;
-        Ok(v.flatten())
-    }
-
-    fn change_counter(&mut self) -> StoreResult<i64> {
-        let v: Option<i64> = self.one(
-            "SELECT counter FROM objectos_changes WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(v.unwrap_or(0))
+        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
     }
 }
 

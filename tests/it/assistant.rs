@@ -799,7 +799,8 @@ fn assistant_without_configuration_nothing_connects_and_with_it_only_the_endpoin
     if !have_tool("strace") {
         return;
     }
-    let env = Env::new();
+    // On SQLite: on PostgreSQL the database connection is itself outbound.
+    let env = Env::sqlite();
     crate::store::ready(&env);
     env.run(&["user", "add", email("rep_a"), "--no-password"])
         .ok();
@@ -888,6 +889,19 @@ fn assistant_without_configuration_nothing_connects_and_with_it_only_the_endpoin
     env.run(&["settings", "set", "ai.endpoint", "ftp://x"])
         .code(1);
     env.run(&["settings", "set", "ai.timeout", "0"]).code(1);
+}
+
+/// SQL that edits the stored bytes of the model's answer at idx 4.
+fn replace_in_answer(from: &str, to: &str) -> String {
+    if crate::util::on_postgres() {
+        format!(
+            "UPDATE objectos_assistant_messages SET response = convert_to(replace(convert_from(response, 'UTF8'), '{from}', '{to}'), 'UTF8') WHERE idx = 4"
+        )
+    } else {
+        format!(
+            "UPDATE objectos_assistant_messages SET response = CAST(replace(CAST(response AS TEXT), '{from}', '{to}') AS BLOB) WHERE idx = 4"
+        )
+    }
 }
 
 #[test]
@@ -1026,26 +1040,24 @@ fn assistant_transcript_hashes_match_the_chain_and_an_edit_is_detected() {
         ),
     );
     env.run(&["audit", "verify"]).code(3);
+    let original = r#"{"role":"user","content":"My accounts?"}"#;
     sql(
         &db,
-        "UPDATE objectos_assistant_messages SET body = '{\"role\":\"user\",\"content\":\"My accounts?\"}', sha256 = (SELECT json_extract(changes, '$.sha256') FROM objectos_audit WHERE seq = audit_seq) WHERE role = 'user'",
+        &format!(
+            "UPDATE objectos_assistant_messages SET body = '{original}', sha256 = '{}' WHERE role = 'user'",
+            sha256(original.as_bytes())
+        ),
     );
     env.run(&["audit", "verify"]).ok();
     // An edited answer's raw bytes too.
-    sql(
-        &db,
-        "UPDATE objectos_assistant_messages SET response = CAST(replace(CAST(response AS TEXT), 'accounts', 'contacts') AS BLOB) WHERE idx = 4",
-    );
+    sql(&db, &replace_in_answer("accounts", "contacts"));
     let broken = env.run(&["audit", "verify"]).code(3);
     assert!(
         broken.stderr.contains("is not the response"),
         "{}",
         broken.stderr
     );
-    sql(
-        &db,
-        "UPDATE objectos_assistant_messages SET response = CAST(replace(CAST(response AS TEXT), 'contacts', 'accounts') AS BLOB) WHERE idx = 4",
-    );
+    sql(&db, &replace_in_answer("contacts", "accounts"));
     env.run(&["audit", "verify"]).ok();
     // A removed message too.
     sql(

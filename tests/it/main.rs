@@ -13,6 +13,7 @@ mod hardening;
 mod openapi;
 mod operator;
 mod operator_ux;
+mod postgres;
 mod races;
 mod runtime;
 mod sdk;

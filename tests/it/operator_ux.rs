@@ -129,7 +129,9 @@ fn json_failures_print_one_error_document_and_bad_values_are_usage_errors() {
 
 #[test]
 fn secrets_come_from_stdin_or_a_file_never_argv_and_the_last_admin_stays() {
-    let env = Env::new();
+    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
+    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
+    let env = Env::sqlite();
     ready(&env);
     let run = env.run_in(
         &["settings", "set", "ai.api_key", "-", "--secret"],
@@ -329,7 +331,9 @@ fn chmod_tree(path: &std::path::Path, dirs: u32, files: u32) {
 
 #[test]
 fn an_auditor_verifies_a_read_only_copy_and_a_permission_problem_is_named() {
-    let env = Env::new();
+    // What it checks is SQLite's file in the data dir: this runs on SQLite
+    // whatever the suite runs on.
+    let env = Env::sqlite();
     ready(&env);
     env.run(&["user", "add", "rep@example.com", "--no-password"])
         .ok();
@@ -406,7 +410,9 @@ fn chmod_tree_dirs_only(path: &std::path::Path) {
 
 #[test]
 fn rotated_keys_keep_old_evidence_verifiable() {
-    let env = Env::new();
+    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
+    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
+    let env = Env::sqlite();
     ready(&env);
     let run = env.run_in(
         &["settings", "set", "ai.api_key", "-", "--secret"],

@@ -797,7 +797,11 @@ fn the_recipes_app_runs_as_declared() {
     // Declared system fields are the system columns: each exactly once.
     let columns: Vec<String> = sql_query(
         &env.db(),
-        "SELECT name FROM pragma_table_info('rec_recipes_project')",
+        if env.pg.is_some() {
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'rec_recipes_project' ORDER BY ordinal_position"
+        } else {
+            "SELECT name FROM pragma_table_info('rec_recipes_project')"
+        },
     )
     .into_iter()
     .map(|r| r[0].clone())

@@ -92,9 +92,24 @@ pub fn db_open(db: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// The PostgreSQL database of the data dir holding `db` (its `database.json`),
+/// if it has one.
+pub fn pg_database_of(db: &Path) -> Option<String> {
+    let config = db.parent()?.join("database.json");
+    let text = std::fs::read_to_string(config).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let url = json["url"].as_str()?;
+    let path = url.split('?').next()?;
+    Some(path.rsplit('/').next()?.to_string())
+}
+
 /// Run SQL statements against a database behind the tool's back; a failure is
-/// returned as SQLite's message.
+/// returned as the database's message. A data dir on PostgreSQL is reached
+/// through its `database.json`, as the database's superuser.
 pub fn try_sql(db: &Path, sql: &str) -> Result<(), String> {
+    if let Some(name) = pg_database_of(db) {
+        return pg_server().try_psql(&name, sql).map(|_| ());
+    }
     db_open(db).execute_batch(sql).map_err(|e| e.to_string())
 }
 
@@ -110,6 +125,39 @@ pub fn sql(db: &Path, sql: &str) {
 /// text as is, NULL as `NULL`, blobs as hex.
 pub fn sql_query(db: &Path, sql: &str) -> Vec<Vec<String>> {
     use rusqlite::types::ValueRef;
+    if let Some(name) = pg_database_of(db) {
+        let out = Command::new(pg_server().bin.join("psql"))
+            .args(["-h", &pg_server().socket, "-p", &pg_server().port])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                &name,
+                "-qAt",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(["-F", "\u{1f}", "-P", "null=NULL", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "{sql}\n{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                l.split('\u{1f}')
+                    .map(|v| match v {
+                        "t" => "1".to_string(),
+                        "f" => "0".to_string(),
+                        v => v.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+    }
     let run = || -> rusqlite::Result<Vec<Vec<String>>> {
         let conn = db_open(db);
         let mut stmt = conn.prepare(sql)?;
@@ -134,6 +182,145 @@ pub fn sql_query(db: &Path, sql: &str) -> Vec<Vec<String>> {
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The database of this environment's instance when the suite runs on
+    /// PostgreSQL (`OBJECTOS_TEST_DATABASE=postgres`): `init` makes the
+    /// instance there (through `OBJECTOS_DATABASE_URL`).
+    pub pg: Option<PgDb>,
+}
+
+/// Whether the suite runs on PostgreSQL (`OBJECTOS_TEST_DATABASE=postgres`);
+/// else on SQLite, the default.
+pub fn on_postgres() -> bool {
+    match std::env::var("OBJECTOS_TEST_DATABASE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("OBJECTOS_TEST_DATABASE={other}: expected `sqlite` or `postgres`"),
+    }
+}
+
+/// The private PostgreSQL of the tests, started once by `scripts/pg start`.
+pub struct PgServer {
+    pub host: String,
+    pub port: String,
+    pub socket: String,
+    pub bin: PathBuf,
+}
+
+/// The password of the `objectos` role scripts/pg makes.
+pub const PG_PASSWORD: &str = "objectos-test";
+
+pub fn pg_server() -> &'static PgServer {
+    static SERVER: std::sync::OnceLock<PgServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/pg"))
+            .arg("start")
+            .output()
+            .expect("run scripts/pg");
+        assert!(
+            out.status.success(),
+            "scripts/pg start failed (PostgreSQL is needed for these tests; run scripts/setup):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("scripts/pg printed no {key}: {text}"))
+                .to_string()
+        };
+        PgServer {
+            host: get("OBJECTOS_PG_HOST"),
+            port: get("OBJECTOS_PG_PORT"),
+            socket: get("OBJECTOS_PG_SOCKET"),
+            bin: PathBuf::from(get("OBJECTOS_PG_BIN")),
+        }
+    })
+}
+
+impl PgServer {
+    /// Run SQL as the superuser (over the socket); its output, or the error.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                &self.socket,
+                "-p",
+                &self.port,
+                "-U",
+                "postgres",
+                "-d",
+                db,
+            ])
+            .args(["-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    #[track_caller]
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql)
+            .unwrap_or_else(|e| panic!("{sql}\n{db}: {e}"))
+    }
+
+    /// A new, empty database owned by the `objectos` role.
+    pub fn create_db(&'static self) -> PgDb {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("t{}_{n}_{}", std::process::id(), uuid_ish());
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} OWNER objectos"),
+        );
+        PgDb {
+            url: format!(
+                "postgres://objectos@{}:{}/{name}?sslmode=disable",
+                self.host, self.port
+            ),
+            name,
+            server: self,
+        }
+    }
+}
+
+fn uuid_ish() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{nanos:x}")
+}
+
+/// One test's database, dropped with it.
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+    pub server: &'static PgServer,
+}
+
+impl PgDb {
+    #[track_caller]
+    pub fn psql(&self, sql: &str) -> String {
+        self.server.psql(&self.name, sql)
+    }
+
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
+        self.server.try_psql(&self.name, sql)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = self.server.try_psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
 }
 
 pub struct Run {
@@ -185,9 +372,34 @@ impl From<Output> for Run {
 
 impl Env {
     pub fn new() -> Env {
+        Env::with_pg(on_postgres().then(|| pg_server().create_db()))
+    }
+
+    /// An environment on SQLite whatever the suite runs on, for the tests of
+    /// what only SQLite has (its file, its PRAGMAs, `backup` of it).
+    pub fn sqlite() -> Env {
         Env {
             dir: tempfile::tempdir().expect("temp dir"),
+            pg: None,
         }
+    }
+
+    /// An environment on PostgreSQL whatever the suite runs on.
+    pub fn postgres() -> Env {
+        Env::with_pg(Some(pg_server().create_db()))
+    }
+
+    /// The role's password is in `~/.pgpass` (the commands' `HOME` is the
+    /// temp dir), as an operator would keep it.
+    fn with_pg(pg: Option<PgDb>) -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if pg.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            let pgpass = dir.path().join(".pgpass");
+            std::fs::write(&pgpass, format!("*:*:*:objectos:{PG_PASSWORD}\n")).unwrap();
+            std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        Env { dir, pg }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -222,6 +434,9 @@ impl Env {
             .env("NO_COLOR", "1")
             .env("OBJECTOS_DATA_DIR", self.path("data"))
             .stdin(Stdio::null());
+        if let Some(pg) = &self.pg {
+            cmd.env("OBJECTOS_DATABASE_URL", &pg.url);
+        }
         cmd
     }
 

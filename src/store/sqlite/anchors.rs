@@ -20,11 +20,6 @@
 //!   names, before and after any archive;
 //! - anchors are immutable (the one update allowed is `removing` 1 → 0).
 
-use rusqlite::params;
-
-use super::SqliteTx;
-use crate::store::{AuditAnchor, StoreError, StoreResult, TimeBound};
-
 macro_rules! audit_no_delete {
     () => {
         "CREATE TRIGGER objectos_audit_no_delete BEFORE DELETE ON objectos_audit WHEN NOT EXISTS (SELECT 1 FROM objectos_audit_anchors WHERE removing = 1 AND OLD.seq BETWEEN first_seq AND last_seq) BEGIN SELECT RAISE(ABORT, 'audit rows are immutable: only `objectos audit archive` removes them, together with their anchor'); END"
@@ -89,83 +84,6 @@ pub const ANCHOR_CHECK: &str = anchor_check!();
 pub const ANCHOR_REMOVE: &str = anchor_remove!();
 pub const ANCHOR_NO_UPDATE: &str = anchor_no_update!();
 pub const ANCHOR_NO_DELETE: &str = anchor_no_delete!();
-
-const ANCHOR_COLS: &str = "first_seq, last_seq, first_prev_hash, last_hash, count, archive_sha256, archived_at, last_artifact_apply";
-
-fn anchor_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditAnchor> {
-    Ok(AuditAnchor {
-        first_seq: r.get(0)?,
-        last_seq: r.get(1)?,
-        first_prev_hash: r.get(2)?,
-        last_hash: r.get(3)?,
-        count: r.get(4)?,
-        archive_sha256: r.get(5)?,
-        archived_at: r.get(6)?,
-        last_artifact_apply: r.get(7)?,
-    })
-}
-
-impl SqliteTx<'_> {
-    pub(super) fn anchors(&self) -> StoreResult<Vec<AuditAnchor>> {
-        self.all(
-            &format!("SELECT {ANCHOR_COLS} FROM objectos_audit_anchors ORDER BY last_seq"),
-            [],
-            anchor_from,
-        )
-    }
-
-    pub(super) fn anchor_insert(&self, a: &AuditAnchor) -> StoreResult<u64> {
-        let count_range = |tx: &Self| -> StoreResult<i64> {
-            Ok(tx
-                .one(
-                    "SELECT count(*) FROM objectos_audit WHERE seq BETWEEN ?1 AND ?2",
-                    [a.first_seq, a.last_seq],
-                    |r| r.get(0),
-                )?
-                .unwrap_or(0))
-        };
-        let before = count_range(self)?;
-        let written = self.exec(
-            &format!(
-                "INSERT INTO objectos_audit_anchors ({ANCHOR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
-            params![
-                a.first_seq,
-                a.last_seq,
-                a.first_prev_hash,
-                a.last_hash,
-                a.count,
-                a.archive_sha256,
-                a.archived_at,
-                a.last_artifact_apply
-            ],
-        )?;
-        let after = count_range(self)?;
-        // A trigger that swallowed the anchor or kept its rows must not pass unseen.
-        if written != 1 || after != 0 {
-            return Err(StoreError::Immutable(format!(
-                "the anchor of seqs {}..={} was not written with its rows removed",
-                a.first_seq, a.last_seq
-            )));
-        }
-        Ok(before as u64)
-    }
-
-    pub(super) fn seq_by_time(&self, time: &str, bound: TimeBound) -> StoreResult<Option<i64>> {
-        let sql = match bound {
-            TimeBound::FirstAtOrAfter => {
-                "SELECT seq FROM objectos_audit WHERE time >= ?1 ORDER BY seq LIMIT 1"
-            }
-            TimeBound::LastAtOrBefore => {
-                "SELECT seq FROM objectos_audit WHERE time <= ?1 ORDER BY seq DESC LIMIT 1"
-            }
-            TimeBound::LastBefore => {
-                "SELECT seq FROM objectos_audit WHERE time < ?1 ORDER BY seq DESC LIMIT 1"
-            }
-        };
-        self.one(sql, [time], |r| r.get(0))
-    }
-}
 
 #[cfg(test)]
 mod tests {
