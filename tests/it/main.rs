@@ -11,6 +11,7 @@ mod docs;
 mod egress;
 mod evidence;
 mod hardening;
+mod model;
 mod openapi;
 mod operator;
 mod operator_ux;
