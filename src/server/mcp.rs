@@ -355,6 +355,12 @@ fn envelope(body: &[u8]) -> Envelope {
     }
 }
 
+/// The envelope of `body`, for the fuzz target (`crate::fuzzing`).
+#[doc(hidden)]
+pub fn read_envelope_for_fuzzing(body: &[u8]) {
+    let _ = envelope(body);
+}
+
 /// The guard in front of the SDK's service (see the module documentation).
 pub(crate) async fn guard(
     State(state): State<Arc<AppState>>,

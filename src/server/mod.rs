@@ -3,6 +3,7 @@
 //! a blocking thread; they never touch the database themselves.
 
 pub mod auth;
+mod conn;
 mod data;
 pub mod mcp;
 mod meta;
@@ -35,6 +36,11 @@ use crate::records::{Records, to_api};
 pub struct Limits {
     pub body_bytes: usize,
     pub request_timeout: Duration,
+    /// Connections open at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and stay
+    /// silent (sending and reading nothing) on an open connection.
+    pub client_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: auth::TrustedProxies,
     /// Browser origins allowed to call the MCP endpoint.
@@ -45,7 +51,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             body_bytes: crate::limits::MAX_BODY_BYTES,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(crate::limits::REQUEST_TIMEOUT_SECS),
+            max_connections: crate::limits::MAX_CONNECTIONS,
+            client_timeout: Duration::from_secs(crate::limits::CLIENT_TIMEOUT_SECS),
             trusted_proxies: auth::TrustedProxies::default(),
             mcp_origins: Vec::new(),
         }
@@ -487,6 +495,52 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
 }
 
+/// Accept connections (as many as `limits` allow) and serve `app` on them until
+/// `shutdown` completes; then wait for the open ones to finish what they were
+/// doing and close.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let listener = conn::Bounded::new(listener, limits.max_connections, limits.client_timeout);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.client_timeout)
+        .max_buf_size(crate::limits::MAX_HEADER_BYTES);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(addr));
+                tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+            },
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 /// Serve on `listener` until `shutdown` completes; in-flight requests finish, the
 /// checkpoint is written and the database closed before this returns.
 pub async fn serve_with_listener(
@@ -568,15 +622,11 @@ pub async fn serve_with_listener(
     on_ready(addr);
     // Stopping ends the MCP streams too, or an open one would hold the server.
     let streams = state.mcp.cancellation();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    serve_connections(listener, app, &limits, async move {
         shutdown.await;
         streams.cancel();
     })
-    .await?;
+    .await;
     ticker.abort();
     let _ = ticker.await;
     state.mcp.shut_down(&state).await;
