@@ -525,6 +525,16 @@ pub(crate) async fn guard(
                 );
             }
         }
+        // One value per key: the SDK would keep one of two silently.
+        if let Some(key) = super::duplicate_key(&bytes) {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                env.id.as_ref(),
+                -32600,
+                &format!("invalid request: the message names `{key}` twice in one object"),
+                None,
+            );
+        }
     }
     let mut auth = auth;
     auth.caller.origin.client = client.clone();

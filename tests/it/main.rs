@@ -11,6 +11,7 @@ mod docs;
 mod egress;
 mod evidence;
 mod hardening;
+mod hostile;
 mod limits;
 mod model;
 mod openapi;
