@@ -327,3 +327,57 @@ fn url_query(text: &str) -> String {
         })
         .collect()
 }
+
+/// An agent host that writes its whole session to `objectos mcp` at once,
+/// without waiting for the answer to `initialize`: every request after it is
+/// still answered within the session it opens.
+#[test]
+fn the_bridge_answers_a_session_written_all_at_once() {
+    let env = Env::new();
+    crate::store::ready(&env);
+    env.run(&["permset", "assign", "sales_rep", "admin@example.com"])
+        .ok();
+    let agent = env
+        .run(&["apikey", "create", "admin@example.com", "--agent"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let server = Server::start(&env);
+    let session = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"hasty-host","version":"1"}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"query_records","arguments":{"objectName":"crm_account"}}}"#,
+    ]
+    .join("\n");
+    let mut cmd = env.cmd();
+    cmd.env("OBJECTOS_API_KEY", &agent)
+        .args(["mcp", "--server", &server.base])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{session}\n").as_bytes())
+        .unwrap();
+    let out: Run = child.wait_with_output().unwrap().into();
+    let out = out.ok();
+    let answers: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for id in 1..=3 {
+        let answer = answers
+            .iter()
+            .find(|a| a["id"] == json!(id))
+            .unwrap_or_else(|| panic!("no answer to {id}:\n{}", out.stdout));
+        assert!(answer.get("error").is_none(), "{answer}");
+    }
+    let call = answers.iter().find(|a| a["id"] == json!(3)).unwrap();
+    assert_eq!(call["result"]["isError"], json!(false), "{call}");
+}
