@@ -4,9 +4,11 @@
 
 use serde_json::Value;
 
-/// An ObjectQL query body (`POST /api/v1/query`), its filter alone, and the
-/// same text as a list's query string.
+/// An ObjectQL query body (`POST /api/v1/query`): the duplicate-key check every
+/// body passes, the query, its filter alone, and the same text as a list's
+/// query string.
 pub fn query_json(data: &[u8]) {
+    let _ = crate::server::duplicate_key(data);
     if let Ok(value) = serde_json::from_slice::<Value>(data) {
         if crate::limits::json_depth(&value) > crate::limits::MAX_JSON_DEPTH {
             return;
@@ -69,9 +71,10 @@ pub fn archive(data: &[u8]) {
     let _ = crate::evidence::verify::verify(input, "fuzz.tar", &options, &());
 }
 
-/// A message posted to the MCP endpoint: the guard's envelope reading, then
-/// the SDK's JSON-RPC decoding the service does.
+/// A message posted to the MCP endpoint: the guard's envelope reading and
+/// duplicate-key check, then the SDK's JSON-RPC decoding the service does.
 pub fn mcp_message(data: &[u8]) {
+    let _ = crate::server::duplicate_key(data);
     crate::server::mcp::read_envelope_for_fuzzing(data);
     let _ = serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(data);
 }
