@@ -984,6 +984,15 @@ pub struct ServeArgs {
         value_parser = crate::server::mcp::check_origin
     )]
     pub mcp_allowed_origins: Vec<String>,
+
+    /// Connections to keep open at once; more clients wait to be accepted
+    #[arg(long, value_name = "N", default_value_t = crate::limits::MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+    pub max_connections: usize,
+
+    /// Seconds a client may take to send a request's headers, or stay silent on
+    /// an open connection, before it is disconnected
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::limits::CLIENT_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,6 +11,8 @@ pub mod commands;
 pub mod crypto;
 pub mod error;
 pub mod evidence;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod instance;
 pub mod limits;

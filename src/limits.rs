@@ -29,6 +29,15 @@ pub const MAX_GROUPS: u64 = 10_000;
 pub const MAX_TOKEN_BYTES: usize = 256;
 /// The longest filter given in a query string (`?filter=…`).
 pub const MAX_FILTER_TEXT_BYTES: usize = 64 * 1024;
+/// Connections `serve` keeps open at once (`--max-connections`).
+pub const MAX_CONNECTIONS: usize = 512;
+/// Seconds a client may take to send a request's headers, or stay silent on an
+/// open connection (`--client-timeout`).
+pub const CLIENT_TIMEOUT_SECS: u64 = 30;
+/// Seconds one request may take, from its headers to the end of the answer.
+pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+/// The most bytes of a request's head (request line and headers).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Audit events in one page of `GET /api/v1/audit/events`.
 pub const MAX_AUDIT_PAGE: u64 = 1000;
 /// Audit rows one page of `GET /api/v1/audit/events` scans for the caller's.
@@ -97,6 +106,26 @@ pub const ALL: &[Limit] = &[
         name: "filter_text_bytes",
         value: MAX_FILTER_TEXT_BYTES as u64,
         what: "bytes of a filter given in a query string",
+    },
+    Limit {
+        name: "header_bytes",
+        value: MAX_HEADER_BYTES as u64,
+        what: "bytes of a request's line and headers",
+    },
+    Limit {
+        name: "connections",
+        value: MAX_CONNECTIONS as u64,
+        what: "connections open at once",
+    },
+    Limit {
+        name: "client_timeout_seconds",
+        value: CLIENT_TIMEOUT_SECS,
+        what: "seconds to send a request's headers, or to stay silent on an open connection",
+    },
+    Limit {
+        name: "request_timeout_seconds",
+        value: REQUEST_TIMEOUT_SECS,
+        what: "seconds one request may take",
     },
     Limit {
         name: "audit_page",

@@ -45,6 +45,10 @@ struct Shared {
     protocol: Option<String>,
     /// Requests in flight, by JSON-RPC id, with whether they are stateless.
     in_flight: HashMap<String, (JoinHandle<()>, bool)>,
+    /// Turns true when the latest `initialize` is answered. A host that writes
+    /// its next messages before reading that answer would otherwise have them
+    /// sent without the session they belong to.
+    initialized: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 type State = Arc<Mutex<Shared>>;
@@ -192,7 +196,20 @@ impl Bridge {
         let is_initialize = method.as_deref() == Some("initialize");
         // The task is registered before it can finish and unregister itself.
         let mut shared = state.lock().ok();
+        let (answered, wait) = match shared.as_mut() {
+            Some(s) if is_initialize && !stateless => {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                s.initialized = Some(rx);
+                (Some(tx), None)
+            }
+            Some(s) if !stateless => (None, s.initialized.clone()),
+            _ => (None, None),
+        };
         let handle = tokio::spawn(async move {
+            if let Some(mut rx) = wait {
+                // An error means the initialize task is gone: go on regardless.
+                let _ = rx.wait_for(|done| *done).await;
+            }
             bridge
                 .forward(
                     &task_state,
@@ -203,6 +220,9 @@ impl Bridge {
                     &out,
                 )
                 .await;
+            if let Some(tx) = answered {
+                let _ = tx.send(true);
+            }
             if let Ok(mut s) = task_state.lock() {
                 s.in_flight.remove(&task_key);
             }

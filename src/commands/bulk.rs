@@ -1157,6 +1157,38 @@ pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit>
     Ok(Exit::Success)
 }
 
+/// Read every row of an import from `bytes` as `import` reads a file (CSV
+/// first checked whole, as `import` does), for the fuzz target: any input
+/// ends in rows, invalid rows or an error, never a panic. The number of rows
+/// read is returned.
+#[doc(hidden)]
+pub fn read_rows_for_fuzzing(
+    bytes: &[u8],
+    csv: bool,
+    object: &crate::model::ObjectDef,
+) -> Result<usize, String> {
+    let mut rows = if csv {
+        let mut scanner = CsvScanner::new(std::io::Cursor::new(bytes));
+        scanner.header().map_err(|e| e.to_string())?;
+        while scanner.next().map_err(|e| e.to_string())?.is_some() {}
+        let reader: Box<dyn BufRead> = Box::new(std::io::Cursor::new(bytes.to_vec()));
+        let mut scanner = CsvScanner::new(reader);
+        let header = scanner.header().map_err(|e| e.to_string())?;
+        Rows::Csv { scanner, header }
+    } else {
+        Rows::Jsonl {
+            reader: Box::new(std::io::Cursor::new(bytes.to_vec())),
+            line: 0,
+            bytes: 0,
+        }
+    };
+    let mut n = 0;
+    while rows.next(object)?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -370,6 +370,8 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
             mcp_allowed_origins: Vec::new(),
+            max_connections: crate::limits::MAX_CONNECTIONS,
+            client_timeout: crate::limits::CLIENT_TIMEOUT_SECS,
         },
         ctx,
     )

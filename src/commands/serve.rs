@@ -77,6 +77,8 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         trusted_proxies: server::auth::TrustedProxies::parse(&args.trusted_proxies)
             .map_err(|e| Failure::error(format!("`--trusted-proxy`: {e}")))?,
         mcp_origins: args.mcp_allowed_origins.clone(),
+        max_connections: args.max_connections.max(1),
+        client_timeout: std::time::Duration::from_secs(args.client_timeout),
         ..Limits::default()
     };
     init_logging(args.log_format);

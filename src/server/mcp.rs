@@ -355,6 +355,12 @@ fn envelope(body: &[u8]) -> Envelope {
     }
 }
 
+/// The envelope of `body`, for the fuzz target (`crate::fuzzing`).
+#[doc(hidden)]
+pub fn read_envelope_for_fuzzing(body: &[u8]) {
+    let _ = envelope(body);
+}
+
 /// The guard in front of the SDK's service (see the module documentation).
 pub(crate) async fn guard(
     State(state): State<Arc<AppState>>,
@@ -518,6 +524,16 @@ pub(crate) async fn guard(
                     None,
                 );
             }
+        }
+        // One value per key: the SDK would keep one of two silently.
+        if let Some(key) = super::duplicate_key(&bytes) {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                env.id.as_ref(),
+                -32600,
+                &format!("invalid request: the message names `{key}` twice in one object"),
+                None,
+            );
         }
     }
     let mut auth = auth;

@@ -4,6 +4,7 @@
 
 mod assistant;
 pub mod auth;
+mod conn;
 mod data;
 pub mod mcp;
 mod meta;
@@ -36,6 +37,11 @@ use crate::records::{Records, to_api};
 pub struct Limits {
     pub body_bytes: usize,
     pub request_timeout: Duration,
+    /// Connections open at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and stay
+    /// silent (sending and reading nothing) on an open connection.
+    pub client_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: auth::TrustedProxies,
     /// Browser origins allowed to call the MCP endpoint.
@@ -46,7 +52,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             body_bytes: crate::limits::MAX_BODY_BYTES,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(crate::limits::REQUEST_TIMEOUT_SECS),
+            max_connections: crate::limits::MAX_CONNECTIONS,
+            client_timeout: Duration::from_secs(crate::limits::CLIENT_TIMEOUT_SECS),
             trusted_proxies: auth::TrustedProxies::default(),
             mcp_origins: Vec::new(),
         }
@@ -273,7 +281,81 @@ pub(crate) fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
             ),
         ));
     }
+    if let Some(key) = duplicate_key(bytes) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("the body names `{key}` twice in one object; name each key once"),
+        ));
+    }
     Ok(value)
+}
+
+/// The first key that one object of the JSON text `bytes` names twice. A parser
+/// keeps one of the two values and drops the other without a word, so a body
+/// that says two things is refused rather than read as one of them.
+pub(crate) fn duplicate_key(bytes: &[u8]) -> Option<String> {
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    const DUPLICATE: &str = "duplicate key: ";
+
+    struct Unique;
+    struct UniqueVisitor;
+
+    impl<'de> serde::Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<Unique>()?;
+                if seen.contains(&key) {
+                    return Err(de::Error::custom(format!("{DUPLICATE}{key}")));
+                }
+                seen.insert(key);
+            }
+            Ok(Unique)
+        }
+    }
+
+    // serde_json's message is ours, then ` at line L column C`.
+    let error = serde_json::from_slice::<Unique>(bytes).err()?.to_string();
+    let key = error.strip_prefix(DUPLICATE)?;
+    Some(
+        key.rsplit_once(" at line ")
+            .map_or(key, |(k, _)| k)
+            .to_string(),
+    )
 }
 
 pub(crate) fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
@@ -433,6 +515,14 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
 
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        format!("this route does not take `{method}`"),
+    )
+}
+
 /// Request ids in the response and the log; one log line per request (never the
 /// query string or a header value, which may carry data or credentials).
 async fn observe(mut req: Request, next: Next) -> Response {
@@ -449,6 +539,46 @@ async fn observe(mut req: Request, next: Next) -> Response {
     }
     tracing::info!(request_id = %rid, method = %method, path = %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     response
+}
+
+/// Every refusal in the shape of the API's errors: what axum's extractors
+/// refuse themselves (a path or query string that is not UTF-8, say) comes as
+/// plain text, which a client cannot read as an error.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut error = match status.as_u16() {
+        405 => ApiError::new(405, "method_not_allowed", message),
+        413 => ApiError::new(413, "body_too_large", message),
+        415 => ApiError::new(415, "unsupported_media_type", message),
+        other => ApiError::new(other, "invalid_request", message),
+    }
+    .into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            error.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    error
 }
 
 pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
@@ -500,6 +630,8 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(json_errors))
         .with_state(state.clone());
     let agents = Router::new()
         .route_service("/api/v1/mcp", mcp::service(&state))
@@ -511,6 +643,52 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
             limits.request_timeout,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
+}
+
+/// Accept connections (as many as `limits` allow) and serve `app` on them until
+/// `shutdown` completes; then wait for the open ones to finish what they were
+/// doing and close.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let listener = conn::Bounded::new(listener, limits.max_connections, limits.client_timeout);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.client_timeout)
+        .max_buf_size(crate::limits::MAX_HEADER_BYTES);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(addr));
+                tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+            },
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Serve on `listener` until `shutdown` completes; in-flight requests finish, the
@@ -596,22 +774,11 @@ pub async fn serve_with_listener(
     on_ready(addr);
     // Stopping ends the MCP streams too, or an open one would hold the server.
     let streams = state.mcp.cancellation();
-    // Small answers go out at once: without TCP_NODELAY, an answer written in
-    // parts (an MCP stream's events) waits for the client's delayed ACK, 40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    serve_connections(listener, app, &limits, async move {
         shutdown.await;
         streams.cancel();
     })
-    .await?;
+    .await;
     ticker.abort();
     let _ = ticker.await;
     state.mcp.shut_down(&state).await;
@@ -621,4 +788,34 @@ pub async fn serve_with_listener(
     let _ = tokio::task::spawn_blocking(move || s.checkpoint()).await;
     drop(state);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duplicate_key;
+
+    #[test]
+    fn a_key_named_twice_in_one_object_is_found_at_any_depth() {
+        assert_eq!(duplicate_key(br#"{"a": 1, "a": 2}"#).as_deref(), Some("a"));
+        assert_eq!(
+            duplicate_key(br#"{"x": [{"b": 1, "c": {"d": 1, "d": 2}}]}"#).as_deref(),
+            Some("d")
+        );
+        // An escape spells the same key.
+        assert_eq!(
+            duplicate_key(br#"{"name": 1, "n\u0061me": 2}"#).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            duplicate_key(br#"{"a at line 3": 1, "a at line 3": 2}"#).as_deref(),
+            Some("a at line 3")
+        );
+        // The same key in different objects is no duplicate; neither is invalid JSON one.
+        assert_eq!(
+            duplicate_key(br#"{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}"#),
+            None
+        );
+        assert_eq!(duplicate_key(b"{\"a\": 1"), None);
+        assert_eq!(duplicate_key(b"[1, 2.5, null, true, \"s\"]"), None);
+    }
 }
