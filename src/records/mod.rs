@@ -188,6 +188,12 @@ pub fn to_api(err: anyhow::Error) -> ApiError {
     if let Some(StoreError::Busy) = err.downcast_ref::<StoreError>() {
         return ApiError::new(503, "busy", "the database is busy; retry");
     }
+    if let Some(StoreError::NulInText) = err.downcast_ref::<StoreError>() {
+        return ApiError::bad_request(
+            "invalid_value",
+            "a text value holds the NUL character (U+0000), which is not accepted",
+        );
+    }
     tracing::error!(error = %format!("{err:#}"), "request failed");
     ApiError::internal()
 }

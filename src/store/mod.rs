@@ -36,6 +36,8 @@ pub enum StoreError {
     CannotOpen(String),
     #[error("database error: {0}")]
     Backend(String),
+    #[error("a text value holds the NUL character, which this database cannot store")]
+    NulInText,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

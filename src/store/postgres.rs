@@ -513,6 +513,18 @@ pub fn connect_error(config: &::postgres::Config, e: &::postgres::Error) -> Stor
     StoreError::CannotOpen(format!("cannot reach PostgreSQL at `{target}`: {cause}"))
 }
 
+/// PostgreSQL's text cannot hold the NUL character (SQLite's can): a value
+/// with one is refused as bad input, before the server answers with an error.
+fn refuse_nul(params: &[SqlValue]) -> StoreResult<()> {
+    if params
+        .iter()
+        .any(|p| matches!(p, SqlValue::Text(t) if t.contains('\0')))
+    {
+        return Err(StoreError::NulInText);
+    }
+    Ok(())
+}
+
 fn map_err(e: ::postgres::Error) -> StoreError {
     use ::postgres::error::SqlState;
     let Some(db) = e.as_db_error() else {
@@ -1025,6 +1037,7 @@ impl Engine for PgTx<'_, '_> {
     }
 
     fn rows(&mut self, sql: &str, params: &[SqlValue]) -> StoreResult<Vec<Vec<SqlValue>>> {
+        refuse_nul(params)?;
         let stmt = self.statement(sql)?;
         let bound: Vec<Param<'_>> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as _).collect();
@@ -1046,6 +1059,7 @@ impl Engine for PgTx<'_, '_> {
     }
 
     fn exec(&mut self, sql: &str, params: &[SqlValue]) -> StoreResult<usize> {
+        refuse_nul(params)?;
         let stmt = self.statement(sql)?;
         let bound: Vec<Param<'_>> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as _).collect();
