@@ -51,25 +51,7 @@ fn crash_app(env: &Env) {
         ],
         "x-objectos": {"objects": {"cr_vendor": {"agentWrites": "approval"}}}
     });
-    env.write("crash.json", app.to_string());
-    env.run(&["build", "crash.json", "-o", "crash-artifact.json"])
-        .ok();
-    env.run(&["keygen", "-o", "crash-key", "--unencrypted"])
-        .ok();
-    env.run(&["sign", "crash-artifact.json", "-k", "crash-key"])
-        .ok();
-    env.run(&["init"]).ok();
-    env.run(&["trust", "add", "crash-key.pub"]).ok();
-    env.run(&["apply", "crash-artifact.json", "-y"]).ok();
-    env.write("pw", format!("{}\n", crate::store::PASSWORD));
-    env.run(&[
-        "bootstrap",
-        "--admin-email",
-        "admin@crash.example",
-        "--password-file",
-        "pw",
-    ])
-    .ok();
+    env.with_app("crash", &app, "admin@crash.example");
     for (email, set) in [(ALICE, "worker"), (RITA, "reviewer")] {
         env.run(&["user", "add", email, "--no-password"]).ok();
         env.run(&["permset", "assign", set, email]).ok();

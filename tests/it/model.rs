@@ -486,25 +486,7 @@ fn set_up(world: &World) -> Runtime {
     // On SQLite whatever the suite runs on: each case's records and shares are
     // written behind the tool's back in SQLite's SQL.
     let env = Env::sqlite();
-    env.write("model.json", artifact(world).to_string());
-    env.run(&["build", "model.json", "-o", "model-artifact.json"])
-        .ok();
-    env.run(&["keygen", "-o", "model-key", "--unencrypted"])
-        .ok();
-    env.run(&["sign", "model-artifact.json", "-k", "model-key"])
-        .ok();
-    env.run(&["init"]).ok();
-    env.run(&["trust", "add", "model-key.pub"]).ok();
-    env.run(&["apply", "model-artifact.json", "-y"]).ok();
-    env.write("pw", format!("{}\n", crate::store::PASSWORD));
-    env.run(&[
-        "bootstrap",
-        "--admin-email",
-        "admin@model.example",
-        "--password-file",
-        "pw",
-    ])
-    .ok();
+    env.with_app("model", &artifact(world), "admin@model.example");
     env.run(&["org", "add", "other"]).ok();
     for t in 0..TEAMS {
         env.run(&["team", "add", &format!("team{t}")]).ok();

@@ -517,6 +517,30 @@ impl Env {
         self.run(&["sign", "artifact.json", "-k", "signer"]).ok();
         (self.path("artifact.json"), self.path("signer.pub"))
     }
+
+    /// A data dir running `app` (an app's JSON source): built, signed with a
+    /// fresh key named `NAME-key`, trusted, applied, and bootstrapped with
+    /// `admin` (password `crate::store::PASSWORD`). Returns the admin's key.
+    pub fn with_app(&self, name: &str, app: &serde_json::Value, admin: &str) -> String {
+        let (source, artifact, key) = (
+            format!("{name}.json"),
+            format!("{name}-artifact.json"),
+            format!("{name}-key"),
+        );
+        self.write(&source, app.to_string());
+        self.run(&["build", &source, "-o", &artifact]).ok();
+        self.run(&["keygen", "-o", &key, "--unencrypted"]).ok();
+        self.run(&["sign", &artifact, "-k", &key]).ok();
+        self.run(&["init"]).ok();
+        self.run(&["trust", "add", &format!("{key}.pub")]).ok();
+        self.run(&["apply", &artifact, "-y"]).ok();
+        self.write("pw", format!("{}\n", crate::store::PASSWORD));
+        self.run(&["bootstrap", "--admin-email", admin, "--password-file", "pw"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    }
 }
 
 /// Copy a directory tree.
