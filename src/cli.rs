@@ -1103,6 +1103,16 @@ pub struct RestoreArgs {
     /// `instance.key` and `instance-signing.key` from there
     #[arg(long, value_name = "DIR")]
     pub keys_from: Option<PathBuf>,
+
+    /// Restore into a new, empty PostgreSQL database (`postgres://USER@HOST:PORT/DB`,
+    /// no password) instead of a SQLite file in the data dir; whatever backend
+    /// the backup was taken from
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Read the PostgreSQL password from this file (first line) at every connection
+    #[arg(long, value_name = "FILE", requires = "database_url")]
+    pub database_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

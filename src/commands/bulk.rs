@@ -1133,6 +1133,16 @@ pub fn backup(args: crate::cli::BackupArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let server = args
+        .database_url
+        .as_ref()
+        .map(|url| crate::instance::NewServer {
+            url: url.clone(),
+            password_file: args
+                .database_password_file
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        });
     let report = crate::instance::backup::restore(
         &args.file,
         &ctx.data_dir,
@@ -1141,6 +1151,7 @@ pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit>
             signer: args.signer.as_deref(),
             keys_from: args.keys_from.as_deref(),
         },
+        server.as_ref(),
     )?;
     if ctx.out.json {
         ctx.out.json_doc("restore", &report)?;

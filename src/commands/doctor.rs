@@ -133,6 +133,41 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Exit> {
             }
             Err(e) => add("integrity", Status::Fail, format!("{e:#}")),
         }
+        match instance.store.read(|tx| Ok(tx.rows_unsealed()?)) {
+            Ok(bad) if bad.is_empty() => add(
+                "seals",
+                Status::Ok,
+                "every row that grants access (users, memberships, assignments, API keys, sessions, shares) carries this instance's seal".into(),
+            ),
+            Ok(bad) => {
+                const SHOWN: usize = 20;
+                let mut rows: Vec<String> = bad
+                    .iter()
+                    .take(SHOWN)
+                    .map(|r| {
+                        format!(
+                            "{} {} ({})",
+                            r.table,
+                            r.row,
+                            if r.missing { "no seal" } else { "wrong seal" }
+                        )
+                    })
+                    .collect();
+                if bad.len() > SHOWN {
+                    rows.push(format!("and {} more", bad.len() - SHOWN));
+                }
+                add(
+                    "seals",
+                    Status::Fail,
+                    format!(
+                        "{} rows that grant access were written or changed without the instance key, so they are ignored (someone with write access to the database made them; investigate, then remove them): {}",
+                        bad.len(),
+                        rows.join("; ")
+                    ),
+                );
+            }
+            Err(e) => add("seals", Status::Fail, format!("{e:#}")),
+        }
         match checkpoint::read_all(&instance.checkpoints_path()).and_then(|cps| {
             verify::verify_chain(
                 &instance.store,
@@ -379,17 +414,44 @@ fn postgres_checks(
         || url.contains("@localhost")
         || url.contains("@127.0.0.1")
         || url.contains("@[::1]");
+    let tls = config.and_then(|c| c.tls().ok()).unwrap_or_default();
     match (get("connection encrypted"), local) {
-        ("yes", _) => add("postgres_tls", Status::Ok, "sslmode: the connection is encrypted".into()),
+        ("yes", _) if tls.verifies_chain() => add(
+            "postgres_tls",
+            Status::Ok,
+            format!("the connection is encrypted; {}", tls.describe()),
+        ),
+        ("yes", true) => add(
+            "postgres_tls",
+            Status::Ok,
+            format!(
+                "the connection is encrypted; {} over a local connection",
+                tls.describe()
+            ),
+        ),
+        ("yes", false) => add(
+            "postgres_tls",
+            Status::Warn,
+            format!(
+                "the connection is encrypted, but {} does not check who the server is; `sslmode=verify-full&sslrootcert=CA.pem` does",
+                tls.describe()
+            ),
+        ),
         (_, true) => add(
             "postgres_tls",
             Status::Ok,
-            "sslmode=disable over a local connection (socket or loopback)".into(),
+            format!(
+                "{}: not encrypted, over a local connection (socket or loopback)",
+                tls.describe()
+            ),
         ),
         _ => add(
             "postgres_tls",
             Status::Warn,
-            "sslmode=disable: the connection is not encrypted and leaves this host; keep it on a private network, or tunnel it".into(),
+            format!(
+                "{}: the connection is not encrypted and leaves this host; use `sslmode=verify-full`, or keep it on a private network",
+                tls.describe()
+            ),
         ),
     }
     let mut unsafe_role = Vec::new();

@@ -48,6 +48,34 @@ pub struct RestoreReport {
 /// A backup's entries have no meaningful time: every one says 1970.
 const MTIME: u64 = 0;
 
+/// The tables (and indexes) the applied artifact's objects need, in an empty
+/// database.
+fn record_tables(instance: &Instance) -> anyhow::Result<Vec<crate::store::SchemaChange>> {
+    Ok(
+        match super::applied::load(instance, super::applied::Purpose::Replace)? {
+            Some(applied) => super::apply::plan(None, &applied.model).changes,
+            None => Vec::new(),
+        },
+    )
+}
+
+/// Copy a PostgreSQL instance's whole database into a new SQLite file.
+fn snapshot_into_sqlite(instance: &Instance, path: &Path) -> anyhow::Result<()> {
+    let changes = record_tables(instance)?;
+    let target = crate::store::Store::new(Box::new(crate::store::sqlite::SqliteBackend::open(
+        path, true,
+    )?));
+    target.write(|dst| {
+        dst.schema_apply(&changes)?;
+        instance
+            .store
+            .scan(|src| Ok(crate::store::copy(src, dst)?))
+            .context("cannot copy the database into the backup")?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// Take a backup into `out`.
 pub fn backup(
     instance: &Instance,
@@ -71,15 +99,16 @@ pub fn backup(
         // copied whole as it stands then, ending with a checkpoint of exactly the
         // snapshot's head: a restore can tell that no row was cut from its end,
         // and check the log's own chain.
-        let super::Database::Sqlite(sqlite) = &instance.database else {
-            return Err(crate::error::Failure::error(
-                "`objectos backup` of an instance whose database is on PostgreSQL is not supported yet",
-            )
-            .with_hint("back the database up with PostgreSQL's own tools (`pg_dump`, base backups), and keep a copy of the data dir (keys, trust store, `database.json`, checkpoint log)")
-            .into());
-        };
         let mut log = checkpoint::lock(&instance.checkpoints_path())?;
-        sqlite.backup_to(&snapshot)?;
+        match &instance.database {
+            super::Database::Sqlite(sqlite) => sqlite.backup_to(&snapshot)?,
+            // A backup is a SQLite database whatever the instance's backend:
+            // PostgreSQL's rows are copied into one, from one consistent
+            // snapshot (a repeatable-read transaction).
+            super::Database::Postgres(_) => {
+                snapshot_into_sqlite(instance, &snapshot)?;
+            }
+        }
         let head = {
             let copy = crate::store::Store::new(Box::new(
                 crate::store::sqlite::SqliteBackend::open(&snapshot, false)?,
@@ -339,6 +368,7 @@ pub fn restore(
     target: &Path,
     identities: &[PathBuf],
     keys: &RestoreKeys<'_>,
+    database: Option<&super::NewServer>,
 ) -> anyhow::Result<RestoreReport> {
     if target.exists()
         && std::fs::read_dir(target)
@@ -528,7 +558,7 @@ pub fn restore(
         .map_err(|e| refused(format!("the backup's trust store is not sound: {e}")))?;
     // The chain and its checkpoints must verify before anything lands at the target.
     let report = {
-        let staged = Instance::open(s)?;
+        let staged = Instance::open_unsealed(s)?;
         if manifest["instance_id"].as_str() != Some(staged.id.as_str()) {
             return Err(refused(
                 "the backup's database belongs to another instance than its manifest",
@@ -559,8 +589,40 @@ pub fn restore(
             ));
         }
         let id = staged.id.clone();
-        // Closed before it moves (its checkpoint log already covers its head).
-        drop(staged);
+        // Onto PostgreSQL: every row into a new database, in one transaction
+        // (a failure leaves it empty), and the data dir names it instead of
+        // holding the SQLite file.
+        if let Some(server) = database {
+            let changes = record_tables(&staged)?;
+            let config = super::database::DatabaseConfig {
+                backend: "postgres".into(),
+                url: server.url.clone(),
+                password_file: server.password_file.clone(),
+                instance_id: id.clone(),
+            };
+            let connect = config.connect_config()?;
+            let mut copy = |dst: &mut dyn crate::store::Tx| -> anyhow::Result<()> {
+                dst.schema_apply(&changes)?;
+                staged
+                    .store
+                    .scan(|src| Ok(crate::store::copy(src, dst)?))
+                    .context("cannot copy the backup's database into PostgreSQL")?;
+                Ok(())
+            };
+            crate::store::postgres::PgBackend::open(connect, true, Some(&mut copy))
+                .map_err(|e| super::pg_error(e, &config))?;
+            drop(staged);
+            config.save(s)?;
+            for suffix in ["", "-wal", "-shm"] {
+                let path = s.join(format!("{DB_FILE}{suffix}"));
+                if path.exists() {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        } else {
+            // Closed before it moves (its checkpoint log already covers its head).
+            drop(staged);
+        }
         (id, report)
     };
     if target.exists() {

@@ -71,12 +71,22 @@ impl DatabaseConfig {
     }
 
     /// The connection settings, with the password looked up.
-    pub fn connect_config(&self) -> anyhow::Result<postgres::Config> {
+    pub fn connect_config(&self) -> anyhow::Result<crate::store::postgres::Connect> {
         let mut config = parse_url(&self.url)?;
         if let Some(password) = password(&config, self.password_file.as_deref())? {
             config.password(password);
         }
-        Ok(config)
+        Ok(crate::store::postgres::Connect {
+            config,
+            tls: self.tls()?,
+        })
+    }
+
+    /// The TLS settings of the URL.
+    pub fn tls(&self) -> anyhow::Result<crate::store::postgres::Tls> {
+        crate::store::postgres::tls::split_url(&self.url)
+            .map(|(_, tls)| tls)
+            .map_err(|e| Failure::error(format!("bad database URL: {e}")).into())
     }
 }
 
@@ -94,19 +104,12 @@ pub fn parse_url(url: &str) -> anyhow::Result<postgres::Config> {
             "it must start with `postgres://` or `postgresql://`",
         ));
     }
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    for pair in query.split('&') {
-        if let Some(mode) = pair.strip_prefix("sslmode=")
-            && !matches!(mode, "disable" | "allow" | "prefer")
-        {
-            return Err(Failure::error(format!(
-                "`sslmode={mode}`: this build of objectos connects to PostgreSQL without TLS"
-            ))
-            .with_hint("connect over a Unix socket (`?host=/run/postgresql`) or a private network with `sslmode=disable`, or through a local TLS tunnel (stunnel, pgbouncer)")
-            .into());
-        }
-    }
-    let mut config = postgres::Config::from_str(url).map_err(bad_url)?;
+    let (url, _) = crate::store::postgres::tls::split_url(url).map_err(|e| {
+        Failure::error(format!("bad `--database-url`: {e}")).with_hint(
+            "`sslmode=verify-full&sslrootcert=/path/to/ca.pem` checks the server's certificate and name",
+        )
+    })?;
+    let mut config = postgres::Config::from_str(&url).map_err(bad_url)?;
     if config.get_password().is_some() {
         return Err(Failure::error(
             "the database URL holds a password, and objectos never stores one in clear",
@@ -248,16 +251,18 @@ mod tests {
     }
 
     #[test]
-    fn a_url_with_a_password_or_tls_is_refused_with_the_fix() {
+    fn a_url_with_a_password_or_a_bad_sslmode_is_refused_with_the_fix() {
         let err = parse_url("postgres://u:secret@h/db")
             .unwrap_err()
             .to_string();
         assert!(err.contains("password"), "{err}");
         assert!(!err.contains("secret"), "{err}");
-        let err = parse_url("postgres://u@h/db?sslmode=verify-full")
+        let err = parse_url("postgres://u@h/db?sslmode=sometimes")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("TLS"), "{err}");
+        assert!(err.contains("sslmode=sometimes"), "{err}");
+        let tls = parse_url("postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(tls.get_ssl_mode(), postgres::config::SslMode::Require);
         assert!(parse_url("mysql://u@h/db").is_err());
         let ok = parse_url("postgres://u@h:5433/db?sslmode=disable").unwrap();
         assert_eq!(ok.get_dbname(), Some("db"));

@@ -48,13 +48,24 @@ impl Backend for Database {
     fn transaction(
         &self,
         mode: Mode,
+        key: Option<&crate::store::RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         match self {
-            Database::Sqlite(db) => db.transaction(mode, work),
-            Database::Postgres(db) => db.transaction(mode, work),
+            Database::Sqlite(db) => db.transaction(mode, key, work),
+            Database::Postgres(db) => db.transaction(mode, key, work),
         }
     }
+}
+
+/// The meta key that says every row that grants power is sealed.
+const ROWS_SEALED: &str = "rows_sealed";
+/// The audit action of the one-time sealing of older rows.
+pub const ROWS_SEALED_ACTION: &str = "store.rows_sealed";
+
+/// The key that seals rows that grant power, from the instance key.
+pub fn row_key(identity: &age::x25519::Identity) -> crate::store::RowKey {
+    crate::store::RowKey::derive(identity.to_string().expose_secret().as_bytes())
 }
 
 pub struct Instance {
@@ -195,7 +206,7 @@ fn store_error(e: StoreError, dir: &Path) -> anyhow::Error {
 }
 
 /// A PostgreSQL store error as the operator should read it: the cause, and the fix.
-fn pg_error(e: anyhow::Error, config: &DatabaseConfig) -> anyhow::Error {
+pub(crate) fn pg_error(e: anyhow::Error, config: &DatabaseConfig) -> anyhow::Error {
     let Some(se) = e.downcast_ref::<StoreError>() else {
         return e;
     };
@@ -207,6 +218,10 @@ fn pg_error(e: anyhow::Error, config: &DatabaseConfig) -> anyhow::Error {
         StoreError::CannotOpen(why) if why.contains("no such database") => (
             why.clone(),
             "create it (`createdb -O ROLE NAME`), or fix the URL in `database.json`".to_string(),
+        ),
+        StoreError::CannotOpen(why) if why.contains("TLS") => (
+            why.clone(),
+            "give the certificate of the CA that signed the server's (`?sslmode=verify-full&sslrootcert=/path/to/ca.pem`), or check that the server has TLS on (`ssl = on`)".to_string(),
         ),
         StoreError::CannotOpen(why) => (
             why.clone(),
@@ -368,6 +383,8 @@ impl Instance {
             tx.meta_set("instance_recipient", &recipient)?;
             tx.meta_set("signing_key_id", &public.id.to_string())?;
             tx.meta_set("created_at", &created)?;
+            // Born sealed: every row that grants power is sealed as it is written.
+            tx.meta_set(ROWS_SEALED, "1")?;
             audit::append(
                 tx,
                 &Origin::operator(),
@@ -424,16 +441,22 @@ impl Instance {
 
     /// Open an existing data dir.
     pub fn open(dir: &Path) -> anyhow::Result<Instance> {
-        Instance::open_with(dir, false)
+        Instance::open_with(dir, false, true)
+    }
+
+    /// Open for writing, but leave rows from before sealing as they are (a
+    /// restore checks a backup's chain exactly as it was taken).
+    pub fn open_unsealed(dir: &Path) -> anyhow::Result<Instance> {
+        Instance::open_with(dir, false, false)
     }
 
     /// Open an existing data dir for reading only (commands that write nothing):
     /// it works on read-only media, writes no row and no checkpoint.
     pub fn open_read_only(dir: &Path) -> anyhow::Result<Instance> {
-        Instance::open_with(dir, true)
+        Instance::open_with(dir, true, false)
     }
 
-    fn open_with(dir: &Path, read_only: bool) -> anyhow::Result<Instance> {
+    fn open_with(dir: &Path, read_only: bool, seal: bool) -> anyhow::Result<Instance> {
         check_readable(dir)?;
         if !read_only && rotate::finish_interrupted(dir)? {
             eprintln!("warning: finished a key rotation that had been interrupted");
@@ -448,7 +471,8 @@ impl Instance {
         let signer =
             SecretKey::load(&sk_text, None).context("cannot load the instance signing key")?;
         let (database, database_config) = open_database(dir, read_only)?;
-        let store = Store::new(Box::new(database.clone()));
+        let row_key = row_key(&identity);
+        let store = Store::new(Box::new(database.clone())).with_row_key(row_key.clone());
         let (id, recipient, key_id) = store
             .read(|tx| {
                 Ok((
@@ -507,7 +531,40 @@ impl Instance {
             read_only,
         };
         instance.guards_restored = instance.restore_audit_guards()?;
+        if seal {
+            instance.seal_existing_rows(&row_key)?;
+        }
         Ok(instance)
+    }
+
+    /// Seal, once, the rows that grant power written before objectos sealed
+    /// them (a data dir made by an older version), and leave that in the
+    /// chain. The marker lives in the database: were it removed to have
+    /// forged rows sealed, the chain would show a second `store.rows_sealed`.
+    fn seal_existing_rows(&self, key: &crate::store::RowKey) -> anyhow::Result<()> {
+        if self
+            .store
+            .read(|tx| Ok(tx.meta_get(ROWS_SEALED)?))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.store.write(|tx| {
+            if tx.meta_get(ROWS_SEALED)?.is_some() {
+                return Ok(());
+            }
+            let sealed = tx.rows_reseal(None, key)?;
+            tx.meta_set(ROWS_SEALED, "1")?;
+            audit::append(
+                tx,
+                &Origin::operator(),
+                Event::new(ROWS_SEALED_ACTION)
+                    .object("instance")
+                    .record(&self.id)
+                    .changes(serde_json::json!({ "rows": sealed })),
+            )?;
+            Ok(())
+        })
     }
 
     /// Whether this data dir was opened for reading only.

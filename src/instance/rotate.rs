@@ -106,6 +106,12 @@ pub fn rotate_keys(instance: &Instance, origin: &Origin) -> anyhow::Result<Rotat
                 })?;
                 n += 1;
             }
+            // Rows that grant power are sealed by a key derived from the
+            // instance key: those sound under the old one are sealed anew.
+            let old_rows = instance.store.row_key().ok_or_else(|| {
+                anyhow::anyhow!("the store was opened without its row key")
+            })?;
+            let resealed = tx.rows_reseal(Some(old_rows), &super::row_key(&identity))?;
             tx.meta_set("instance_recipient", &recipient)?;
             tx.meta_set("signing_key_id", &public.id.to_string())?;
             audit::append(
@@ -118,6 +124,7 @@ pub fn rotate_keys(instance: &Instance, origin: &Origin) -> anyhow::Result<Rotat
                         "signing_key_id": {"before": old_signing.id.to_string(), "after": public.id.to_string()},
                         "recipient": {"before": old_recipient, "after": recipient},
                         "settings_reencrypted": n,
+                        "rows_resealed": resealed,
                     })),
             )?;
             Ok(n)

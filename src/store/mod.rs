@@ -10,6 +10,14 @@ pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
+pub use sql::{RowKey, UnsealedRow};
+
+/// Copy every row of `src` into `dst` (a new store of another engine, its
+/// record tables made), unchanged; how many rows each table held.
+pub fn copy(src: &mut dyn Tx, dst: &mut dyn Tx) -> StoreResult<sql::copy::Copied> {
+    sql::copy::copy_all(src.engine(), dst.engine())
+}
+
 use std::fmt;
 
 use serde_json::Value;
@@ -493,6 +501,14 @@ pub trait Tx: RecordTx + assistant::AssistantTx {
 
     /// The backend's own consistency check (`PRAGMA integrity_check` on SQLite).
     fn integrity_check(&mut self) -> StoreResult<Vec<String>>;
+    /// The engine underneath, for the store's own whole-database work
+    /// ([`copy`]); nothing outside `store` writes SQL.
+    fn engine(&mut self) -> &mut dyn sql::Engine;
+    /// Every row that grants power whose seal is missing or wrong.
+    fn rows_unsealed(&mut self) -> StoreResult<Vec<UnsealedRow>>;
+    /// Seal rows with `to`: those that verify under `from`, or without `from`
+    /// those that carry no seal yet. How many were sealed.
+    fn rows_reseal(&mut self, from: Option<&RowKey>, to: &RowKey) -> StoreResult<u64>;
     fn schema_version(&mut self) -> StoreResult<i64>;
     /// Refresh the planner's statistics where they are stale (cheap when they are not).
     fn optimize(&mut self) -> StoreResult<()>;
@@ -510,9 +526,11 @@ pub enum Mode {
 
 /// A database backend: runs a closure in one transaction.
 pub trait Backend: Send + Sync {
+    /// `key` seals and checks the rows that grant power (see `sql::seal`).
     fn transaction(
         &self,
         mode: Mode,
+        key: Option<&RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()>;
 }
@@ -520,11 +538,24 @@ pub trait Backend: Send + Sync {
 /// The database, whatever its backend.
 pub struct Store {
     backend: Box<dyn Backend>,
+    /// Without it, no row that grants power reads as valid, and none can be
+    /// written: only tools that read the audit log open a store so.
+    key: Option<RowKey>,
 }
 
 impl Store {
     pub fn new(backend: Box<dyn Backend>) -> Store {
-        Store { backend }
+        Store { backend, key: None }
+    }
+
+    /// The store with the instance's row key, as the runtime uses it.
+    pub fn with_row_key(mut self, key: RowKey) -> Store {
+        self.key = Some(key);
+        self
+    }
+
+    pub fn row_key(&self) -> Option<&RowKey> {
+        self.key.as_ref()
     }
 
     /// Run `work` in one write transaction: everything it did commits, or nothing.
@@ -559,13 +590,14 @@ impl Store {
     ) -> anyhow::Result<T> {
         let mut work = Some(work);
         let mut out = None;
-        self.backend.transaction(mode, &mut |tx| {
-            let work = work
-                .take()
-                .ok_or_else(|| anyhow::anyhow!("a transaction closure ran twice"))?;
-            out = Some(work(tx)?);
-            Ok(())
-        })?;
+        self.backend
+            .transaction(mode, self.key.as_ref(), &mut |tx| {
+                let work = work
+                    .take()
+                    .ok_or_else(|| anyhow::anyhow!("a transaction closure ran twice"))?;
+                out = Some(work(tx)?);
+                Ok(())
+            })?;
         out.ok_or_else(|| anyhow::anyhow!("a transaction ended without a result"))
     }
 }

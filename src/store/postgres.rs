@@ -19,7 +19,10 @@ use ::postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use ::postgres::{Client, NoTls, Statement};
 
 use super::sql::{Dialect, Engine, quote, table_of};
+
+pub mod tls;
 use super::*;
+pub use tls::{RootCert, SslMode, Tls};
 
 /// The key of the advisory lock that serialises write transactions ("objectos").
 pub const WRITE_LOCK: i64 = 0x6f62_6a65_6374_6f73;
@@ -229,6 +232,9 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (conversation_id, idx)
     );
     "#,
+    // 3: a seal on every row that grants power (SQLite's migration 8; see
+    // `sql::seal`).
+    super::sql::seal::MIGRATION,
 ];
 
 /// The tables whose every change bumps the change counter (caches key on it).
@@ -420,10 +426,19 @@ pub struct PgConn {
     prepared: HashMap<String, Statement>,
 }
 
+/// Where and how to connect: the driver's settings and TLS.
+#[derive(Clone)]
+pub struct Connect {
+    pub config: ::postgres::Config,
+    pub tls: Tls,
+}
+
 /// Opens connections for the pool, each in UTC.
 #[derive(Clone)]
 struct Manager {
     config: ::postgres::Config,
+    /// `None`: no TLS (`sslmode=disable`).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -431,7 +446,10 @@ impl r2d2::ManageConnection for Manager {
     type Error = ::postgres::Error;
 
     fn connect(&self) -> Result<PgConn, ::postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
         client.batch_execute("SET TIME ZONE 'UTC'; SET client_min_messages = warning")?;
         Ok(PgConn {
             client,
@@ -510,6 +528,12 @@ pub fn connect_error(config: &::postgres::Config, e: &::postgres::Error) -> Stor
         .source()
         .map(|s| s.to_string())
         .unwrap_or_else(|| e.to_string());
+    let text = format!("{e} {cause}");
+    if text.contains("TLS") || text.contains("certificate") || text.contains("tls") {
+        return StoreError::CannotOpen(format!(
+            "no TLS connection to PostgreSQL at `{target}`: {cause}"
+        ));
+    }
     StoreError::CannotOpen(format!("cannot reach PostgreSQL at `{target}`: {cause}"))
 }
 
@@ -653,19 +677,27 @@ impl PgBackend {
     /// the same transaction as `setup`, so that a failure leaves nothing);
     /// otherwise one at this build's version, migrated forward if older.
     pub fn open(
-        config: ::postgres::Config,
+        connect: Connect,
         create: bool,
         setup: Option<Setup<'_>>,
     ) -> anyhow::Result<PgBackend> {
-        blocking(|| PgBackend::open_here(config, create, setup))
+        blocking(|| PgBackend::open_here(connect, create, setup))
     }
 
     fn open_here(
-        config: ::postgres::Config,
+        connect: Connect,
         create: bool,
         setup: Option<Setup<'_>>,
     ) -> anyhow::Result<PgBackend> {
-        let manager = Manager { config };
+        let tls = connect
+            .tls
+            .client_config()
+            .map_err(|e| StoreError::CannotOpen(format!("TLS to PostgreSQL: {e}")))?
+            .map(tokio_postgres_rustls::MakeRustlsConnect::new);
+        let manager = Manager {
+            config: connect.config,
+            tls,
+        };
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| connect_error(&manager.config, &e))?;
         {
@@ -692,6 +724,7 @@ impl PgBackend {
                     let mut tx = PgTx {
                         conn: &mut conn_parts(client),
                         failed: false,
+                        key: None,
                     };
                     setup(&mut tx)?;
                 }
@@ -785,9 +818,10 @@ impl Backend for PgBackend {
     fn transaction(
         &self,
         mode: Mode,
+        key: Option<&RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        blocking(|| self.transaction_here(mode, work))
+        blocking(|| self.transaction_here(mode, key, work))
     }
 }
 
@@ -795,6 +829,7 @@ impl PgBackend {
     fn transaction_here(
         &self,
         mode: Mode,
+        key: Option<&RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut conn = self.connection()?;
@@ -814,6 +849,7 @@ impl PgBackend {
             let mut tx = PgTx {
                 conn: &mut parts,
                 failed: false,
+                key,
             };
             let result = work(&mut tx);
             (result, tx.failed)
@@ -844,6 +880,7 @@ impl PgBackend {
 pub struct PgTx<'a, 'c> {
     conn: &'a mut Borrowed<'c>,
     failed: bool,
+    key: Option<&'a RowKey>,
 }
 
 /// `?1` and `?` placeholders as PostgreSQL's `$1`, outside quotes.
@@ -1080,6 +1117,10 @@ impl Engine for PgTx<'_, '_> {
     /// Dates are stored `YYYY-MM-DD` and date-times as RFC 3339 text with any
     /// offset: read as `timestamptz` in UTC (the session's zone). A leap
     /// second `:60` is read as `:59`, in the same bucket (as on SQLite).
+    fn row_key(&self) -> Option<&RowKey> {
+        self.key
+    }
+
     fn group_expr(&self, key: &GroupKey) -> String {
         let column = quote(&key.field);
         let Some(granularity) = key.granularity else {
@@ -1281,6 +1322,33 @@ impl Engine for PgTx<'_, '_> {
     fn optimize(&mut self) -> StoreResult<()> {
         // Autovacuum keeps the planner's statistics; the database team tunes it.
         Ok(())
+    }
+
+    fn columns(&mut self, table: &str) -> StoreResult<Vec<String>> {
+        self.strings(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ?1 ORDER BY ordinal_position",
+            &[table.into()],
+        )
+    }
+
+    fn record_tables(&mut self) -> StoreResult<Vec<String>> {
+        self.strings(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'rec\\_%' ORDER BY table_name",
+            &[],
+        )
+    }
+
+    fn copy_suspend_guards(&mut self) -> StoreResult<()> {
+        self.batch(
+            "DROP TRIGGER IF EXISTS objectos_audit_anchor_check ON objectos_audit_anchors;
+             DROP TRIGGER IF EXISTS objectos_audit_anchor_remove ON objectos_audit_anchors;",
+        )
+    }
+
+    fn copy_sequences(&mut self) -> StoreResult<()> {
+        self.batch(
+            "SELECT setval(pg_get_serial_sequence('objectos_artifacts', 'seq'), coalesce(max(seq), 0) + 1, false) FROM objectos_artifacts",
+        )
     }
 }
 

@@ -39,6 +39,9 @@ pub trait Engine {
     fn lock_audit_head(&mut self) -> StoreResult<()>;
     /// A group key as SQL: the column, or its UTC date bucket as text.
     fn group_expr(&self, key: &GroupKey) -> String;
+    /// The key that seals power-granting rows (see `seal`), when the store
+    /// was opened with one.
+    fn row_key(&self) -> Option<&RowKey>;
 
     // What is the engine's own: DDL, the catalog, guards, maintenance.
     fn schema_apply(&mut self, changes: &[SchemaChange]) -> StoreResult<()>;
@@ -48,6 +51,18 @@ pub trait Engine {
     fn integrity_check(&mut self) -> StoreResult<Vec<String>>;
     fn schema_version(&mut self) -> StoreResult<i64>;
     fn optimize(&mut self) -> StoreResult<()>;
+
+    // Moving a whole store to another engine (see `copy`).
+    /// A table's columns, in order; none when there is no such table.
+    fn columns(&mut self, table: &str) -> StoreResult<Vec<String>>;
+    /// The tables that hold records (`rec_…`).
+    fn record_tables(&mut self) -> StoreResult<Vec<String>>;
+    /// Lift, for this transaction, the guards that refuse an anchor whose rows
+    /// are not in the table (they were archived before the copy);
+    /// `audit_guards_restore` puts them back.
+    fn copy_suspend_guards(&mut self) -> StoreResult<()>;
+    /// Move sequences past the copied rows.
+    fn copy_sequences(&mut self) -> StoreResult<()>;
 }
 
 /// Quote an identifier that comes from validated metadata.
@@ -162,6 +177,11 @@ impl Cols {
 type Map<T> = fn(&mut Cols) -> StoreResult<T>;
 
 mod assistant;
+pub mod copy;
+pub mod seal;
+
+use seal::Sealing;
+pub use seal::{RowKey, UnsealedRow};
 
 fn user_from(r: &mut Cols) -> StoreResult<UserRow> {
     Ok(UserRow {
@@ -191,6 +211,8 @@ fn team_from(r: &mut Cols) -> StoreResult<TeamRow> {
         created_at: r.text()?,
     })
 }
+
+const ASSIGNMENT_COLS: &str = "id, user_id, permset, org_id, valid_until, created_at";
 
 fn assignment_from(r: &mut Cols) -> StoreResult<AssignmentRow> {
     let id = r.text()?;
@@ -483,6 +505,10 @@ pub fn render(dialect: &Dialect, cond: &Cond, sql: &mut String, params: &mut Vec
     }
 }
 
+/// More explicitly shared records than this stay a subquery (a statement has at
+/// most 32,766 parameters on SQLite).
+const INLINE: usize = 20_000;
+
 /// The ids of an object's records shared with a user or their teams (after
 /// `SELECT `).
 fn shared_ids(
@@ -533,12 +559,12 @@ trait Statements: Engine {
     }
 
     /// `cond` with each explicit-share test replaced by the ids it admits, read
-    /// in this transaction: none (the usual case) makes the branch false, a few
-    /// become `id IN (…)`; more stay a subquery. The planner then sees only
-    /// branches its indexes serve.
+    /// in this transaction from the share rows whose seal verifies (a forged
+    /// share admits nothing): none (the usual case) makes the branch false,
+    /// the others become `id IN (…)`. The planner then sees only branches its
+    /// indexes serve. Past [`INLINE`] shared records, with every row sound,
+    /// the test stays a subquery.
     fn inline_shares(&mut self, cond: &Cond) -> StoreResult<Cond> {
-        /// More shared records than this stay a subquery.
-        const INLINE: usize = 200;
         Ok(match cond {
             Cond::And(items) => Cond::and(
                 items
@@ -568,21 +594,38 @@ trait Statements: Engine {
                 teams,
                 edit,
             } => {
-                let mut sql = String::from("SELECT DISTINCT ");
+                let mut sql = format!("SELECT {SHARE_COLS}, mac, ");
                 let mut params = Vec::new();
                 shared_ids(object, user_id, teams, *edit, &mut sql, &mut params);
-                sql.push_str(&format!(" LIMIT {}", INLINE + 1));
-                let ids = self.rows(&sql, &params)?;
-                if ids.len() > INLINE {
-                    cond.clone()
-                } else if ids.is_empty() {
+                let mut bad = 0;
+                let mut ids: Vec<String> = Vec::new();
+                for mut row in self.rows(&sql, &params)? {
+                    // The row's own record id comes after its MAC.
+                    let record_id = row.pop();
+                    match record_id {
+                        Some(SqlValue::Text(id)) if self.unseal(&seal::SHARES, &mut row, 0) => {
+                            ids.push(id)
+                        }
+                        _ => bad += 1,
+                    }
+                }
+                ids.sort();
+                ids.dedup();
+                let ids: Vec<SqlValue> = ids.into_iter().map(SqlValue::Text).collect();
+                if ids.is_empty() {
                     Cond::False
-                } else {
+                } else if ids.len() <= INLINE {
                     Cond::In {
                         column: "id".into(),
-                        values: ids.into_iter().filter_map(|mut r| r.pop()).collect(),
+                        values: ids,
                         negate: false,
                     }
+                } else if bad == 0 {
+                    cond.clone()
+                } else {
+                    return Err(StoreError::Backend(format!(
+                        "more than {INLINE} records of `{object}` are shared with this user and some share rows are not sealed by this instance; run `objectos doctor`"
+                    )));
                 }
             }
             other => other.clone(),
@@ -593,6 +636,18 @@ trait Statements: Engine {
 impl<E: Engine + ?Sized> Statements for E {}
 
 impl<E: Engine> Tx for E {
+    fn engine(&mut self) -> &mut dyn Engine {
+        self
+    }
+
+    fn rows_unsealed(&mut self) -> StoreResult<Vec<UnsealedRow>> {
+        self.unsealed_rows()
+    }
+
+    fn rows_reseal(&mut self, from: Option<&RowKey>, to: &RowKey) -> StoreResult<u64> {
+        self.reseal_all(from, to)
+    }
+
     fn meta_get(&mut self, key: &str) -> StoreResult<Option<String>> {
         self.one(
             "SELECT value FROM objectos_meta WHERE key = ?1",
@@ -621,31 +676,26 @@ impl<E: Engine> Tx for E {
                 &u.created_at
             ],
         )?;
-        Ok(())
+        self.reseal(&seal::USERS, args![&u.id])
     }
 
     fn user_by_email(&mut self, email: &str) -> StoreResult<Option<UserRow>> {
-        let sql = format!(
-            "SELECT {USER_COLS} FROM objectos_users WHERE {}",
-            self.dialect().email_eq
-        );
-        self.one(&sql, args![email], user_from)
+        let cond = format!("WHERE {}", self.dialect().email_eq);
+        Ok(self
+            .sealed(&seal::USERS, &cond, args![email], user_from)?
+            .into_iter()
+            .next())
     }
 
     fn user_by_id(&mut self, id: &str) -> StoreResult<Option<UserRow>> {
-        self.one(
-            &format!("SELECT {USER_COLS} FROM objectos_users WHERE id = ?1"),
-            args![id],
-            user_from,
-        )
+        Ok(self
+            .sealed(&seal::USERS, "WHERE id = ?1", args![id], user_from)?
+            .into_iter()
+            .next())
     }
 
     fn users(&mut self) -> StoreResult<Vec<UserRow>> {
-        self.all(
-            &format!("SELECT {USER_COLS} FROM objectos_users ORDER BY email"),
-            &[],
-            user_from,
-        )
+        self.sealed(&seal::USERS, "ORDER BY email", &[], user_from)
     }
 
     fn user_set_disabled(&mut self, id: &str, disabled: bool) -> StoreResult<()> {
@@ -653,7 +703,7 @@ impl<E: Engine> Tx for E {
             "UPDATE objectos_users SET disabled = ?2 WHERE id = ?1",
             args![id, disabled],
         )?;
-        Ok(())
+        self.reseal(&seal::USERS, args![id])
     }
 
     fn user_set_password(&mut self, id: &str, hash: &str) -> StoreResult<()> {
@@ -661,7 +711,7 @@ impl<E: Engine> Tx for E {
             "UPDATE objectos_users SET password_hash = ?2 WHERE id = ?1",
             args![id, hash],
         )?;
-        Ok(())
+        self.reseal(&seal::USERS, args![id])
     }
 
     fn org_insert(&mut self, o: &OrgRow) -> StoreResult<()> {
@@ -697,10 +747,14 @@ impl<E: Engine> Tx for E {
     }
 
     fn member_add(&mut self, user_id: &str, org_id: &str, at: &str) -> StoreResult<bool> {
-        Ok(self.exec(
+        let added = self.exec(
             "INSERT INTO objectos_memberships (user_id, org_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             args![user_id, org_id, at],
-        )? > 0)
+        )? > 0;
+        if added {
+            self.reseal(&seal::MEMBERSHIPS, args![user_id, org_id])?;
+        }
+        Ok(added)
     }
 
     fn member_remove(&mut self, user_id: &str, org_id: &str) -> StoreResult<bool> {
@@ -711,18 +765,26 @@ impl<E: Engine> Tx for E {
     }
 
     fn orgs_of_user(&mut self, user_id: &str) -> StoreResult<Vec<OrgRow>> {
-        self.all(
-            "SELECT o.id, o.name, o.created_at FROM objectos_orgs o JOIN objectos_memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.name",
+        let t = &seal::MEMBERSHIPS;
+        let rows = self.sealed_rows(
+            t,
+            "SELECT m.user_id, m.org_id, m.created_at, m.mac, o.id, o.name, o.created_at FROM objectos_orgs o JOIN objectos_memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.name",
             args![user_id],
-            org_from,
-        )
+        )?;
+        rows.into_iter()
+            .map(|mut row| org_from(&mut Cols(row.split_off(t.width()).into_iter())))
+            .collect()
     }
 
     fn member_count(&mut self, org_id: &str) -> StoreResult<u64> {
-        Ok(self.count(
-            "SELECT count(*) FROM objectos_memberships WHERE org_id = ?1",
-            args![org_id],
-        )? as u64)
+        Ok(self
+            .sealed(
+                &seal::MEMBERSHIPS,
+                "WHERE org_id = ?1",
+                args![org_id],
+                |_| Ok(()),
+            )?
+            .len() as u64)
     }
 
     fn team_insert(&mut self, t: &TeamRow) -> StoreResult<()> {
@@ -750,10 +812,14 @@ impl<E: Engine> Tx for E {
     }
 
     fn team_member_add(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool> {
-        Ok(self.exec(
+        let added = self.exec(
             "INSERT INTO objectos_team_members (team_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             args![team_id, user_id],
-        )? > 0)
+        )? > 0;
+        if added {
+            self.reseal(&seal::TEAM_MEMBERS, args![team_id, user_id])?;
+        }
+        Ok(added)
     }
 
     fn team_member_remove(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool> {
@@ -764,19 +830,29 @@ impl<E: Engine> Tx for E {
     }
 
     fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<UserRow>> {
-        self.all(
-            "SELECT u.id, u.email, u.name, u.password_hash, u.disabled, u.created_at FROM objectos_users u JOIN objectos_team_members m ON m.user_id = u.id WHERE m.team_id = ?1 ORDER BY u.email",
+        // Both the membership and the user must verify.
+        let t = &seal::TEAM_MEMBERS;
+        let mut rows = self.sealed_rows(
+            t,
+            "SELECT m.team_id, m.user_id, m.mac, u.id, u.email, u.name, u.password_hash, u.disabled, u.created_at, u.mac FROM objectos_users u JOIN objectos_team_members m ON m.user_id = u.id WHERE m.team_id = ?1 ORDER BY u.email",
             args![team_id],
-            user_from,
-        )
+        )?;
+        rows.retain_mut(|row| self.unseal(&seal::USERS, row, t.width()));
+        rows.into_iter()
+            .map(|mut row| user_from(&mut Cols(row.split_off(t.width()).into_iter())))
+            .collect()
     }
 
     fn teams_of_user(&mut self, user_id: &str) -> StoreResult<Vec<TeamRow>> {
-        self.all(
-            "SELECT t.id, t.name, t.created_at FROM objectos_teams t JOIN objectos_team_members m ON m.team_id = t.id WHERE m.user_id = ?1 ORDER BY t.name",
+        let t = &seal::TEAM_MEMBERS;
+        let rows = self.sealed_rows(
+            t,
+            "SELECT m.team_id, m.user_id, m.mac, t.id, t.name, t.created_at FROM objectos_teams t JOIN objectos_team_members m ON m.team_id = t.id WHERE m.user_id = ?1 ORDER BY t.name",
             args![user_id],
-            team_from,
-        )
+        )?;
+        rows.into_iter()
+            .map(|mut row| team_from(&mut Cols(row.split_off(t.width()).into_iter())))
+            .collect()
     }
 
     fn assignment_insert(&mut self, a: &AssignmentRow) -> StoreResult<()> {
@@ -792,7 +868,10 @@ impl<E: Engine> Tx for E {
                 &a.created_at
             ],
         )?;
-        Ok(())
+        self.reseal(
+            &seal::ASSIGNMENTS,
+            args![&a.user_id, &a.permset, a.org_id.clone().unwrap_or_default()],
+        )
     }
 
     fn assignment_delete(
@@ -808,16 +887,18 @@ impl<E: Engine> Tx for E {
     }
 
     fn assignments_of_user(&mut self, user_id: &str) -> StoreResult<Vec<AssignmentRow>> {
-        self.all(
-            "SELECT id, user_id, permset, org_id, valid_until, created_at FROM objectos_assignments WHERE user_id = ?1 ORDER BY permset, org_id",
+        self.sealed(
+            &seal::ASSIGNMENTS,
+            "WHERE user_id = ?1 ORDER BY permset, org_id",
             args![user_id],
             assignment_from,
         )
     }
 
     fn assignments(&mut self) -> StoreResult<Vec<AssignmentRow>> {
-        self.all(
-            "SELECT id, user_id, permset, org_id, valid_until, created_at FROM objectos_assignments ORDER BY permset, user_id",
+        self.sealed(
+            &seal::ASSIGNMENTS,
+            "ORDER BY permset, user_id",
             &[],
             assignment_from,
         )
@@ -840,38 +921,36 @@ impl<E: Engine> Tx for E {
                 k.revoked_at.as_ref()
             ],
         )?;
-        Ok(())
+        self.reseal(&seal::API_KEYS, args![&k.id])
     }
 
     fn apikey_by_hash(&mut self, hash: &str) -> StoreResult<Option<ApiKeyRow>> {
-        self.one(
-            &format!("SELECT {KEY_COLS} FROM objectos_api_keys WHERE hash = ?1"),
-            args![hash],
-            key_from,
-        )
+        Ok(self
+            .sealed(&seal::API_KEYS, "WHERE hash = ?1", args![hash], key_from)?
+            .into_iter()
+            .next())
     }
 
     fn apikey_by_id(&mut self, id: &str) -> StoreResult<Option<ApiKeyRow>> {
-        self.one(
-            &format!("SELECT {KEY_COLS} FROM objectos_api_keys WHERE id = ?1"),
-            args![id],
-            key_from,
-        )
+        Ok(self
+            .sealed(&seal::API_KEYS, "WHERE id = ?1", args![id], key_from)?
+            .into_iter()
+            .next())
     }
 
     fn apikeys(&mut self) -> StoreResult<Vec<ApiKeyRow>> {
-        self.all(
-            &format!("SELECT {KEY_COLS} FROM objectos_api_keys ORDER BY created_at, id"),
-            &[],
-            key_from,
-        )
+        self.sealed(&seal::API_KEYS, "ORDER BY created_at, id", &[], key_from)
     }
 
     fn apikey_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
-        Ok(self.exec(
+        let revoked = self.exec(
             "UPDATE objectos_api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             args![id, at],
-        )? > 0)
+        )? > 0;
+        if revoked {
+            self.reseal(&seal::API_KEYS, args![id])?;
+        }
+        Ok(revoked)
     }
 
     fn session_insert(&mut self, s: &SessionRow) -> StoreResult<()> {
@@ -889,38 +968,46 @@ impl<E: Engine> Tx for E {
                 s.revoked_at.as_ref()
             ],
         )?;
-        Ok(())
+        self.reseal(&seal::SESSIONS, args![&s.id])
     }
 
     fn session_by_hash(&mut self, hash: &str) -> StoreResult<Option<SessionRow>> {
-        self.one(
-            &format!("SELECT {SESSION_COLS} FROM objectos_sessions WHERE hash = ?1"),
-            args![hash],
-            session_from,
-        )
+        Ok(self
+            .sealed(
+                &seal::SESSIONS,
+                "WHERE hash = ?1",
+                args![hash],
+                session_from,
+            )?
+            .into_iter()
+            .next())
     }
 
     fn session_by_id(&mut self, id: &str) -> StoreResult<Option<SessionRow>> {
-        self.one(
-            &format!("SELECT {SESSION_COLS} FROM objectos_sessions WHERE id = ?1"),
-            args![id],
-            session_from,
-        )
+        Ok(self
+            .sealed(&seal::SESSIONS, "WHERE id = ?1", args![id], session_from)?
+            .into_iter()
+            .next())
     }
 
     fn sessions(&mut self) -> StoreResult<Vec<SessionRow>> {
-        self.all(
-            &format!("SELECT {SESSION_COLS} FROM objectos_sessions ORDER BY created_at, id"),
+        self.sealed(
+            &seal::SESSIONS,
+            "ORDER BY created_at, id",
             &[],
             session_from,
         )
     }
 
     fn session_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
-        Ok(self.exec(
+        let revoked = self.exec(
             "UPDATE objectos_sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             args![id, at],
-        )? > 0)
+        )? > 0;
+        if revoked {
+            self.reseal(&seal::SESSIONS, args![id])?;
+        }
+        Ok(revoked)
     }
 
     fn setting_put(&mut self, s: &SettingRow) -> StoreResult<()> {
@@ -1465,7 +1552,10 @@ impl<E: Engine> RecordTx for E {
                 &s.created_at
             ],
         )?;
-        Ok(())
+        self.reseal(
+            &seal::SHARES,
+            args![&s.object, &s.record_id, &s.grantee_kind, &s.grantee],
+        )
     }
 
     fn share_delete(
@@ -1482,8 +1572,9 @@ impl<E: Engine> RecordTx for E {
     }
 
     fn shares_of(&mut self, object: &str, record_id: &str) -> StoreResult<Vec<ShareRow>> {
-        self.all(
-            &format!("SELECT {SHARE_COLS} FROM objectos_shares WHERE object = ?1 AND record_id = ?2 ORDER BY grantee_kind, grantee"),
+        self.sealed(
+            &seal::SHARES,
+            "WHERE object = ?1 AND record_id = ?2 ORDER BY grantee_kind, grantee",
             args![object, record_id],
             share_from,
         )

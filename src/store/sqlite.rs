@@ -236,6 +236,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: the assistant's conversations and messages (design §11; see
     // `assistant`).
     assistant::MIGRATION,
+    // 8: a seal on every row that grants power (see `sql::seal`).
+    super::sql::seal::MIGRATION,
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -755,6 +757,7 @@ const MAX_GROUP: usize = 64;
 impl SqliteBackend {
     fn write_grouped(
         &self,
+        key: Option<&RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let poisoned = || anyhow::anyhow!("the writer connection is poisoned");
@@ -777,7 +780,7 @@ impl SqliteBackend {
         drop(g);
 
         conn.execute_batch("SAVEPOINT objectos_write").db()?;
-        let mut tx = SqliteTx { conn: &conn };
+        let mut tx = SqliteTx { conn: &conn, key };
         let mine = work(&mut tx);
         let kept = if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, say): the
@@ -848,6 +851,7 @@ impl Backend for SqliteBackend {
     fn transaction(
         &self,
         mode: Mode,
+        key: Option<&RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         match mode {
@@ -855,7 +859,7 @@ impl Backend for SqliteBackend {
                 if self.read_only.is_some() {
                     return Err(StoreError::ReadOnly.into());
                 }
-                self.write_grouped(work)
+                self.write_grouped(key, work)
             }
             Mode::Scan => {
                 // A connection of its own, with no memory map and a small page
@@ -876,7 +880,7 @@ impl Backend for SqliteBackend {
                 conn.execute_batch("PRAGMA mmap_size = 0; PRAGMA cache_size = -2048; BEGIN")
                     .db()?;
                 let result = {
-                    let mut tx = SqliteTx { conn: &conn };
+                    let mut tx = SqliteTx { conn: &conn, key };
                     work(&mut tx)
                 };
                 let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
@@ -888,7 +892,7 @@ impl Backend for SqliteBackend {
                 let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
                 run("BEGIN").db()?;
                 let result = {
-                    let mut tx = SqliteTx { conn: &conn };
+                    let mut tx = SqliteTx { conn: &conn, key };
                     work(&mut tx)
                 };
                 let _ = run(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
@@ -900,6 +904,7 @@ impl Backend for SqliteBackend {
 
 pub struct SqliteTx<'c> {
     pub(crate) conn: &'c Connection,
+    pub(crate) key: Option<&'c RowKey>,
 }
 
 static SQLITE: Dialect = Dialect {
@@ -967,6 +972,10 @@ impl Engine for SqliteTx<'_> {
 
     fn group_expr(&self, key: &GroupKey) -> String {
         group_expr(key)
+    }
+
+    fn row_key(&self) -> Option<&RowKey> {
+        self.key
     }
 
     fn schema_apply(&mut self, changes: &[SchemaChange]) -> StoreResult<()> {
@@ -1120,6 +1129,38 @@ impl Engine for SqliteTx<'_> {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .db()
+    }
+
+    fn columns(&mut self, table: &str) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+            .db()?;
+        let names = stmt.query_map([table], |r| r.get::<_, String>(0)).db()?;
+        names.collect::<rusqlite::Result<Vec<_>>>().db()
+    }
+
+    fn record_tables(&mut self) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rec\\_%' ESCAPE '\\' ORDER BY name")
+            .db()?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0)).db()?;
+        names.collect::<rusqlite::Result<Vec<_>>>().db()
+    }
+
+    fn copy_suspend_guards(&mut self) -> StoreResult<()> {
+        self.conn
+            .execute_batch(
+                "DROP TRIGGER IF EXISTS objectos_audit_anchor_check;
+                 DROP TRIGGER IF EXISTS objectos_audit_anchor_remove;",
+            )
+            .db()
+    }
+
+    fn copy_sequences(&mut self) -> StoreResult<()> {
+        // `INTEGER PRIMARY KEY` goes on from the largest.
+        Ok(())
     }
 }
 
@@ -1289,7 +1330,17 @@ mod tests {
                 .unwrap();
             assert_eq!(v, 1);
         }
-        let store = Store::new(Box::new(SqliteBackend::open(&path, false).unwrap()));
+        let key = RowKey::derive(b"test");
+        let store = Store::new(Box::new(SqliteBackend::open(&path, false).unwrap()))
+            .with_row_key(key.clone());
+        // Rows from before seals read as absent until sealed (as the first
+        // open of the instance does).
+        let unsealed = store
+            .read(|tx| Ok(tx.user_by_email("A@example.com")?))
+            .unwrap();
+        assert!(unsealed.is_none());
+        let sealed = store.write(|tx| Ok(tx.rows_reseal(None, &key)?)).unwrap();
+        assert_eq!(sealed, 1);
         let (v, user) = store
             .read(|tx| Ok((tx.schema_version()?, tx.user_by_email("A@example.com")?)))
             .unwrap();
@@ -1356,7 +1407,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(Box::new(
             SqliteBackend::open(&dir.path().join("db"), true).unwrap(),
-        ));
+        ))
+        .with_row_key(RowKey::derive(b"test"));
         let counter = || store.read(|tx| Ok(tx.change_counter()?)).unwrap();
         let mut last = counter();
         let mut bumped = |what: &str, work: &dyn Fn(&mut dyn Tx) -> StoreResult<()>| {
@@ -1473,7 +1525,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(Box::new(
             SqliteBackend::open(&dir.path().join("db"), true).unwrap(),
-        ));
+        ))
+        .with_row_key(RowKey::derive(b"test"));
         store
             .write(|tx| Ok(tx.user_insert(&user("1", "a@example.com"))?))
             .unwrap();

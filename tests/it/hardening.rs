@@ -141,9 +141,7 @@ fn write_tar(path: &std::path::Path, entries: &[(String, Vec<u8>)]) {
 
 #[test]
 fn a_forged_backup_never_puts_an_attackers_key_in_the_trust_store() {
-    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
-    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
-    let env = Env::sqlite();
+    let env = Env::new();
     hardened_app(&env);
     env.run(&["backup", "-o", "genuine.tar"]).ok();
     // The positive control: the genuine backup restores with the instance's keys.
@@ -306,9 +304,7 @@ fn a_forged_backup_never_puts_an_attackers_key_in_the_trust_store() {
 
 #[test]
 fn an_encrypted_backup_is_checked_against_the_restorers_key_not_its_own() {
-    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
-    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
-    let env = Env::sqlite();
+    let env = Env::new();
     hardened_app(&env);
     env.run(&["--data-dir", "victim", "init"]).ok();
     // The positive control: the victim's own encrypted backup, with the

@@ -22,6 +22,7 @@ mod postgres;
 mod races;
 mod runtime;
 mod sdk;
+mod seals;
 mod signing;
 mod store;
 mod toolchain;

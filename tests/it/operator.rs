@@ -706,9 +706,7 @@ fn transfer_moves_exactly_the_named_records() {
 
 #[test]
 fn backups_taken_under_concurrent_writes_restore_and_verify() {
-    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
-    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
-    let env = Env::sqlite();
+    let env = Env::new();
     world_with_reps(&env);
     let key = env
         .run(&["apikey", "create", "rep.a@example.com"])
@@ -879,9 +877,7 @@ fn backups_taken_under_concurrent_writes_restore_and_verify() {
 
 #[test]
 fn a_backup_with_a_tampered_chain_is_refused() {
-    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
-    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
-    let env = Env::sqlite();
+    let env = Env::new();
     world_with_reps(&env);
     env.run(&["backup", "-o", "plain.tar"]).ok();
     // Unpacked and packed again with the `tar` crate: this test is about the

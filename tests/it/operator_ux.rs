@@ -129,9 +129,7 @@ fn json_failures_print_one_error_document_and_bad_values_are_usage_errors() {
 
 #[test]
 fn secrets_come_from_stdin_or_a_file_never_argv_and_the_last_admin_stays() {
-    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
-    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
-    let env = Env::sqlite();
+    let env = Env::new();
     ready(&env);
     let run = env.run_in(
         &["settings", "set", "ai.api_key", "-", "--secret"],
@@ -410,9 +408,7 @@ fn chmod_tree_dirs_only(path: &std::path::Path) {
 
 #[test]
 fn rotated_keys_keep_old_evidence_verifiable() {
-    // `objectos backup` of an instance on PostgreSQL is not supported yet (it is
-    // refused, tests/it/postgres.rs): this runs on SQLite whatever the suite runs on.
-    let env = Env::sqlite();
+    let env = Env::new();
     ready(&env);
     let run = env.run_in(
         &["settings", "set", "ai.api_key", "-", "--secret"],

@@ -73,11 +73,137 @@ fn init_keeps_the_url_never_the_password_and_everything_works_as_on_sqlite() {
         doctor.stdout
     );
     env.run(&["audit", "verify"]).ok();
-    // Not supported yet, and said so.
-    let out = env.run(&["backup", "-o", "b.tar"]).code(1);
-    assert!(out.stderr.contains("not supported yet"), "{}", out.stderr);
-    assert!(out.stderr.contains("hint: "), "{}", out.stderr);
-    assert!(!env.path("b.tar").exists());
+}
+
+/// Run a command on a data dir of SQLite (the URL the environment gives
+/// `init` left out).
+fn on_sqlite(env: &Env, dir: &str, args: &[&str]) -> Run {
+    env.cmd()
+        .env_remove("OBJECTOS_DATABASE_URL")
+        .env("OBJECTOS_DATA_DIR", env.path(dir))
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn account_names(server: &Server, key: &str) -> Vec<String> {
+    let (status, body, raw) = server.get("/api/v1/data/crm_account?top=100", key);
+    assert_eq!(status, 200, "{raw}");
+    let mut names: Vec<String> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_backup_moves_from_sqlite_to_postgresql_and_back_with_every_row_and_the_chain() {
+    let env = Env::postgres();
+    let url = env.pg.as_ref().unwrap().url.clone();
+    // An instance on SQLite, with records, a sealed key and an archived range.
+    let lite = |args: &[&str]| on_sqlite(&env, "lite", args);
+    env.signed_crm();
+    lite(&["init"]).ok();
+    lite(&["trust", "add", "signer.pub"]).ok();
+    lite(&["apply", "artifact.json", "-y"]).ok();
+    env.write("pw", format!("{}\n", crate::store::PASSWORD));
+    lite(&[
+        "bootstrap",
+        "--admin-email",
+        "admin@example.com",
+        "--password-file",
+        "pw",
+    ])
+    .ok();
+    lite(&["user", "add", "rep@example.com", "--no-password"]).ok();
+    lite(&["permset", "assign", "sales_rep", "rep@example.com"]).ok();
+    let key = lite(&["apikey", "create", "rep@example.com"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let lite_dir = env.path("lite");
+    let server = serve_from(&env, &lite_dir);
+    for name in ["Acme", "Globex", "Initech"] {
+        assert_eq!(create(&server, &key, name).0, 201);
+    }
+    let names = account_names(&server, &key);
+    server.stop();
+    lite(&["audit", "archive", "--before", "4", "-o", "old.tar"]).ok();
+    lite(&["backup", "-o", "lite.tar"]).ok();
+
+    // Into PostgreSQL.
+    let pg = |args: &[&str]| run_in_dir(&env, &env.path("pgdata"), args);
+    let doc = pg(&[
+        "--json",
+        "restore",
+        "lite.tar",
+        "--keys-from",
+        "lite",
+        "--database-url",
+        &url,
+    ])
+    .ok()
+    .json();
+    assert_eq!(doc["format"], "objectos.restore/1", "{doc}");
+    assert!(env.path("pgdata/database.json").exists());
+    assert!(!env.path("pgdata/objectos.db").exists());
+    pg(&["audit", "verify"]).ok();
+    let doctor = pg(&["doctor"]);
+    assert!(doctor.stdout.contains("PostgreSQL"), "{}", doctor.stdout);
+    let seals = doctor
+        .stdout
+        .lines()
+        .find(|l| l.contains("seals"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(seals.contains("ok"), "{seals}");
+    let server = serve_from(&env, &env.path("pgdata"));
+    assert_eq!(account_names(&server, &key), names);
+    assert_eq!(create(&server, &key, "Umbrella").0, 201);
+    server.stop();
+    // The same backup again into the now-used database: refused, nothing made.
+    let again = run_in_dir(
+        &env,
+        &env.path("pgdata2"),
+        &[
+            "restore",
+            "lite.tar",
+            "--keys-from",
+            "lite",
+            "--database-url",
+            &url,
+        ],
+    )
+    .code(1);
+    assert!(
+        again.stderr.contains("already holds objectos tables"),
+        "{}",
+        again.stderr
+    );
+    assert!(!env.path("pgdata2").exists());
+
+    // And back: a backup of the PostgreSQL instance restores onto SQLite.
+    pg(&["backup", "-o", "pg.tar"]).ok();
+    on_sqlite(
+        &env,
+        "back",
+        &["restore", "pg.tar", "--keys-from", "pgdata"],
+    )
+    .ok();
+    assert!(env.path("back/objectos.db").exists());
+    assert!(!env.path("back/database.json").exists());
+    on_sqlite(&env, "back", &["audit", "verify"]).ok();
+    let server = serve_from(&env, &env.path("back"));
+    let mut more = names.clone();
+    more.push("Umbrella".into());
+    more.sort();
+    assert_eq!(account_names(&server, &key), more);
+    server.stop();
 }
 
 #[test]
@@ -152,7 +278,7 @@ fn bad_connections_are_refused_with_cause_and_fix_and_leave_nothing() {
             &url("objectos", &target.name).replace("disable", "verify-full"),
         ],
         PG_PASSWORD,
-        &["without TLS"],
+        &["no root certificate is given", "sslrootcert"],
     );
     // Nothing was made in the database either.
     assert_eq!(
@@ -478,4 +604,75 @@ fn killing_an_instance_mid_write_loses_no_acknowledged_write() {
     b.stop();
     run_in_dir(&env, &host2, &["audit", "verify"]).ok();
     env.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn tls_to_postgresql_checks_the_server_as_sslmode_says() {
+    let server = pg_server();
+    let base = |db: &PgDb| db.url.replace("?sslmode=disable", "");
+    let init = |env: &Env, url: &str| -> Run {
+        env.cmd()
+            .env("OBJECTOS_DATABASE_URL", url)
+            .args(["init"])
+            .output()
+            .unwrap()
+            .into()
+    };
+    let tls_line = |env: &Env| {
+        env.run(&["doctor"])
+            .stdout
+            .lines()
+            .find(|l| l.contains("postgres_tls"))
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // verify-full against the CA that signed the server's certificate.
+    let env = Env::postgres();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        base(env.pg.as_ref().unwrap()),
+        server.ca.display()
+    );
+    init(&env, &url).ok();
+    let line = tls_line(&env);
+    assert!(line.contains("encrypted"), "{line}");
+    assert!(line.contains("verify-full"), "{line}");
+    assert!(!line.contains("not encrypted"), "{line}");
+    env.run(&["audit", "verify"]).ok();
+
+    // A CA that did not sign it: refused with the cause and the fix, nothing made.
+    let env = Env::postgres();
+    let db = env.pg.as_ref().unwrap();
+    for mode in ["verify-ca", "verify-full"] {
+        let url = format!(
+            "{}?sslmode={mode}&sslrootcert={}",
+            base(db),
+            server.other_ca.display()
+        );
+        let run = init(&env, &url).code(1);
+        assert!(run.stderr.contains("TLS"), "{}", run.stderr);
+        assert!(run.stderr.contains("sslrootcert"), "{}", run.stderr);
+        assert!(!env.path("data").exists());
+        assert_eq!(
+            db.psql("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'objectos%'")
+                .trim(),
+            "0"
+        );
+    }
+    // A root file that is not there: said so, nothing made.
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        base(db)
+    );
+    let run = init(&env, &url).code(1);
+    assert!(run.stderr.contains("/nonexistent/ca.pem"), "{}", run.stderr);
+    assert!(!env.path("data").exists());
+
+    // require: encrypted, the server unchecked (as libpq), and doctor says so.
+    let url = format!("{}?sslmode=require", base(db));
+    init(&env, &url).ok();
+    let line = tls_line(&env);
+    assert!(line.contains("encrypted"), "{line}");
+    assert!(line.contains("sslmode=require"), "{line}");
 }

@@ -200,6 +200,10 @@ pub fn on_postgres() -> bool {
 
 /// The private PostgreSQL of the tests, started once by `scripts/pg start`.
 pub struct PgServer {
+    /// The CA that signed the server's TLS certificate.
+    pub ca: PathBuf,
+    /// A CA that signed nothing of this server's.
+    pub other_ca: PathBuf,
     pub host: String,
     pub port: String,
     pub socket: String,
@@ -229,6 +233,8 @@ pub fn pg_server() -> &'static PgServer {
                 .to_string()
         };
         PgServer {
+            ca: PathBuf::from(get("OBJECTOS_PG_CA")),
+            other_ca: PathBuf::from(get("OBJECTOS_PG_OTHER_CA")),
             host: get("OBJECTOS_PG_HOST"),
             port: get("OBJECTOS_PG_PORT"),
             socket: get("OBJECTOS_PG_SOCKET"),
