@@ -218,7 +218,7 @@ fn call_tool(server: &Server, key: &str, tool: &str, args: Value) -> Value {
 
 /// The structured answer of a tool call, and whether it is an error.
 #[track_caller]
-fn tool(server: &Server, key: &str, name: &str, args: Value) -> (bool, Value) {
+pub(crate) fn tool(server: &Server, key: &str, name: &str, args: Value) -> (bool, Value) {
     let r = call_tool(server, key, name, args);
     (
         r["isError"].as_bool().unwrap_or(false),
@@ -226,13 +226,13 @@ fn tool(server: &Server, key: &str, name: &str, args: Value) -> (bool, Value) {
     )
 }
 
-fn agent_key(env: &Env, email: &str, extra: &[&str]) -> String {
+pub(crate) fn agent_key(env: &Env, email: &str, extra: &[&str]) -> String {
     let mut args = vec!["apikey", "create", email, "--agent"];
     args.extend_from_slice(extra);
     env.run(&args).ok().stdout.trim().to_string()
 }
 
-fn user_key(env: &Env, email: &str) -> String {
+pub(crate) fn user_key(env: &Env, email: &str) -> String {
     env.run(&["apikey", "create", email])
         .ok()
         .stdout
@@ -240,7 +240,7 @@ fn user_key(env: &Env, email: &str) -> String {
         .to_string()
 }
 
-fn audit(env: &Env) -> Vec<Value> {
+pub(crate) fn audit(env: &Env) -> Vec<Value> {
     env.run(&["--json", "audit", "tail", "-n", "100000"])
         .ok()
         .json()["events"]
@@ -260,7 +260,7 @@ fn review(env: &Env, server: &Server, key: &str, args: &[&str]) -> Run {
         .into()
 }
 
-fn pending_id(result: &Value) -> String {
+pub(crate) fn pending_id(result: &Value) -> String {
     assert_eq!(result["status"], "pending_approval", "{result}");
     result["pendingActionId"]
         .as_str()
@@ -273,7 +273,7 @@ fn pending_id(result: &Value) -> String {
 /// A help desk: tickets (a sensitive `credit`, an `internal_note` agents'
 /// users cannot read), comments that die with their ticket, vendors agents
 /// may only propose, and actions with and without confirmation.
-fn desk(env: &Env) -> Server {
+pub(crate) fn desk(env: &Env) -> Server {
     let all =
         json!({"allowRead": true, "allowCreate": true, "allowEdit": true, "allowDelete": true});
     let read_all = json!({"allowRead": true, "viewAllRecords": true});
@@ -350,12 +350,12 @@ fn desk(env: &Env) -> Server {
     Server::start(env)
 }
 
-const ALICE: &str = "alice@desk.example";
-const RITA: &str = "rita@desk.example";
+pub(crate) const ALICE: &str = "alice@desk.example";
+pub(crate) const RITA: &str = "rita@desk.example";
 const BOB: &str = "bob@desk.example";
 const NORA: &str = "nora@desk.example";
 const PAT: &str = "pat@desk.example";
-const VIC: &str = "vic@desk.example";
+pub(crate) const VIC: &str = "vic@desk.example";
 
 const DESK_USERS: &[(&str, &[&str])] = &[
     // asks, through her agent
@@ -373,7 +373,7 @@ const DESK_USERS: &[(&str, &[&str])] = &[
 ];
 
 /// A ticket of `email`'s (through REST, as them), with a comment.
-fn ticket(server: &Server, key: &str, title: &str, credit: f64) -> (String, String) {
+pub(crate) fn ticket(server: &Server, key: &str, title: &str, credit: f64) -> (String, String) {
     let (status, t, raw) = server.call(
         "POST",
         "/api/v1/data/desk_ticket",

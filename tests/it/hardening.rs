@@ -304,7 +304,9 @@ fn a_forged_backup_never_puts_an_attackers_key_in_the_trust_store() {
 
 #[test]
 fn an_encrypted_backup_is_checked_against_the_restorers_key_not_its_own() {
-    let env = Env::new();
+    // Two instances in one environment (the victim's and the attacker's), so
+    // each has its own SQLite file: this runs on SQLite whatever the suite runs on.
+    let env = Env::sqlite();
     hardened_app(&env);
     env.run(&["--data-dir", "victim", "init"]).ok();
     // The positive control: the victim's own encrypted backup, with the

@@ -676,3 +676,69 @@ fn tls_to_postgresql_checks_the_server_as_sslmode_says() {
     assert!(line.contains("encrypted"), "{line}");
     assert!(line.contains("sslmode=require"), "{line}");
 }
+
+#[test]
+fn a_pending_action_is_decided_once_across_instances() {
+    use crate::agents::{
+        ALICE, RITA, VIC, agent_key, audit, desk, pending_id, ticket, tool, user_key,
+    };
+    let env = Env::postgres();
+    let one = desk(&env);
+    let two = serve_from(&env, &second_host(&env));
+    let alice = user_key(&env, ALICE);
+    let alice_agent = agent_key(&env, ALICE, &[]);
+    let reviewers = [user_key(&env, RITA), user_key(&env, VIC)];
+    for round in 0..3 {
+        let (t, _) = ticket(&one, &alice, &format!("round {round}"), 1.0);
+        let (err, r) = tool(
+            &one,
+            &alice_agent,
+            "delete_record",
+            json!({"objectName": "desk_ticket", "recordId": t}),
+        );
+        assert!(!err, "{r}");
+        let p = pending_id(&r);
+        // The other instance sees the proposal at once.
+        let (status, _, raw) = two.get(&format!("/api/v1/pending-actions/{p}"), &reviewers[0]);
+        assert_eq!(status, 200, "{raw}");
+        // Each reviewer approves through a different instance, at once.
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = [
+            (one.base.clone(), reviewers[0].clone()),
+            (two.base.clone(), reviewers[1].clone()),
+        ]
+        .into_iter()
+        .map(|(base, key)| {
+            let (p, barrier) = (p.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                barrier.wait();
+                client
+                    .post(format!("{base}/api/v1/pending-actions/{p}/approve"))
+                    .bearer_auth(key)
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+        let mut statuses: Vec<u16> = racers.into_iter().map(|h| h.join().unwrap()).collect();
+        statuses.sort();
+        assert_eq!(statuses[0], 200, "{statuses:?}");
+        assert!(matches!(statuses[1], 404 | 409), "{statuses:?}");
+        let rows = audit(&env);
+        let count = |action: &str, outcome: &str, record: &str| {
+            rows.iter()
+                .filter(|r| {
+                    r["action"] == action && r["outcome"] == outcome && r["record_id"] == record
+                })
+                .count()
+        };
+        assert_eq!(count("pending.approve", "success", &p), 1);
+        assert_eq!(count("record.delete", "success", &t), 1);
+    }
+    env.run(&["audit", "verify"]).ok();
+}
