@@ -237,7 +237,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     }
     let changes = report.plan.changes.clone();
     let steps = report.plan.steps.len();
-    instance.change(&origin, "artifact.apply", Some("artifact"), |tx| {
+    instance.change_schema(&origin, "artifact.apply", Some("artifact"), |tx| {
         tx.schema_apply(&changes)?;
         tx.artifact_record(&AppliedArtifact {
             seq: 0,

@@ -1142,6 +1142,8 @@ pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit>
                 .database_password_file
                 .as_ref()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            admin_url: None,
+            admin_password_file: None,
         });
     let report = crate::instance::backup::restore(
         &args.file,

@@ -20,12 +20,12 @@ pub struct InitReport {
 }
 
 pub fn run(args: &InitArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let absolute = |p: &std::path::PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let server = args.database_url.as_ref().map(|url| NewServer {
         url: url.clone(),
-        password_file: args
-            .database_password_file
-            .as_ref()
-            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        password_file: args.database_password_file.as_ref().map(absolute),
+        admin_url: args.database_admin_url.clone(),
+        admin_password_file: args.database_admin_password_file.as_ref().map(absolute),
     });
     let done = Instance::init_with(&ctx.data_dir, server.as_ref())?;
     let report = InitReport {
@@ -46,7 +46,11 @@ pub fn run(args: &InitArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             ctx.out.status(format!(
                 "the database is on PostgreSQL (`{url}`, kept in `database.json`); another host serves it too with a copy of this data dir"
             ));
-            if let Ok(config) = crate::instance::database::parse_url(url) {
+            if args.database_admin_url.is_some() {
+                ctx.out.status(
+                    "the schema belongs to the administrative role, which granted the runtime's role what it needs (it cannot alter audit rows); migrations, `apply` and `audit archive` connect as the administrative role",
+                );
+            } else if let Ok(config) = crate::instance::database::parse_url(url) {
                 ctx.out.status(crate::instance::database::grants(&config));
             }
         }

@@ -189,8 +189,9 @@ pub fn archive(
         }
         .with_context(|| format!("cannot write `{}`", out.display()))?;
         let removed = fail_point("archive-before-delete").and_then(|()| {
-            // 5. The rows go with their anchor and the row that records it.
-            instance.store.write(|tx| {
+            // 5. The rows go with their anchor and the row that records it (as
+            // the schema's owner, when the runtime's role may not remove rows).
+            instance.with_admin_store(|store| store.write(|tx| {
                 let row = audit::append(
                     tx,
                     origin,
@@ -218,7 +219,7 @@ pub fn archive(
                 })?;
                 fail_point("archive-in-transaction")?;
                 Ok(removed)
-            })
+            }))
         });
         let removed = match removed {
             Ok(removed) => removed,

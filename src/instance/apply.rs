@@ -113,7 +113,7 @@ pub fn ensure_indexes(instance: &super::Instance, model: &Model) -> anyhow::Resu
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    instance.store.write(|tx| Ok(tx.schema_apply(&changes)?))?;
+    instance.with_admin_store(|store| store.write(|tx| Ok(tx.schema_apply(&changes)?)))?;
     Ok(changes
         .iter()
         .filter_map(|c| match c {

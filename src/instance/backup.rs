@@ -599,6 +599,8 @@ pub fn restore(
                 url: server.url.clone(),
                 password_file: server.password_file.clone(),
                 instance_id: id.clone(),
+                admin_url: None,
+                admin_password_file: None,
             };
             let connect = config.connect_config()?;
             let mut copy = |dst: &mut dyn crate::store::Tx| -> anyhow::Result<()> {

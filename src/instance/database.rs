@@ -27,6 +27,14 @@ pub struct DatabaseConfig {
     /// The instance whose database it is: a data dir pointed at another
     /// instance's database is refused.
     pub instance_id: String,
+    /// The URL of the role that owns the schema (no password), when the
+    /// runtime's role does not: migrations, `apply`, `audit archive` and
+    /// putting back dropped guards connect with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_url: Option<String>,
+    /// A file whose first line is the administrative role's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password_file: Option<PathBuf>,
 }
 
 impl DatabaseConfig {
@@ -80,6 +88,29 @@ impl DatabaseConfig {
             config,
             tls: self.tls()?,
         })
+    }
+
+    /// The administrative connection, when one is configured.
+    pub fn admin_connect(&self) -> anyhow::Result<Option<crate::store::postgres::Connect>> {
+        let Some(url) = &self.admin_url else {
+            return Ok(None);
+        };
+        let mut config = parse_url(url)?;
+        if let Some(password) = password(&config, self.admin_password_file.as_deref())? {
+            config.password(password);
+        }
+        let tls = crate::store::postgres::tls::split_url(url)
+            .map(|(_, tls)| tls)
+            .map_err(|e| Failure::error(format!("bad administrative database URL: {e}")))?;
+        Ok(Some(crate::store::postgres::Connect { config, tls }))
+    }
+
+    /// The role the runtime connects as.
+    pub fn runtime_role(&self) -> anyhow::Result<String> {
+        Ok(parse_url(&self.url)?
+            .get_user()
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// The TLS settings of the URL.

@@ -98,6 +98,9 @@ pub struct NewServer {
     pub url: String,
     /// A file whose first line is the password.
     pub password_file: Option<PathBuf>,
+    /// The role that owns the schema, when the runtime's does not.
+    pub admin_url: Option<String>,
+    pub admin_password_file: Option<PathBuf>,
 }
 
 /// What `init` did.
@@ -257,6 +260,16 @@ fn open_database(
     read_only: bool,
 ) -> anyhow::Result<(Database, Option<DatabaseConfig>)> {
     if let Some(config) = DatabaseConfig::load(dir)? {
+        // Migrations run as the owner, when the runtime's role is not.
+        if let Some(admin) = config.admin_connect()?
+            && !read_only
+        {
+            let role = config.runtime_role()?;
+            drop(
+                PgBackend::open_as_owner(admin, false, None, &role)
+                    .map_err(|e| pg_error(e, &config))?,
+            );
+        }
         let connect = config.connect_config()?;
         let backend = PgBackend::open(connect, false, None).map_err(|e| pg_error(e, &config))?;
         return Ok((Database::Postgres(Arc::new(backend)), Some(config)));
@@ -414,11 +427,25 @@ impl Instance {
                     url: server.url.clone(),
                     password_file: server.password_file.clone(),
                     instance_id: instance_id.clone(),
+                    admin_url: server.admin_url.clone(),
+                    admin_password_file: server.admin_password_file.clone(),
                 };
                 let connect = config.connect_config()?;
                 config.save(s)?;
-                PgBackend::open(connect, true, Some(&mut setup))
-                    .map_err(|e| pg_error(e, &config))?;
+                match config.admin_connect()? {
+                    None => {
+                        PgBackend::open(connect, true, Some(&mut setup))
+                            .map_err(|e| pg_error(e, &config))?;
+                    }
+                    Some(admin) => {
+                        // The runtime's role must reach the database before
+                        // the owner makes anything there.
+                        PgBackend::check_connect(connect).map_err(|e| pg_error(e, &config))?;
+                        let role = config.runtime_role()?;
+                        PgBackend::open_as_owner(admin, true, Some(&mut setup), &role)
+                            .map_err(|e| pg_error(e, &config))?;
+                    }
+                }
             }
         }
         if dir.exists() {
@@ -593,17 +620,19 @@ impl Instance {
             missing.join(", "),
             Instance::db_path(&self.dir).display()
         );
-        let restored = self.store.write(|tx| {
-            tx.audit_guards_restore()?;
-            audit::append(
-                tx,
-                &Origin::system(),
-                Event::new(GUARDS_RESTORED)
-                    .object("audit")
-                    .outcome(Outcome::Error, "tampering_detected")
-                    .changes(serde_json::json!({ "missing_or_altered": missing })),
-            )?;
-            Ok(())
+        let restored = self.with_admin_store(|store| {
+            store.write(|tx| {
+                tx.audit_guards_restore()?;
+                audit::append(
+                    tx,
+                    &Origin::system(),
+                    Event::new(GUARDS_RESTORED)
+                        .object("audit")
+                        .outcome(Outcome::Error, "tampering_detected")
+                        .changes(serde_json::json!({ "missing_or_altered": missing })),
+                )?;
+                Ok(())
+            })
         });
         match restored {
             Ok(()) => eprintln!(
@@ -660,6 +689,40 @@ impl Instance {
     /// Run an audited change as `origin`: `work` appends its success rows in the
     /// same transaction as its changes; if it fails, one row with outcome
     /// `denied` or `error` is written after the refusal.
+    /// Run `work` on the store that may change the schema and take audit rows
+    /// out: over the administrative URL when `database.json` names one (the
+    /// runtime's role may do neither), else the store itself.
+    pub fn with_admin_store<T>(
+        &self,
+        work: impl FnOnce(&Store) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let Some(config) = &self.database_config else {
+            return work(&self.store);
+        };
+        let Some(admin) = config.admin_connect()? else {
+            return work(&self.store);
+        };
+        let backend = PgBackend::open(admin, false, None).map_err(|e| pg_error(e, config))?;
+        let mut store = Store::new(Box::new(backend));
+        if let Some(key) = self.store.row_key() {
+            store = store.with_row_key(key.clone());
+        }
+        work(&store)
+    }
+
+    /// As `change`, for a change to the schema (applying an artifact).
+    pub fn change_schema<T>(
+        &self,
+        origin: &Origin,
+        action: &str,
+        object: Option<&str>,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.audited(origin, action, object, || {
+            self.with_admin_store(|store| store.write(work))
+        })
+    }
+
     pub fn change<T>(
         &self,
         origin: &Origin,

@@ -441,6 +441,20 @@ struct Manager {
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
+impl Manager {
+    fn new(connect: Connect) -> StoreResult<Manager> {
+        let tls = connect
+            .tls
+            .client_config()
+            .map_err(|e| StoreError::CannotOpen(format!("TLS to PostgreSQL: {e}")))?
+            .map(tokio_postgres_rustls::MakeRustlsConnect::new);
+        Ok(Manager {
+            config: connect.config,
+            tls,
+        })
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = PgConn;
     type Error = ::postgres::Error;
@@ -605,7 +619,7 @@ impl<T> Pg<T> for Result<T, ::postgres::Error> {
 /// version is read first without a lock (every command opens the database,
 /// and the runtime's role may not create tables); only a migration takes the
 /// write lock (instances starting at once migrate once) and reads it again.
-fn migrate(client: &mut Client) -> StoreResult<()> {
+fn migrate(client: &mut Client) -> StoreResult<bool> {
     let known = MIGRATIONS.len() as i64;
     let version = current_version(client)?;
     if version > known {
@@ -615,7 +629,7 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
         });
     }
     if version == known {
-        return Ok(());
+        return Ok(false);
     }
     client
         .batch_execute(&format!(
@@ -639,7 +653,7 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     if version < known {
         client.batch_execute(&guards_sql()).db()?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn current_version(client: &mut Client) -> StoreResult<i64> {
@@ -659,6 +673,38 @@ fn current_version(client: &mut Client) -> StoreResult<i64> {
         )
         .db()?;
     Ok(row.get(0))
+}
+
+/// What the runtime's role may do, granted by the owner: read and write
+/// everything but audit rows, anchors and applied artifacts, which it may only
+/// read and append to (archiving and applying run as the owner); tables the
+/// owner makes later (records, migrations) the same. The role comes in as a
+/// setting, never spliced into the SQL.
+fn grant_runtime(client: &mut Client, role: &str) -> StoreResult<()> {
+    client
+        .execute(
+            "SELECT set_config('objectos.runtime_role', $1, true)",
+            &[&role],
+        )
+        .db()?;
+    client
+        .batch_execute(
+            "DO $grant$
+             DECLARE
+                 s text := current_schema();
+                 r text := current_setting('objectos.runtime_role');
+             BEGIN
+                 EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, r);
+                 EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO %I', s, r);
+                 EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %I TO %I', s, r);
+                 EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', s, r);
+                 EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO %I', s, r);
+                 EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON objectos_audit, objectos_artifacts, objectos_audit_anchors FROM %I', r);
+                 EXECUTE format('REVOKE INSERT ON objectos_artifacts, objectos_audit_anchors FROM %I', r);
+             END
+             $grant$",
+        )
+        .db()
 }
 
 /// Whether the database already holds objectos's tables.
@@ -681,23 +727,39 @@ impl PgBackend {
         create: bool,
         setup: Option<Setup<'_>>,
     ) -> anyhow::Result<PgBackend> {
-        blocking(|| PgBackend::open_here(connect, create, setup))
+        blocking(|| PgBackend::open_here(connect, create, setup, None))
+    }
+
+    /// Connect once, and nothing more: that the role reaches the database.
+    pub fn check_connect(connect: Connect) -> anyhow::Result<()> {
+        blocking(|| {
+            let manager = Manager::new(connect)?;
+            r2d2::ManageConnection::connect(&manager)
+                .map(drop)
+                .map_err(|e| connect_error(&manager.config, &e).into())
+        })
+    }
+
+    /// As `open`, connected as the role that owns the schema (the
+    /// administrative URL): whenever it makes or migrates tables, it grants
+    /// `runtime_role` what the runtime needs and nothing that alters audit
+    /// rows, in the same transaction.
+    pub fn open_as_owner(
+        connect: Connect,
+        create: bool,
+        setup: Option<Setup<'_>>,
+        runtime_role: &str,
+    ) -> anyhow::Result<PgBackend> {
+        blocking(|| PgBackend::open_here(connect, create, setup, Some(runtime_role)))
     }
 
     fn open_here(
         connect: Connect,
         create: bool,
         setup: Option<Setup<'_>>,
+        grant_to: Option<&str>,
     ) -> anyhow::Result<PgBackend> {
-        let tls = connect
-            .tls
-            .client_config()
-            .map_err(|e| StoreError::CannotOpen(format!("TLS to PostgreSQL: {e}")))?
-            .map(tokio_postgres_rustls::MakeRustlsConnect::new);
-        let manager = Manager {
-            config: connect.config,
-            tls,
-        };
+        let manager = Manager::new(connect)?;
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| connect_error(&manager.config, &e))?;
         {
@@ -719,7 +781,12 @@ impl PgBackend {
                     ))
                     .into());
                 }
-                migrate(client)?;
+                let migrated = migrate(client)?;
+                if let Some(role) = grant_to
+                    && (create || migrated)
+                {
+                    grant_runtime(client, role)?;
+                }
                 if let Some(setup) = setup {
                     let mut tx = PgTx {
                         conn: &mut conn_parts(client),

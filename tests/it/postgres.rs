@@ -742,3 +742,107 @@ fn a_pending_action_is_decided_once_across_instances() {
     }
     env.run(&["audit", "verify"]).ok();
 }
+
+#[test]
+fn with_an_administrative_url_the_runtime_role_cannot_alter_audit_rows_and_all_else_works() {
+    let server = pg_server();
+    let env = Env::postgres();
+    let db = env.pg.as_ref().unwrap();
+    let admin = db.url.clone();
+    let runtime = admin.replace("postgres://objectos@", "postgres://objectos_app@");
+    let run = |args: &[&str]| -> Run {
+        env.cmd()
+            .env_remove("OBJECTOS_DATABASE_URL")
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    run(&[
+        "init",
+        "--database-url",
+        &runtime,
+        "--database-admin-url",
+        &admin,
+    ])
+    .ok();
+    let config: Value = serde_json::from_str(&env.read("data/database.json")).unwrap();
+    assert_eq!(config["url"], runtime.as_str());
+    assert_eq!(config["admin_url"], admin.as_str());
+    env.signed_crm();
+    run(&["trust", "add", "signer.pub"]).ok();
+    run(&["apply", "artifact.json", "-y"]).ok();
+    env.write("pw", format!("{}\n", crate::store::PASSWORD));
+    run(&[
+        "bootstrap",
+        "--admin-email",
+        "admin@example.com",
+        "--password-file",
+        "pw",
+    ])
+    .ok();
+    let key = rep(&env);
+    let doctor = run(&["doctor"]);
+    let role = doctor
+        .stdout
+        .lines()
+        .find(|l| l.contains("postgres_role"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(role.contains("not alter them"), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("role `objectos_app`"),
+        "{}",
+        doctor.stdout
+    );
+    let serving = Server::start(&env);
+    assert_eq!(create(&serving, &key, "Acme").0, 201);
+    drop(serving);
+
+    // The runtime's role, connecting by itself, can alter no audit row.
+    let as_runtime = |sql: &str| -> Result<String, String> {
+        let out = std::process::Command::new(server.bin.join("psql"))
+            .args([
+                "-h",
+                &server.host,
+                "-p",
+                &server.port,
+                "-U",
+                "objectos_app",
+                "-d",
+                &db.name,
+            ])
+            .args(["-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", PG_PASSWORD)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    assert!(as_runtime("SELECT count(*) FROM objectos_audit").is_ok());
+    for (sql, why) in [
+        ("UPDATE objectos_audit SET actor = 'x'", "permission denied"),
+        ("DELETE FROM objectos_audit", "permission denied"),
+        ("TRUNCATE objectos_audit", "permission denied"),
+        (
+            "ALTER TABLE objectos_audit DISABLE TRIGGER ALL",
+            "must be owner",
+        ),
+        (
+            "DROP TRIGGER objectos_audit_guard ON objectos_audit",
+            "must be owner",
+        ),
+        ("DELETE FROM objectos_audit_anchors", "permission denied"),
+        ("DELETE FROM objectos_artifacts", "permission denied"),
+        ("CREATE TABLE rec_evil (id text)", "permission denied"),
+    ] {
+        let err = as_runtime(sql).expect_err(sql);
+        assert!(err.contains(why), "{sql}: {err}");
+    }
+    // Archiving removes rows, as the owner.
+    run(&["audit", "archive", "--before", "4", "-o", "old.tar"]).ok();
+    run(&["audit", "verify"]).ok();
+}

@@ -402,7 +402,11 @@ impl Env {
         if pg.is_some() {
             use std::os::unix::fs::PermissionsExt;
             let pgpass = dir.path().join(".pgpass");
-            std::fs::write(&pgpass, format!("*:*:*:objectos:{PG_PASSWORD}\n")).unwrap();
+            std::fs::write(
+                &pgpass,
+                format!("*:*:*:objectos:{PG_PASSWORD}\n*:*:*:objectos_app:{PG_PASSWORD}\n"),
+            )
+            .unwrap();
             std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         Env { dir, pg }
