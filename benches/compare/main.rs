@@ -55,6 +55,10 @@ struct Args {
     /// Run without the peer (allowed only with --smoke)
     #[arg(long)]
     no_peer: bool,
+    /// Also measure objectos on this PostgreSQL database (empty; its password
+    /// from `PGPASSWORD`), with one and with two instances
+    #[arg(long, value_name = "URL")]
+    postgres_url: Option<String>,
     /// Where the data dirs and logs go (emptied first)
     #[arg(long, value_name = "DIR")]
     work: Option<PathBuf>,
@@ -84,6 +88,7 @@ pub struct Options {
     pub verify_runs: usize,
     pub inproc_iterations: usize,
     pub pocketbase: Option<PathBuf>,
+    pub postgres_url: Option<String>,
     pub work: PathBuf,
     pub results: PathBuf,
     pub repo: PathBuf,
@@ -157,6 +162,7 @@ impl Options {
             verify_runs: if smoke { 3 } else { 15 },
             inproc_iterations: if smoke { 50 } else { 1_000 },
             pocketbase,
+            postgres_url: args.postgres_url,
             work,
             results,
             repo,
@@ -281,12 +287,28 @@ fn run(opts: &Options) -> Result<()> {
         }
     }
 
+    if let Some(url) = &opts.postgres_url {
+        step("PostgreSQL: the same site on one database, one instance then two");
+        match postgres_comparison(opts, &dataset, url) {
+            Ok(pg) => report.postgres = Some(pg),
+            Err(e) => {
+                eprintln!("bench: WARNING: PostgreSQL: {e:#}");
+                report
+                    .notes
+                    .push(format!("objectos on PostgreSQL was not measured: {e:#}"));
+            }
+        }
+    }
+
     step("verify: objectos verify against minisign -V");
     report.verify = Some(verify::measure(opts)?);
 
     report.elapsed = started.elapsed();
     report.finish(opts)?;
     print!("{}", report.table());
+    if report.postgres.is_some() {
+        print!("\nPostgreSQL:\n{}", report.postgres_table());
+    }
     std::fs::write(&opts.results, report.markdown(opts))
         .with_context(|| format!("cannot write {}", opts.results.display()))?;
     eprintln!(
@@ -388,6 +410,82 @@ fn main_comparison(
     site.apply_variant(objectos::AppVariant::Base)?;
     report.variants = variants;
     Ok(())
+}
+
+/// objectos on PostgreSQL with the main data set: each workload through one
+/// instance, then through two instances of the same database at once (two wrk,
+/// each with half the connections, one per instance).
+fn postgres_comparison(
+    opts: &Options,
+    dataset: &data::Dataset,
+    url: &str,
+) -> Result<report::Postgres> {
+    let mut site = objectos::Site::create_in(opts, dataset, "objectos-pg", Some(url))?;
+    step(&format!("PostgreSQL: load records 0..{}", opts.records));
+    let load_seconds = site.load(dataset, 0, opts.records)?;
+    site.start()?;
+    let one_target = site.credentials(dataset)?;
+    let workloads = [Workload::List, Workload::Get, Workload::Create];
+    let mut one = Vec::new();
+    for workload in workloads {
+        step(&format!("PostgreSQL, one instance: {}", workload.title()));
+        if !opts.warmup.is_zero() {
+            wrk::run(opts, workload, &one_target, opts.warmup)?;
+        }
+        one.push((
+            workload.title().to_string(),
+            wrk::run(opts, workload, &one_target, opts.duration)?,
+        ));
+    }
+    let second = wrk::Target {
+        base: site.start_second()?,
+        ..one_target.clone()
+    };
+    let half = Options {
+        connections: (opts.connections / 2).max(1),
+        threads: (opts.threads / 2).max(1),
+        ..opts.clone()
+    };
+    let mut two = Vec::new();
+    for workload in workloads {
+        step(&format!("PostgreSQL, two instances: {}", workload.title()));
+        let both = |duration: Duration| -> Result<(wrk::Run, wrk::Run)> {
+            std::thread::scope(|s| {
+                let a = s.spawn(|| wrk::run(&half, workload, &one_target, duration));
+                let b = s.spawn(|| wrk::run(&half, workload, &second, duration));
+                let a = a
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("wrk thread panicked"))?;
+                let b = b
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("wrk thread panicked"))?;
+                Ok((a?, b?))
+            })
+        };
+        if !opts.warmup.is_zero() {
+            both(opts.warmup)?;
+        }
+        let (a, b) = both(opts.duration)?;
+        two.push((workload.title().to_string(), a, b));
+    }
+    site.stop()?;
+    Ok(report::Postgres {
+        server: postgres_version(),
+        load_seconds,
+        one,
+        two,
+    })
+}
+
+/// The PostgreSQL server's version, as `psql` would say (best effort).
+fn postgres_version() -> String {
+    std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "PostgreSQL".into())
 }
 
 /// The list workload once on each server, after a warm-up.

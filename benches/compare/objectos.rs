@@ -38,6 +38,10 @@ pub enum AppVariant {
 pub struct Site {
     bin: PathBuf,
     dir: PathBuf,
+    /// PostgreSQL instead of SQLite (its password from `PGPASSWORD`).
+    database_url: Option<String>,
+    /// A second `serve` on the same database (PostgreSQL only).
+    second: Option<Server>,
     app: PathBuf,
     server: Option<Server>,
     /// The reps, in the data set's order.
@@ -52,10 +56,22 @@ pub struct Site {
 
 impl Site {
     pub fn create(opts: &Options, dataset: &Dataset) -> Result<Site> {
-        let dir = crate::subdir(&opts.work, "objectos")?;
+        Site::create_in(opts, dataset, "objectos", None)
+    }
+
+    /// A site in `WORK/name`, on PostgreSQL when `database_url` is given.
+    pub fn create_in(
+        opts: &Options,
+        dataset: &Dataset,
+        name: &str,
+        database_url: Option<&str>,
+    ) -> Result<Site> {
+        let dir = crate::subdir(&opts.work, name)?;
         let mut site = Site {
             bin: opts.objectos_bin.clone(),
             dir: dir.clone(),
+            database_url: database_url.map(str::to_string),
+            second: None,
             app: opts.repo.join("benches/app"),
             server: None,
             emails: dataset.users.clone(),
@@ -96,14 +112,17 @@ impl Site {
 
     /// Runs the CLI on this site's data dir; its stdout.
     fn cli(&self, args: &[&str]) -> Result<String> {
-        proc::output(
-            Command::new(&self.bin)
-                .arg("-q")
-                .args(args)
-                .current_dir(&self.dir)
-                .env("OBJECTOS_DATA_DIR", self.dir.join("data"))
-                .env_remove("OBJECTOS_API_KEY"),
-        )
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-q")
+            .args(args)
+            .current_dir(&self.dir)
+            .env("OBJECTOS_DATA_DIR", self.dir.join("data"))
+            .env_remove("OBJECTOS_API_KEY")
+            .env_remove("OBJECTOS_DATABASE_URL");
+        if let Some(url) = &self.database_url {
+            cmd.env("OBJECTOS_DATABASE_URL", url);
+        }
+        proc::output(&mut cmd)
     }
 
     /// Builds, signs and applies a version of the app (a new version number each time).
@@ -227,29 +246,56 @@ impl Site {
         if self.server.is_some() {
             return Ok(());
         }
+        self.server = Some(self.serve(&self.data_dir(), "serve")?);
+        Ok(())
+    }
+
+    fn serve(&self, data_dir: &Path, name: &str) -> Result<Server> {
         let mut last = None;
         for attempt in 0..3 {
             let port = proc::free_port()?;
             let mut cmd = Command::new(&self.bin);
             cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .current_dir(&self.dir)
-                .env("OBJECTOS_DATA_DIR", self.dir.join("data"))
+                .env("OBJECTOS_DATA_DIR", data_dir)
                 .env("OBJECTOS_LOG", "warn");
             let log = self
                 .dir
-                .join(format!("serve-{}-{attempt}.log", self.version));
+                .join(format!("{name}-{}-{attempt}.log", self.version));
             match Server::start(cmd, format!("http://127.0.0.1:{port}"), "/healthz", &log) {
-                Ok(server) => {
-                    self.server = Some(server);
-                    return Ok(());
-                }
+                Ok(server) => return Ok(server),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("objectos serve did not start")))
     }
 
+    /// A second instance on the same PostgreSQL database, as a second host
+    /// runs it: a copy of the data dir (keys, trust store, configuration).
+    /// Its base URL.
+    pub fn start_second(&mut self) -> Result<String> {
+        if self.database_url.is_none() {
+            bail!("a second instance needs PostgreSQL");
+        }
+        if let Some(second) = &self.second {
+            return Ok(second.base.clone());
+        }
+        let copy = self.dir.join("data2");
+        if copy.exists() {
+            std::fs::remove_dir_all(&copy)?;
+        }
+        copy_dir(&self.data_dir(), &copy)?;
+        let _ = std::fs::remove_file(copy.join("serve.lock"));
+        let server = self.serve(&copy, "serve2")?;
+        let base = server.base.clone();
+        self.second = Some(server);
+        Ok(base)
+    }
+
     pub fn stop(&mut self) -> Result<()> {
+        if let Some(second) = self.second.take() {
+            second.stop()?;
+        }
         match self.server.take() {
             Some(server) => server.stop(),
             None => Ok(()),
@@ -361,6 +407,20 @@ impl Site {
         )?;
         doc["total"].as_u64().context("a list without `total`")
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Nine more rules, one per team: each a stage and region other than the list's.

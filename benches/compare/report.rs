@@ -212,8 +212,22 @@ pub struct Report {
     pub records_after_creates: Option<(u64, Option<u64>)>,
     pub rss_per_workload: bool,
     pub elapsed: Duration,
+    /// objectos on PostgreSQL, one and two instances.
+    pub postgres: Option<Postgres>,
     /// What went wrong without stopping the run.
     pub notes: Vec<String>,
+}
+
+/// objectos on PostgreSQL: each workload through one instance, then through two
+/// instances of the same database at once.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub server: String,
+    pub load_seconds: f64,
+    /// (workload, run)
+    pub one: Vec<(String, Run)>,
+    /// (workload, run through the first instance, run through the second)
+    pub two: Vec<(String, Run, Run)>,
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
@@ -300,6 +314,7 @@ impl Report {
             records_after_creates: None,
             rss_per_workload: true,
             elapsed: Duration::ZERO,
+            postgres: None,
             notes: Vec::new(),
         }
     }
@@ -522,12 +537,68 @@ impl Report {
         md.push_str(&self.growth_text());
         md.push_str(&self.variants_text());
         md.push_str(&self.load_text());
+        md.push_str(&self.postgres_text(opts));
         if !self.notes.is_empty() {
             md.push_str("## Not measured\n\n");
             for note in &self.notes {
                 let _ = writeln!(md, "- {note}");
             }
         }
+        md
+    }
+
+    /// The PostgreSQL table: SQLite's figures beside one and two instances on
+    /// one PostgreSQL database.
+    pub fn postgres_table(&self) -> String {
+        let Some(pg) = &self.postgres else {
+            return String::new();
+        };
+        let mut t = String::new();
+        t.push_str("| workload | SQLite, one instance | PostgreSQL, one instance | PostgreSQL, two instances (sum) | two / one | p99 SQLite / PG one / PG two |\n");
+        t.push_str("| --- | --- | --- | --- | --- | --- |\n");
+        for (name, one) in &pg.one {
+            let sqlite = self
+                .http
+                .iter()
+                .find(|m| &m.name == name)
+                .and_then(|m| m.ours_rate());
+            let Some((_, a, b)) = pg.two.iter().find(|(n, _, _)| n == name) else {
+                continue;
+            };
+            let two = a.per_second() + b.per_second();
+            let p99_two = a.p99_us.max(b.p99_us) as f64 / 1000.0;
+            let _ = writeln!(
+                t,
+                "| {name} | {} | {} req/s | {} req/s | {:.2}× | {} / {:.1} / {:.1} ms |",
+                sqlite.map(|r| rate_cell(&r)).unwrap_or_else(|| "—".into()),
+                thousands(one.per_second()),
+                thousands(two),
+                two / one.per_second().max(f64::MIN_POSITIVE),
+                sqlite
+                    .map(|r| format!("{:.1}", r.p99_ms))
+                    .unwrap_or_else(|| "—".into()),
+                one.p99_us as f64 / 1000.0,
+                p99_two,
+            );
+        }
+        t
+    }
+
+    fn postgres_text(&self, opts: &Options) -> String {
+        let Some(pg) = &self.postgres else {
+            return String::new();
+        };
+        let mut md = String::from("## PostgreSQL: one and two instances\n\n");
+        let _ = writeln!(
+            md,
+            "The same site with its database on PostgreSQL ({}, on this machine, over loopback): the same {} opportunities, loaded with `objectos import --as` in {:.1} s; one run of {} s per workload through one `objectos serve`, then through two `objectos serve` of the same database at once (a copy of the data dir each, as two hosts run them), each driven by its own wrk with half the connections; the SQLite column is the median of the side-by-side table above. Every instance, the database and the load clients share the same cores, so the two-instance column shows what a second instance costs here, not what a second host adds.\n",
+            pg.server,
+            thousands(opts.records as f64),
+            pg.load_seconds,
+            opts.duration.as_secs(),
+        );
+        md.push_str(&self.postgres_table());
+        md.push('\n');
         md
     }
 

@@ -64,6 +64,8 @@ fn smoke_mode_runs_every_workload_and_prints_the_table() {
         "## How cost grows",
         "## The cost of sharing rules and teams",
         "## Loading the data",
+        "## PostgreSQL: one and two instances",
+        "| workload | SQLite, one instance | PostgreSQL, one instance | PostgreSQL, two instances (sum) |",
     ] {
         assert!(
             written.contains(part),
