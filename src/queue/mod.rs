@@ -548,7 +548,12 @@ impl<'r, 'a> Queue<'r, 'a> {
         let row = self.load(reviewer, id)?;
         self.may_decide(reviewer, &row)?;
         Self::still_pending(&row)?;
-        self.reviewer_sees_all(reviewer, &row)?;
+        if let Err(blind) = self.reviewer_sees_all(reviewer, &row) {
+            // Decided meanwhile by someone else (an applied delete takes its
+            // records with it): say that, not that the change is out of sight.
+            Self::still_pending(&self.load(reviewer, id)?)?;
+            return Err(blind);
+        }
         let kind = Kind::parse(&row.kind).unwrap_or(Kind::Metadata);
         let at = now();
         let decided_by = reviewer.principal.user_id.clone();
