@@ -411,10 +411,16 @@ async fn audit_events(
     headers: HeaderMap,
 ) -> ApiResult {
     let events = with_records(state, headers, move |r, a| {
-        let from = params
-            .get("from")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(1);
+        let from = match params.get("from").map(|v| v.parse::<i64>()) {
+            None => 1,
+            Some(Ok(n)) if n >= 1 => n,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "`from` must be a sequence number (a whole number from 1)",
+                ));
+            }
+        };
         let limit = match params.get("limit").map(|v| v.parse::<u64>()) {
             None => 100,
             Some(Ok(n)) if (1..=crate::limits::MAX_AUDIT_PAGE).contains(&n) => n,

@@ -1237,6 +1237,12 @@ fn the_audit_api_refuses_users_without_view_audit_and_agent_keys_and_exports_not
             .any(|e| e["action"] == "record.create"),
         "{raw}"
     );
+    // A `from` or `limit` that is not a sequence number is bad input, not page 1.
+    for query in ["from=abc", "from=0", "from=-3", "limit=x", "limit=0"] {
+        let (status, body, raw) = server.get(&format!("/api/v1/audit/events?{query}"), &auditor);
+        assert_eq!(status, 400, "{query}: {raw}");
+        assert!(body["error"]["code"].is_string(), "{query}: {raw}");
+    }
     // A user without view_audit, and the auditor's own agent key, are refused.
     let (status, body, _) = server.get("/api/v1/audit/events", &rep);
     assert_eq!(
