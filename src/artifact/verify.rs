@@ -109,10 +109,8 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
         })?
         .len();
     let (digests, bytes) = if size <= MAX_DOCUMENT_BYTES {
-        let bytes = std::fs::read(req.artifact).map_err(|e| {
-            anyhow::Error::new(e).context(format!("cannot read `{}`", req.artifact.display()))
-        })?;
-        (signing::digest_bytes(&bytes), Some(bytes))
+        let (bytes, digests) = signing::read_and_digest(req.artifact, size)?;
+        (digests, Some(bytes))
     } else {
         (signing::digest_file(req.artifact)?, None)
     };
