@@ -1302,6 +1302,33 @@ mod tests {
     }
 
     #[test]
+    fn every_table_of_the_schema_is_moved_by_a_copy_between_engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(SqliteBackend::open(&path, true).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'objectos\\_%' ESCAPE '\\' ORDER BY name")
+            .unwrap();
+        let tables: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let mut copied: Vec<String> = crate::store::sql::copy::TABLES
+            .iter()
+            .map(|(t, _)| t.to_string())
+            // The change counter is each database's own.
+            .chain(["objectos_changes".to_string()])
+            .collect();
+        copied.sort();
+        assert_eq!(
+            tables, copied,
+            "a table the copy does not know (store::sql::copy::TABLES)"
+        );
+    }
+
+    #[test]
     fn migrations_applied_twice_are_a_no_op() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
