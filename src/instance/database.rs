@@ -81,7 +81,7 @@ impl DatabaseConfig {
     /// The connection settings, with the password looked up.
     pub fn connect_config(&self) -> anyhow::Result<crate::store::postgres::Connect> {
         let mut config = parse_url(&self.url)?;
-        if let Some(password) = password(&config, self.password_file.as_deref())? {
+        if let Some(password) = password(&config, self.password_file.as_deref(), true)? {
             config.password(password);
         }
         Ok(crate::store::postgres::Connect {
@@ -96,7 +96,8 @@ impl DatabaseConfig {
             return Ok(None);
         };
         let mut config = parse_url(url)?;
-        if let Some(password) = password(&config, self.admin_password_file.as_deref())? {
+        // Not `PGPASSWORD`: that is the runtime role's.
+        if let Some(password) = password(&config, self.admin_password_file.as_deref(), false)? {
             config.password(password);
         }
         let tls = crate::store::postgres::tls::split_url(url)
@@ -164,8 +165,13 @@ pub fn parse_url(url: &str) -> anyhow::Result<postgres::Config> {
 
 /// The password for `config`: `PGPASSWORD`, the configured file, then the
 /// libpq password file (`PGPASSFILE`, else `~/.pgpass`).
-fn password(config: &postgres::Config, file: Option<&Path>) -> anyhow::Result<Option<String>> {
-    if let Ok(p) = std::env::var("PGPASSWORD")
+fn password(
+    config: &postgres::Config,
+    file: Option<&Path>,
+    from_env: bool,
+) -> anyhow::Result<Option<String>> {
+    if from_env
+        && let Ok(p) = std::env::var("PGPASSWORD")
         && !p.is_empty()
     {
         return Ok(Some(p));

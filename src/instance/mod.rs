@@ -60,6 +60,8 @@ impl Backend for Database {
 
 /// The meta key that says every row that grants power is sealed.
 const ROWS_SEALED: &str = "rows_sealed";
+/// The data dir's own record of the same (see `seal_existing_rows`).
+pub const ROWS_SEALED_FILE: &str = "rows-sealed";
 /// The audit action of the one-time sealing of older rows.
 pub const ROWS_SEALED_ACTION: &str = "store.rows_sealed";
 
@@ -390,6 +392,8 @@ impl Instance {
         )?;
         std::fs::create_dir(s.join(TRUST_DIR)).context("cannot create the trust directory")?;
         set_mode(&s.join(TRUST_DIR), 0o755)?;
+        // Born sealed: every row that grants power is sealed as it is written.
+        write_atomic(&s.join(ROWS_SEALED_FILE), b"1\n", Some(0o600), true)?;
         let instance_id = uuid::Uuid::new_v4().to_string();
         let mut setup = |tx: &mut dyn Tx| -> anyhow::Result<()> {
             tx.meta_set("instance_id", &instance_id)?;
@@ -438,10 +442,17 @@ impl Instance {
                             .map_err(|e| pg_error(e, &config))?;
                     }
                     Some(admin) => {
+                        let role = config.runtime_role()?;
+                        if admin.config.get_user() == Some(role.as_str()) {
+                            return Err(Failure::error(format!(
+                                "`--database-admin-url` names the role `{role}`, the same as `--database-url`"
+                            ))
+                            .with_hint("the administrative role owns the schema; the runtime's must be another role, which it grants only what the runtime needs")
+                            .into());
+                        }
                         // The runtime's role must reach the database before
                         // the owner makes anything there.
                         PgBackend::check_connect(connect).map_err(|e| pg_error(e, &config))?;
-                        let role = config.runtime_role()?;
                         PgBackend::open_as_owner(admin, true, Some(&mut setup), &role)
                             .map_err(|e| pg_error(e, &config))?;
                     }
@@ -566,32 +577,54 @@ impl Instance {
 
     /// Seal, once, the rows that grant power written before objectos sealed
     /// them (a data dir made by an older version), and leave that in the
-    /// chain. The marker lives in the database: were it removed to have
-    /// forged rows sealed, the chain would show a second `store.rows_sealed`.
+    /// chain. Whether it was done is kept twice: in the database, and in the
+    /// data dir (`rows-sealed`), where someone who can write only the database
+    /// cannot remove it to have forged rows sealed. A data dir that says so, or
+    /// a chain that already holds the sealing, is never sealed again.
     fn seal_existing_rows(&self, key: &crate::store::RowKey) -> anyhow::Result<()> {
-        if self
-            .store
-            .read(|tx| Ok(tx.meta_get(ROWS_SEALED)?))?
-            .is_some()
-        {
+        let file = self.dir.join(ROWS_SEALED_FILE);
+        let (marked, done_before) = self.store.read(|tx| {
+            Ok((
+                tx.meta_get(ROWS_SEALED)?.is_some(),
+                tx.audit_last_success(ROWS_SEALED_ACTION)?.is_some(),
+            ))
+        })?;
+        if file.exists() || done_before {
+            if !marked {
+                eprintln!(
+                    "warning: TAMPERING: the database no longer says its rows are sealed, but {} does; nothing was sealed again (rows without a seal stay ignored; `objectos doctor` lists them)",
+                    if file.exists() {
+                        "the data dir"
+                    } else {
+                        "its audit chain"
+                    }
+                );
+            }
+            if !file.exists() {
+                write_atomic(&file, b"1\n", Some(0o600), true)?;
+            }
             return Ok(());
         }
-        self.store.write(|tx| {
-            if tx.meta_get(ROWS_SEALED)?.is_some() {
-                return Ok(());
-            }
-            let sealed = tx.rows_reseal(None, key)?;
-            tx.meta_set(ROWS_SEALED, "1")?;
-            audit::append(
-                tx,
-                &Origin::operator(),
-                Event::new(ROWS_SEALED_ACTION)
-                    .object("instance")
-                    .record(&self.id)
-                    .changes(serde_json::json!({ "rows": sealed })),
-            )?;
-            Ok(())
-        })
+        if !marked {
+            self.store.write(|tx| {
+                if tx.meta_get(ROWS_SEALED)?.is_some() {
+                    return Ok(());
+                }
+                let sealed = tx.rows_reseal(None, key)?;
+                tx.meta_set(ROWS_SEALED, "1")?;
+                audit::append(
+                    tx,
+                    &Origin::operator(),
+                    Event::new(ROWS_SEALED_ACTION)
+                        .object("instance")
+                        .record(&self.id)
+                        .changes(serde_json::json!({ "rows": sealed })),
+                )?;
+                Ok(())
+            })?;
+        }
+        write_atomic(&file, b"1\n", Some(0o600), true)?;
+        Ok(())
     }
 
     /// Whether this data dir was opened for reading only.

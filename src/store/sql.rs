@@ -505,9 +505,10 @@ pub fn render(dialect: &Dialect, cond: &Cond, sql: &mut String, params: &mut Vec
     }
 }
 
-/// More explicitly shared records than this stay a subquery (a statement has at
-/// most 32,766 parameters on SQLite).
-const INLINE: usize = 20_000;
+/// More explicitly shared records than this stay a subquery: a statement has
+/// at most 32,766 parameters on SQLite, and one condition may test shares of
+/// several objects (a record's own, its parents').
+const INLINE: usize = 4_000;
 
 /// The ids of an object's records shared with a user or their teams (after
 /// `SELECT `).
@@ -699,6 +700,10 @@ impl<E: Engine> Tx for E {
     }
 
     fn user_set_disabled(&mut self, id: &str, disabled: bool) -> StoreResult<()> {
+        // A user whose row is not sealed does not exist for objectos.
+        if !self.sound(&seal::USERS, args![id])? {
+            return Ok(());
+        }
         self.exec(
             "UPDATE objectos_users SET disabled = ?2 WHERE id = ?1",
             args![id, disabled],
@@ -707,6 +712,9 @@ impl<E: Engine> Tx for E {
     }
 
     fn user_set_password(&mut self, id: &str, hash: &str) -> StoreResult<()> {
+        if !self.sound(&seal::USERS, args![id])? {
+            return Ok(());
+        }
         self.exec(
             "UPDATE objectos_users SET password_hash = ?2 WHERE id = ?1",
             args![id, hash],
@@ -747,6 +755,7 @@ impl<E: Engine> Tx for E {
     }
 
     fn member_add(&mut self, user_id: &str, org_id: &str, at: &str) -> StoreResult<bool> {
+        self.drop_unsound(&seal::MEMBERSHIPS, args![user_id, org_id])?;
         let added = self.exec(
             "INSERT INTO objectos_memberships (user_id, org_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             args![user_id, org_id, at],
@@ -812,6 +821,7 @@ impl<E: Engine> Tx for E {
     }
 
     fn team_member_add(&mut self, team_id: &str, user_id: &str) -> StoreResult<bool> {
+        self.drop_unsound(&seal::TEAM_MEMBERS, args![team_id, user_id])?;
         let added = self.exec(
             "INSERT INTO objectos_team_members (team_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             args![team_id, user_id],
@@ -856,6 +866,10 @@ impl<E: Engine> Tx for E {
     }
 
     fn assignment_insert(&mut self, a: &AssignmentRow) -> StoreResult<()> {
+        self.drop_unsound(
+            &seal::ASSIGNMENTS,
+            args![&a.user_id, &a.permset, a.org_id.clone().unwrap_or_default()],
+        )?;
         self.exec(
             "INSERT INTO objectos_assignments (id, user_id, permset, org_id, valid_until, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (user_id, permset, org_id) DO UPDATE SET valid_until = excluded.valid_until",
@@ -943,6 +957,9 @@ impl<E: Engine> Tx for E {
     }
 
     fn apikey_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
+        if !self.sound(&seal::API_KEYS, args![id])? {
+            return Ok(false);
+        }
         let revoked = self.exec(
             "UPDATE objectos_api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             args![id, at],
@@ -1000,6 +1017,9 @@ impl<E: Engine> Tx for E {
     }
 
     fn session_revoke(&mut self, id: &str, at: &str) -> StoreResult<bool> {
+        if !self.sound(&seal::SESSIONS, args![id])? {
+            return Ok(false);
+        }
         let revoked = self.exec(
             "UPDATE objectos_sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             args![id, at],
@@ -1538,6 +1558,10 @@ impl<E: Engine> RecordTx for E {
     }
 
     fn share_insert(&mut self, s: &ShareRow) -> StoreResult<()> {
+        self.drop_unsound(
+            &seal::SHARES,
+            args![&s.object, &s.record_id, &s.grantee_kind, &s.grantee],
+        )?;
         self.exec(
             &format!("INSERT INTO objectos_shares ({SHARE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (object, record_id, grantee_kind, grantee) DO UPDATE SET edit = excluded.edit"),

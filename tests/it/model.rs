@@ -594,10 +594,11 @@ fn set_up(world: &World) -> Runtime {
         ));
     }
     // Shares written behind objectos's back carry no seal, as in a data dir
-    // from before seals: with the marker gone, the server's open seals them,
+    // from before seals: with both markers gone, the server's open seals them,
     // as it seals such a data dir on upgrade.
     statements.push_str("DELETE FROM objectos_meta WHERE key = 'rows_sealed';\n");
     sql(&db, &statements);
+    std::fs::remove_file(env.path("data/rows-sealed")).unwrap();
     let server = Server::start(&env);
     Runtime {
         env,

@@ -189,6 +189,7 @@ fn rows_from_before_sealing_are_sealed_once_and_the_chain_says_so() {
         sql(&db, &format!("UPDATE {table} SET mac = NULL"));
     }
     sql(&db, "DELETE FROM objectos_meta WHERE key = 'rows_sealed'");
+    std::fs::remove_file(env.path("data/rows-sealed")).unwrap();
     // The next command that opens it for writing seals them, once.
     let (status, line) = seals_line(&env);
     assert_eq!(status, 0, "{line}");
@@ -221,6 +222,35 @@ fn rows_from_before_sealing_are_sealed_once_and_the_chain_says_so() {
     // And the admin's key works.
     let server = Server::start(&env);
     assert_eq!(server.get("/api/v1/auth/get-session", &admin).0, 200);
+    drop(server);
+
+    // Someone who can write only the database removes its marker to have a
+    // forged row sealed: the data dir (and the chain) still say the rows were
+    // sealed, so nothing is sealed again, and the forged row stays out.
+    sql(&db, "DELETE FROM objectos_meta WHERE key = 'rows_sealed'");
+    sql(
+        &db,
+        "INSERT INTO objectos_assignments (id, user_id, permset, org_id, created_at) \
+         SELECT 'forged', user_id, 'sales_manager', '', '2026-01-01T00:00:00Z' FROM objectos_memberships LIMIT 1",
+    );
+    let run = env.run(&["doctor"]);
+    assert!(run.stderr.contains("TAMPERING"), "{}", run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("seals"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("sales_manager") && line.contains("no seal"),
+        "{line}"
+    );
+    assert_eq!(run.code, 1);
+    // Even with the data dir's marker gone too, the chain remembers.
+    std::fs::remove_file(env.path("data/rows-sealed")).unwrap();
+    let (status, line) = seals_line(&env);
+    assert_eq!(status, 1, "{line}");
+    assert!(line.contains("sales_manager"), "{line}");
 }
 
 #[test]
@@ -245,4 +275,33 @@ fn a_key_rotation_seals_every_sound_row_anew_and_leaves_forged_ones_out() {
     assert_eq!(status, 0, "{line}");
     let server = Server::start(&env);
     assert_eq!(server.get("/api/v1/auth/get-session", &admin).0, 200);
+}
+
+#[test]
+fn a_grant_made_through_objectos_replaces_a_forged_row_instead_of_sealing_it() {
+    let env = Env::new();
+    crate::store::ready(&env);
+    let db = env.db();
+    env.run(&["user", "add", "y@example.com", "--no-password"])
+        .ok();
+    sql(
+        &db,
+        "INSERT INTO objectos_assignments (id, user_id, permset, org_id, valid_until, created_at) \
+         SELECT 'forged', id, 'sales_rep', '', NULL, '2020-01-01T00:00:00Z' FROM objectos_users WHERE email = 'y@example.com'",
+    );
+    let (status, _) = seals_line(&env);
+    assert_eq!(status, 1);
+    env.run(&["permset", "assign", "sales_rep", "y@example.com"])
+        .ok();
+    // The row is objectos's own now (a new id, sealed), not the forged one
+    // with a seal put on it.
+    assert!(
+        sql_query(
+            &db,
+            "SELECT id FROM objectos_assignments WHERE id = 'forged'"
+        )
+        .is_empty()
+    );
+    let (status, line) = seals_line(&env);
+    assert_eq!(status, 0, "{line}");
 }

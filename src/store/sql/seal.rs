@@ -184,13 +184,7 @@ pub(super) trait Sealing: Engine {
     /// after a write that made or changed them.
     fn reseal(&mut self, t: &Sealed, ident: &[SqlValue]) -> StoreResult<()> {
         let key = self.sealing_key()?.clone();
-        let cond = t
-            .ident
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ?{}", i + 1))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let cond = where_ident(t);
         let rows = self.rows(
             &format!("SELECT {} FROM {} WHERE {cond}", t.cols, t.table),
             ident,
@@ -207,6 +201,32 @@ pub(super) trait Sealing: Engine {
                 ),
                 &params,
             )?;
+        }
+        Ok(())
+    }
+
+    /// Whether the row of `t` named by `ident` exists and its seal verifies.
+    fn sound(&mut self, t: &Sealed, ident: &[SqlValue]) -> StoreResult<bool> {
+        let cond = where_ident(t);
+        let rows = self.rows(
+            &format!("SELECT {}, mac FROM {} WHERE {cond}", t.cols, t.table),
+            ident,
+        )?;
+        Ok(rows.into_iter().any(|mut row| self.unseal(t, &mut row, 0)))
+    }
+
+    /// Remove the row of `t` named by `ident` if it is there unsealed, so that
+    /// an insert or upsert makes a row of its own instead of adopting (and
+    /// sealing) a forged one.
+    fn drop_unsound(&mut self, t: &Sealed, ident: &[SqlValue]) -> StoreResult<()> {
+        let cond = where_ident(t);
+        let rows = self.rows(
+            &format!("SELECT {}, mac FROM {} WHERE {cond}", t.cols, t.table),
+            ident,
+        )?;
+        let forged = rows.into_iter().any(|mut row| !self.unseal(t, &mut row, 0));
+        if forged {
+            self.exec(&format!("DELETE FROM {} WHERE {cond}", t.table), ident)?;
         }
         Ok(())
     }
@@ -274,13 +294,7 @@ pub(super) trait Sealing: Engine {
                 if !due {
                     continue;
                 }
-                let cond = t
-                    .ident
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{c} = ?{}", i + 1))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
+                let cond = where_ident(t);
                 let mut params = ident.to_vec();
                 params.push(SqlValue::Text(to.mac(t.table, values)));
                 self.exec(
@@ -337,6 +351,16 @@ pub(super) trait Sealing: Engine {
 }
 
 impl<E: Engine + ?Sized> Sealing for E {}
+
+/// `a = ?1 AND b = ?2 …` over the columns that name one row of `t`.
+fn where_ident(t: &Sealed) -> String {
+    t.ident
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
 
 fn show(v: &SqlValue) -> String {
     match v {
