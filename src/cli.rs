@@ -1124,6 +1124,15 @@ pub struct RestoreArgs {
     /// Read the PostgreSQL password from this file (first line) at every connection
     #[arg(long, value_name = "FILE", requires = "database_url")]
     pub database_password_file: Option<PathBuf>,
+
+    /// The role that owns the schema (as `init --database-admin-url`): it makes
+    /// the tables and grants the `--database-url` role only what the runtime needs
+    #[arg(long, value_name = "URL", requires = "database_url")]
+    pub database_admin_url: Option<String>,
+
+    /// Read the administrative role's password from this file (first line)
+    #[arg(long, value_name = "FILE", requires = "database_admin_url")]
+    pub database_admin_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

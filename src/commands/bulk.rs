@@ -1142,8 +1142,11 @@ pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit>
                 .database_password_file
                 .as_ref()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-            admin_url: None,
-            admin_password_file: None,
+            admin_url: args.database_admin_url.clone(),
+            admin_password_file: args
+                .database_admin_password_file
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         });
     let report = crate::instance::backup::restore(
         &args.file,

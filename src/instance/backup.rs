@@ -599,8 +599,8 @@ pub fn restore(
                 url: server.url.clone(),
                 password_file: server.password_file.clone(),
                 instance_id: id.clone(),
-                admin_url: None,
-                admin_password_file: None,
+                admin_url: server.admin_url.clone(),
+                admin_password_file: server.admin_password_file.clone(),
             };
             let connect = config.connect_config()?;
             let mut copy = |dst: &mut dyn crate::store::Tx| -> anyhow::Result<()> {
@@ -611,8 +611,26 @@ pub fn restore(
                     .context("cannot copy the backup's database into PostgreSQL")?;
                 Ok(())
             };
-            crate::store::postgres::PgBackend::open(connect, true, Some(&mut copy))
-                .map_err(|e| super::pg_error(e, &config))?;
+            match config.admin_connect()? {
+                None => {
+                    crate::store::postgres::PgBackend::open(connect, true, Some(&mut copy))
+                        .map_err(|e| super::pg_error(e, &config))?;
+                }
+                // As `init` does: the owner makes the tables and grants the
+                // runtime's role what it needs, in the same transaction.
+                Some(admin) => {
+                    let role = super::database::checked_runtime_role(&config, &admin)?;
+                    crate::store::postgres::PgBackend::check_connect(connect)
+                        .map_err(|e| super::pg_error(e, &config))?;
+                    crate::store::postgres::PgBackend::open_as_owner(
+                        admin,
+                        true,
+                        Some(&mut copy),
+                        &role,
+                    )
+                    .map_err(|e| super::pg_error(e, &config))?;
+                }
+            }
             drop(staged);
             config.save(s)?;
             for suffix in ["", "-wal", "-shm"] {

@@ -122,6 +122,24 @@ impl DatabaseConfig {
     }
 }
 
+/// The runtime's role, refused when it is the administrative role itself (the
+/// owner would take from itself the rights `audit archive` needs, and the
+/// runtime would own what it must not alter).
+pub fn checked_runtime_role(
+    config: &DatabaseConfig,
+    admin: &crate::store::postgres::Connect,
+) -> anyhow::Result<String> {
+    let role = config.runtime_role()?;
+    if admin.config.get_user() == Some(role.as_str()) {
+        return Err(Failure::error(format!(
+            "the administrative URL names the role `{role}`, the same as the runtime's URL"
+        ))
+        .with_hint("the administrative role owns the schema; the runtime's must be another role, which it grants only what the runtime needs")
+        .into());
+    }
+    Ok(role)
+}
+
 fn bad_url(why: impl std::fmt::Display) -> anyhow::Error {
     Failure::error(format!("bad `--database-url`: {why}"))
         .with_hint("give a URL like `postgres://objectos@db.example:5432/objectos` (`?host=/run/postgresql` for a socket)")

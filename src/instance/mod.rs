@@ -442,14 +442,7 @@ impl Instance {
                             .map_err(|e| pg_error(e, &config))?;
                     }
                     Some(admin) => {
-                        let role = config.runtime_role()?;
-                        if admin.config.get_user() == Some(role.as_str()) {
-                            return Err(Failure::error(format!(
-                                "`--database-admin-url` names the role `{role}`, the same as `--database-url`"
-                            ))
-                            .with_hint("the administrative role owns the schema; the runtime's must be another role, which it grants only what the runtime needs")
-                            .into());
-                        }
+                        let role = database::checked_runtime_role(&config, &admin)?;
                         // The runtime's role must reach the database before
                         // the owner makes anything there.
                         PgBackend::check_connect(connect).map_err(|e| pg_error(e, &config))?;

@@ -800,7 +800,7 @@ fn with_an_administrative_url_the_runtime_role_cannot_alter_audit_rows_and_all_e
     drop(serving);
 
     // The runtime's role, connecting by itself, can alter no audit row.
-    let as_runtime = |sql: &str| -> Result<String, String> {
+    let as_runtime_in = |name: &str, sql: &str| -> Result<String, String> {
         let out = std::process::Command::new(server.bin.join("psql"))
             .args([
                 "-h",
@@ -810,7 +810,7 @@ fn with_an_administrative_url_the_runtime_role_cannot_alter_audit_rows_and_all_e
                 "-U",
                 "objectos_app",
                 "-d",
-                &db.name,
+                name,
             ])
             .args(["-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env("PGPASSWORD", PG_PASSWORD)
@@ -822,6 +822,7 @@ fn with_an_administrative_url_the_runtime_role_cannot_alter_audit_rows_and_all_e
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     };
+    let as_runtime = |sql: &str| as_runtime_in(&db.name, sql);
     assert!(as_runtime("SELECT count(*) FROM objectos_audit").is_ok());
     for (sql, why) in [
         ("UPDATE objectos_audit SET actor = 'x'", "permission denied"),
@@ -845,4 +846,36 @@ fn with_an_administrative_url_the_runtime_role_cannot_alter_audit_rows_and_all_e
     // Archiving removes rows, as the owner.
     run(&["audit", "archive", "--before", "4", "-o", "old.tar"]).ok();
     run(&["audit", "verify"]).ok();
+
+    // The same split on restore: into another database, made by the owner.
+    run(&["backup", "-o", "split.tar"]).ok();
+    let target = server.create_db();
+    let target_runtime = target
+        .url
+        .replace("postgres://objectos@", "postgres://objectos_app@");
+    let restore = |dir: &str, runtime: &str, admin: &str| -> Run {
+        env.cmd()
+            .env_remove("OBJECTOS_DATABASE_URL")
+            .env("OBJECTOS_DATA_DIR", env.path(dir))
+            .args(["restore", "split.tar", "--keys-from", "data"])
+            .args(["--database-url", runtime, "--database-admin-url", admin])
+            .output()
+            .unwrap()
+            .into()
+    };
+    let same = restore("same", &target.url, &target.url).code(1);
+    assert!(
+        same.stderr.contains("same as the runtime"),
+        "{}",
+        same.stderr
+    );
+    assert!(!env.path("same").exists());
+    restore("restored", &target_runtime, &target.url).ok();
+    let config: Value = serde_json::from_str(&env.read("restored/database.json")).unwrap();
+    assert_eq!(config["admin_url"], target.url.as_str());
+    run_in_dir(&env, &env.path("restored"), &["audit", "verify"]).ok();
+    let err = as_runtime_in(&target.name, "UPDATE objectos_audit SET actor = 'x'").unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+    let serving = serve_from(&env, &env.path("restored"));
+    assert_eq!(create(&serving, &key, "Globex").0, 201);
 }
