@@ -545,13 +545,8 @@ fn set_up(world: &World) -> Runtime {
             ))
         })
         .collect();
-    let team_ids: Vec<String> = (0..TEAMS)
-        .map(|t| {
-            one(&format!(
-                "SELECT id FROM objectos_teams WHERE name = 'team{t}'"
-            ))
-        })
-        .collect();
+    // A share names its team as `POST …/shares` stores it: by name.
+    let team_names: Vec<String> = (0..TEAMS).map(|t| format!("team{t}")).collect();
     let ids: Vec<String> = (0..world.records.len())
         .map(|i| format!("rec-{i:02}"))
         .collect();
@@ -582,7 +577,7 @@ fn set_up(world: &World) -> Runtime {
     for (i, s) in world.shares.iter().enumerate() {
         let (kind, grantee) = match s.to {
             Grantee::User(u) => ("user", &user_ids[u]),
-            Grantee::Team(t) => ("team", &team_ids[t]),
+            Grantee::Team(t) => ("team", &team_names[t]),
         };
         statements.push_str(&format!(
             "INSERT OR IGNORE INTO objectos_shares (id, object, record_id, grantee_kind, grantee, edit, created_by, created_at) \
