@@ -1,4 +1,4 @@
-//! Exit codes (design §3) and the one error type that carries them to the edge.
+//! Exit codes (docs/operations.md) and the one error type that carries them to the edge.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -292,7 +292,7 @@ mod tests {
 }
 
 /// A refusal of a request on any surface (REST, MCP, CLI import/export), with the
-/// HTTP status and the stable code of design §5 (`field_predicate_denied`, …).
+/// HTTP status and the stable code of docs/errors.md (`field_predicate_denied`, …).
 /// Messages never carry values of fields the caller cannot read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

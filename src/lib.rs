@@ -37,7 +37,7 @@ use clap::Parser;
 use crate::error::Exit;
 
 /// Parse the command line, run the command, print any error once, and give the
-/// exit code of design §3.
+/// exit code every command shares (docs/operations.md).
 pub fn run<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,

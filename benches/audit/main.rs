@@ -1,5 +1,5 @@
 //! Benchmark: `audit export` and `audit verify-archive` of 1,000,000 events
-//! (design §9: at least 200,000 events/s and under 64 MiB of peak RSS each),
+//! (target: at least 200,000 events/s and under 64 MiB of peak RSS each),
 //! beside `sha256sum` and `tar -x` over the same archive.
 //!
 //! Run with `cargo bench --bench audit`; `OBJECTOS_BENCH_EVENTS=10000` for a

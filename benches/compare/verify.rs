@@ -1,5 +1,5 @@
 //! Workload (e): `objectos verify` against `minisign -V` on the same ~10 MB
-//! artifact, both timed as processes, side by side, alternating runs (design §9:
+//! artifact, both timed as processes, side by side, alternating runs (targets:
 //! the signature and digest check within 1.5× minisign, the whole verify,
 //! validation included, within 3×).
 

@@ -1,7 +1,7 @@
 //! The tools an agent calls, named and shaped as upstream's own MCP server has
 //! them (so an agent written for upstream works unchanged), plus objectos's
 //! `propose_metadata_change`. Every tool runs as the key's user through the
-//! records service, with the agent rules of design §6: never an administrative
+//! records service, with the agent rules of docs/agents.md: never an administrative
 //! system permission; deletes, sensitive writes, writes to `agentWrites:
 //! approval` objects, confirmed actions, grants and metadata changes wait in the
 //! pending-action queue; `agentWrites: deny` objects refuse; a read-only key

@@ -1,4 +1,4 @@
-//! The built-in assistant (design §11): conversations with a model the site
+//! The built-in assistant (docs/assistant.md): conversations with a model the site
 //! runs (an OpenAI-compatible endpoint the operator configures in `ai.*`),
 //! acting as the signed-in user through the same tools and the same
 //! pending-action queue as MCP agents (`crate::agent::tools`), with the agent

@@ -1,5 +1,5 @@
 //! The audit log: every change and decision appended as an immutable, hash-chained
-//! row (design §7), signed checkpoints outside the database, and verification.
+//! row (docs/audit-log.md), signed checkpoints outside the database, and verification.
 
 pub mod checkpoint;
 pub mod verify;

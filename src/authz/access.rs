@@ -1,4 +1,5 @@
-//! Record access and field security for one principal on one object (design §5).
+//! Record access and field security for one principal on one object
+//! (docs/security-model.md).
 
 use crate::authz::Principal;
 use crate::model::*;
@@ -189,7 +190,8 @@ fn rule_applies(rule: &SharingRuleDef, principal: &Principal) -> bool {
     }
 }
 
-/// Which records of `object` the principal may touch with `op` (design §5's table).
+/// Which records of `object` the principal may touch with `op` (the decision
+/// table of docs/security-model.md).
 pub fn record_access<'m>(
     model: &'m Model,
     principal: &Principal,

@@ -1,4 +1,4 @@
-//! Permission sets, record access and field security (design §5). Pure: it decides
+//! Permission sets, record access and field security (docs/security-model.md). Pure: it decides
 //! from what it is given and never reads the database; callers load the inputs.
 
 pub mod access;

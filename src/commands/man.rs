@@ -369,7 +369,7 @@ fn extra_sections(path: &str, paths: &[String]) -> Roff {
     roff
 }
 
-/// `EXIT STATUS`, on every page (design §3).
+/// `EXIT STATUS`, on every page (the exit codes every command shares).
 const EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "Success."),
     (

@@ -1,4 +1,4 @@
-//! Audit evidence (design §7): archives of the audit log that an auditor takes
+//! Audit evidence (docs/audit-evidence.md): archives of the audit log that an auditor takes
 //! away and verifies offline without trusting objectos — written by `audit
 //! export` ([`export`]), checked by `audit verify-archive` ([`verify`]), and
 //! moved out of the database by `audit archive` ([`archive`]).

@@ -807,7 +807,7 @@ impl Instance {
 
 impl Drop for Instance {
     /// A command that wrote audit rows leaves a checkpoint of its head behind
-    /// (design §7: checkpoints at shutdown).
+    /// (a checkpoint at shutdown; docs/audit-log.md).
     fn drop(&mut self) {
         if self.read_only {
             return;

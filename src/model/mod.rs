@@ -18,7 +18,7 @@ use crate::model::filter::Filter;
 /// The upstream protocol major version objectos speaks.
 pub const PROTOCOL_MAJOR: u64 = 17;
 
-/// System permissions objectos defines (design §5), each with its meaning in
+/// System permissions objectos defines (docs/security-model.md), each with its meaning in
 /// [`system_permission_meaning`]. Apps may define more as `capabilities`; those
 /// are granted and required the same way.
 ///
@@ -40,7 +40,7 @@ pub const SYSTEM_PERMISSIONS: &[&str] = &[
     "manage_metadata",
 ];
 
-/// What objectos reserves each of its [`SYSTEM_PERMISSIONS`] for (design §5).
+/// What objectos reserves each of its [`SYSTEM_PERMISSIONS`] for.
 pub fn system_permission_meaning(name: &str) -> Option<&'static str> {
     Some(match name {
         "manage_users" => "manage users",
@@ -409,7 +409,7 @@ pub struct ObjectRights {
 }
 
 impl ObjectRights {
-    /// The rights after design §5's implications.
+    /// The rights after their implications (docs/security-model.md, "Object rights").
     pub fn implied(self) -> ObjectRights {
         let modify_all = self.modify_all;
         let view_all = self.view_all || modify_all;
@@ -515,7 +515,7 @@ impl ActionDef {
         self.patch.is_some() && self.object.is_some()
     }
 
-    /// Whether an agent's run waits for a reviewer (design §6).
+    /// Whether an agent's run waits for a reviewer (docs/agents.md).
     pub fn needs_review(&self) -> bool {
         self.requires_confirmation
             || self.confirm_text.is_some()

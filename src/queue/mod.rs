@@ -1,4 +1,4 @@
-//! The pending-action queue (design §6): changes an agent proposed wait here for
+//! The pending-action queue (docs/agents.md): changes an agent proposed wait here for
 //! a human reviewer. A proposal is checked as if it ran at once (what the user
 //! could not do is refused, never queued); approving applies it as the
 //! requester, with their rights re-checked at that moment, in one transaction

@@ -1,4 +1,4 @@
-//! The assistant over HTTP (design §11): conversations of the signed-in user
+//! The assistant over HTTP (docs/assistant.md): conversations of the signed-in user
 //! (user key or session; `api_access` and `agent_access`), and the turn's loop:
 //! send the stored conversation and the tool definitions to the configured
 //! endpoint, run the tool calls it asks for as the user under the agent rules,

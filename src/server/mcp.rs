@@ -1,4 +1,4 @@
-//! MCP over Streamable HTTP at `POST /api/v1/mcp` (design §6), on the official
+//! MCP over Streamable HTTP at `POST /api/v1/mcp` (docs/agents.md), on the official
 //! Rust SDK (`rmcp`) for JSON-RPC framing, version negotiation, sessions and
 //! SSE. In front of it, one guard does what the SDK leaves to the host:
 //!

@@ -1,4 +1,4 @@
-//! The HTTP API (design §5): routes, authentication, limits, request ids, logs and
+//! The HTTP API (docs/http-api.md): routes, authentication, limits, request ids, logs and
 //! graceful shutdown. Handlers parse, authenticate and call the records service on
 //! a blocking thread; they never touch the database themselves.
 

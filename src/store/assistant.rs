@@ -1,4 +1,4 @@
-//! What the store keeps of the assistant's conversations (design §11): one row
+//! What the store keeps of the assistant's conversations (docs/assistant.md): one row
 //! per conversation and one per message, each message as the exact JSON text
 //! sent to (or received from) the model, with its SHA-256 and the seq of the
 //! audit row that recorded that hash. Kept apart from [`super::Tx`] so that a

@@ -195,7 +195,7 @@ pub struct SettingRow {
     pub updated_at: String,
 }
 
-/// One audit row as stored (design §7).
+/// One audit row as stored (docs/audit-log.md, "The row").
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
     pub seq: i64,
@@ -218,7 +218,7 @@ pub struct AuditRow {
 
 /// The oldest audit rows `audit archive` moved out of the table, as the database
 /// keeps them: the range, and the hashes that let the chain after it verify
-/// (design §7). Immutable once written.
+/// (docs/audit-evidence.md). Immutable once written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditAnchor {
     pub first_seq: i64,

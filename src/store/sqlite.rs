@@ -203,7 +203,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX objectos_audit_action ON objectos_audit(action, seq);
     "#,
     // 5: the pending-action queue: changes agents proposed, waiting for a
-    // reviewer (design §6).
+    // reviewer (docs/agents.md).
     r#"
     CREATE TABLE objectos_pending_actions (
         id TEXT PRIMARY KEY,
@@ -231,9 +231,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX objectos_pending_requester ON objectos_pending_actions(requester_id, status);
     "#,
     // 6: archived ranges: anchors, and rows that leave the audit table only
-    // together with theirs (design §7; see `anchors`).
+    // together with theirs (docs/audit-evidence.md; see `anchors`).
     anchors::MIGRATION,
-    // 7: the assistant's conversations and messages (design §11; see
+    // 7: the assistant's conversations and messages (docs/assistant.md; see
     // `assistant`).
     assistant::MIGRATION,
     // 8: a seal on every row that grants power (see `sql::seal`).
