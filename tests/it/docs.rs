@@ -157,6 +157,62 @@ fn the_readme_links_every_docs_page() {
     }
 }
 
+/// What the code says of itself stands alone too: no comment or string in
+/// `src/`, `benches/`, `scripts/`, `fuzz/`, `contrib/` or `tests/` sends a reader
+/// to the design document outside the repository; comments name a page of
+/// `docs/` instead.
+#[test]
+fn the_code_points_at_nothing_outside_the_repository() {
+    // Built from pieces so that this file does not match its own patterns.
+    let patterns = [
+        format!("{}/shared", ".."),
+        format!("design{}", ".md"),
+        format!("design {}", "§"),
+    ];
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.expect("a readable entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if !matches!(name, "target" | "node_modules" | "corpus" | "artifacts") {
+                    walk(&path, out);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for dir in ["src", "benches", "scripts", "fuzz", "contrib", "tests"] {
+        walk(&root().join(dir), &mut files);
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("src/lib.rs")),
+        "the walk found the sources"
+    );
+    let mut found = Vec::new();
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue; // not text
+        };
+        for (n, line) in text.lines().enumerate() {
+            for pattern in &patterns {
+                if line.contains(pattern.as_str()) {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the code points outside the repository:\n{}",
+        found.join("\n")
+    );
+}
+
 /// What the project ships stands alone: the README, `docs/`, the manual pages
 /// and the benchmark results name no file outside the repository, and every relative link resolves.
 #[test]
@@ -173,9 +229,13 @@ fn the_documentation_points_at_nothing_outside_the_repository() {
     ));
     let repository = root().canonicalize().expect("the repository root");
     for (path, text) in &shipped {
-        for outside in ["../shared", "design.md", "design §"] {
+        for outside in [
+            format!("{}/shared", ".."),
+            format!("design{}", ".md"),
+            format!("design {}", "§"),
+        ] {
             assert!(
-                !text.contains(outside),
+                !text.contains(outside.as_str()),
                 "`{}` points outside the repository (`{outside}`)",
                 path.display()
             );
