@@ -237,7 +237,19 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     }
     let changes = report.plan.changes.clone();
     let steps = report.plan.steps.len();
+    let planned_against = applied.as_ref().map(|a| a.sha256.clone());
     instance.change_schema(&origin, "artifact.apply", Some("artifact"), |tx| {
+        // The plan was made outside this transaction: if another apply got in
+        // between, the plan is against an artifact no longer in force.
+        let now_applied = tx.artifact_current()?.map(|a| a.sha256);
+        if now_applied != planned_against {
+            return Err(Failure::error(format!(
+                "another apply changed the applied artifact (now {}) while this plan was made; nothing was changed",
+                now_applied.as_deref().unwrap_or("none")
+            ))
+            .with_hint("run `objectos apply` again to see the plan against the artifact in force")
+            .into());
+        }
         tx.schema_apply(&changes)?;
         tx.artifact_record(&AppliedArtifact {
             seq: 0,

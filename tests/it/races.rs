@@ -151,42 +151,62 @@ fn a_key_revoked_while_in_use_stops_at_once_and_servers_and_applies_do_not_colli
     );
     assert_eq!(world.server.get("/healthz", world.key("rep_a")).0, 200);
 
-    // Two applies of a new version at once: one applies it, the other finds it
-    // applied (or refuses) — never a half-applied schema, never a panic.
+    // Applies of a new version that adds a column, several at once: exactly one
+    // applies it; each other either finds it applied already (a no-op) or is
+    // refused cleanly because the artifact changed under its plan — never a
+    // database error, a second apply row or a half-applied schema.
     let app = std::fs::read_to_string(env.path("artifact.json")).unwrap();
     let mut doc: Value = serde_json::from_str(&app).unwrap();
     doc["manifest"]["version"] = json!("1.1.0");
+    let objects = doc["objects"].as_array_mut().unwrap();
+    let first = objects.first_mut().unwrap();
+    first["fields"]["race_note"] = json!({"type": "text", "label": "Race note"});
     env.write("next.json", doc.to_string());
     env.run(&["build", "next.json", "-o", "next-artifact.json"])
         .ok();
     env.run(&["sign", "next-artifact.json", "-k", "signer"])
         .ok();
-    let runs: Vec<_> = (0..2)
+    let applies_before = applied_rows(&env);
+    let gate = Arc::new(Barrier::new(4));
+    let runs: Vec<_> = (0..4)
         .map(|_| {
-            env.cmd()
-                .args(["apply", "next-artifact.json", "-y"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            let mut cmd = env.cmd();
+            cmd.args(["apply", "next-artifact.json", "-y"]);
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                gate.wait();
+                cmd.output().unwrap()
+            })
         })
         .collect();
-    let outs: Vec<_> = runs
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs: Vec<_> = runs.into_iter().map(|t| t.join().unwrap()).collect();
     for o in &outs {
-        let code = o.status.code();
-        assert!(
-            matches!(code, Some(0) | Some(1)),
-            "{:?}: {}",
-            code,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        match o.status.code() {
+            Some(0) => {}
+            Some(1) => assert!(
+                stderr.contains("another apply changed the applied artifact"),
+                "a loser is told why: {stderr}"
+            ),
+            other => panic!("{other:?}: {stderr}"),
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("database error"), "{stderr}");
     }
-    assert!(outs.iter().any(|o| o.status.success()), "one applies it");
+    assert_eq!(
+        applied_rows(&env) - applies_before,
+        1,
+        "exactly one apply changed the schema"
+    );
     let applied = env.run(&["--json", "doctor"]).stdout;
     assert!(applied.contains("1.1.0"), "{applied}");
     env.run(&["audit", "verify"]).ok();
+}
+
+/// How many `artifact.apply` rows say an artifact was applied.
+fn applied_rows(env: &crate::util::Env) -> usize {
+    crate::agents::audit(env)
+        .iter()
+        .filter(|e| e["action"] == "artifact.apply" && e["outcome"] == "success")
+        .count()
 }
