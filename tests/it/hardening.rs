@@ -617,6 +617,71 @@ fn guessing_from_many_addresses_never_locks_the_owner_out() {
     assert_eq!(login(&server.base, &long, "x", None), 400);
 }
 
+#[test]
+fn one_address_guessing_at_many_accounts_is_slowed_down_and_others_are_not() {
+    let env = Env::new();
+    hardened_app(&env);
+    let server = Server::start_with(&env, &["--trusted-proxy", "127.0.0.1"]);
+    let guesser = "198.51.100.66";
+    // One wrong password at each of many accounts, real and not: no account
+    // reaches its own budget, but the address does (ten free failures, then the
+    // one that starts its wait).
+    let statuses: Vec<u16> = (0..14)
+        .map(|i| {
+            let email = if i % 2 == 0 {
+                format!("nobody{i}@example.com")
+            } else if i == 1 {
+                "alice@example.com".to_string()
+            } else {
+                format!("someone{i}@example.com")
+            };
+            login(&server.base, &email, "guess guess guess", Some(guesser))
+        })
+        .collect();
+    assert_eq!(&statuses[..11], &[401; 11], "{statuses:?}");
+    assert_eq!(&statuses[11..], &[429; 3], "{statuses:?}");
+    // The address waits even for a right password...
+    assert_eq!(
+        login(&server.base, "bob@example.com", PASSWORD, Some(guesser)),
+        429
+    );
+    // ...while the same accounts from another address are not affected.
+    assert_eq!(
+        login(
+            &server.base,
+            "bob@example.com",
+            PASSWORD,
+            Some("203.0.113.77")
+        ),
+        200
+    );
+    assert_eq!(
+        login(
+            &server.base,
+            "alice@example.com",
+            PASSWORD,
+            Some("203.0.113.78")
+        ),
+        200
+    );
+    // The refusal is audited with the address it counted.
+    let events = env
+        .run(&["--json", "audit", "tail", "-n", "100000"])
+        .ok()
+        .json();
+    let throttled: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["code"] == "too_many_attempts")
+        .collect();
+    assert!(!throttled.is_empty(), "{events}");
+    assert!(
+        throttled.iter().all(|e| e.to_string().contains(guesser)),
+        "{throttled:?}"
+    );
+}
+
 // --- 3 and 4. Cascades and existence oracles ----------------------------------
 
 #[test]
