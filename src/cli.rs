@@ -1006,6 +1006,11 @@ pub struct ServeArgs {
     pub client_timeout: u64,
 }
 
+    /// Seconds one request may take, from its headers to the end of the answer
+    /// (a body still arriving counts); past it the answer is 408
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::limits::REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,

@@ -34,7 +34,8 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// Seconds a client may take to send a request's headers, or stay silent on an
 /// open connection (`--client-timeout`).
 pub const CLIENT_TIMEOUT_SECS: u64 = 30;
-/// Seconds one request may take, from its headers to the end of the answer.
+/// Seconds one request may take, from its headers to the end of the answer
+/// (`--request-timeout`).
 pub const REQUEST_TIMEOUT_SECS: u64 = 30;
 /// The most bytes of a request's head (request line and headers).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;

@@ -372,6 +372,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             mcp_allowed_origins: Vec::new(),
             max_connections: crate::limits::MAX_CONNECTIONS,
             client_timeout: crate::limits::CLIENT_TIMEOUT_SECS,
+            request_timeout: crate::limits::REQUEST_TIMEOUT_SECS,
         },
         ctx,
     )

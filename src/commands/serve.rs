@@ -84,6 +84,7 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     init_logging(args.log_format);
     if args.public {
         tracing::warn!(
+        request_timeout: std::time::Duration::from_secs(args.request_timeout),
             "listening beyond loopback: objectos speaks plain HTTP; TLS belongs to the ingress in front of it"
         );
     }

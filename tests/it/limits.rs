@@ -175,6 +175,55 @@ fn a_head_too_large_or_with_too_many_headers_is_refused_with_431() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+#[test]
+fn a_body_trickled_past_the_request_timeout_gets_408_and_the_server_serves_on() {
+    // The client timeout is long, so what cuts the request off is the request's
+    // own deadline, not the silence of the connection.
+    let (_env, server, key) = serving(&["--request-timeout", "2", "--client-timeout", "60"]);
+    let body = json!({"object": "crm_opportunity", "limit": 1}).to_string();
+    let head = format!(
+        "POST /api/v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // Positive control: the same request sent at once is answered, not timed out.
+    let answer = raw_request(&server, format!("{head}{body}").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut stream = TcpStream::connect(addr(&server)).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    // One byte of the body every 300 ms: never silent, never done.
+    let mut sent = 0;
+    while sent < body.len() - 1 && started.elapsed() < Duration::from_secs(10) {
+        if stream.write_all(&body.as_bytes()[sent..sent + 1]).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        stream.set_nonblocking(true).unwrap();
+        let mut peek = [0u8; 1];
+        let answered = matches!(stream.peek(&mut peek), Ok(n) if n > 0);
+        stream.set_nonblocking(false).unwrap();
+        if answered {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(6),
+        "answered after {elapsed:?}, with {sent} of {} bytes sent",
+        body.len()
+    );
+    healthy(&server);
+}
+
 /// The server's peak resident memory, in KiB (`VmHWM`).
 fn peak_kib(server: &Server) -> u64 {
     let pid = server.child.as_ref().unwrap().id();
