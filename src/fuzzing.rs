@@ -84,3 +84,65 @@ pub fn import(data: &[u8], object: &crate::model::ObjectDef) {
     let _ = crate::commands::bulk::read_rows_for_fuzzing(data, false, object);
     let _ = crate::commands::bulk::read_rows_for_fuzzing(data, true, object);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The committed seed corpus of `target`, every file of it.
+    fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                (path.display().to_string(), bytes)
+            })
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "{} holds no seed", dir.display());
+        files
+    }
+
+    /// Every seed of every target runs through its entry point without a panic:
+    /// the short mode of the fuzzers, so a parser change that breaks on a known
+    /// input fails here, not only in a long fuzz run.
+    #[test]
+    fn every_committed_seed_runs_through_its_target() {
+        let targets: [(&str, fn(&[u8])); 6] = [
+            ("query_json", super::query_json),
+            ("filter_cel", super::filter_cel),
+            ("artifact", super::artifact),
+            ("minisign", super::minisign),
+            ("archive", super::archive),
+            ("mcp_message", super::mcp_message),
+        ];
+        let mut seen = 0;
+        for (target, run) in targets {
+            for (name, bytes) in corpus(target) {
+                let outcome = std::panic::catch_unwind(|| run(&bytes));
+                assert!(outcome.is_ok(), "{target}: {name} panicked");
+                seen += 1;
+            }
+        }
+        let model = crate::artifact::model_from_bytes(include_bytes!("../fuzz/import-model.json"))
+            .expect("fuzz/import-model.json is a built artifact");
+        for (name, bytes) in corpus("import") {
+            for object in ["crm_account", "crm_opportunity"] {
+                let object = model.object(object).expect("the CRM defines it");
+                let outcome = std::panic::catch_unwind(|| super::import(&bytes, object));
+                assert!(outcome.is_ok(), "import: {name} panicked");
+            }
+            seen += 1;
+        }
+        // Every target directory is covered by a line above.
+        let dirs = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus"))
+            .unwrap()
+            .count();
+        assert_eq!(dirs, 7, "a fuzz target's corpus is not replayed here");
+        assert!(seen >= 7);
+    }
+}
