@@ -530,7 +530,15 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = drive(&server.base, &keys, &ledger, cycle, &stop);
         let (export, running) = exporter(&env, cycle, stop.clone(), ledger.clone());
-        std::thread::sleep(Duration::from_millis(rng.gen_range(100..1500)));
+        // The first cycle runs long enough for every kind of work to be
+        // acknowledged at least once (checked at the end); the others die at
+        // any moment.
+        let run_for = if cycle == 0 {
+            rng.gen_range(2000..3000)
+        } else {
+            rng.gen_range(100..1500)
+        };
+        std::thread::sleep(Duration::from_millis(run_for));
         // The server and the export in flight (if any) die at once.
         {
             let running = running.lock().unwrap();
@@ -561,9 +569,17 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         );
     }
     let l = ledger.lock().unwrap();
+    let updates: usize = l.updates.values().map(|u| u.1).sum();
     assert!(
-        !l.create_acked.is_empty() && !l.approved.is_empty(),
-        "the clients got nothing done"
+        !l.create_acked.is_empty() && updates > 0 && !l.approved.is_empty(),
+        "the clients got too little done to test anything: {} creates, {updates} updates, {} approvals",
+        l.create_acked.len(),
+        l.approved.len()
+    );
+    assert!(
+        !l.exported.is_empty() && verified_archives > 0,
+        "no audit export finished ({} acknowledged, {verified_archives} verified)",
+        l.exported.len()
     );
     let (code, _) = server.stop();
     assert_eq!(code, 0);
