@@ -1,7 +1,10 @@
-//! Every numeric limit of the HTTP API and of ObjectQL, in one place. Requests
-//! beyond a limit are refused with 400 `limit_exceeded` (413 `body_too_large` for
-//! the body) naming the limit; the user documentation and the OpenAPI document
-//! read these values from [`ALL`], so they cannot drift from what is enforced.
+//! Every numeric limit of the HTTP API and of ObjectQL, in one place. A query or
+//! body beyond a limit is refused with 400 `limit_exceeded` (413 `body_too_large`
+//! for the body) naming the limit; too long a head is answered 431 and too slow
+//! a request 408, and a connection past `connections` waits in the kernel's
+//! queue. `docs/limits.md` and the OpenAPI document (its `x-objectos-limits`
+//! and the parameters each limit bounds) give the values of [`ALL`], and tests
+//! check both, so neither can drift from what is enforced.
 
 /// The largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -41,10 +44,12 @@ pub const REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Audit events in one page of `GET /api/v1/audit/events`.
 pub const MAX_AUDIT_PAGE: u64 = 1000;
+/// Audit events in a page of `GET /api/v1/audit/events` when none is asked for.
+pub const DEFAULT_AUDIT_PAGE: u64 = 100;
 /// Audit rows one page of `GET /api/v1/audit/events` scans for the caller's.
 pub const MAX_AUDIT_SCAN: usize = 10_000;
 
-/// One limit, for the documentation.
+/// One limit, for the documentation and the OpenAPI document.
 pub struct Limit {
     pub name: &'static str,
     pub value: u64,

@@ -556,8 +556,10 @@ fn parse_expand(value: &Value) -> Result<Vec<String>, ApiError> {
     }
 }
 
-/// The canonical slots, and every spelling each takes (first is canonical).
-const SLOTS: &[(&str, &[&str])] = &[
+/// The canonical slots of a query (the list parameters of `GET
+/// /api/v1/data/{object}` and the keys of a query body), and every spelling each
+/// takes (first is canonical). The OpenAPI document lists its parameters from here.
+pub const SLOTS: &[(&str, &[&str])] = &[
     ("where", &["where", "filter", "filters", "$filter"]),
     ("fields", &["fields", "select", "$select"]),
     ("orderBy", &["orderBy", "sort", "$orderby"]),

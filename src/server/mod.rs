@@ -422,7 +422,7 @@ async fn audit_events(
             }
         };
         let limit = match params.get("limit").map(|v| v.parse::<u64>()) {
-            None => 100,
+            None => crate::limits::DEFAULT_AUDIT_PAGE,
             Some(Ok(n)) if (1..=crate::limits::MAX_AUDIT_PAGE).contains(&n) => n,
             Some(Ok(_)) => {
                 return Err(request::over_limit(

@@ -427,7 +427,10 @@ fn errors() -> Map<String, Value> {
             "A conflict: unique value, stale change, already decided",
         ),
         ("412", "`If-Match` names another version"),
-        ("413", "The body is too large"),
+        (
+            "413",
+            "The body is larger than `body_bytes` (see `x-objectos-limits`)",
+        ),
         ("429", "Too many attempts, or too many pending actions"),
         ("503", "Not ready, or busy"),
     ] {
@@ -443,20 +446,255 @@ fn parameters(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A limit's value, by its name in [`crate::limits::ALL`].
+fn limit(name: &str) -> u64 {
+    crate::limits::ALL
+        .iter()
+        .find(|l| l.name == name)
+        .map(|l| l.value)
+        .unwrap_or_else(|| panic!("no limit `{name}`"))
+}
+
+/// What bounds every JSON request body.
+fn body_limits() -> String {
+    format!(
+        "At most {} bytes (limit `body_bytes`, else 413), nested at most {} deep (limit `json_depth`)",
+        limit("body_bytes"),
+        limit("json_depth")
+    )
+}
+
+/// What one slot of a query means, and the schema of its value in a query
+/// string, with the limits that bound it.
+fn slot_parameter(slot: &str) -> (String, Value) {
+    use crate::limits::DEFAULT_PAGE;
+    let text = json!({"type": "string"});
+    match slot {
+        "where" => (
+            format!(
+                "A filter as JSON (`{{\"stage\": \"closed_won\", \"amount\": {{\"$gt\": 100}}}}`) or upstream's filter array; at most {} levels deep (limit `filter_depth`), {} conditions (limit `filter_conditions`), {} values in one `$in`/`$nin` (limit `in_values`), {} values in all (limit `query_values`), {} bytes in a query string (limit `filter_text_bytes`)",
+                limit("filter_depth"),
+                limit("filter_conditions"),
+                limit("in_values"),
+                limit("query_values"),
+                limit("filter_text_bytes"),
+            ),
+            text,
+        ),
+        "fields" => (
+            format!(
+                "Fields to return, comma-separated or repeated; at most {} (limit `fields`)",
+                limit("fields")
+            ),
+            text,
+        ),
+        "orderBy" => (
+            format!(
+                "`-amount,name`, `amount desc` or JSON; at most {} fields (limit `fields`)",
+                limit("fields")
+            ),
+            text,
+        ),
+        "limit" => (
+            format!(
+                "Records in a page: at most {} (limit `page`; default {DEFAULT_PAGE}); with `aggregations`, groups: at most {} (limit `groups`, also the default)",
+                limit("page"),
+                limit("groups"),
+            ),
+            json!({"type": "integer", "minimum": 1, "default": DEFAULT_PAGE}),
+        ),
+        "offset" => (
+            format!(
+                "Records to skip: at most {} (limit `offset`)",
+                limit("offset")
+            ),
+            json!({"type": "integer", "minimum": 0, "maximum": limit("offset"), "default": 0}),
+        ),
+        "total" => (
+            "`true` adds the number of matching records".into(),
+            json!({"type": "boolean"}),
+        ),
+        "search" => (
+            "Text to look for in the text fields you may read".into(),
+            text,
+        ),
+        "searchFields" => (
+            format!(
+                "Which of your readable text fields `search` looks in, comma-separated; at most {} (limit `fields`)",
+                limit("fields")
+            ),
+            text,
+        ),
+        "expand" => (
+            format!(
+                "Lookup fields whose records to expand (each only if you may read it), comma-separated; at most {} (limit `fields`)",
+                limit("fields")
+            ),
+            text,
+        ),
+        "aggregations" => (
+            format!(
+                "Aggregations as JSON (`[{{\"function\": \"sum\", \"field\": \"amount\", \"alias\": \"total\"}}]`); at most {} (limit `fields`)",
+                limit("fields")
+            ),
+            text,
+        ),
+        "groupBy" => (
+            format!(
+                "Group keys for `aggregations`, comma-separated or JSON; at most {} (limit `fields`)",
+                limit("fields")
+            ),
+            text,
+        ),
+        // A slot without a description: the test below fails.
+        _ => (String::new(), text),
+    }
+}
+
+/// The parameters of a list: every slot of [`crate::query::request::SLOTS`]
+/// under its canonical name, its other spellings in the description. Any other
+/// name is an equality condition on the field of that name.
 fn list_parameters() -> Vec<Value> {
-    [
-        ("filter", "A JSON filter (`{\"stage\": \"won\", \"amount\": {\"$gt\": 100}}`); also `where`, `$filter`"),
-        ("fields", "Fields to return, comma-separated; also `select`"),
-        ("sort", "`-amount,name` or `amount desc`; also `orderBy`"),
-        ("limit", "At most 1,000 (default 50); also `top`"),
-        ("offset", "Records to skip; also `skip`"),
-        ("total", "`true` adds the number of matching records"),
-        ("search", "Text to look for"),
-        ("expand", "References to expand"),
+    crate::query::request::SLOTS
+        .iter()
+        .map(|(slot, spellings)| {
+            let (what, schema) = slot_parameter(slot);
+            let others: Vec<String> = spellings
+                .iter()
+                .filter(|s| *s != slot)
+                .map(|s| format!("`{s}`"))
+                .collect();
+            let description = if others.is_empty() {
+                what
+            } else {
+                format!("{what}. Also spelled {}", others.join(", "))
+            };
+            json!({"name": slot, "in": "query", "required": false, "description": description, "schema": schema})
+        })
+        .collect()
+}
+
+/// The body of a query: the same slots as a list's parameters, by any of their
+/// spellings, plus `object` and `timezone`.
+fn query_schema() -> Value {
+    let mut properties = Map::new();
+    properties.insert(
+        "object".into(),
+        json!({"type": "string", "description": "The object (only in `POST /api/v1/query`; in the path form it must match the path)"}),
+    );
+    properties.insert(
+        "timezone".into(),
+        json!({"type": "string", "description": "The time zone of date buckets (only `UTC`)"}),
+    );
+    for (slot, spellings) in crate::query::request::SLOTS {
+        let (what, _) = slot_parameter(slot);
+        for spelling in *spellings {
+            let description = if spelling == slot {
+                what.clone()
+            } else {
+                format!("Upstream's spelling of `{slot}`")
+            };
+            properties.insert(spelling.to_string(), json!({"description": description}));
+        }
+    }
+    json!({"type": "object", "description": body_limits(), "properties": properties, "additionalProperties": false})
+}
+
+/// The parameters of a single record's read.
+fn record_parameters() -> Vec<Value> {
+    vec![
+        json!({"name": "fields", "in": "query", "required": false, "schema": {"type": "string"},
+            "description": "Fields to return, comma-separated or repeated. Also spelled `select`, `$select`"}),
+        json!({"name": "expand", "in": "query", "required": false, "schema": {"type": "string"},
+            "description": "Lookup fields whose records to expand (each only if you may read it), comma-separated. Also spelled `$expand`"}),
     ]
-    .iter()
-    .map(|(name, what)| json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}}))
-    .collect()
+}
+
+/// The optional `If-Match` of an update or a delete.
+fn if_match() -> Value {
+    json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string"},
+        "description": "The record's `ETag` (its `row_version`, quoted) or `*`; another version is refused with 412. Without it, any version"})
+}
+
+/// The `ETag` header of a record answer.
+fn etag_header() -> Value {
+    json!({"ETag": {"description": "The record's version (`row_version`, quoted), for `If-Match`", "schema": {"type": "string"}}})
+}
+
+/// A record answer with its `ETag`.
+fn with_etag(response: &Value) -> Value {
+    let mut out = response.clone();
+    out["headers"] = etag_header();
+    out
+}
+
+/// What sign-in answers besides a session (it takes no credential).
+fn sign_in_errors() -> Map<String, Value> {
+    let mut out = Map::new();
+    for (code, what) in [
+        ("400", "Bad input (see docs/errors.md for `error.code`)"),
+        ("401", "Wrong email or password (`invalid_credentials`)"),
+        (
+            "413",
+            "The body is larger than `body_bytes` (see `x-objectos-limits`)",
+        ),
+        (
+            "429",
+            "Too many failed sign-ins for this account or address (`too_many_attempts`); the message says how long to wait",
+        ),
+    ] {
+        out.insert(code.into(), error_response(what));
+    }
+    out
+}
+
+/// The statuses a pending action can have (`GET /api/v1/pending-actions?status=`).
+const PENDING_STATUSES: &[&str] = &[
+    "pending",
+    "approved",
+    "applied",
+    "failed",
+    "rejected",
+    "cancelled",
+    "expired",
+];
+
+/// The query and header parameters of a route of the table.
+fn route_query_parameters(method: &str, path: &str) -> Vec<Value> {
+    match (method, path) {
+        ("get", "/api/v1/data/{object}") => list_parameters(),
+        ("get", "/api/v1/data/{object}/{id}") => record_parameters(),
+        ("patch" | "delete", "/api/v1/data/{object}/{id}") => vec![if_match()],
+        ("get", "/api/v1/audit/events") => vec![
+            json!({"name": "from", "in": "query", "required": false,
+                "description": "The first sequence number to return (the `next_from` of the previous page)",
+                "schema": {"type": "integer", "minimum": 1, "default": 1}}),
+            json!({"name": "limit", "in": "query", "required": false,
+                "description": format!("Events in the page: at most {} (limit `audit_page`)", limit("audit_page")),
+                "schema": {"type": "integer", "minimum": 1, "maximum": limit("audit_page"), "default": crate::limits::DEFAULT_AUDIT_PAGE}}),
+        ],
+        ("get", "/api/v1/pending-actions") => {
+            let mut statuses: Vec<&str> = PENDING_STATUSES.to_vec();
+            statuses.push("all");
+            vec![json!({"name": "status", "in": "query", "required": false,
+                "description": "Only the pending actions with this status; `all` (the default) for every one",
+                "schema": {"type": "string", "enum": statuses, "default": "all"}})]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Every limit of [`crate::limits::ALL`] by name: the document's
+/// `x-objectos-limits`.
+fn limits() -> Value {
+    let mut out = Map::new();
+    for l in crate::limits::ALL {
+        out.insert(
+            l.name.to_string(),
+            json!({"value": l.value, "description": l.what}),
+        );
+    }
+    Value::Object(out)
 }
 
 /// The document: every route; with `objects` (the caller's readable objects as
@@ -470,14 +708,23 @@ pub fn document(objects: Option<&[Value]>) -> Value {
             "responses": {r.ok.to_string(): json_response("Done", json!({"type": "object"}))},
         });
         let mut params = parameters(r.path);
-        if r.method == "get" && r.path == "/api/v1/data/{object}" {
-            params.extend(list_parameters());
+        params.extend(route_query_parameters(r.method, r.path));
+        if matches!(
+            (r.method, r.path),
+            ("get" | "patch", "/api/v1/data/{object}/{id}") | ("post", "/api/v1/data/{object}")
+        ) {
+            op["responses"][r.ok.to_string()]["headers"] = etag_header();
         }
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
         if let Some(body) = r.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+            op["requestBody"] = json!({"required": true, "description": body_limits(), "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+        }
+        if matches!(r.path, "/api/v1/auth/login" | "/api/v1/auth/sign-in/email") {
+            if let Value::Object(responses) = &mut op["responses"] {
+                responses.extend(sign_in_errors());
+            }
         }
         if r.auth {
             if let Value::Object(responses) = &mut op["responses"] {
@@ -507,8 +754,8 @@ pub fn document(objects: Option<&[Value]>) -> Value {
         "Record".into(),
         json!({"type": "object", "description": "Field values", "additionalProperties": true}),
     );
-    schemas.insert("Query".into(), json!({"type": "object", "description": "`object`, `filter`/`where`, `fields`/`select`, `sort`/`orderBy`, `limit`/`top`, `offset`/`skip`, `aggregations`, `groupBy`, `search`, `expand`, `count`", "additionalProperties": true}));
-    schemas.insert("Share".into(), json!({"type": "object", "properties": {"user": {"type": "string"}, "team": {"type": "string"}, "access": {"type": "string", "enum": ["read", "edit"]}}}));
+    schemas.insert("Query".into(), query_schema());
+    schemas.insert("Share".into(), json!({"type": "object", "required": ["type", "value"], "properties": {"type": {"type": "string", "enum": ["user", "team"]}, "value": {"type": "string", "description": "The user's email or the team's name"}, "accessLevel": {"type": "string", "enum": ["read", "edit"], "default": "read"}}}));
     schemas.insert("ActionRun".into(), json!({"type": "object", "properties": {"recordId": {"type": "string"}, "params": {"type": "object"}}}));
     schemas.insert("AssistantMessage".into(), json!({"type": "object", "required": ["content"], "properties": {"content": {"type": "string", "minLength": 1, "maxLength": 32768}}, "additionalProperties": false}));
     schemas.insert("Reason".into(), json!({"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}}));
@@ -544,28 +791,31 @@ pub fn document(objects: Option<&[Value]>) -> Value {
         if may("create") {
             collection.insert("post".into(), with_errors(json!({
                 "tags": tag, "operationId": format!("create_{name}"), "summary": format!("Create a {name} record"),
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}.create")}}}},
-                "responses": {"201": one.clone()}
+                "requestBody": {"required": true, "description": body_limits(), "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}.create")}}}},
+                "responses": {"201": with_etag(&one)}
             })));
         }
         let id =
-            json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+            json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+        let mut read = vec![id.clone()];
+        read.extend(record_parameters());
+        let write = json!([id, if_match()]);
         item.insert("get".into(), with_errors(json!({
             "tags": tag, "operationId": format!("get_{name}"), "summary": format!("Read a {name} record"),
-            "parameters": id, "responses": {"200": one.clone()}
+            "parameters": read, "responses": {"200": with_etag(&one)}
         })));
         if may("edit") {
             item.insert("patch".into(), with_errors(json!({
                 "tags": tag, "operationId": format!("update_{name}"), "summary": format!("Change a {name} record"),
-                "parameters": id,
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}.update")}}}},
-                "responses": {"200": one.clone()}
+                "parameters": write,
+                "requestBody": {"required": true, "description": body_limits(), "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}.update")}}}},
+                "responses": {"200": with_etag(&one)}
             })));
         }
         if may("delete") {
             item.insert("delete".into(), with_errors(json!({
                 "tags": tag, "operationId": format!("delete_{name}"), "summary": format!("Delete a {name} record"),
-                "parameters": id,
+                "parameters": write,
                 "responses": {"200": json_response("Deleted", json!({"type": "object", "properties": {"object": {"const": name}, "id": {"type": "string"}, "success": {"type": "boolean"}}}))}
             })));
         }
@@ -582,6 +832,7 @@ pub fn document(objects: Option<&[Value]>) -> Value {
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"apiKey": []}],
+        "x-objectos-limits": limits(),
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -643,6 +894,212 @@ mod tests {
         documented.sort();
         documented.dedup();
         assert_eq!(routed, documented);
+    }
+
+    /// Every limit of `crate::limits::ALL` is in the document with its value,
+    /// and the parameters that a limit bounds say so with that value.
+    #[test]
+    fn every_limit_is_in_the_document_with_its_value() {
+        let doc = document(None);
+        let listed = doc["x-objectos-limits"].as_object().expect("the limits");
+        assert_eq!(listed.len(), crate::limits::ALL.len());
+        for l in crate::limits::ALL {
+            assert_eq!(listed[l.name]["value"], json!(l.value), "{}", l.name);
+            assert_eq!(listed[l.name]["description"], json!(l.what), "{}", l.name);
+        }
+        let text = doc.to_string();
+        assert!(!text.contains("1,000"), "a hardcoded limit");
+        let param = |path: &str, method: &str, name: &str| {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{method} {path} has no `{name}`"))
+                .clone()
+        };
+        let list = "/api/v1/data/{object}";
+        let mentions = |p: &Value, limit: &str| {
+            let value = crate::limits::ALL
+                .iter()
+                .find(|l| l.name == limit)
+                .unwrap()
+                .value;
+            let description = p["description"].as_str().unwrap();
+            let at = description
+                .find(&format!("(limit `{limit}`"))
+                .unwrap_or_else(|| panic!("`{}` does not name `{limit}`", p["name"]));
+            let before = description[..at].rsplit([';', ',', ':']).next().unwrap();
+            assert!(
+                before.contains(&value.to_string()),
+                "`{}` does not give `{limit}` = {value}: {description}",
+                p["name"]
+            );
+        };
+        let filter = param(list, "get", "where");
+        for limit in [
+            "filter_depth",
+            "filter_conditions",
+            "in_values",
+            "query_values",
+            "filter_text_bytes",
+        ] {
+            mentions(&filter, limit);
+        }
+        for (name, limit) in [
+            ("limit", "page"),
+            ("limit", "groups"),
+            ("offset", "offset"),
+            ("fields", "fields"),
+            ("orderBy", "fields"),
+        ] {
+            mentions(&param(list, "get", name), limit);
+        }
+        assert_eq!(
+            param(list, "get", "limit")["schema"]["default"],
+            json!(crate::limits::DEFAULT_PAGE)
+        );
+        assert_eq!(
+            param(list, "get", "offset")["schema"]["maximum"],
+            json!(crate::limits::MAX_OFFSET)
+        );
+        let audit = param("/api/v1/audit/events", "get", "limit");
+        mentions(&audit, "audit_page");
+        assert_eq!(
+            audit["schema"]["maximum"],
+            json!(crate::limits::MAX_AUDIT_PAGE)
+        );
+        let body = doc["paths"]["/api/v1/data/{object}"]["post"]["requestBody"]["description"]
+            .as_str()
+            .unwrap();
+        let body = json!({"name": "requestBody", "description": body});
+        for l in ["body_bytes", "json_depth"] {
+            mentions(&body, l);
+        }
+    }
+
+    /// The list parameters are the query slots, each under its canonical name
+    /// with its every other spelling, so they cannot drift from what the parser
+    /// takes; a query body names every spelling.
+    #[test]
+    fn the_list_parameters_are_the_query_slots() {
+        let doc = document(Some(&[
+            json!({"name": "t", "fields": {}, "permissions": {}}),
+        ]));
+        for path in ["/api/v1/data/{object}", "/api/v1/data/t"] {
+            let params: Vec<&Value> = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .collect();
+            let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+            let slots: Vec<&str> = crate::query::request::SLOTS
+                .iter()
+                .map(|(s, _)| *s)
+                .collect();
+            assert_eq!(names, slots, "{path}");
+            for (p, (_, spellings)) in params.iter().zip(crate::query::request::SLOTS) {
+                let description = p["description"].as_str().unwrap();
+                assert!(
+                    !slot_parameter(p["name"].as_str().unwrap()).0.is_empty(),
+                    "`{}` has no description",
+                    p["name"]
+                );
+                assert!(!description.is_empty());
+                for spelling in spellings.iter().skip(1) {
+                    assert!(
+                        description.contains(&format!("`{spelling}`")),
+                        "`{}` does not name `{spelling}`",
+                        p["name"]
+                    );
+                }
+            }
+        }
+        let query = &doc["components"]["schemas"]["Query"]["properties"];
+        for (_, spellings) in crate::query::request::SLOTS {
+            for spelling in *spellings {
+                assert!(
+                    query[*spelling].is_object(),
+                    "the query body lacks `{spelling}`"
+                );
+            }
+        }
+    }
+
+    /// The parameters and headers of the routes besides the lists.
+    #[test]
+    fn routes_document_their_parameters_and_headers() {
+        let doc = document(Some(&[json!({"name": "t", "fields": {},
+            "permissions": {"create": true, "edit": true, "delete": true}})]));
+        let names = |path: &str, method: &str| -> Vec<String> {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| {
+                            format!(
+                                "{}:{}",
+                                p["in"].as_str().unwrap(),
+                                p["name"].as_str().unwrap()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for path in ["/api/v1/data/{object}/{id}", "/api/v1/data/t/{id}"] {
+            let get = names(path, "get");
+            assert!(
+                get.contains(&"query:fields".into()) && get.contains(&"query:expand".into()),
+                "{get:?}"
+            );
+            for method in ["patch", "delete"] {
+                assert!(
+                    names(path, method).contains(&"header:If-Match".into()),
+                    "{method} {path}"
+                );
+            }
+            for method in ["get", "patch"] {
+                assert!(
+                    doc["paths"][path][method]["responses"]["200"]["headers"]["ETag"].is_object(),
+                    "{method} {path}"
+                );
+            }
+        }
+        for path in ["/api/v1/data/{object}", "/api/v1/data/t"] {
+            assert!(
+                doc["paths"][path]["post"]["responses"]["201"]["headers"]["ETag"].is_object(),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            names("/api/v1/audit/events", "get"),
+            vec!["query:from", "query:limit"]
+        );
+        assert_eq!(
+            names("/api/v1/pending-actions", "get"),
+            vec!["query:status"]
+        );
+        // The statuses are the ones the pending-actions route takes.
+        let source = include_str!("pending.rs");
+        let block = source
+            .split("const STATUSES: &[&str] = &[")
+            .nth(1)
+            .expect("the route's statuses")
+            .split("];")
+            .next()
+            .unwrap();
+        let taken: Vec<&str> = block.split('"').skip(1).step_by(2).collect();
+        assert_eq!(taken, PENDING_STATUSES);
+        for path in ["/api/v1/auth/login", "/api/v1/auth/sign-in/email"] {
+            for code in ["401", "429"] {
+                assert!(
+                    doc["paths"][path]["post"]["responses"][code].is_object(),
+                    "{path} {code}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -48,6 +48,13 @@ fn the_openapi_document_is_valid_and_shows_each_caller_only_what_they_read() {
         assert!(anonymous["paths"][path].is_object(), "{path}");
     }
     assert!(anonymous["components"]["schemas"]["crm_opportunity"].is_null());
+    for limit in objectos::limits::ALL {
+        assert_eq!(
+            anonymous["x-objectos-limits"][limit.name]["value"], limit.value,
+            "the served document gives limit `{}`",
+            limit.name
+        );
+    }
     validate(env, &anonymous);
 
     // The rep: her objects, without the note; the manager: with it.
