@@ -1228,4 +1228,63 @@ fn oversized_queries_get_a_clear_4xx_naming_the_limit() {
         400,
         "page",
     );
+    // Each further limit, just past it and (positive control) at it.
+    let max_offset = objectos::limits::MAX_OFFSET;
+    expect(
+        query(json!({"object": "hd_project", "offset": max_offset + 1})),
+        400,
+        "offset",
+    );
+    let (s, _, raw) = query(json!({"object": "hd_project", "offset": max_offset}));
+    assert_eq!(s, 200, "{raw}");
+    let max_groups = objectos::limits::MAX_GROUPS;
+    let grouped = |limit: u64| {
+        json!({"object": "hd_project", "groupBy": ["name"],
+               "aggregations": [{"function": "count", "alias": "n"}], "limit": limit})
+    };
+    expect(query(grouped(max_groups + 1)), 400, "groups");
+    let (s, _, raw) = query(grouped(max_groups));
+    assert_eq!(s, 200, "{raw}");
+    let nodes = objectos::limits::MAX_FILTER_NODES;
+    let conditions = |n: usize| -> Value {
+        json!({"$or": (0..n).map(|i| json!({"name": format!("n{i}")})).collect::<Vec<_>>()})
+    };
+    expect(
+        query(json!({"object": "hd_project", "where": conditions(nodes + 1)})),
+        400,
+        "filter_conditions",
+    );
+    let (s, _, raw) = query(json!({"object": "hd_project", "where": conditions(nodes / 4)}));
+    assert_eq!(s, 200, "{raw}");
+    // A filter given as JSON text (as a list's `?filter=` or a query body's
+    // string `filter` carries it) is measured before it is parsed.
+    let text_limit = objectos::limits::MAX_FILTER_TEXT_BYTES;
+    let long_filter = json!({"name": "x".repeat(text_limit)}).to_string();
+    expect(
+        query(json!({"object": "hd_project", "filter": long_filter})),
+        400,
+        "filter_text_bytes",
+    );
+    let short_filter = json!({"name": "x".repeat(text_limit / 2)}).to_string();
+    let (s, _, raw) = query(json!({"object": "hd_project", "filter": short_filter}));
+    assert_eq!(s, 200, "{}", &raw[..raw.len().min(300)]);
+    let vera = key(&env, "vera@example.com");
+    let audit_page = objectos::limits::MAX_AUDIT_PAGE;
+    expect(
+        server.call(
+            "GET",
+            &format!("/api/v1/audit/events?limit={}", audit_page + 1),
+            Some(&vera),
+            None,
+        ),
+        400,
+        "audit_page",
+    );
+    let (s, _, raw) = server.call(
+        "GET",
+        &format!("/api/v1/audit/events?limit={audit_page}"),
+        Some(&vera),
+        None,
+    );
+    assert_eq!(s, 200, "{raw}");
 }
