@@ -4,31 +4,77 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use std::path::{Path, PathBuf};
+
 use crate::commands::Ctx;
-use crate::instance::Instance;
+use crate::error::Failure;
+use crate::instance::{CHECKPOINTS, Instance};
 use crate::model::Model;
 use crate::store::{ApiKeyRow, OrgRow, SessionRow, UserRow};
 
 impl Ctx {
+    /// The data dir for a command that writes (an audit row at least). Where it
+    /// cannot be written it is refused as read-only before anything is tried:
+    /// SQLite would open a read-only file of a copied live data dir (with its
+    /// `-wal` and `-shm`) for reading, and the command would fail later, on the
+    /// checkpoint log or a row, with a bare "permission denied".
     pub fn instance(&self) -> anyhow::Result<Instance> {
+        if let Some(why) = cannot_write(&self.data_dir) {
+            // What else is wrong (no data dir, another user's) is said first.
+            drop(Instance::open_read_only(&self.data_dir)?);
+            let whose = if why == nix::errno::Errno::EROFS {
+                String::new()
+            } else {
+                format!(" to OS user `{}`", crate::audit::os_user())
+            };
+            return Err(Failure::error(format!(
+                "the data dir `{}` is read-only{whose}, and this command writes (an audit row at least)",
+                self.data_dir.display()
+            ))
+            .with_hint("run it where the data dir is writable; `audit verify`, `audit tail`, `doctor`, `user list`, `trust list` and `permset show` work on read-only media")
+            .into());
+        }
         Instance::open(&self.data_dir)
     }
 
     /// The data dir for a command that writes nothing when `reads_only`: opened
     /// as usual where it can be written (so a missing audit guard is put back),
-    /// and read-only where it cannot (read-only media, an auditor's copy).
+    /// and read-only where it cannot (read-only media, an auditor's copy), so
+    /// that nothing, not even a checkpoint, is tried there.
     pub fn instance_reading(&self, reads_only: bool) -> anyhow::Result<Instance> {
         if !reads_only {
             return self.instance();
         }
-        match Instance::open(&self.data_dir) {
-            Ok(instance) => Ok(instance),
-            Err(_) if crate::instance::is_read_only_dir(&self.data_dir) => {
-                Instance::open_read_only(&self.data_dir)
-            }
-            Err(e) => Err(e),
+        if cannot_write(&self.data_dir).is_some() {
+            return Instance::open_read_only(&self.data_dir);
         }
+        Instance::open(&self.data_dir)
     }
+}
+
+/// Why this OS user cannot write the data dir, or one of the files a command
+/// that writes changes in it (`EROFS`: read-only media; else a copy made
+/// read-only, another user's files), if it cannot. A data dir that is not
+/// there is left to the opening to report.
+fn cannot_write(dir: &Path) -> Option<nix::errno::Errno> {
+    use nix::unistd::{AccessFlags, access};
+    if !dir.exists() {
+        return None;
+    }
+    let db = Instance::db_path(dir);
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    let mut shm = db.clone().into_os_string();
+    shm.push("-shm");
+    let files = [
+        db,
+        PathBuf::from(wal),
+        PathBuf::from(shm),
+        dir.join(CHECKPOINTS),
+    ];
+    std::iter::once(dir)
+        .chain(files.iter().map(PathBuf::as_path).filter(|f| f.exists()))
+        .find_map(|f| access(f, AccessFlags::W_OK).err())
 }
 
 /// The applied artifact's model for enforcement (verified), if one is applied.
