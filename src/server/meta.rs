@@ -62,43 +62,55 @@ pub(super) async fn item(
     Ok(axum::Json(json!({ "type": kind, "name": item_name, "item": item })).into_response())
 }
 
-/// The record an action runs on, from the path or the body (`recordId`); the
-/// body's `params` must be an object (objectos's actions apply the patch their
-/// app declares, and take no parameters).
+/// The record an action runs on, from the path or the body (`recordId`; both
+/// must then name the same record). objectos runs only actions that apply the
+/// patch their app declares, and those take no parameters: `params` may be
+/// absent, `null` or `{}`, and any parameter in it is refused rather than
+/// ignored. The checks look at the body alone, so they answer alike whatever
+/// the action and the record are, and whether the caller may see them.
 fn action_input(
     body: &axum::body::Bytes,
     path_id: Option<String>,
 ) -> Result<Option<String>, ApiError> {
+    let invalid = |message: String| ApiError::bad_request("invalid_body", message);
     let body = if body.is_empty() {
         Value::Object(Default::default())
     } else {
         json_body(body)?
     };
-    let map = body.as_object().ok_or_else(|| {
-        ApiError::bad_request("invalid_body", "the body is `{recordId?, params?}`")
-    })?;
+    let map = body
+        .as_object()
+        .ok_or_else(|| invalid("the body is `{recordId?, params?}`".into()))?;
     for key in map.keys() {
         if key != "recordId" && key != "params" {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("`{key}` is not part of an action call; send `{{recordId?, params?}}`"),
-            ));
+            return Err(invalid(format!(
+                "`{key}` is not part of an action call; send `{{recordId?, params?}}`"
+            )));
         }
     }
-    if !matches!(
-        map.get("params"),
-        None | Some(Value::Null) | Some(Value::Object(_))
-    ) {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "`params` is an object",
-        ));
+    match map.get("params") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(params)) => {
+            if let Some(name) = params.keys().next() {
+                return Err(invalid(format!(
+                    "`{name}` is not a parameter of this action: objectos's actions take no parameters (they apply the patch their app declares); send `params` empty or leave it out"
+                )));
+            }
+        }
+        Some(_) => return Err(invalid("`params` is an object".into())),
     }
-    Ok(path_id.or_else(|| {
-        map.get("recordId")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    }))
+    let body_id = match map.get("recordId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => return Err(invalid("`recordId` is a record's id (a string)".into())),
+    };
+    match (path_id, body_id) {
+        (Some(path), Some(body)) if path != body => Err(invalid(
+            "the path names one record and `recordId` another; give the record once, or the same in both"
+                .into(),
+        )),
+        (path, body) => Ok(path.or(body)),
+    }
 }
 
 /// `POST /api/v1/actions/{name}` (objectos's route): the updated record.

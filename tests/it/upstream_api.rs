@@ -693,3 +693,106 @@ fn upstream_aggregates_count_distinct_and_bucket_dates_in_utc() {
         "{shape}"
     );
 }
+
+/// Upstream's action route, `POST /api/v1/actions/{object}/{action}[/{id}]` with
+/// `{recordId?, params?}`: the record from the path or the body (never two
+/// different ones), no parameter the action does not declare (objectos's
+/// actions declare none), and a record the caller cannot read answered exactly
+/// like one that does not exist.
+#[test]
+fn actions_by_path_and_body_refuse_what_they_do_not_take() {
+    let world = World::build();
+    let opp_a = world.id("opp_a").to_string();
+    let opp_b = world.id("opp_b").to_string();
+    let missing = "0190f5c1-dead-7000-8000-00000000beef";
+    let run = |id: Option<&str>, body: Value| {
+        let path = match id {
+            Some(id) => format!("/api/v1/actions/crm_opportunity/mark_won/{id}"),
+            None => "/api/v1/actions/crm_opportunity/mark_won".to_string(),
+        };
+        world.call("rep_a", "POST", &path, Some(body))
+    };
+    let refused = |(s, body, raw): (u16, Value, String), code: &str| {
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{raw}"
+        );
+        raw
+    };
+    let stage = |user: &str, id: &str| {
+        let (s, body, raw) = world.call(
+            user,
+            "GET",
+            &format!("/api/v1/data/crm_opportunity/{id}"),
+            None,
+        );
+        assert_eq!(s, 200, "{raw}");
+        body["record"]["stage"].as_str().unwrap().to_string()
+    };
+
+    // Parameters the action does not declare are refused, not ignored: on
+    // either form, and alike for a record one may not read.
+    for id in [Some(opp_a.as_str()), None] {
+        let raw = refused(
+            run(
+                id,
+                json!({"recordId": opp_a, "params": {"stage": "prospecting"}}),
+            ),
+            "invalid_body",
+        );
+        assert!(raw.contains("`stage` is not a parameter"), "{raw}");
+    }
+    refused(
+        run(Some(&opp_b), json!({"params": {"x": 1}})),
+        "invalid_body",
+    );
+    refused(run(Some(&opp_a), json!({"params": [1]})), "invalid_body");
+    refused(run(Some(&opp_a), json!({"recordId": 7})), "invalid_body");
+    refused(run(Some(&opp_a), json!({"other": true})), "invalid_body");
+    // A path id and a different `recordId`: refused, whichever record either
+    // names, without a word about them.
+    for (path, body) in [
+        (&opp_a, &opp_b),
+        (&opp_b, &opp_a),
+        (&opp_a, &missing.to_string()),
+    ] {
+        let raw = refused(run(Some(path), json!({"recordId": body})), "invalid_body");
+        assert!(
+            !raw.contains(SECRET_DEAL_B) && !raw.contains(SECRET_DEAL_A),
+            "{raw}"
+        );
+    }
+    assert_eq!(stage("rep_a", &opp_a), "proposal", "nothing ran");
+    assert_eq!(stage("rep_b", &opp_b), "negotiation", "nothing ran");
+
+    // The record rep_a may not read is answered like one that is not there.
+    let not_found = |id: &str, body: Value| {
+        let (s, body, raw) = run(Some(id), body);
+        assert_eq!(s, 404, "{raw}");
+        assert!(!raw.contains(SECRET_DEAL_B), "{raw}");
+        (
+            body["error"]["code"].clone(),
+            body["error"]["message"].as_str().unwrap().replace(id, "ID"),
+        )
+    };
+    for body in [json!({}), json!({"params": {}})] {
+        assert_eq!(not_found(&opp_b, body.clone()), not_found(missing, body));
+    }
+    let (s, _, raw) = run(None, json!({"recordId": opp_b}));
+    assert_eq!(s, 404, "{raw}");
+    assert_eq!(stage("rep_b", &opp_b), "negotiation");
+
+    // The positive controls: the path form, with the same id in the body too and
+    // empty `params`; then the body form with `params: null`.
+    let (s, body, raw) = run(Some(&opp_a), json!({"recordId": opp_a, "params": {}}));
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["id"], json!(opp_a));
+    assert_eq!(body["data"]["record"]["stage"], "closed_won");
+    assert_eq!(stage("rep_a", &opp_a), "closed_won");
+    let opp_a_won = world.id("opp_a_won").to_string();
+    let (s, body, raw) = run(None, json!({"recordId": opp_a_won, "params": null}));
+    assert_eq!(s, 200, "{raw}");
+    assert_eq!(body["data"]["id"], json!(opp_a_won));
+}
