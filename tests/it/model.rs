@@ -8,7 +8,7 @@
 //!
 //! `OBJECTOS_MODEL_CASES` sets how many worlds are tried (a few by default, so
 //! that `cargo test` stays quick); failures shrink to a small world and are
-//! kept as seeds in `tests/it/model.proptest-regressions`, tried first on
+//! kept as seeds in `tests/proptest-regressions/model.txt`, tried first on
 //! every run.
 
 use std::collections::{BTreeMap, BTreeSet};
