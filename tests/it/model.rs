@@ -98,11 +98,11 @@ struct User {
     teams: BTreeSet<usize>,
 }
 
-/// A sharing rule on parents: those with `amount >= min` go to a team.
+/// A sharing rule on parents: those with `amount >= min` go to a team or a user.
 #[derive(Debug, Clone)]
 struct Rule {
     min: i64,
-    team: usize,
+    to: Grantee,
     edit: bool,
 }
 
@@ -182,7 +182,6 @@ impl World {
         if self.sharing[r.object] == Sharing::ControlledByParent {
             return self.can_read(user, r.parent);
         }
-        let u = &self.users[user];
         self.sees_all(user, r.object)
             || matches!(
                 self.sharing[r.object],
@@ -193,14 +192,19 @@ impl World {
                 && self
                     .rules
                     .iter()
-                    .any(|rule| r.number >= rule.min && u.teams.contains(&rule.team)))
-            || self.shares.iter().any(|s| {
-                s.record == record
-                    && match s.to {
-                        Grantee::User(v) => v == user,
-                        Grantee::Team(t) => u.teams.contains(&t),
-                    }
-            })
+                    .any(|rule| r.number >= rule.min && self.receives(user, rule.to)))
+            || self
+                .shares
+                .iter()
+                .any(|s| s.record == record && self.receives(user, s.to))
+    }
+
+    /// Whether a rule or share to `to` reaches `user`.
+    fn receives(&self, user: usize, to: Grantee) -> bool {
+        match to {
+            Grantee::User(v) => v == user,
+            Grantee::Team(t) => self.users[user].teams.contains(&t),
+        }
     }
 
     fn field_readable(&self, user: usize, object: usize, field: &str) -> bool {
@@ -307,7 +311,7 @@ fn world() -> impl Strategy<Value = World> {
             ),
             USERS,
         ),
-        proptest::collection::vec((0i64..100, 0..TEAMS, any::<bool>()), 0..3),
+        proptest::collection::vec((0i64..100, 0..(USERS + TEAMS), any::<bool>()), 0..3),
         proptest::collection::vec((0..USERS, 0i64..100), 1..6),
         proptest::collection::vec((0usize..100, 0i64..100), 0..6),
         proptest::collection::vec((0usize..100, 0usize..(USERS + TEAMS), any::<bool>()), 0..4),
@@ -366,11 +370,7 @@ fn world() -> impl Strategy<Value = World> {
                     .into_iter()
                     .map(|(record, to, edit)| Share {
                         record: record % n,
-                        to: if to < USERS {
-                            Grantee::User(to)
-                        } else {
-                            Grantee::Team(to - USERS)
-                        },
+                        to: grantee(to),
                         edit,
                     })
                     .collect();
@@ -380,13 +380,26 @@ fn world() -> impl Strategy<Value = World> {
                     users,
                     rules: rules
                         .into_iter()
-                        .map(|(min, team, edit)| Rule { min, team, edit })
+                        .map(|(min, to, edit)| Rule {
+                            min,
+                            to: grantee(to),
+                            edit,
+                        })
                         .collect(),
                     records,
                     shares,
                 }
             },
         )
+}
+
+/// Users first, then teams.
+fn grantee(n: usize) -> Grantee {
+    if n < USERS {
+        Grantee::User(n)
+    } else {
+        Grantee::Team(n - USERS)
+    }
 }
 
 // ------------------------------------------------------------------ the world in the runtime
@@ -449,9 +462,12 @@ fn artifact(world: &World) -> Value {
         .enumerate()
         .map(|(i, r)| {
             json!({"name": format!("rule{i}"), "object": "pm_parent", "active": true,
-                   "condition": {"amount": {"$gte": r.min}},
-                   "accessLevel": if r.edit { "edit" } else { "read" },
-                   "sharedWith": {"type": "team", "value": format!("team{}", r.team)}})
+            "condition": {"amount": {"$gte": r.min}},
+            "accessLevel": if r.edit { "edit" } else { "read" },
+            "sharedWith": match r.to {
+                Grantee::User(u) => json!({"type": "user", "value": email(u)}),
+                Grantee::Team(t) => json!({"type": "team", "value": format!("team{t}")}),
+            }})
         })
         .collect();
     json!({
@@ -711,7 +727,9 @@ fn check(world: &World, rt: &Runtime) -> Result<(), TestCaseError> {
                 "POST",
                 "/api/v1/query",
                 Some(key),
-                Some(json!({"object": name, "where": {number: {"$gte": 50}}, "limit": 1000})),
+                Some(
+                    json!({"object": name, "where": {number: {"$gte": 50}}, "orderBy": [{"field": number, "order": "desc"}], "limit": 1000}),
+                ),
             );
             if !readable {
                 ensure!(
@@ -725,17 +743,25 @@ fn check(world: &World, rt: &Runtime) -> Result<(), TestCaseError> {
                 );
             } else {
                 ensure!(status == 200, "{who}: query answered {status}: {raw}");
-                let got: BTreeSet<String> = shown(body["records"].as_array().unwrap())
-                    .into_keys()
-                    .collect();
-                let want: BTreeSet<String> = visible
+                let records = body["records"].as_array().unwrap();
+                let got = shown(records);
+                let want: BTreeMap<String, BTreeSet<String>> = visible
                     .iter()
                     .filter(|i| world.records[**i].number >= 50)
-                    .map(|i| rt.ids[*i].clone())
+                    .map(|i| (rt.ids[*i].clone(), fields.clone()))
                     .collect();
                 ensure!(
                     got == want,
                     "{who}: query found {got:?}, the model {want:?}"
+                );
+                // Sorted on the (readable) number field, highest first.
+                let numbers: Vec<f64> = records
+                    .iter()
+                    .map(|r| r[number].as_f64().unwrap_or(f64::NAN))
+                    .collect();
+                ensure!(
+                    numbers.windows(2).all(|w| w[0] >= w[1]),
+                    "{who}: query sorted {numbers:?}"
                 );
             }
 
