@@ -5,6 +5,7 @@
 //! never with an administrative permission; every call leaves its audit row.
 
 pub mod bridge;
+pub mod schema;
 pub mod tools;
 
 use serde_json::{Map, Value, json};

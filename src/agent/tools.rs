@@ -10,6 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::agent::schema;
 use crate::authz::access::ObjectAccess;
 use crate::error::ApiError;
 use crate::model::filter::Filter;
@@ -42,6 +43,10 @@ pub struct ToolSpec {
     pub description: &'static str,
     pub input_schema: Value,
     pub read_only: bool,
+    /// May overwrite or remove what exists, at once or once approved (MCP's
+    /// `destructiveHint`; `false` promises only additive changes): updates,
+    /// actions (which patch a record), deletes, and metadata proposals (which
+    /// may revoke a grant or replace a select's options).
     pub destructive: bool,
     /// Repeating the call changes nothing more. Not so for a write that may be
     /// queued: each call proposes again.
@@ -160,7 +165,7 @@ pub fn specs() -> Vec<ToolSpec> {
             description: "Change fields of a record as your user. Changes to sensitive fields or to objects that need approval wait for a reviewer (`pending_approval`).",
             input_schema: json!({"type": "object", "properties": {"objectName": object_name(), "recordId": record_id(), "data": {"type": "object", "description": "Field values to set"}}, "required": ["objectName", "recordId", "data"], "additionalProperties": false}),
             read_only: false,
-            destructive: false,
+            destructive: true,
             idempotent: false,
         },
         ToolSpec {
@@ -192,7 +197,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 "params": {"type": "object"}
             }, "required": ["actionName"], "additionalProperties": false}),
             read_only: false,
-            destructive: false,
+            destructive: true,
             idempotent: false,
         },
         ToolSpec {
@@ -210,7 +215,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 "reason": {"type": "string", "description": "Why, for the reviewer", "maxLength": 2000}
             }, "required": ["kind"], "additionalProperties": false}),
             read_only: false,
-            destructive: false,
+            destructive: true,
             idempotent: false,
         },
     ]
@@ -320,6 +325,13 @@ impl Agent<'_> {
             Value::Null => &empty,
             _ => return Outcome::refused(bad("the arguments are a JSON object")),
         };
+        // What the schema `tools/list` shows refuses, refused the same way for
+        // every tool, before anything is read.
+        if let Some(spec) = specs().into_iter().find(|s| s.name == tool)
+            && let Err(e) = schema::check(&spec.input_schema, &Value::Object(map.clone()))
+        {
+            return Outcome::refused(e);
+        }
         match self.dispatch(records, tool, map, args) {
             Ok(result) => Outcome::ok(result),
             Err(e) => Outcome::refused(e),
@@ -398,16 +410,6 @@ impl Agent<'_> {
                     ],
                 )?;
                 let object = arg_str(args, "objectName")?;
-                if args
-                    .get("limit")
-                    .and_then(Value::as_u64)
-                    .is_some_and(|l| l > MAX_QUERY_LIMIT)
-                {
-                    return Err(request::over_limit(
-                        "page",
-                        format!("`limit` is at most {MAX_QUERY_LIMIT} here"),
-                    ));
-                }
                 let mut body = Map::new();
                 for key in ["where", "fields", "orderBy", "offset"] {
                     if let Some(v) = args.get(key) {

@@ -94,6 +94,7 @@ pub fn grant(
         object: None,
         record_id: None,
         before_hash: None,
+        before_version: None,
         body: json!({
             "permissionSet": set,
             "user": {"id": user.id, "email": user.email},
@@ -285,6 +286,7 @@ pub fn change(
             .map(str::to_string),
         record_id: None,
         before_hash: None,
+        before_version: None,
         body: json!({
             "change": change,
             "baseSha256": base_sha,

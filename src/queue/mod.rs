@@ -85,6 +85,9 @@ pub struct Proposal {
     pub object: Option<String>,
     pub record_id: Option<String>,
     pub before_hash: Option<String>,
+    /// The target's `row_version` when proposed (its `ETag`): approval
+    /// applies only to that version.
+    pub before_version: Option<i64>,
     /// What applying it does, by kind: `data`, `diff` (`[{field, before,
     /// after}]`), `cascade` (`[{object, id}]`), `action`, `permissionSet`,
     /// `user`, `artifact` …
@@ -147,6 +150,7 @@ impl<'r, 'a> Queue<'r, 'a> {
             object: p.object.clone(),
             record_id: p.record_id.clone(),
             before_hash: p.before_hash.clone(),
+            before_version: p.before_version,
             proposal: p.body.clone(),
             created_at: now(),
             expires_at: timefmt::rfc3339_micros(expires),
@@ -228,13 +232,18 @@ impl<'r, 'a> Queue<'r, 'a> {
                     )? {
                         return Ok(false);
                     }
+                    let email = tx.user_by_id(&row.requester_id)?.map(|u| u.email);
                     audit::append(
                         tx,
-                        &Origin::system(),
+                        &expiry_origin(&row, email.as_deref()),
                         Event::new("pending.expire")
                             .object("pending_action")
                             .record(&row.id)
-                            .changes(json!({"expires_at": row.expires_at})),
+                            .changes(json!({
+                                "kind": row.kind,
+                                "requester": row.requester_id,
+                                "expires_at": row.expires_at,
+                            })),
                     )?;
                     Ok(true)
                 })
@@ -371,6 +380,7 @@ impl<'r, 'a> Queue<'r, 'a> {
             "tool": row.tool,
             "object": row.object,
             "recordId": row.record_id,
+            "recordVersion": row.before_version,
             "requester": requester.map(|u| json!({"id": u.id, "email": u.email})),
             "keyId": row.key_id,
             "client": row.client,
@@ -496,34 +506,108 @@ impl<'r, 'a> Queue<'r, 'a> {
     }
 
     /// The requester as they are now, acting as an agent through the key that
-    /// proposed the change: a disabled requester, or one who left the
-    /// organization, cannot have anything applied.
+    /// proposed the change, checked exactly as the proposal was: a requester
+    /// who was disabled, left the organization, no longer holds `agent_access`
+    /// (and `api_access`, for the assistant's proposals), or lost the right
+    /// the proposal itself needed, cannot have anything applied.
     fn requester_now(&self, row: &PendingRow) -> anyhow::Result<Caller> {
         let model = self.records.model;
-        self.store().read(|tx| {
+        let failed =
+            |message: String| -> anyhow::Error { conflict("apply_failed", message).into() };
+        let caller = self.store().read(|tx| {
             let user = tx
                 .user_by_id(&row.requester_id)?
                 .filter(|u| !u.disabled)
-                .ok_or_else(|| conflict("apply_failed", "the requester is disabled or gone"))?;
+                .ok_or_else(|| failed("the requester is disabled or gone".into()))?;
             if !tx
                 .orgs_of_user(&user.id)?
                 .iter()
                 .any(|o| o.id == row.org_id)
             {
-                return Err(conflict(
-                    "apply_failed",
-                    "the requester is no longer a member of the organization",
-                )
-                .into());
+                return Err(failed(
+                    "the requester is no longer a member of the organization".into(),
+                ));
             }
-            let principal =
-                Principal::load(tx, Some(model), &user, &row.org_id, &timefmt::now())?.as_agent();
+            let principal = Principal::load(tx, Some(model), &user, &row.org_id, &timefmt::now())?;
+            // An agent key reaches MCP with `agent_access`; anything else that
+            // proposes (the assistant, on a user key or a session) needs
+            // `api_access` too.
+            let through_agent_key = match row.key_id.as_deref() {
+                Some(key) => tx
+                    .apikey_by_id(key)?
+                    .is_some_and(|k| k.kind == crate::store::KeyKind::Agent),
+                None => false,
+            };
+            let needed: &[&str] = if through_agent_key {
+                &["agent_access"]
+            } else {
+                &["api_access", "agent_access"]
+            };
+            if let Some(lost) = needed.iter().find(|p| !principal.has(p)) {
+                return Err(failed(format!("the requester no longer holds `{lost}`")));
+            }
             let mut origin = Origin::user(&user.id, &user.email, Via::Agent);
             origin.actor["organization_id"] = json!(row.org_id);
             origin.credential = row.key_id.clone();
             origin.client = row.client.clone();
-            Ok(Caller { principal, origin })
-        })
+            Ok(Caller {
+                principal: principal.as_agent(),
+                origin,
+            })
+        })?;
+        self.still_may_propose(&caller, row)?;
+        Ok(caller)
+    }
+
+    /// What proposing the change needed beyond the change itself, held still:
+    /// `manage_metadata` for a grant, revocation or change to the app (and
+    /// reading the object it changes), an action's `requiredPermissions`. The
+    /// record change itself is re-checked when it is applied.
+    fn still_may_propose(&self, requester: &Caller, row: &PendingRow) -> anyhow::Result<()> {
+        let lost = |what: String| -> anyhow::Error {
+            conflict(
+                "apply_failed",
+                format!("the requester no longer holds {what}"),
+            )
+            .into()
+        };
+        match Kind::parse(&row.kind).unwrap_or(Kind::Metadata) {
+            Kind::Grant | Kind::Revoke | Kind::Metadata => {
+                if !requester.principal.has("manage_metadata") {
+                    return Err(lost("`manage_metadata`".into()));
+                }
+                if let Some(object) = row.object.as_deref()
+                    && self.records.object_access(requester, object).is_err()
+                {
+                    return Err(conflict(
+                        "apply_failed",
+                        format!("the requester may no longer read `{object}`"),
+                    )
+                    .into());
+                }
+            }
+            Kind::Action => {
+                let name = row.proposal["action"].as_str().unwrap_or_default();
+                let Some(action) = self.records.model.action(name) else {
+                    return Err(conflict(
+                        "apply_failed",
+                        format!("the app no longer has the action `{name}`"),
+                    )
+                    .into());
+                };
+                let missing: Vec<&str> = action
+                    .required_permissions
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|p| !requester.principal.has(p))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(lost(format!("`{}`", missing.join("`, `"))));
+                }
+            }
+            Kind::Create | Kind::Update | Kind::Delete => {}
+        }
+        Ok(())
     }
 
     /// Approve: apply as the requester, in one transaction with the status change
@@ -558,6 +642,7 @@ impl<'r, 'a> Queue<'r, 'a> {
         let at = now();
         let decided_by = reviewer.principal.user_id.clone();
         let outcome: Result<(String, &'static str), ApiError> = (|| {
+            let requester = self.requester_now(&row).map_err(to_api)?;
             if kind == Kind::Metadata {
                 // Written out as an unsigned artifact; it takes effect when an
                 // operator signs and applies it.
@@ -591,7 +676,6 @@ impl<'r, 'a> Queue<'r, 'a> {
                 result.map_err(to_api)?;
                 return Ok((written, "approved"));
             }
-            let requester = self.requester_now(&row).map_err(to_api)?;
             let result = self.store().write(|tx| {
                 if !tx.pending_transition(
                     &row.id,
@@ -697,6 +781,11 @@ impl<'r, 'a> Queue<'r, 'a> {
     ) -> anyhow::Result<String> {
         let records = self.records;
         let object = row.object.as_deref().unwrap_or("");
+        if let (Some(version), Some(id)) = (row.before_version, row.record_id.as_deref()) {
+            self.same_version(tx, object, id, version)?;
+        }
+        // The whole stored record as proposed, too (its hash covers the
+        // version): nothing changed since, whatever wrote it.
         let expect = match &row.before_hash {
             Some(hash) => Expect::BeforeImage(hash.clone()),
             None => Expect::Any,
@@ -741,6 +830,39 @@ impl<'r, 'a> Queue<'r, 'a> {
             Kind::Metadata => Err(anyhow::anyhow!(
                 "metadata changes are applied by `objectos apply`"
             )),
+        }
+    }
+
+    /// The record is still at the version the proposal was made against (the
+    /// `row_version` behind its `ETag`), or the apply is `stale`. Read in the
+    /// apply's own write transaction, so nothing can change it in between.
+    fn same_version(
+        &self,
+        tx: &mut dyn Tx,
+        object: &str,
+        id: &str,
+        version: i64,
+    ) -> anyhow::Result<()> {
+        let stale = |now: String| -> anyhow::Error {
+            conflict(
+                "stale",
+                format!(
+                    "the record changed since the change was proposed (proposed against version {version}, now {now})"
+                ),
+            )
+            .into()
+        };
+        let Some(o) = self.records.model.object(object) else {
+            return Err(stale("gone".into()));
+        };
+        let now = Records::fetch_raw(tx, o, id)?
+            .ok_or_else(|| stale("deleted".into()))?
+            .get("row_version")
+            .and_then(Value::as_i64);
+        match now {
+            Some(now) if now == version => Ok(()),
+            Some(now) => Err(stale(now.to_string())),
+            None => Err(stale("unknown".into())),
         }
     }
 
@@ -826,6 +948,17 @@ impl<'r, 'a> Queue<'r, 'a> {
             })
             .map_err(to_api)
     }
+}
+
+/// Who an expiry is recorded as: objectos itself, on behalf of the requester,
+/// through their key and client, as the action's other rows name them.
+fn expiry_origin(row: &PendingRow, email: Option<&str>) -> Origin {
+    let mut origin = Origin::system();
+    origin.actor["requester"] = json!({"user_id": row.requester_id, "email": email});
+    origin.actor["organization_id"] = json!(row.org_id);
+    origin.credential = row.key_id.clone();
+    origin.client = row.client.clone();
+    origin
 }
 
 /// Cancel every pending action of a user (they were disabled), in the caller's

@@ -38,6 +38,7 @@ pub fn update(
         object: Some(o.name.clone()),
         record_id: Some(id.to_string()),
         before_hash: Some(before_hash(&before)),
+        before_version: before.get("row_version").and_then(Value::as_i64),
         body: json!({
             "data": data,
             "diff": diff_of(&access, Some(&before), data),
@@ -80,6 +81,7 @@ pub fn delete(
         object: Some(o.name.clone()),
         record_id: Some(id.to_string()),
         before_hash: Some(before_hash(&before)),
+        before_version: before.get("row_version").and_then(Value::as_i64),
         body: json!({
             "diff": diff,
             "cascade": removed
@@ -117,6 +119,7 @@ pub fn create(
         object: Some(access.object.name.clone()),
         record_id: None,
         before_hash: None,
+        before_version: None,
         body: json!({
             "data": data,
             "diff": diff_of(&access, None, data),

@@ -172,6 +172,10 @@ pub struct PendingRow {
     pub reason: Option<String>,
     /// Why it failed, or what applying it made.
     pub result: Option<String>,
+    /// The target's `row_version` when proposed: approval applies only to
+    /// that version (`stale` otherwise). Absent for a create, and for actions
+    /// proposed before objectos recorded it.
+    pub before_version: Option<i64>,
 }
 
 /// Failed sign-ins counted for one account or one client address.

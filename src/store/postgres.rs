@@ -235,6 +235,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: a seal on every row that grants power (SQLite's migration 8; see
     // `sql::seal`).
     super::sql::seal::MIGRATION,
+    // 4: the version of the record a pending action was proposed against
+    // (SQLite's migration 9).
+    "ALTER TABLE objectos_pending_actions ADD COLUMN before_version bigint;",
 ];
 
 /// The tables whose every change bumps the change counter (caches key on it).

@@ -333,7 +333,7 @@ fn throttle_from(r: &mut Cols) -> StoreResult<ThrottleRow> {
     })
 }
 
-const PENDING_COLS: &str = "id, org_id, kind, status, requester_id, key_id, client, tool, input, object, record_id, before_hash, proposal, created_at, expires_at, decided_by, decided_at, reason, result";
+const PENDING_COLS: &str = "id, org_id, kind, status, requester_id, key_id, client, tool, input, object, record_id, before_hash, proposal, created_at, expires_at, decided_by, decided_at, reason, result, before_version";
 
 fn pending_from(r: &mut Cols) -> StoreResult<PendingRow> {
     let json = |t: Option<String>| t.and_then(|t| serde_json::from_str(&t).ok());
@@ -357,6 +357,7 @@ fn pending_from(r: &mut Cols) -> StoreResult<PendingRow> {
         decided_at: r.opt_text(),
         reason: r.opt_text(),
         result: r.opt_text(),
+        before_version: r.opt_int()?,
     })
 }
 
@@ -1278,7 +1279,7 @@ impl<E: Engine> Tx for E {
 
     fn pending_insert(&mut self, p: &PendingRow) -> StoreResult<()> {
         self.exec(
-            &format!("INSERT INTO objectos_pending_actions ({PENDING_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
+            &format!("INSERT INTO objectos_pending_actions ({PENDING_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
             args![
                 &p.id,
                 &p.org_id,
@@ -1298,7 +1299,8 @@ impl<E: Engine> Tx for E {
                 p.decided_by.as_ref(),
                 p.decided_at.as_ref(),
                 p.reason.as_ref(),
-                p.result.as_ref()
+                p.result.as_ref(),
+                p.before_version
             ],
         )?;
         Ok(())

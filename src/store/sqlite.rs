@@ -238,6 +238,9 @@ pub const MIGRATIONS: &[&str] = &[
     assistant::MIGRATION,
     // 8: a seal on every row that grants power (see `sql::seal`).
     super::sql::seal::MIGRATION,
+    // 9: the version (`row_version`) of the record a pending action was
+    // proposed against: approval applies only to that version.
+    "ALTER TABLE objectos_pending_actions ADD COLUMN before_version INTEGER;",
 ];
 
 fn map_err(e: rusqlite::Error) -> StoreError {

@@ -297,7 +297,9 @@ pub(crate) fn desk(env: &Env) -> Server {
             {"name": "close_ticket", "label": "Close", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"status": "closed"}, "confirmText": "Close this ticket?", "ai": {"exposed": true, "requiresConfirmation": true, "description": "Close a solved ticket"}},
             {"name": "escalate", "label": "Escalate", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "high"}, "ai": {"exposed": true, "description": "Raise the priority"}},
             {"name": "wipe_note", "label": "Wipe", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "low"}, "requiredPermissions": ["manage_permissions"], "ai": {"exposed": true}},
-            {"name": "hidden_reset", "label": "Reset", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "low"}, "ai": {"exposed": false}}
+            {"name": "hidden_reset", "label": "Reset", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "low"}, "ai": {"exposed": false}},
+            // Only its variant says it needs care: no confirmation asked.
+            {"name": "rush", "label": "Rush", "objectName": "desk_ticket", "type": "script", "operation": "update", "patch": {"priority": "high"}, "variant": "danger", "ai": {"exposed": true}}
         ],
         "permissions": [
             {"name": "agent_user", "objects": {"desk_ticket": all, "desk_comment": all, "desk_vendor": all},
@@ -312,6 +314,11 @@ pub(crate) fn desk(env: &Env) -> Server {
             {"name": "reader", "objects": {"desk_ticket": read_all, "desk_comment": read_all, "desk_vendor": read_all},
              "fields": {"desk_ticket.credit": {"readable": true, "editable": false}},
              "systemPermissions": ["api_access"]},
+            // Agent access apart from the records rights, to take it away alone.
+            {"name": "worker", "objects": {"desk_ticket": all, "desk_comment": all, "desk_vendor": all},
+             "fields": {"desk_ticket.internal_note": {"readable": false, "editable": false}, "desk_ticket.credit": {"readable": true, "editable": true}},
+             "systemPermissions": ["api_access"]},
+            {"name": "agent_only", "objects": {}, "systemPermissions": ["agent_access"]},
             {"name": "governor", "objects": {"desk_ticket": read_all},
              "systemPermissions": ["api_access", "agent_access", "manage_permissions", "manage_metadata", "approve_actions", "manage_users", "view_audit"]}
         ],
@@ -514,7 +521,14 @@ fn an_official_mcp_client_acts_as_the_rep_and_a_manager_approves_its_delete() {
                     | "propose_metadata_change"
             );
             assert_eq!(a["readOnlyHint"], reads_only, "{name}");
-            assert_eq!(a["destructiveHint"], name == "delete_record", "{name}");
+            // `false` would promise only additive changes (the specification's
+            // reading): updates and actions overwrite, a metadata proposal may
+            // revoke or replace.
+            let destructive = matches!(
+                name,
+                "update_record" | "delete_record" | "run_action" | "propose_metadata_change"
+            );
+            assert_eq!(a["destructiveHint"], destructive, "{name}");
             assert_eq!(t["inputSchema"]["type"], "object", "{name}");
         }
         let query = report["tools"]
@@ -1523,7 +1537,18 @@ fn bad_messages_get_the_errors_the_specification_prescribes_and_nothing_breaks()
         "query_records",
         json!({"objectName": "desk_ticket", "limit": "many"}),
     );
-    assert!(err, "{r}");
+    assert!(err && r["error"]["code"] == "invalid_arguments", "{r}");
+    for args in [
+        json!({"objectName": "desk_ticket", "limit": 0}),
+        json!({"objectName": "desk_ticket", "offset": -1}),
+        json!({"objectName": "desk_ticket", "orderBy": [{"field": "title", "order": "sideways"}]}),
+    ] {
+        let (err, r) = tool(&server, &agent, "query_records", args.clone());
+        assert!(
+            err && r["error"]["code"] == "invalid_arguments",
+            "{args}: {r}"
+        );
+    }
     let (err, r) = tool(
         &server,
         &agent,
@@ -1787,12 +1812,25 @@ fn an_action_left_past_its_expiry_can_no_longer_be_decided() {
     assert!(late.stderr.contains("expired"), "{}", late.stderr);
     assert_eq!(get(&later, &alice, "desk_ticket", &t1).0, 200);
     let rows = audit(&env);
-    assert_eq!(
-        rows.iter()
-            .filter(|r| r["action"] == "pending.expire" && r.to_string().contains(&id))
-            .count(),
-        1
-    );
+    let expired: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["action"] == "pending.expire" && r.to_string().contains(&id))
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    // objectos expires it, for the requester: the row names her, her agent key
+    // and its client, as the action's other rows do.
+    let row = expired[0];
+    assert_eq!(row["via"], "system", "{row}");
+    assert_eq!(row["actor"]["requester"]["email"], ALICE, "{row}");
+    assert_eq!(row["credential"], view["keyId"], "{row}");
+    assert!(row["credential"].is_string(), "{row}");
+    assert_eq!(row["client"], view["client"], "{row}");
+    let propose = rows
+        .iter()
+        .find(|r| r["action"] == "pending.propose" && r["changes"]["pending_action"] == id.as_str())
+        .expect("the proposal's row");
+    assert_eq!(row["credential"], propose["credential"]);
+    assert_eq!(row["client"], propose["client"]);
 }
 
 // ------------------------------------------------------------------ the bridge holds no operator power
@@ -1883,4 +1921,324 @@ fn objectos_mcp_runs_as_a_user_who_cannot_read_the_data_dir() {
         get(&server, &alice, "desk_ticket", &t1).1["priority"],
         "high"
     );
+}
+
+// ------------------------------------------------------------------ approval re-checks, versions, grants
+
+const QUINN: &str = "quinn@desk.example";
+
+#[test]
+fn approval_checks_the_requester_again_as_the_proposal_was_checked() {
+    let env = Env::new();
+    let server = desk(&env);
+    let admin = user_key(&env, "admin@desk.example");
+    let rita = user_key(&env, RITA);
+    let pat_agent = agent_key(&env, PAT, &[]);
+    // Quinn's agent access comes from a set of its own.
+    env.run(&["user", "add", QUINN, "--no-password"]).ok();
+    env.run(&["permset", "assign", "worker", QUINN]).ok();
+    env.run(&["permset", "assign", "agent_only", QUINN]).ok();
+    let quinn = user_key(&env, QUINN);
+    let quinn_agent = agent_key(&env, QUINN, &[]);
+    let sets = |email: &str| env.run(&["--json", "user", "show", email]).ok().stdout;
+
+    // Pat proposes a grant and a change to the app while he holds
+    // manage_metadata; Quinn's agent proposes a delete.
+    let (_, r) = tool(
+        &server,
+        &pat_agent,
+        "propose_metadata_change",
+        json!({"kind": "grant_permission_set", "permissionSet": "reviewer", "user": NORA}),
+    );
+    let grant = pending_id(&r);
+    let (_, r) = tool(
+        &server,
+        &pat_agent,
+        "propose_metadata_change",
+        json!({"kind": "add_field", "objectName": "desk_ticket", "fieldName": "sla", "field": {"type": "text"}}),
+    );
+    let change = pending_id(&r);
+    let (t1, _) = ticket(&server, &quinn, "quinn's", 2.0);
+    let (_, r) = tool(
+        &server,
+        &quinn_agent,
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t1}),
+    );
+    let delete = pending_id(&r);
+
+    // Pat loses the set that gave him manage_metadata (he keeps his agent and
+    // his records rights): neither proposal applies, nothing is granted or
+    // written, and each fails with its reason and one error row.
+    env.run(&["permset", "revoke", "governor", PAT]).ok();
+    for id in [&grant, &change] {
+        let (status, body) = decide(&server, &admin, id, "approve", json!({}));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("apply_failed")),
+            "{body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("manage_metadata"),
+            "{body}"
+        );
+        let (_, view) = pending(&server, &admin, id);
+        assert_eq!(view["status"], "failed", "{view}");
+        assert!(
+            view["result"].as_str().unwrap().contains("manage_metadata"),
+            "{view}"
+        );
+    }
+    assert!(!sets(NORA).contains("\"reviewer\""), "nothing granted");
+    assert!(
+        !env.path(&format!("data/proposals/{change}.objectstack.json"))
+            .exists(),
+        "no artifact written"
+    );
+
+    // Quinn loses agent_access alone (his records rights stay): the delete
+    // fails, and the ticket stays.
+    env.run(&["permset", "revoke", "agent_only", QUINN]).ok();
+    let (status, body) = decide(&server, &rita, &delete, "approve", json!({}));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("apply_failed")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent_access"),
+        "{body}"
+    );
+    assert_eq!(get(&server, &quinn, "desk_ticket", &t1).0, 200);
+    assert_eq!(pending(&server, &rita, &delete).1["status"], "failed");
+
+    let rows = audit(&env);
+    for id in [&grant, &change, &delete] {
+        let errors: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["action"] == "pending.apply" && r["record_id"] == id.as_str())
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0]["outcome"].as_str(), errors[0]["code"].as_str()),
+            (Some("error"), Some("apply_failed")),
+            "{errors:?}"
+        );
+    }
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["action"] == "permset.assign"
+                && r["changes"]["pending_action"] == grant.as_str()),
+        "no grant row"
+    );
+    env.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn approval_applies_only_to_the_version_proposed_against() {
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let agent = agent_key(&env, ALICE, &[]);
+    let rita = user_key(&env, RITA);
+    let (t1, _) = ticket(&server, &alice, "versioned", 5.0);
+    let url = format!("{}/api/v1/data/desk_ticket/{t1}", server.base);
+    let etag = |server: &Server| -> String {
+        let r = server.client.get(&url).bearer_auth(&alice).send().unwrap();
+        assert_eq!(r.status(), 200);
+        r.headers()["etag"].to_str().unwrap().to_string()
+    };
+    let proposed_at = etag(&server);
+    let (_, r) = tool(
+        &server,
+        &agent,
+        "update_record",
+        json!({"objectName": "desk_ticket", "recordId": t1, "data": {"credit": 50}}),
+    );
+    let id = pending_id(&r);
+    // The action names the version it was proposed against: the record's ETag.
+    let (_, view) = pending(&server, &rita, &id);
+    assert_eq!(
+        format!("\"{}\"", view["recordVersion"]),
+        proposed_at,
+        "{view}"
+    );
+    // A write through If-Match with that very ETag bumps the version…
+    let r = server
+        .client
+        .patch(&url)
+        .bearer_auth(&alice)
+        .header("if-match", &proposed_at)
+        .header("content-type", "application/json")
+        .body(json!({"title": "versioned, renamed"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let now = etag(&server);
+    assert_ne!(now, proposed_at);
+    // …so the approval is stale, saying which versions, and writes nothing.
+    let (status, body) = decide(&server, &rita, &id, "approve", json!({}));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("stale")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("version {}", proposed_at.trim_matches('"')))
+            && message.contains(&format!("now {}", now.trim_matches('"'))),
+        "{message}"
+    );
+    let (_, after) = get(&server, &alice, "desk_ticket", &t1);
+    assert_eq!(
+        (after["credit"].as_f64(), after["title"].as_str()),
+        (Some(5.0), Some("versioned, renamed"))
+    );
+    assert_eq!(pending(&server, &rita, &id).1["status"], "failed");
+    assert_eq!(etag(&server), now, "nothing written by the failed apply");
+
+    // Proposed against the current version, it applies.
+    let (_, r) = tool(
+        &server,
+        &agent,
+        "update_record",
+        json!({"objectName": "desk_ticket", "recordId": t1, "data": {"credit": 60}}),
+    );
+    let id = pending_id(&r);
+    let (status, body) = decide(&server, &rita, &id, "approve", json!({}));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("applied")),
+        "{body}"
+    );
+    assert_eq!(get(&server, &alice, "desk_ticket", &t1).1["credit"], 60.0);
+}
+
+#[test]
+fn a_revocation_and_a_danger_action_wait_and_review_takes_only_its_own_key() {
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let alice_agent = agent_key(&env, ALICE, &[]);
+    let pat_agent = agent_key(&env, PAT, &[]);
+    let admin = user_key(&env, "admin@desk.example");
+    let rita = user_key(&env, RITA);
+    let sets = |email: &str| env.run(&["--json", "user", "show", email]).ok().stdout;
+
+    // A revocation is proposed, waits, and is applied on approval (of a grant
+    // made in this organization: the first approval makes it).
+    let (_, r) = tool(
+        &server,
+        &pat_agent,
+        "propose_metadata_change",
+        json!({"kind": "grant_permission_set", "permissionSet": "reviewer", "user": NORA}),
+    );
+    let grant = pending_id(&r);
+    assert_eq!(decide(&server, &admin, &grant, "approve", json!({})).0, 200);
+    assert!(sets(NORA).contains("\"reviewer\""));
+    let (err, r) = tool(
+        &server,
+        &pat_agent,
+        "propose_metadata_change",
+        json!({"kind": "revoke_permission_set", "permissionSet": "reviewer", "user": NORA, "reason": "moved teams"}),
+    );
+    assert!(!err, "{r}");
+    let revoke = pending_id(&r);
+    assert!(
+        sets(NORA).contains("\"reviewer\""),
+        "not revoked before approval"
+    );
+    let (_, view) = pending(&server, &admin, &revoke);
+    assert_eq!(view["kind"], "revoke", "{view}");
+    let (status, body) = decide(&server, &admin, &revoke, "approve", json!({}));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("applied")),
+        "{body}"
+    );
+    assert!(!sets(NORA).contains("\"reviewer\""), "revoked on approval");
+    assert!(
+        audit(&env).iter().any(|r| r["action"] == "permset.revoke"
+            && r["changes"]["pending_action"] == revoke.as_str()
+            && r["via"] == "agent"),
+        "the revocation is recorded as the requester's, via the agent"
+    );
+
+    // An action whose only mark is `variant: danger` waits too, and says so.
+    let (t1, _) = ticket(&server, &alice, "rush me", 1.0);
+    let (_, listed) = tool(
+        &server,
+        &alice_agent,
+        "list_actions",
+        json!({"objectName": "desk_ticket"}),
+    );
+    let rush = listed["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "rush")
+        .expect("rush is listed");
+    assert_eq!(
+        (&rush["requiresConfirmation"], &rush["destructive"]),
+        (&json!(true), &json!(true)),
+        "{rush}"
+    );
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "run_action",
+        json!({"actionName": "rush", "objectName": "desk_ticket", "recordId": t1}),
+    );
+    assert!(!err, "{r}");
+    let rushed = pending_id(&r);
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).1["priority"],
+        "low",
+        "not before approval"
+    );
+    review(&env, &server, &rita, &[&rushed, "--approve"]).ok();
+    assert_eq!(
+        get(&server, &alice, "desk_ticket", &t1).1["priority"],
+        "high"
+    );
+
+    // `objectos review` never takes the agents' variable, even when it holds a
+    // reviewer's key…
+    let run: Run = env
+        .cmd()
+        .env("OBJECTOS_API_KEY", &rita)
+        .args(["review", "--server", &server.base, "--list"])
+        .output()
+        .unwrap()
+        .into();
+    let run = run.code(4);
+    assert!(run.stderr.contains("no reviewer's key"), "{}", run.stderr);
+    // …and reads `--api-key-file` whatever that variable holds.
+    let file = env.write("rita.key", format!("{rita}\n"));
+    let run: Run = env
+        .cmd()
+        .env("OBJECTOS_API_KEY", &alice_agent)
+        .args([
+            "--json",
+            "review",
+            "--server",
+            &server.base,
+            "--list",
+            "--status",
+            "all",
+        ])
+        .arg("--api-key-file")
+        .arg(&file)
+        .output()
+        .unwrap()
+        .into();
+    let listed = run.ok().stdout;
+    assert!(listed.contains(&rushed), "{listed}");
 }
