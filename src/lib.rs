@@ -1,4 +1,16 @@
 //! objectos: governed business records and the AI agents that act for their users.
+//!
+//! What may use what (checked by `layers::tests`):
+//! - the base — `crypto` (signatures, canonical JSON), `model` (what an
+//!   artifact means), `timefmt`, `tarfile` — uses nothing but itself and the
+//!   shared utilities (`error`, `output`, `limits`, `prompt`);
+//! - the artifact toolchain (`artifact`) stands on the base alone, never on the
+//!   runtime (`store`, `query`, `records`, `server` …);
+//! - `commands` are the CLI's leaves: nothing below them uses them (the report
+//!   schemas and the fuzzing entry points excepted, which only name their
+//!   types);
+//! - every surface (`server`, `agent`, `assistant`, `queue`, `commands`)
+//!   reaches records through `records`, the one enforcement path.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -83,6 +95,84 @@ where
             }
             error::report(&err);
             error::exit_of(&err).into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod layers {
+    /// The `crate::` modules a source file under `src/<dir>` names.
+    fn uses_in(dir: &str) -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut out = Vec::new();
+        let mut stack = vec![root.join(dir)];
+        if !stack[0].exists() {
+            stack = vec![root.join(format!("{dir}.rs"))];
+        }
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    stack.push(entry.unwrap().path());
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices("crate::") {
+                let module: String = text[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                out.push((path.display().to_string(), module));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_base_and_the_toolchain_stand_on_nothing_above_them() {
+        const BASE: &[&str] = &["crypto", "model", "timefmt", "tarfile"];
+        const SHARED: &[&str] = &["error", "output", "limits", "prompt"];
+        let allowed: Vec<&str> = BASE.iter().chain(SHARED).copied().collect();
+        for dir in BASE {
+            for (file, module) in uses_in(dir) {
+                assert!(
+                    allowed.contains(&module.as_str()),
+                    "{file} (the base) uses crate::{module}"
+                );
+            }
+        }
+        for (file, module) in uses_in("artifact") {
+            assert!(
+                module == "artifact" || allowed.contains(&module.as_str()),
+                "{file} (the artifact toolchain) uses crate::{module}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_below_the_commands_uses_them() {
+        for dir in [
+            "agent",
+            "assistant",
+            "audit",
+            "authz",
+            "evidence",
+            "identity",
+            "instance",
+            "query",
+            "queue",
+            "records",
+            "server",
+            "store",
+            "remote",
+            "output",
+        ] {
+            for (file, module) in uses_in(dir) {
+                assert_ne!(module, "commands", "{file} uses crate::commands");
+            }
         }
     }
 }

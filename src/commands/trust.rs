@@ -11,8 +11,7 @@ use crate::commands::Ctx;
 use crate::crypto::signing::{KeyId, PublicKey, write_atomic};
 use crate::error::{Exit, Failure};
 
-/// The instance metadata key every change to the trust store touches.
-pub const TRUST_CHANGED: &str = "trust_changed_at";
+use crate::instance::TRUST_CHANGED;
 
 #[derive(Serialize, JsonSchema)]
 pub struct TrustedKey {

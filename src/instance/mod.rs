@@ -35,6 +35,9 @@ pub const CHECKPOINTS: &str = "audit-checkpoints.log";
 pub const RETIRED_DIR: &str = "retired";
 /// The audit action of the row that records restored immutability guards.
 pub const GUARDS_RESTORED: &str = "audit.guards_restored";
+/// The instance metadata key every change to the trust store touches (a running
+/// server reloads its trusted keys when it moves).
+pub const TRUST_CHANGED: &str = "trust_changed_at";
 
 /// The database behind a data dir, shared by the store and the operations
 /// (backup, doctor) that need the concrete backend.

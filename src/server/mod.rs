@@ -115,7 +115,7 @@ impl AppState {
             .read(|tx| {
                 Ok((
                     tx.artifact_seq()?.unwrap_or(0),
-                    tx.meta_get(crate::commands::trust::TRUST_CHANGED)?,
+                    tx.meta_get(crate::instance::TRUST_CHANGED)?,
                 ))
             })
             .map_err(to_api)?;
@@ -710,7 +710,7 @@ pub async fn serve_with_listener(
     let (counter, trust_mark) = instance.store.read(|tx| {
         Ok((
             tx.change_counter()?,
-            tx.meta_get(crate::commands::trust::TRUST_CHANGED)?,
+            tx.meta_get(crate::instance::TRUST_CHANGED)?,
         ))
     })?;
     match crate::instance::apply::ensure_indexes(&instance, &model) {
