@@ -151,6 +151,23 @@ fn a_key_revoked_while_in_use_stops_at_once_and_servers_and_applies_do_not_colli
     );
     assert_eq!(world.server.get("/healthz", world.key("rep_a")).0, 200);
 
+    // Rotating the instance keys under a running server is refused, and changes
+    // nothing: the server would go on signing with the old key.
+    let signing_pub = env.path("data").join("instance-signing.key.pub");
+    let before = std::fs::read(&signing_pub).unwrap();
+    let rotate = env
+        .cmd()
+        .args(["instance", "rotate-keys"])
+        .output()
+        .unwrap();
+    assert_eq!(rotate.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&rotate.stderr).contains("a server is serving"),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    assert_eq!(std::fs::read(&signing_pub).unwrap(), before);
+
     // Applies of a new version that adds a column, several at once: exactly one
     // applies it; each other either finds it applied already (a no-op) or is
     // refused cleanly because the artifact changed under its plan — never a
