@@ -157,6 +157,122 @@ fn the_readme_links_every_docs_page() {
     }
 }
 
+/// The error codes the code can emit, read from `src/` (test modules left out):
+/// the code of every `ApiError` constructor, every `"code": "…"` and `code: "…"`
+/// literal (the assistant's stream, import reports), every code a stream's
+/// `fail` is given, and every code a `fn code(&self)` answers.
+fn emitted_error_codes() -> std::collections::BTreeMap<String, String> {
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a readable folder") {
+            let path = entry.expect("a readable entry").path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    /// The code at the start of `rest` if it is a quoted code (`"a_code"`).
+    fn quoted(rest: &str) -> Option<&str> {
+        let rest = rest.trim_start().strip_prefix('"')?;
+        let end = rest.find('"')?;
+        let code = &rest[..end];
+        (!code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .then_some(code)
+    }
+    let mut sources = Vec::new();
+    files(&root().join("src"), &mut sources);
+    let mut codes = std::collections::BTreeMap::new();
+    for path in sources {
+        let text = std::fs::read_to_string(&path).expect("a readable source");
+        // Leave out test modules (`#[cfg(test)] mod … { … }`, closed at column 0).
+        let mut text = text.as_str().to_string();
+        while let Some(start) = text.find("#[cfg(test)]\nmod ") {
+            let end = text[start..]
+                .find("\n}\n")
+                .map_or(text.len(), |e| start + e + 3);
+            text.replace_range(start..end, "");
+        }
+        let shown = path
+            .strip_prefix(root())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let mut found = |code: &str| {
+            codes
+                .entry(code.to_string())
+                .or_insert_with(|| shown.clone());
+        };
+        for marker in [
+            "ApiError::bad_request(",
+            "ApiError::forbidden(",
+            "\"code\": ",
+            "code: ",
+            "fail(&out, ",
+        ] {
+            for (at, _) in text.match_indices(marker) {
+                if let Some(code) = quoted(&text[at + marker.len()..]) {
+                    found(code);
+                }
+            }
+        }
+        for (at, _) in text.match_indices("ApiError::new(") {
+            let rest = text[at + "ApiError::new(".len()..].trim_start();
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                continue; // a status from a variable: its code is a variable too
+            }
+            if let Some(rest) = rest[digits..].trim_start().strip_prefix(',')
+                && let Some(code) = quoted(rest)
+            {
+                found(code);
+            }
+        }
+        for (at, _) in text.match_indices("fn code(&self)") {
+            let body = &text[at..];
+            let body = &body[..body.find("\n    }\n").unwrap_or(body.len())];
+            for (arrow, _) in body.match_indices("=> ") {
+                if let Some(code) = quoted(&body[arrow + 3..]) {
+                    found(code);
+                }
+            }
+        }
+    }
+    codes
+}
+
+/// Every error code the code can emit is in `docs/errors.md`, so a client
+/// author finds every code they can meet in one place.
+#[test]
+fn every_error_code_is_in_the_errors_page() {
+    let codes = emitted_error_codes();
+    for expected in [
+        "not_found",
+        "internal",
+        "limit_exceeded",
+        "field_predicate_denied",
+        "turn_limit",
+        "model_timeout",
+        "invalid_row",
+    ] {
+        assert!(
+            codes.contains_key(expected),
+            "the scan misses `{expected}`: {codes:?}"
+        );
+    }
+    let page = read("docs/errors.md");
+    let missing: Vec<String> = codes
+        .iter()
+        .filter(|(code, _)| !page.contains(&format!("| `{code}` |")))
+        .map(|(code, file)| format!("`{code}` ({file})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/errors.md has no row for: {}",
+        missing.join(", ")
+    );
+}
+
 /// What the code says of itself stands alone too: no comment or string in
 /// `src/`, `benches/`, `scripts/`, `fuzz/`, `contrib/` or `tests/` sends a reader
 /// to the design document outside the repository; comments name a page of

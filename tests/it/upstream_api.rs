@@ -796,3 +796,74 @@ fn actions_by_path_and_body_refuse_what_they_do_not_take() {
     assert_eq!(s, 200, "{raw}");
     assert_eq!(body["data"]["id"], json!(opp_a_won));
 }
+
+/// Upstream's SDK's bulk writes (`createMany`, `updateMany`, `deleteMany`,
+/// `batch`, `batchTransaction`) are not served: each answers as
+/// docs/http-api.md says, and writes nothing.
+#[test]
+fn bulk_writes_of_upstreams_sdk_are_refused_as_documented() {
+    let world = World::build();
+    let count = |world: &World| {
+        let (s, body, raw) = world.call(
+            "rep_a",
+            "GET",
+            "/api/v1/data/crm_opportunity?total=true",
+            None,
+        );
+        assert_eq!(s, 200, "{raw}");
+        body["total"].as_u64().unwrap()
+    };
+    let before = count(&world);
+    let opp_a = world.id("opp_a").to_string();
+    for (path, body) in [
+        ("createMany", json!([{"name": "Bulk", "amount": 1}])),
+        (
+            "updateMany",
+            json!({"records": [{"id": opp_a, "data": {"amount": 2}}]}),
+        ),
+        ("deleteMany", json!({"ids": [opp_a]})),
+        (
+            "batch",
+            json!({"operation": "delete", "records": [{"id": opp_a}]}),
+        ),
+    ] {
+        let (s, body, raw) = world.call(
+            "rep_a",
+            "POST",
+            &format!("/api/v1/data/crm_opportunity/{path}"),
+            Some(body),
+        );
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{path}: {raw}"
+        );
+    }
+    let (s, body, raw) = world.call(
+        "rep_a",
+        "POST",
+        "/api/v1/batch",
+        Some(json!({"operations": [], "atomic": true})),
+    );
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{raw}"
+    );
+    assert_eq!(count(&world), before, "nothing was written");
+    let (s, record, _) = world.call(
+        "rep_a",
+        "GET",
+        &format!("/api/v1/data/crm_opportunity/{opp_a}"),
+        None,
+    );
+    assert_eq!(
+        (s, record["record"]["amount"].as_f64()),
+        (200, Some(5000.0))
+    );
+    let (_, discovery, _) = world.server.call("GET", "/api/v1/discovery", None, None);
+    assert!(
+        discovery.to_string().contains("\"transactionalBatch\""),
+        "{discovery}"
+    );
+}
