@@ -623,8 +623,8 @@ pub enum SettingsCommand {
         #[arg(value_name = "KEY")]
         key: String,
         /// The value; `-` reads it from standard input; left out, it is read from
-        /// `--value-file` or asked on the terminal (unsafe for secrets: it shows
-        /// in `ps` and the shell's history)
+        /// `--value-file` or asked on the terminal (hidden with `--secret`). A
+        /// secret given here shows in `ps` and the shell's history
         #[arg(value_name = "VALUE")]
         value: Option<String>,
         /// Read the value from this file (its first line; `-` for standard input)

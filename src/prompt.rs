@@ -41,17 +41,23 @@ pub fn password(prompt: &str, confirm: bool, flag: &str) -> anyhow::Result<Strin
                 .into(),
         );
     }
-    let mut question = dialoguer::Password::new().with_prompt(prompt);
-    if confirm {
-        question = question.with_confirmation("Repeat it", "the passwords differ");
-    }
-    let answer = question
-        .allow_empty_password(true)
-        .interact()
-        .context("cannot read the password from the terminal")?;
+    let ask = |prompt: &str| {
+        dialoguer::Password::new()
+            .with_prompt(prompt)
+            .allow_empty_password(true)
+            .interact()
+            .context("cannot read the password from the terminal")
+    };
+    let answer = ask(prompt)?;
+    // Said at once, not after asking for it a second time.
     if answer.is_empty() {
         return Err(Failure::error("the password is empty; nothing was changed")
             .with_hint("type a password (12 characters or more), or pass it with a file")
+            .into());
+    }
+    if confirm && ask("Repeat it")? != answer {
+        return Err(Failure::error("the passwords differ; nothing was changed")
+            .with_hint("run the command again and type the same password twice")
             .into());
     }
     Ok(answer)

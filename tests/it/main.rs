@@ -19,6 +19,7 @@ mod openapi;
 mod operator;
 mod operator_ux;
 mod postgres;
+mod prompts;
 mod races;
 mod runtime;
 mod sdk;
