@@ -980,7 +980,8 @@ pub struct ServeArgs {
         long = "trusted-proxy",
         value_name = "IP[/PREFIX]",
         env = "OBJECTOS_TRUSTED_PROXIES",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::commands::serve::check_trusted_proxy
     )]
     pub trusted_proxies: Vec<String>,
 
@@ -1004,12 +1005,12 @@ pub struct ServeArgs {
     /// an open connection, before it is disconnected
     #[arg(long, value_name = "SECONDS", default_value_t = crate::limits::CLIENT_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub client_timeout: u64,
-}
 
     /// Seconds one request may take, from its headers to the end of the answer
     /// (a body still arriving counts); past it the answer is 408
     #[arg(long, value_name = "SECONDS", default_value_t = crate::limits::REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

@@ -17,6 +17,20 @@ pub enum Exit {
     Denied = 4,
 }
 
+impl Exit {
+    /// The exit code of a command that a runtime refused with this HTTP status,
+    /// one table for every command that talks to the runtime or acts as a user:
+    /// unauthenticated or denied exit 4; not found (which includes what the
+    /// caller may not see), conflict, stale and every other refusal exit 1.
+    pub fn from_status(status: u16) -> Exit {
+        match status {
+            200..=299 => Exit::Success,
+            401 | 403 => Exit::Denied,
+            _ => Exit::Error,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
         ExitCode::from(exit as u8)
@@ -285,6 +299,35 @@ mod tests {
     }
 
     #[test]
+    fn http_refusals_map_to_exit_codes_by_one_table() {
+        for (status, exit) in [
+            (200, Exit::Success),
+            (400, Exit::Error),
+            (401, Exit::Denied),
+            (403, Exit::Denied),
+            (404, Exit::Error),
+            (409, Exit::Error),
+            (412, Exit::Error),
+            (422, Exit::Error),
+            (429, Exit::Error),
+            (500, Exit::Error),
+            (503, Exit::Error),
+        ] {
+            assert_eq!(Exit::from_status(status), exit, "{status}");
+            if status >= 400 {
+                // Not through a constructor: `every_api_error_code_is_documented`
+                // reads those for the codes the API answers with.
+                let refusal = ApiError {
+                    status,
+                    code: "test",
+                    message: String::new(),
+                };
+                assert_eq!(refusal.exit(), exit, "{status}");
+            }
+        }
+    }
+
+    #[test]
     fn plain_errors_exit_one() {
         let err = anyhow::anyhow!("disk on fire");
         assert_eq!(exit_of(&err), Exit::Error);
@@ -332,10 +375,7 @@ impl ApiError {
 
     /// The exit code of a CLI command refused this way.
     pub fn exit(&self) -> Exit {
-        match self.status {
-            401 | 403 => Exit::Denied,
-            _ => Exit::Error,
-        }
+        Exit::from_status(self.status)
     }
 }
 

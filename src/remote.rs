@@ -123,8 +123,7 @@ impl Server {
     }
 
     /// Send, and read the answer as JSON; a refusal becomes the failure with the
-    /// exit code of its status (401 and 403: 4; anything else: 1), its code and
-    /// message.
+    /// exit code of its status (`Exit::from_status`), its code and message.
     pub fn json(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
         let response = request.send().map_err(|e| {
             Failure::error(format!("cannot reach the server at {}: {e}", self.base))
@@ -141,10 +140,7 @@ impl Server {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("the server answered {status}"));
-        let exit = match status.as_u16() {
-            401 | 403 => Exit::Denied,
-            _ => Exit::Error,
-        };
+        let exit = Exit::from_status(status.as_u16());
         Err(Failure::new(exit, format!("{message} ({code})")).into())
     }
 }

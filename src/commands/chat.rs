@@ -43,11 +43,10 @@ fn failure_of(status: u16, body: &str) -> anyhow::Error {
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| format!("the server answered {status}"));
-    let exit = match status {
-        401 | 403 => Exit::Denied,
-        _ => Exit::Error,
-    };
-    let mut f = Failure::new(exit, format!("{} ({code})", inert(&message)));
+    let mut f = Failure::new(
+        Exit::from_status(status),
+        format!("{} ({code})", inert(&message)),
+    );
     if code == "assistant_off" {
         f = f.with_hint("the host operator turns it on with `objectos settings set ai.endpoint URL` and `ai.model`");
     }

@@ -71,6 +71,11 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
     })
 }
 
+/// `--trusted-proxy`'s value parser: a bad entry is a usage error (exit 2).
+pub fn check_trusted_proxy(text: &str) -> Result<String, String> {
+    server::auth::TrustedProxies::parse(&[text.to_string()]).map(|_| text.to_string())
+}
+
 pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let addr = listen_addr(&args.listen, args.public)?;
     let limits = Limits {
@@ -79,12 +84,12 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         mcp_origins: args.mcp_allowed_origins.clone(),
         max_connections: args.max_connections.max(1),
         client_timeout: std::time::Duration::from_secs(args.client_timeout),
+        request_timeout: std::time::Duration::from_secs(args.request_timeout),
         ..Limits::default()
     };
     init_logging(args.log_format);
     if args.public {
         tracing::warn!(
-        request_timeout: std::time::Duration::from_secs(args.request_timeout),
             "listening beyond loopback: objectos speaks plain HTTP; TLS belongs to the ingress in front of it"
         );
     }
