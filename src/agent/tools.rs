@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::model::filter::Filter;
 use crate::model::{AgentWrites, ObjectDef};
 use crate::query::request::{self, QuerySpec};
-use crate::queue::{Proposal, Queue, Requester, metadata, prepare};
+use crate::queue::{Proposal, Queue, QuotaScope, Requester, metadata, prepare};
 use crate::records::{Caller, Records};
 
 /// The most records one `query_records` call returns (upstream's limit).
@@ -31,6 +31,8 @@ pub struct Agent<'c> {
     pub read_only: bool,
     /// The MCP client (`{name, version}`), for the queue and the audit.
     pub client: Option<Value>,
+    /// Whose open proposals the pending-action quota counts.
+    pub quota: QuotaScope,
 }
 
 /// What the server tells an agent when it connects.
@@ -292,6 +294,7 @@ impl Agent<'_> {
             caller: self.caller,
             key_id: self.key_id,
             client: self.client.clone(),
+            quota: self.quota,
         }
     }
 

@@ -94,12 +94,24 @@ pub struct Proposal {
     pub body: Value,
 }
 
+/// Whose open proposals the pending-action quota counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaScope {
+    /// The credential's (an agent key's, or the user key the assistant was
+    /// called with).
+    Credential,
+    /// The user's, whatever made them: for a session, which signing in again
+    /// replaces, so that the count cannot start over.
+    User,
+}
+
 /// The agent a proposal comes from.
 #[derive(Debug, Clone)]
 pub struct Requester<'c> {
     pub caller: &'c Caller,
     pub key_id: &'c str,
     pub client: Option<Value>,
+    pub quota: QuotaScope,
 }
 
 fn now() -> String {
@@ -128,8 +140,9 @@ impl<'r, 'a> Queue<'r, 'a> {
         &self.records.instance.store
     }
 
-    /// Put a checked proposal in the queue (at most the key's quota of open
-    /// ones), audited; the agent gets `{status: "pending_approval", …}`.
+    /// Put a checked proposal in the queue (at most the quota of open ones, per
+    /// key or per user), audited; the agent gets `{status: "pending_approval",
+    /// …}`.
     pub fn propose(&self, from: &Requester<'_>, p: Proposal) -> Result<Value, ApiError> {
         self.expire_due()?;
         let limit = self.max_pending()?;
@@ -163,13 +176,22 @@ impl<'r, 'a> Queue<'r, 'a> {
         let result = self
             .store()
             .write(|tx| {
-                let open = tx.pending_count_for_key(from.key_id)?;
+                let (open, whose) = match from.quota {
+                    QuotaScope::Credential => {
+                        (tx.pending_count_for_key(from.key_id)?, "this agent key has")
+                    }
+                    QuotaScope::User => (
+                        tx.pending_of_user(&caller.principal.user_id, "pending")?
+                            .len() as u64,
+                        "you have",
+                    ),
+                };
                 if open >= limit {
                     return Err(ApiError::new(
                         429,
                         "too_many_pending",
                         format!(
-                            "this agent key has {open} actions waiting for review, the most it may (setting `{MAX_PENDING_SETTING}`); wait for reviewers"
+                            "{whose} {open} actions waiting for review, the most allowed (setting `{MAX_PENDING_SETTING}`); wait for reviewers"
                         ),
                     )
                     .into());

@@ -27,6 +27,7 @@ use crate::assistant::endpoint::{self, request_body, sha256_hex};
 use crate::assistant::{self as ai, transcript};
 use crate::audit::{Event, Outcome, Via};
 use crate::error::ApiError;
+use crate::queue::QuotaScope;
 use crate::records::{Caller, Records, to_api};
 use crate::server::auth::Authenticated;
 use crate::server::{ApiResult, AppState, Body, blocking, json_body, with_records};
@@ -195,9 +196,12 @@ struct Turn {
     /// again before every model request, so that a key revoked, a session
     /// ended, a user disabled or a permission set withdrawn mid-turn stops it.
     token: String,
-    /// The credential the turn came with: the pending-action quota counts per
-    /// credential, as it counts per agent key.
+    /// The credential the turn came with (the pending actions name it).
     credential: String,
+    /// The pending-action quota counts per credential for a user key, as it
+    /// counts per agent key; per user for a session, which signing in again
+    /// replaces.
+    quota: QuotaScope,
     conversation: ConversationRow,
     config: AiConfig,
 }
@@ -245,6 +249,11 @@ pub(super) async fn message(
         let conversation = own(r, a, &id)?;
         let config = config::load(r.instance).map_err(to_api)?.map_err(off)?;
         let credential = a.caller.origin.credential.clone().unwrap_or_default();
+        let quota = if a.session_id.is_some() {
+            QuotaScope::User
+        } else {
+            QuotaScope::Credential
+        };
         let mut origin = a.caller.origin.clone();
         origin.via = Via::Agent;
         origin.client = Some(ai::client(&conversation.id));
@@ -257,6 +266,7 @@ pub(super) async fn message(
                 caller,
                 token,
                 credential,
+                quota,
                 conversation,
                 config,
             },
@@ -338,6 +348,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
         caller,
         token,
         credential,
+        quota,
         conversation,
         config,
     } = turn;
@@ -513,6 +524,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                     key_id: &credential,
                     read_only: false,
                     client: Some(ai::client(&id)),
+                    quota,
                 };
                 let mut bodies = Vec::new();
                 let mut limited = false;

@@ -713,6 +713,7 @@ impl ServerHandler for Handler {
                     key_id: &who.auth.key_id,
                     read_only: who.auth.read_only,
                     client: who.client.clone(),
+                    quota: crate::queue::QuotaScope::Credential,
                 };
                 agent.call(&records, &name, &args)
             } else {

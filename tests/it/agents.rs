@@ -360,8 +360,8 @@ pub(crate) fn desk(env: &Env) -> Server {
 pub(crate) const ALICE: &str = "alice@desk.example";
 pub(crate) const RITA: &str = "rita@desk.example";
 const BOB: &str = "bob@desk.example";
-const NORA: &str = "nora@desk.example";
-const PAT: &str = "pat@desk.example";
+pub(crate) const NORA: &str = "nora@desk.example";
+pub(crate) const PAT: &str = "pat@desk.example";
 pub(crate) const VIC: &str = "vic@desk.example";
 
 const DESK_USERS: &[(&str, &[&str])] = &[

@@ -1386,3 +1386,160 @@ fn assistant_objectos_chat_prompts_on_a_real_terminal() {
         "what may I read"
     );
 }
+
+// ------------------------------------------------------------------ the agent rules, for the assistant too
+
+/// The tool results of a turn, by call id.
+fn tool_results<'e>(events: &'e [(String, Value)]) -> Vec<&'e Value> {
+    events_named(events, "tool_result")
+}
+
+#[test]
+fn assistant_a_user_with_administrative_rights_gets_none_of_them_through_it() {
+    use crate::agents::{NORA, PAT, desk, ticket, user_key};
+    let env = Env::new();
+    let server = desk(&env);
+    let model = ModelServer::start();
+    configure(&env, &model, &[]);
+    // Pat holds manage_permissions, manage_metadata, manage_users, view_audit
+    // and approve_actions, and may use the assistant.
+    let pat = user_key(&env, PAT);
+    let (t1, _) = ticket(&server, &pat, "pat's", 1.0);
+    let conv = start(&server, &pat);
+    model.script(vec![
+        Reply::Whole(whole_tools(&[
+            // Needs manage_permissions: refused to the assistant as to an agent.
+            (
+                "a",
+                "run_action",
+                json!({"actionName": "wipe_note", "objectName": "desk_ticket", "recordId": t1})
+                    .to_string(),
+            ),
+            // A grant is only proposed, never made.
+            (
+                "b",
+                "propose_metadata_change",
+                json!({"kind": "grant_permission_set", "permissionSet": "reviewer", "user": NORA})
+                    .to_string(),
+            ),
+        ])),
+        text("Done what I could."),
+    ]);
+    let (status, events, raw) = say(&server, &pat, &conv, "Wipe it and make Nora a reviewer");
+    assert_eq!(status, 200, "{raw}");
+    done(&events);
+    let results = tool_results(&events);
+    assert_eq!(results.len(), 2, "{events:?}");
+    assert_eq!(results[0]["isError"], true, "{}", results[0]);
+    assert_eq!(
+        results[0]["result"]["error"]["code"], "missing_permission",
+        "{}",
+        results[0]
+    );
+    assert_eq!(results[1]["isError"], false, "{}", results[1]);
+    assert_eq!(
+        results[1]["result"]["status"], "pending_approval",
+        "{}",
+        results[1]
+    );
+    let id = results[1]["result"]["pendingActionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sets = env.run(&["--json", "user", "show", NORA]).ok().stdout;
+    assert!(!sets.contains("\"reviewer\""), "nothing granted: {sets}");
+    // The positive control: the same action run by Pat himself, on REST, works.
+    let (status, _, raw) = server.call(
+        "POST",
+        &format!("/api/v1/actions/desk_ticket/wipe_note/{t1}"),
+        Some(&pat),
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{raw}");
+    // And he may not approve his own assistant's grant either.
+    let (status, body, _) = server.call(
+        "POST",
+        &format!("/api/v1/pending-actions/{id}/approve"),
+        Some(&pat),
+        Some(json!({})),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("separation_of_duties")),
+        "{body}"
+    );
+    env.run(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn assistant_the_pending_quota_counts_per_user_across_sessions() {
+    use crate::agents::{PAT, desk, ticket, user_key};
+    let env = Env::new();
+    let server = desk(&env);
+    let model = ModelServer::start();
+    configure(&env, &model, &[]);
+    env.run(&[
+        "settings",
+        "set",
+        "agents.max_pending",
+        "--value-file",
+        &env.write("one", "1").display().to_string(),
+    ])
+    .ok();
+    let pat = user_key(&env, PAT);
+    let (t1, _) = ticket(&server, &pat, "first", 1.0);
+    let (t2, _) = ticket(&server, &pat, "second", 1.0);
+    env.run(&["user", "set-password", PAT, "--password-file", "pw"])
+        .ok();
+    let sign_in = || -> String {
+        let (status, login, raw) = server.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": PAT, "password": crate::store::PASSWORD})),
+        );
+        assert_eq!(status, 200, "{raw}");
+        login["token"].as_str().unwrap().to_string()
+    };
+    let delete = |server: &Server, token: &str, id: &str| -> Value {
+        let conv = start(server, token);
+        model.script(vec![
+            tool(
+                "delete_record",
+                json!({"objectName": "desk_ticket", "recordId": id}),
+            ),
+            text("ok"),
+        ]);
+        let (_, events, _) = say(server, token, &conv, "delete it");
+        done(&events);
+        let results = tool_results(&events);
+        assert_eq!(results.len(), 1, "{events:?}");
+        results[0].clone()
+    };
+
+    // The first session's proposal fills the quota…
+    let first = sign_in();
+    let r = delete(&server, &first, &t1);
+    assert_eq!(r["result"]["status"], "pending_approval", "{r}");
+    // …and signing in again does not start the count over.
+    let second = sign_in();
+    assert_ne!(first, second);
+    let r = delete(&server, &second, &t2);
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(r["result"]["error"]["code"], "too_many_pending", "{r}");
+    assert!(
+        r["result"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agents.max_pending"),
+        "{r}"
+    );
+    let (status, _, _) = server.get(&format!("/api/v1/data/desk_ticket/{t2}"), &pat);
+    assert_eq!(status, 200);
+    let (_, listed, _) = server.get("/api/v1/pending-actions", &pat);
+    assert_eq!(
+        listed["pendingActions"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+}
