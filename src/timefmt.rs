@@ -89,8 +89,10 @@ pub fn rfc3339_micros(at: OffsetDateTime) -> String {
 /// The current time (UTC).
 ///
 /// Debug builds, which the test suite runs, add `OBJECTOS_TEST_CLOCK_SKEW`
-/// seconds (it may be negative), so that expiry tests move the clock instead of
-/// sleeping. Release builds ignore the variable: their clock is the system's.
+/// seconds (it may be negative), or the seconds written in the file
+/// `OBJECTOS_TEST_CLOCK_FILE` names (read again on every call, so a test moves a
+/// running server's clock), so that expiry tests move the clock instead of
+/// sleeping. Release builds ignore both: their clock is the system's.
 pub fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     #[cfg(debug_assertions)]
@@ -107,12 +109,23 @@ pub fn now() -> OffsetDateTime {
 #[cfg(debug_assertions)]
 fn test_clock_skew() -> Option<i64> {
     static SKEW: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    static FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    // At most ten years either way.
+    let seconds = |text: &str| {
+        text.trim()
+            .parse::<i64>()
+            .ok()
+            .map(|s| s.clamp(-315_576_000, 315_576_000))
+    };
+    if let Some(path) =
+        FILE.get_or_init(|| std::env::var_os("OBJECTOS_TEST_CLOCK_FILE").map(Into::into))
+    {
+        return std::fs::read_to_string(path).ok().and_then(|t| seconds(&t));
+    }
     *SKEW.get_or_init(|| {
-        // At most ten years either way.
         std::env::var("OBJECTOS_TEST_CLOCK_SKEW")
             .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map(|s| s.clamp(-315_576_000, 315_576_000))
+            .and_then(|v| seconds(&v))
     })
 }
 
