@@ -181,10 +181,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// A directory of fragment files (merged in file-name order) or one JSON file
+    /// (`-`: standard input)
     #[arg(default_value = ".", value_name = "SOURCE")]
     pub source: PathBuf,
 
-    /// Where to write the artifact
+    /// Where to write the artifact (`-`: standard output)
     #[arg(
         short,
         long,
@@ -196,7 +197,8 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// A directory of fragment files, one source file, or a built artifact
+    /// A directory of fragment files, one source file, or a built artifact (`-`:
+    /// standard input)
     #[arg(default_value = ".", value_name = "SOURCE|ARTIFACT")]
     pub source: PathBuf,
 
@@ -207,7 +209,7 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Secret key file to write; the public key goes to `KEY.pub`
+    /// Secret key file to write; the public key goes to `KEY.pub` (so not `-`)
     #[arg(short, long, value_name = "KEY")]
     pub output: PathBuf,
 
@@ -226,7 +228,7 @@ pub struct KeygenArgs {
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// The artifact to sign
+    /// The artifact to sign (`-`: standard input, with `-o`)
     #[arg(value_name = "ARTIFACT")]
     pub artifact: PathBuf,
 
@@ -242,7 +244,7 @@ pub struct SignArgs {
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
-    /// Signature file to write [default: ARTIFACT.minisig]
+    /// Signature file to write (`-`: standard output) [default: ARTIFACT.minisig]
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -250,10 +252,11 @@ pub struct SignArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The artifact to verify; its signature is read from `ARTIFACT.minisig`
+    /// (`-`: standard input, with `-x`)
     #[arg(value_name = "ARTIFACT")]
     pub artifact: PathBuf,
 
-    /// A trusted public key (repeatable)
+    /// A trusted public key (repeatable; `-`: standard input)
     #[arg(
         short = 'p',
         long = "pubkey",
@@ -270,25 +273,25 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "HEX", value_parser = crate::crypto::signing::check_sha256)]
     pub sha256: Option<String>,
 
-    /// Signature file [default: ARTIFACT.minisig]
+    /// Signature file (`-`: standard input) [default: ARTIFACT.minisig]
     #[arg(short = 'x', long, value_name = "FILE")]
     pub signature: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The artifact (or a source directory, built in memory)
+    /// The artifact (or a source directory, built in memory; `-`: standard input)
     #[arg(value_name = "ARTIFACT")]
     pub artifact: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The artifact in force
+    /// The artifact in force (`-`: standard input, for one of the two)
     #[arg(value_name = "OLD")]
     pub old: PathBuf,
 
-    /// The artifact proposed
+    /// The artifact proposed (`-`: standard input, for one of the two)
     #[arg(value_name = "NEW")]
     pub new: PathBuf,
 
@@ -319,7 +322,7 @@ pub struct ManArgs {
 pub enum TrustCommand {
     /// Trust a minisign public key to sign artifacts
     Add {
-        /// The public key file (`KEY.pub`)
+        /// The public key file (`KEY.pub`; `-`: standard input)
         #[arg(value_name = "KEY.pub")]
         key: PathBuf,
     },
@@ -1086,7 +1089,7 @@ pub struct TransferArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// The backup file to write
+    /// The backup file to write (`-`: standard output)
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 
@@ -1102,7 +1105,7 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup file
+    /// The backup file (`-`: standard input)
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 

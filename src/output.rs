@@ -1,5 +1,7 @@
 //! How commands talk to people and machines: data on stdout, the rest on stderr.
 
+pub mod stdio;
+
 use std::io::{IsTerminal, Write};
 
 use schemars::JsonSchema;

@@ -88,9 +88,22 @@ pub struct Request<'a> {
     pub now: OffsetDateTime,
 }
 
+/// The artifact or signature of a `Request` already read (from standard input),
+/// for `verify_given`; the request's paths then only name them in messages.
+#[derive(Default, Clone, Copy)]
+pub struct Given<'a> {
+    pub artifact: Option<&'a [u8]>,
+    pub signature: Option<&'a [u8]>,
+}
+
 /// Verify an artifact against trusted keys. I/O errors (a missing artifact) are
 /// errors; everything that makes the artifact untrustworthy is an `Outcome` failure.
 pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
+    verify_given(req, Given::default())
+}
+
+/// `verify`, with what `given` holds taken from there instead of read from its path.
+pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outcome> {
     let mut out = Outcome {
         artifact: req.artifact.to_path_buf(),
         sha256: None,
@@ -103,20 +116,37 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
     // Read the artifact first: a missing artifact is an I/O error, not a verdict.
     // One that can be validated is read once into memory, hashed and parsed from
     // there; a larger one is hashed as a stream (memory stays flat) and refused.
-    let size = std::fs::metadata(req.artifact)
-        .map_err(|e| {
-            anyhow::Error::new(e).context(format!("cannot read `{}`", req.artifact.display()))
-        })?
-        .len();
-    let (digests, bytes) = if size <= MAX_DOCUMENT_BYTES {
-        let (bytes, digests) = signing::read_and_digest(req.artifact, size)?;
-        (digests, Some(bytes))
-    } else {
-        (signing::digest_file(req.artifact)?, None)
+    let read: Option<Vec<u8>>;
+    let digests = match given.artifact {
+        Some(bytes) => {
+            read = None;
+            signing::digest_bytes(bytes)
+        }
+        None => {
+            let size = std::fs::metadata(req.artifact)
+                .map_err(|e| {
+                    anyhow::Error::new(e)
+                        .context(format!("cannot read `{}`", req.artifact.display()))
+                })?
+                .len();
+            if size <= MAX_DOCUMENT_BYTES {
+                let (bytes, digests) = signing::read_and_digest(req.artifact, size)?;
+                read = Some(bytes);
+                digests
+            } else {
+                read = None;
+                signing::digest_file(req.artifact)?
+            }
+        }
     };
+    let bytes = given.artifact.or(read.as_deref());
     out.sha256 = Some(digests.sha256_hex());
 
-    let sig_text = match std::fs::read(req.signature) {
+    let sig_read = match given.signature {
+        Some(bytes) => Ok(bytes.to_vec()),
+        None => std::fs::read(req.signature),
+    };
+    let sig_text = match sig_read {
         Ok(bytes) if bytes.len() <= 64 * 1024 => String::from_utf8(bytes).ok(),
         Ok(_) => None,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -133,7 +163,7 @@ pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
                 .context(format!("cannot read `{}`", req.signature.display())));
         }
     };
-    let contents = match &bytes {
+    let contents = match bytes {
         Some(bytes) => Contents::Bytes(bytes),
         None => Contents::File(req.artifact),
     };

@@ -8,9 +8,10 @@ use serde::Serialize;
 use crate::artifact;
 use crate::cli::BuildArgs;
 use crate::commands::Ctx;
-use crate::commands::validate::print_issues;
+use crate::commands::validate::{check_input, print_issues};
 use crate::crypto::signing;
 use crate::error::{Exit, Failure};
+use crate::output::stdio::{Input, OutputPath, is_dash};
 
 #[derive(Serialize, JsonSchema)]
 pub struct BuildReport {
@@ -34,25 +35,32 @@ pub struct Counts {
 }
 
 pub fn run(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let checked = artifact::check_source(&args.source, false, Some(&args.output))?;
+    let output = OutputPath::new(&args.output);
+    output.check(ctx.out.json, false)?;
+    let checked = if is_dash(&args.source) {
+        check_input(&args.source, false)?
+    } else {
+        artifact::check_source(&args.source, false, Some(&args.output))?
+    };
     if !checked.report.errors.is_empty() {
         print_issues(ctx, &checked.report);
         return Err(Failure::verify(format!(
-            "`{}` is not valid ({} error(s)); nothing was written",
-            args.source.display(),
+            "{} is not valid ({} error(s)); nothing was written",
+            Input::new(&args.source).describe(),
             checked.report.errors.len()
         ))
         .into());
     }
     let bytes = artifact::artifact_bytes(&checked.source.document)?;
-    if let Some(parent) = args.output.parent()
+    if let OutputPath::File(path) = &output
+        && let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent).map_err(|e| {
             anyhow::Error::new(e).context(format!("cannot create `{}`", parent.display()))
         })?;
     }
-    signing::write_atomic(&args.output, &bytes, Some(0o644), false)?;
+    output.write(&bytes, Some(0o644), false)?;
     let sha256 = signing::sha256_hex(&bytes);
     let warnings = checked.report.warnings.clone();
     let fragments = checked.source.files.len();
@@ -79,8 +87,13 @@ pub fn run(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         for w in &report.warnings {
             ctx.out.warn(format!("{}: {}", w.pointer, w.message));
         }
-        ctx.out
-            .data(format!("{sha256}  {}", args.output.display()))?;
+        // With `-o -` the artifact itself is the data on stdout.
+        let line = format!("{sha256}  {}", args.output.display());
+        if output.is_stdout() {
+            ctx.out.status(line);
+        } else {
+            ctx.out.data(line)?;
+        }
         ctx.out.status(format!(
             "built {} {} from {} file(s): {} objects, {} permission sets, {} sharing rules, {} actions",
             report.id,

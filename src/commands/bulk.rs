@@ -25,6 +25,7 @@ use crate::commands::Ctx;
 use crate::commands::runtime::required_model;
 use crate::error::{ApiError, Exit, Failure};
 use crate::model::filter::{Filter, Op};
+use crate::output::stdio::{Input, OutputPath};
 use crate::query::request::QuerySpec;
 use crate::records::{Caller, Records, convert};
 
@@ -1098,28 +1099,31 @@ pub fn refuse_terminal_stdin(file: &Path) -> anyhow::Result<()> {
 }
 
 pub fn backup(args: crate::cli::BackupArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
-    if args.output.exists() && !args.force {
-        return Err(Failure::error(format!(
-            "`{}` exists; nothing was written",
-            args.output.display()
-        ))
-        .with_hint("choose another file, or pass `--force` to replace it")
-        .into());
+    let output = OutputPath::new(&args.output);
+    output.check(ctx.out.json, true)?;
+    if let OutputPath::File(path) = &output
+        && path.exists()
+        && !args.force
+    {
+        return Err(
+            Failure::error(format!("`{}` exists; nothing was written", path.display()))
+                .with_hint("choose another file, or pass `--force` to replace it")
+                .into(),
+        );
     }
     let instance = ctx.instance()?;
-    let report = crate::instance::backup::backup(
-        &instance,
-        &Origin::operator(),
-        &args.output,
-        &args.encrypt_to,
-    )?;
+    let report =
+        crate::instance::backup::backup(&instance, &Origin::operator(), &output, &args.encrypt_to)?;
     if ctx.out.json {
         ctx.out.json_doc("backup", &report)?;
     } else {
-        ctx.out.data(&report.file)?;
+        // With `-o -` the backup itself is the data on stdout.
+        if !output.is_stdout() {
+            ctx.out.data(&report.file)?;
+        }
         ctx.out.status(format!(
-            "backed up to `{}` ({} bytes, {}); audit head seq {}",
-            report.file,
+            "backed up to {} ({} bytes, {}); audit head seq {}",
+            output.describe(),
             report.bytes,
             if report.encrypted {
                 "encrypted, with the instance keys"
@@ -1149,7 +1153,7 @@ pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit>
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         });
     let report = crate::instance::backup::restore(
-        &args.file,
+        &Input::new(&args.file),
         &ctx.data_dir,
         &args.identities,
         &crate::instance::backup::RestoreKeys {

@@ -6,8 +6,10 @@ use serde::Serialize;
 use crate::artifact::{self, diff::Change};
 use crate::cli::DiffArgs;
 use crate::commands::Ctx;
+use crate::commands::validate::check_input;
 use crate::error::{Exit, Failure, Reported};
 use crate::output::Style;
+use crate::output::stdio::at_most_one_stdin;
 
 #[derive(Serialize, JsonSchema)]
 pub struct DiffReport {
@@ -46,8 +48,9 @@ pub fn change_line(ctx: &Ctx, c: &Change) -> String {
 }
 
 pub fn run(args: DiffArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let old = artifact::check_file(&args.old, false)?.into_model()?;
-    let new = artifact::check_file(&args.new, false)?.into_model()?;
+    at_most_one_stdin([("OLD", args.old.as_path()), ("NEW", args.new.as_path())])?;
+    let old = check_input(&args.old, false)?.into_model()?;
+    let new = check_input(&args.new, false)?.into_model()?;
     let mut changes = artifact::diff::diff(&old, &new);
     let widening = changes.iter().filter(|c| c.widens).count();
     let breaking = changes.iter().filter(|c| c.breaking).count();

@@ -1,12 +1,13 @@
 //! `objectos inspect`: manifest, objects, access matrix, and what is carried unenforced.
 
-use crate::artifact::{self, inspect};
+use crate::artifact::inspect;
 use crate::cli::InspectArgs;
 use crate::commands::Ctx;
+use crate::commands::validate::check_input;
 use crate::error::Exit;
 
 pub fn run(args: InspectArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let checked = artifact::check_file(&args.artifact, false)?;
+    let checked = check_input(&args.artifact, false)?;
     let report = checked.report.clone();
     let model = checked.into_model()?;
     let inspection = inspect::inspect(&model, &report);

@@ -9,6 +9,7 @@ use crate::cli::KeygenArgs;
 use crate::commands::Ctx;
 use crate::crypto::signing::{self, write_atomic};
 use crate::error::{Exit, Failure};
+use crate::output::stdio::is_dash;
 use crate::prompt;
 
 #[derive(Serialize, JsonSchema)]
@@ -21,6 +22,14 @@ pub struct KeygenReport {
 }
 
 pub fn run(args: KeygenArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    if is_dash(&args.output) {
+        return Err(Failure::new(
+            Exit::Usage,
+            "a key pair is two files (`KEY` and `KEY.pub`); `-o -` cannot name them",
+        )
+        .with_hint("pass `-o KEY` with a path; the public key goes to `KEY.pub`")
+        .into());
+    }
     let pub_path = public_key_path(&args.output);
     if !args.force {
         for path in [&args.output, &pub_path] {

@@ -8,6 +8,7 @@ use crate::artifact::verify::trust_store_keys;
 use crate::audit::{self, Event, Origin};
 use crate::cli::TrustCommand;
 use crate::commands::Ctx;
+use crate::commands::verify::read_public_key;
 use crate::crypto::signing::{KeyId, PublicKey, write_atomic};
 use crate::error::{Exit, Failure};
 
@@ -35,7 +36,7 @@ pub fn run(cmd: TrustCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
         .map(|a| a.signer_key_id);
     match cmd {
         TrustCommand::Add { key } => {
-            let public = PublicKey::read(&key)?;
+            let public = read_public_key(&key)?;
             let existed = add_key(&instance, &origin, &public)?;
             if ctx.out.json {
                 ctx.out.json_doc(
@@ -88,7 +89,7 @@ pub fn run(cmd: TrustCommand, ctx: &Ctx) -> anyhow::Result<Exit> {
             let id =
                 match KeyId::parse(&key.to_ascii_uppercase()) {
                     Some(id) => id,
-                    None => PublicKey::read(std::path::Path::new(&key))
+                    None => read_public_key(std::path::Path::new(&key))
                         .map_err(|_| {
                             Failure::error(format!(
                                 "`{key}` is neither a key id (16 hex digits) nor a public key file"

@@ -1,15 +1,19 @@
 //! `objectos validate`: every problem at once, each with its pointer and file.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::artifact::build::MAX_DOCUMENT_BYTES;
 use crate::artifact::validate::{Issue, Report};
-use crate::artifact::{self};
+use crate::artifact::{self, Checked};
 use crate::cli::ValidateArgs;
 use crate::commands::Ctx;
 use crate::error::{Exit, Failure, Reported};
+use crate::output::stdio::Input;
 
 #[derive(Serialize, JsonSchema)]
 pub struct ValidateReport {
@@ -20,8 +24,38 @@ pub struct ValidateReport {
     pub warnings: Vec<Issue>,
 }
 
+/// Read and validate an artifact, a source file or a directory of fragments;
+/// `-` reads one document from standard input (named `<stdin>` in messages).
+pub fn check_input(path: &Path, strict: bool) -> anyhow::Result<Checked> {
+    let input = Input::new(path);
+    if !input.is_stdin() {
+        return artifact::check_file(path, strict);
+    }
+    artifact::check_bytes(&read_document(&input)?, input.label(), strict)
+}
+
+/// Every byte of a document to parse; one larger than objectos parses is
+/// refused as an unparseable artifact (exit 3), as a file that large is.
+pub fn read_document(input: &Input) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    input
+        .open()?
+        .take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", input.describe()))?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(Failure::verify(format!(
+            "{} holds more than {} MiB; objectos parses artifacts of at most that",
+            input.describe(),
+            MAX_DOCUMENT_BYTES / (1024 * 1024)
+        ))
+        .into());
+    }
+    Ok(bytes)
+}
+
 pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let checked = artifact::check_file(&args.source, args.strict)?;
+    let checked = check_input(&args.source, args.strict)?;
     let report = ValidateReport {
         source: args.source.clone(),
         valid: checked.report.errors.is_empty(),
@@ -40,15 +74,15 @@ pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     print_issues(ctx, &checked.report);
     if report.valid {
         ctx.out.data(format!(
-            "ok: `{}` is valid ({} warning(s))",
-            args.source.display(),
+            "ok: {} is valid ({} warning(s))",
+            Input::new(&args.source).describe(),
             report.warnings.len()
         ))?;
         Ok(Exit::Success)
     } else {
         Err(Failure::verify(format!(
-            "`{}` is not valid: {} error(s), {} warning(s)",
-            args.source.display(),
+            "{} is not valid: {} error(s), {} warning(s)",
+            Input::new(&args.source).describe(),
             report.errors.len(),
             report.warnings.len()
         ))

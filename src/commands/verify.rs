@@ -1,16 +1,18 @@
 //! `objectos verify`: is this artifact exactly what a trusted key signed, unexpired and valid?
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::artifact::verify::{self, Check, Reason, Request, Signed};
+use crate::artifact::verify::{self, Check, Given, Reason, Request, Signed};
 use crate::cli::VerifyArgs;
 use crate::commands::Ctx;
 use crate::commands::sign::signature_path;
+use crate::commands::validate::read_document;
 use crate::crypto::signing::PublicKey;
 use crate::error::{Exit, Failure, Reported};
+use crate::output::stdio::{Input, at_most_one_stdin};
 use crate::timefmt;
 
 #[derive(Serialize, JsonSchema)]
@@ -27,10 +29,41 @@ pub struct VerifyReport {
     pub checks: Vec<Check>,
 }
 
+/// A minisign public key file; `-` reads it from standard input.
+pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
+    let input = Input::new(path);
+    if !input.is_stdin() {
+        return PublicKey::read(path);
+    }
+    let text = input.read_text("a public key", 64 * 1024)?;
+    PublicKey::parse(&text)
+        .map_err(|reason| anyhow::anyhow!("standard input is not a minisign public key: {reason}"))
+}
+
 pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let artifact = Input::new(&args.artifact);
+    let mut inputs = vec![("ARTIFACT", args.artifact.as_path())];
+    if let Some(path) = &args.signature {
+        inputs.push(("-x", path.as_path()));
+    }
+    inputs.extend(args.pubkeys.iter().map(|p| ("-p", p.as_path())));
+    at_most_one_stdin(inputs)?;
+    let sig_path = match (&args.signature, &artifact) {
+        (Some(path), _) => path.clone(),
+        (None, Input::File(path)) => signature_path(path),
+        (None, Input::Stdin) => {
+            return Err(Failure::new(
+                Exit::Usage,
+                "an artifact read from standard input has no `ARTIFACT.minisig` beside it",
+            )
+            .with_hint("pass the signature file with `-x FILE`")
+            .into());
+        }
+    };
+    let signature = Input::new(&sig_path);
     let mut keys: Vec<PublicKey> = Vec::new();
     for path in &args.pubkeys {
-        keys.push(PublicKey::read(path)?);
+        keys.push(read_public_key(path)?);
     }
     if let Some(dir) = &args.trust_dir {
         keys.extend(verify::keys_in_dir(dir)?);
@@ -42,17 +75,28 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             Failure::error(format!("`--sha256 {pin}` is not a SHA-256 (64 hex digits)")).into(),
         );
     }
-    let sig_path = args
-        .signature
-        .clone()
-        .unwrap_or_else(|| signature_path(&args.artifact));
-    let outcome = verify::verify(&Request {
-        artifact: &args.artifact,
-        signature: &sig_path,
-        keys: &keys,
-        pin: args.sha256.as_deref(),
-        now: timefmt::now(),
-    })?;
+    let artifact_bytes = match &artifact {
+        Input::Stdin => Some(read_document(&artifact)?),
+        Input::File(_) => None,
+    };
+    let signature_bytes = match &signature {
+        // Larger than a signature can be, but judged (and refused) as one.
+        Input::Stdin => Some(signature.read("a signature", 1024 * 1024)?),
+        Input::File(_) => None,
+    };
+    let outcome = verify::verify_given(
+        &Request {
+            artifact: artifact.label(),
+            signature: signature.label(),
+            keys: &keys,
+            pin: args.sha256.as_deref(),
+            now: timefmt::now(),
+        },
+        Given {
+            artifact: artifact_bytes.as_deref(),
+            signature: signature_bytes.as_deref(),
+        },
+    )?;
     let report = VerifyReport {
         artifact: args.artifact.clone(),
         signature: sig_path,
@@ -96,8 +140,8 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         }
         Some((reason, message)) => {
             let mut failure = Failure::verify(format!(
-                "`{}` did not verify: {reason}: {message}",
-                args.artifact.display()
+                "{} did not verify: {reason}: {message}",
+                artifact.describe()
             ));
             failure.hint = match reason {
                 Reason::UntrustedKey => Some(

@@ -18,6 +18,7 @@ use crate::error::Failure;
 use crate::instance::{
     CHECKPOINTS, DB_FILE, INSTANCE_KEY, Instance, RETIRED_DIR, SIGNING_KEY, SIGNING_PUB, TRUST_DIR,
 };
+use crate::output::stdio::{Input, OutputPath};
 use crate::tarfile;
 use crate::timefmt;
 
@@ -76,19 +77,28 @@ fn snapshot_into_sqlite(instance: &Instance, path: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Take a backup into `out`.
+/// Take a backup into `out` (a file, or standard output).
 pub fn backup(
     instance: &Instance,
     origin: &Origin,
-    out: &Path,
+    out: &OutputPath,
     recipients: &[String],
 ) -> anyhow::Result<BackupReport> {
     let recipients = encryption::recipients(recipients, &[])?;
     let encrypted = !recipients.is_empty();
+    let name = match out {
+        OutputPath::File(path) => path.display().to_string(),
+        OutputPath::Stdout => "-".to_string(),
+    };
     instance.audited(origin, "backup.create", Some("instance"), || {
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+        // Staged beside the file (renamed into place), or in the data dir when
+        // it goes to standard output: the snapshot is as secret as the data.
+        let parent = match out {
+            OutputPath::File(path) => match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            OutputPath::Stdout => instance.dir.clone(),
         };
         let work = tempfile::Builder::new()
             .prefix(".objectos-backup-")
@@ -248,10 +258,18 @@ pub fn backup(
             }
             output.sync_all()?;
         }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::rename(&staged, out)
-            .with_context(|| format!("cannot write `{}`", out.display()))?;
+        let bytes = std::fs::metadata(&staged)?.len();
+        match out {
+            OutputPath::File(path) => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+                std::fs::rename(&staged, path)
+                    .with_context(|| format!("cannot write `{}`", path.display()))?;
+            }
+            OutputPath::Stdout => {
+                OutputPath::copy_to_stdout(&mut std::fs::File::open(&staged)?)?;
+            }
+        }
         // Recorded once the backup exists (a failed one leaves only its error row).
         instance.store.write(|tx| {
             audit::append(
@@ -263,7 +281,7 @@ pub fn backup(
                     .changes(json!({
                         "encrypted": encrypted,
                         "includes_instance_keys": encrypted,
-                        "file": out.display().to_string(),
+                        "file": name,
                         "audit_head_seq": head.as_ref().map(|h| h.0),
                         "database_sha256": db_sha,
                     })),
@@ -271,12 +289,12 @@ pub fn backup(
             Ok(())
         })?;
         Ok(BackupReport {
-            file: out.display().to_string(),
+            file: name.clone(),
             encrypted,
             includes_instance_keys: encrypted,
             audit_head_seq: head.as_ref().map(|h| h.0),
             audit_head_hash: head.map(|h| h.1),
-            bytes: std::fs::metadata(out)?.len(),
+            bytes,
         })
     })
 }
@@ -364,7 +382,7 @@ fn refused(message: impl Into<String>) -> anyhow::Error {
 /// put in place is checked against the signed manifest, and the manifest against
 /// a signing key from outside the backup (`keys`).
 pub fn restore(
-    file: &Path,
+    file: &Input,
     target: &Path,
     identities: &[PathBuf],
     keys: &RestoreKeys<'_>,
@@ -383,12 +401,16 @@ pub fn restore(
         .into());
     }
     let signer = trusted_signer(keys)?;
-    let mut input =
-        std::fs::File::open(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-    let mut head = [0u8; 64];
-    let n = input.read(&mut head)?;
-    drop(input);
-    let encrypted = encryption::is_encrypted(&head[..n]);
+    // Read once, as a stream (it may be standard input): the head says whether
+    // it is encrypted, and is then read again in front of the rest.
+    let mut input = file.open()?;
+    let mut head = Vec::with_capacity(64);
+    (&mut input)
+        .take(64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("cannot read {}", file.describe()))?;
+    let encrypted = encryption::is_encrypted(&head);
+    let whole = std::io::Cursor::new(head).chain(input);
     let reader: Box<dyn Read> = if encrypted {
         if identities.is_empty() {
             return Err(Failure::error("the backup is encrypted")
@@ -398,7 +420,7 @@ pub fn restore(
                 .into());
         }
         let ids = encryption::read_identities(identities)?;
-        encryption::decrypt(std::fs::File::open(file)?, &ids).map_err(|e| match e {
+        encryption::decrypt(whole, &ids).map_err(|e| match e {
             encryption::DecryptProblem::NotAge(e) => {
                 Failure::verify(format!("cannot read the encrypted backup: {e}"))
             }
@@ -408,7 +430,7 @@ pub fn restore(
             }
         })?
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(file)?))
+        Box::new(std::io::BufReader::new(whole))
     };
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -664,7 +686,10 @@ pub fn restore(
                 .object("instance")
                 .record(&restored.id)
                 .changes(json!({
-                    "file": file.display().to_string(),
+                    "file": match file {
+                        Input::File(path) => path.display().to_string(),
+                        Input::Stdin => "-".to_string(),
+                    },
                     "encrypted": encrypted,
                     "signer_key_id": signer.id.to_string(),
                 })),

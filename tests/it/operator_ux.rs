@@ -108,6 +108,8 @@ fn json_failures_print_one_error_document_and_bad_values_are_usage_errors() {
             "--json", "import", "o", "f.csv", "--as", "a@b.c", "--format", "xml",
         ],
         vec!["--json", "serve", "--listen", "not-an-address"],
+        vec!["--json", "serve", "--trusted-proxy", "notanip"],
+        vec!["--json", "serve", "--trusted-proxy", "10.0.0.0/99"],
         vec!["--json", "apikey", "create", "a@b.c", "--expires", "90x"],
         vec![
             "--json", "verify", "a.json", "-p", "k.pub", "--sha256", "deadbeef",
@@ -574,4 +576,188 @@ fn audit_tail_follows_as_json_lines() {
     assert!(row["hash"].is_string());
     child.kill().unwrap();
     let _ = child.wait();
+}
+
+/// Run with `stdin` bytes; the exit code, stdout's bytes and stderr.
+fn run_bytes(env: &Env, args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = env
+        .cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn objectos");
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    // Written on its own thread: a command that reads nothing must not block us.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn dash_is_standard_output_for_what_is_written_and_standard_input_for_what_is_read() {
+    let env = Env::new();
+    ready(&env);
+    let crm = fixture("crm");
+    let crm = crm.to_str().unwrap();
+    let artifact = std::fs::read(env.path("artifact.json")).unwrap();
+    let signature = std::fs::read(env.path("artifact.json.minisig")).unwrap();
+    let public = std::fs::read(env.path("signer.pub")).unwrap();
+    let no_dash = |args: &[&str]| {
+        assert!(!env.path("-").exists(), "{args:?} wrote a file named `-`");
+    };
+
+    // `-o -`: the bytes on stdout, and no file named `-`.
+    let mut backup = Vec::new();
+    for args in [
+        vec!["build", crm, "-o", "-"],
+        vec!["sign", "artifact.json", "-k", "signer", "-o", "-"],
+        vec!["backup", "-o", "-"],
+    ] {
+        let (code, stdout, stderr) = run_bytes(&env, &args, b"");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        no_dash(&args);
+        match args[0] {
+            // The build is reproducible: the same bytes as the file.
+            "build" => assert_eq!(stdout, artifact, "{args:?}"),
+            "sign" => {
+                env.write("piped.minisig", &stdout);
+                env.run(&[
+                    "verify",
+                    "artifact.json",
+                    "-p",
+                    "signer.pub",
+                    "-x",
+                    "piped.minisig",
+                ])
+                .ok();
+            }
+            _ => {
+                // A tar: `ustar` at offset 257 of its first header.
+                assert_eq!(stdout.get(257..262), Some(&b"ustar"[..]), "{args:?}");
+                backup = stdout;
+            }
+        }
+    }
+    // A key pair is two files: `-o -` is refused, and nothing is written.
+    let run = env.run(&["keygen", "-o", "-", "--unencrypted"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("two files"), "{}", run.stderr);
+    no_dash(&["keygen"]);
+    assert!(!env.path("-.pub").exists());
+    // `--json` and `-o -` would share stdout.
+    for args in [
+        vec!["--json", "build", crm, "-o", "-"],
+        vec!["--json", "backup", "-o", "-"],
+    ] {
+        let (code, _, stderr) = run_bytes(&env, &args, b"");
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+    }
+
+    // `-` as an input: stdin is read.
+    let inspected = env.run(&["inspect", "artifact.json"]).ok().stdout;
+    let stdin_cases: Vec<(Vec<&str>, &[u8])> = vec![
+        (vec!["validate", "-"], &artifact),
+        (vec!["inspect", "-"], &artifact),
+        (vec!["diff", "-", "artifact.json"], &artifact),
+        (vec!["diff", "artifact.json", "-"], &artifact),
+        (
+            vec![
+                "verify",
+                "-",
+                "-p",
+                "signer.pub",
+                "-x",
+                "artifact.json.minisig",
+            ],
+            &artifact,
+        ),
+        (
+            vec!["verify", "artifact.json", "-p", "signer.pub", "-x", "-"],
+            &signature,
+        ),
+        (vec!["verify", "artifact.json", "-p", "-"], &public),
+        (vec!["build", "-", "-o", "from-stdin.json"], &artifact),
+        (
+            vec!["sign", "-", "-k", "signer", "-o", "stdin.minisig"],
+            &artifact,
+        ),
+        (vec!["trust", "add", "-"], &public),
+    ];
+    for (args, input) in &stdin_cases {
+        let (code, stdout, stderr) = run_bytes(&env, args, input);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot read"), "{args:?}: {stderr}");
+        no_dash(args);
+        let stdout = String::from_utf8(stdout).unwrap();
+        match (args[0], args.get(1).copied()) {
+            ("inspect", _) => assert_eq!(stdout, inspected),
+            ("diff", _) => assert!(stdout.contains("no changes"), "{stdout}"),
+            ("verify", _) => assert!(stdout.starts_with("ok:"), "{args:?}: {stdout}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        std::fs::read(env.path("from-stdin.json")).unwrap(),
+        artifact
+    );
+    env.run(&[
+        "verify",
+        "artifact.json",
+        "-p",
+        "signer.pub",
+        "-x",
+        "stdin.minisig",
+    ])
+    .ok();
+    // A backup read from stdin restores.
+    let (code, _, stderr) = run_bytes(
+        &env,
+        &[
+            "--data-dir",
+            "restored",
+            "restore",
+            "-",
+            "--keys-from",
+            "data",
+        ],
+        &backup,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    env.run(&["--data-dir", "restored", "audit", "verify"]).ok();
+
+    // Standard input is read once; a signature beside `-` cannot be named.
+    for args in [
+        vec!["diff", "-", "-"],
+        vec!["verify", "-", "-p", "-", "-x", "artifact.json.minisig"],
+        vec!["verify", "-", "-p", "signer.pub"],
+        vec!["sign", "-", "-k", "signer"],
+        vec![
+            "sign",
+            "-",
+            "-k",
+            "signer",
+            "--password-file",
+            "-",
+            "-o",
+            "x.minisig",
+        ],
+    ] {
+        let (code, _, stderr) = run_bytes(&env, &args, &artifact);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        no_dash(&args);
+    }
+    let (_, _, stderr) = run_bytes(&env, &["verify", "-", "-p", "signer.pub"], &artifact);
+    assert!(stderr.contains("-x FILE"), "{stderr}");
 }
