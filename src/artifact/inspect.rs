@@ -74,13 +74,15 @@ pub struct MergedFieldView {
 pub struct PermissionView {
     pub name: String,
     /// `objectos` (objectos's own system permission), `upstream` (upstream's
-    /// built-in capability, no effect in objectos), `app` (declared under
-    /// `capabilities`) or `app_undeclared` (an opaque capability)
+    /// built-in capability, which objectos gives no meaning of its own), `app`
+    /// (declared under `capabilities`) or `app_undeclared` (an opaque
+    /// capability)
     pub origin: String,
     /// What holding it does in objectos
     pub effect: String,
-    /// Whether holding it does anything in objectos beyond the
-    /// `requiredPermissions` that name it
+    /// Whether holding it does anything in objectos: objectos's own meaning
+    /// of it, or a `requiredPermissions` of this app that names it (an object,
+    /// field or action it gates)
     pub has_effect: bool,
     /// Permission sets that grant it
     pub granted_by: Vec<String>,
@@ -272,26 +274,33 @@ fn permission_views(model: &Model) -> Vec<PermissionView> {
             let origin = model
                 .permission_origin(&name)
                 .unwrap_or(PermissionOrigin::Undeclared);
-            let (effect, has_effect) = match origin {
-                PermissionOrigin::Objectos => (
-                    system_permission_meaning(&name)
-                        .unwrap_or_default()
-                        .to_string(),
-                    true,
-                ),
-                PermissionOrigin::Upstream => (
-                    "no effect in objectos: an upstream platform capability objectos gives no meaning; only the requiredPermissions that name it ask for it".to_string(),
-                    false,
-                ),
-                PermissionOrigin::Declared => (
-                    "none beyond the requiredPermissions that name it".to_string(),
-                    false,
-                ),
-                PermissionOrigin::Undeclared => (
-                    "none beyond the requiredPermissions that name it; not declared under `capabilities`, so an opaque capability".to_string(),
-                    false,
-                ),
+            // A permission something of this app requires gates that thing,
+            // whatever objectos itself makes of the name.
+            let gates = !required_by.is_empty();
+            let effect = match (origin, gates) {
+                (PermissionOrigin::Objectos, _) => system_permission_meaning(&name)
+                    .unwrap_or_default()
+                    .to_string(),
+                (PermissionOrigin::Upstream, false) => {
+                    "no effect in objectos: an upstream platform capability objectos gives no meaning, and nothing in this app requires it".to_string()
+                }
+                (PermissionOrigin::Upstream, true) => {
+                    "gates what requires it (`required_by`), and nothing else: an upstream platform capability objectos gives no meaning of its own".to_string()
+                }
+                (PermissionOrigin::Declared, false) => {
+                    "no effect in objectos: nothing in this app requires it".to_string()
+                }
+                (PermissionOrigin::Declared, true) => {
+                    "gates what requires it (`required_by`), and nothing else".to_string()
+                }
+                (PermissionOrigin::Undeclared, false) => {
+                    "no effect in objectos: nothing in this app requires it; not declared under `capabilities`, so an opaque capability".to_string()
+                }
+                (PermissionOrigin::Undeclared, true) => {
+                    "gates what requires it (`required_by`), and nothing else; not declared under `capabilities`, so an opaque capability".to_string()
+                }
             };
+            let has_effect = origin == PermissionOrigin::Objectos || gates;
             PermissionView {
                 name,
                 origin: origin.as_str().into(),
@@ -615,11 +624,19 @@ pub fn render(i: &Inspection) -> String {
             .max()
             .unwrap_or(0);
         for p in &i.permissions {
-            let what = match p.origin.as_str() {
-                "objectos" => format!("objectos: {}", p.effect),
-                "upstream" => "upstream capability, no effect in objectos".to_string(),
-                "app" => "app capability".to_string(),
-                _ => "app capability, undeclared (opaque)".to_string(),
+            let what = match (p.origin.as_str(), p.has_effect) {
+                ("objectos", _) => format!("objectos: {}", p.effect),
+                ("upstream", false) => "upstream capability, no effect in objectos".to_string(),
+                ("upstream", true) => {
+                    "upstream capability, no meaning of its own in objectos: it gates only what requires it"
+                        .to_string()
+                }
+                ("app", false) => "app capability, no effect: nothing requires it".to_string(),
+                ("app", true) => "app capability".to_string(),
+                (_, false) => {
+                    "app capability, undeclared (opaque), no effect: nothing requires it".to_string()
+                }
+                (_, true) => "app capability, undeclared (opaque)".to_string(),
             };
             let mut notes = vec![what];
             if !p.required_by.is_empty() {

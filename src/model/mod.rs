@@ -85,7 +85,8 @@ pub enum PermissionOrigin {
     /// [`system_permission_meaning`] says.
     Objectos,
     /// Upstream's built-in vocabulary ([`UPSTREAM_CAPABILITIES`]) that objectos
-    /// gives no meaning: granting it has no effect in objectos.
+    /// gives no meaning of its own: holding it does only what the app's
+    /// `requiredPermissions` that name it ask for.
     Upstream,
     /// Declared by the app under `capabilities`.
     Declared,

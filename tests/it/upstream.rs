@@ -130,7 +130,6 @@ fn inspect_tells_what_each_permission_name_does_in_objectos() {
         "setup.access",
         "setup.write",
         "studio.access",
-        "manage_sharing",
     ] {
         let p = by_name(name);
         assert_eq!(p["origin"], "upstream", "{p}");
@@ -143,6 +142,17 @@ fn inspect_tells_what_each_permission_name_does_in_objectos() {
             "{p}"
         );
     }
+    // An upstream capability an action requires has that effect, and says so.
+    let sharing = by_name("manage_sharing");
+    assert_eq!(sharing["origin"], "upstream", "{sharing}");
+    assert_eq!(sharing["has_effect"], true, "{sharing}");
+    assert!(
+        sharing["effect"]
+            .as_str()
+            .unwrap()
+            .starts_with("gates what requires it"),
+        "{sharing}"
+    );
     let metadata = by_name("manage_metadata");
     assert_eq!(metadata["origin"], "objectos");
     assert_eq!(metadata["has_effect"], true);
