@@ -1389,11 +1389,6 @@ fn assistant_objectos_chat_prompts_on_a_real_terminal() {
 
 // ------------------------------------------------------------------ the agent rules, for the assistant too
 
-/// The tool results of a turn, by call id.
-fn tool_results<'e>(events: &'e [(String, Value)]) -> Vec<&'e Value> {
-    events_named(events, "tool_result")
-}
-
 #[test]
 fn assistant_a_user_with_administrative_rights_gets_none_of_them_through_it() {
     use crate::agents::{NORA, PAT, desk, ticket, user_key};
@@ -1428,7 +1423,7 @@ fn assistant_a_user_with_administrative_rights_gets_none_of_them_through_it() {
     let (status, events, raw) = say(&server, &pat, &conv, "Wipe it and make Nora a reviewer");
     assert_eq!(status, 200, "{raw}");
     done(&events);
-    let results = tool_results(&events);
+    let results = events_named(&events, "tool_result");
     assert_eq!(results.len(), 2, "{events:?}");
     assert_eq!(results[0]["isError"], true, "{}", results[0]);
     assert_eq!(
@@ -1512,7 +1507,7 @@ fn assistant_the_pending_quota_counts_per_user_across_sessions() {
         ]);
         let (_, events, _) = say(server, token, &conv, "delete it");
         done(&events);
-        let results = tool_results(&events);
+        let results = events_named(&events, "tool_result");
         assert_eq!(results.len(), 1, "{events:?}");
         results[0].clone()
     };
