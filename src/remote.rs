@@ -126,8 +126,12 @@ impl Server {
     /// exit code of its status (`Exit::from_status`), its code and message.
     pub fn json(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
         let response = request.send().map_err(|e| {
-            Failure::error(format!("cannot reach the server at {}: {e}", self.base))
-                .with_hint("is `objectos serve` running there? (`--server URL`)")
+            Failure::error(format!(
+                "cannot reach the server at {}: {}",
+                self.base,
+                error_chain(&e)
+            ))
+            .with_hint("is `objectos serve` running there? (`--server URL`)")
         })?;
         let status = response.status();
         let text = response.text().unwrap_or_default();
@@ -184,4 +188,21 @@ mod tests {
         assert!(connect("https://objectos.example", false, None, None).is_ok());
         assert!(connect("ftp://x", false, None, None).is_err());
     }
+}
+
+/// An error with every cause under it ("error sending request …: invalid peer
+/// certificate: UnknownIssuer"): reqwest's own text stops at the first, which
+/// does not say what went wrong.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -277,12 +277,16 @@ impl Bridge {
         let response = match request.body(body).send().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot reach the server");
+                let why = crate::remote::error_chain(&e);
+                tracing::warn!(error = %why, "cannot reach the server");
                 if id.is_some() {
                     let _ = out.send(error(
                         id,
                         -32603,
-                        format!("cannot reach the objectos server at {}: {e}", self.endpoint),
+                        format!(
+                            "cannot reach the objectos server at {}: {why}",
+                            self.endpoint
+                        ),
                     ));
                 }
                 return;

@@ -61,9 +61,13 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        Failure::error(format!("cannot reach the server at {}: {e}", self.base))
-            .with_hint("is `objectos serve` running there? (`--server URL`)")
-            .into()
+        Failure::error(format!(
+            "cannot reach the server at {}: {}",
+            self.base,
+            crate::remote::error_chain(&e)
+        ))
+        .with_hint("is `objectos serve` running there? (`--server URL`)")
+        .into()
     }
 
     async fn start(&self, title: Option<&str>) -> anyhow::Result<String> {

@@ -25,6 +25,7 @@ mod runtime;
 mod sdk;
 mod seals;
 mod signing;
+mod tls_clients;
 mod store;
 mod toolchain;
 mod upstream;
