@@ -25,7 +25,7 @@ use crate::commands::Ctx;
 use crate::commands::runtime::required_model;
 use crate::error::{ApiError, Exit, Failure};
 use crate::model::filter::{Filter, Op};
-use crate::output::stdio::{Input, OutputPath};
+use crate::output::stdio::{Input, OutputPath, at_most_one_stdin};
 use crate::query::request::QuerySpec;
 use crate::records::{Caller, Records, convert};
 
@@ -1137,6 +1137,12 @@ pub fn backup(args: crate::cli::BackupArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
 }
 
 pub fn restore(args: crate::cli::RestoreArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let mut inputs = vec![("FILE", args.file.as_path())];
+    inputs.extend(args.identities.iter().map(|p| ("-i", p.as_path())));
+    if let Some(path) = &args.signer {
+        inputs.push(("--signer", path.as_path()));
+    }
+    at_most_one_stdin(inputs)?;
     let server = args
         .database_url
         .as_ref()
