@@ -721,10 +721,10 @@ pub fn document(objects: Option<&[Value]>) -> Value {
         if let Some(body) = r.body {
             op["requestBody"] = json!({"required": true, "description": body_limits(), "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
         }
-        if matches!(r.path, "/api/v1/auth/login" | "/api/v1/auth/sign-in/email") {
-            if let Value::Object(responses) = &mut op["responses"] {
-                responses.extend(sign_in_errors());
-            }
+        if matches!(r.path, "/api/v1/auth/login" | "/api/v1/auth/sign-in/email")
+            && let Value::Object(responses) = &mut op["responses"]
+        {
+            responses.extend(sign_in_errors());
         }
         if r.auth {
             if let Value::Object(responses) = &mut op["responses"] {
