@@ -338,7 +338,8 @@ pub enum TrustCommand {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// The signed artifact (its signature is `ARTIFACT.minisig`)
+    /// The signed artifact (its signature is `ARTIFACT.minisig`; `-`: standard
+    /// input, with `-x`)
     #[arg(value_name = "ARTIFACT")]
     pub artifact: PathBuf,
 
@@ -358,7 +359,7 @@ pub struct ApplyArgs {
     #[arg(short, long)]
     pub yes: bool,
 
-    /// Signature file [default: ARTIFACT.minisig]
+    /// Signature file (`-`: standard input) [default: ARTIFACT.minisig]
     #[arg(short = 'x', long, value_name = "FILE")]
     pub signature: Option<PathBuf>,
 }

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::artifact::verify::{self, Request, trust_store_keys};
+use crate::artifact::verify::{self, Given, Request, trust_store_keys};
 use crate::audit::{self, Event, Origin, Outcome};
 use crate::cli::ApplyArgs;
 use crate::commands::Ctx;
@@ -12,6 +12,7 @@ use crate::commands::sign::signature_path;
 use crate::error::{Exit, Failure};
 use crate::instance::applied::Purpose;
 use crate::instance::apply::{self, Plan};
+use crate::output::stdio::{Input, at_most_one_stdin};
 use crate::store::AppliedArtifact;
 use crate::{prompt, timefmt};
 
@@ -45,17 +46,48 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let instance = ctx.instance()?;
     let origin = Origin::operator();
     let keys = trust_store_keys(&instance.trust_dir())?;
-    let sig = args
-        .signature
-        .clone()
-        .unwrap_or_else(|| signature_path(&args.artifact));
-    let outcome = verify::verify(&Request {
-        artifact: &args.artifact,
-        signature: &sig,
-        keys: &keys,
-        pin: None,
-        now: timefmt::now(),
-    })?;
+    // `-` reads the artifact (or, with a file artifact, the signature) from
+    // standard input, read once: what is checked is what is stored.
+    let artifact_in = Input::new(&args.artifact);
+    let mut inputs = vec![("ARTIFACT", args.artifact.as_path())];
+    if let Some(path) = &args.signature {
+        inputs.push(("-x", path.as_path()));
+    }
+    at_most_one_stdin(inputs)?;
+    let sig = match (&args.signature, &artifact_in) {
+        (Some(path), _) => path.clone(),
+        (None, Input::File(path)) => signature_path(path),
+        (None, Input::Stdin) => {
+            return Err(Failure::new(
+                Exit::Usage,
+                "an artifact read from standard input has no `ARTIFACT.minisig` beside it",
+            )
+            .with_hint("pass the signature file with `-x FILE`")
+            .into());
+        }
+    };
+    let sig_in = Input::new(&sig);
+    let given_artifact = match &artifact_in {
+        Input::Stdin => Some(crate::commands::validate::read_document(&artifact_in)?),
+        Input::File(_) => None,
+    };
+    let given_signature = match &sig_in {
+        Input::Stdin => Some(sig_in.read("a signature", 1024 * 1024)?),
+        Input::File(_) => None,
+    };
+    let outcome = verify::verify_given(
+        &Request {
+            artifact: artifact_in.label(),
+            signature: sig_in.label(),
+            keys: &keys,
+            pin: None,
+            now: timefmt::now(),
+        },
+        Given {
+            artifact: given_artifact.as_deref(),
+            signature: given_signature.as_deref(),
+        },
+    )?;
     let refuse = |message: String, code: &str, failure: Failure| -> anyhow::Result<Exit> {
         instance.store.write(|tx| {
             audit::append(
@@ -96,8 +128,15 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     };
     // What is stored is what was verified: the bytes and the signature are read
     // once more and checked together against the signer before anything changes.
-    let bytes = std::fs::read(&args.artifact)?;
-    let signature_text = std::fs::read_to_string(&sig)?;
+    let bytes = match given_artifact {
+        Some(bytes) => bytes,
+        None => std::fs::read(&args.artifact)?,
+    };
+    let signature_text = match given_signature {
+        Some(bytes) => String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("the signature on standard input is not text"))?,
+        None => std::fs::read_to_string(&sig)?,
+    };
     let recheck = verify::verify_bytes(
         &bytes,
         &signature_text,

@@ -694,6 +694,12 @@ fn dash_is_standard_output_for_what_is_written_and_standard_input_for_what_is_re
             &artifact,
         ),
         (vec!["trust", "add", "-"], &public),
+        // The applied artifact again (a no-op, once verified).
+        (
+            vec!["apply", "-", "-x", "artifact.json.minisig", "-y"],
+            &artifact,
+        ),
+        (vec!["apply", "artifact.json", "-x", "-", "-y"], &signature),
     ];
     for (args, input) in &stdin_cases {
         let (code, stdout, stderr) = run_bytes(&env, args, input);
@@ -721,6 +727,23 @@ fn dash_is_standard_output_for_what_is_written_and_standard_input_for_what_is_re
         "stdin.minisig",
     ])
     .ok();
+    // A new version applied from stdin is what is in force afterwards.
+    let mut next: serde_json::Value = serde_json::from_slice(&artifact).unwrap();
+    next["manifest"]["version"] = serde_json::json!("9.9.9");
+    env.write("next.json", next.to_string());
+    env.run(&["build", "next.json", "-o", "next-artifact.json"])
+        .ok();
+    env.run(&["sign", "next-artifact.json", "-k", "signer"])
+        .ok();
+    let next_bytes = std::fs::read(env.path("next-artifact.json")).unwrap();
+    let (code, _, stderr) = run_bytes(
+        &env,
+        &["apply", "-", "-x", "next-artifact.json.minisig", "-y"],
+        &next_bytes,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let doctor = env.run(&["--json", "doctor"]).ok().stdout;
+    assert!(doctor.contains("9.9.9"), "{doctor}");
     // A backup read from stdin restores.
     let (code, _, stderr) = run_bytes(
         &env,
@@ -743,6 +766,8 @@ fn dash_is_standard_output_for_what_is_written_and_standard_input_for_what_is_re
         vec!["verify", "-", "-p", "-", "-x", "artifact.json.minisig"],
         vec!["verify", "-", "-p", "signer.pub"],
         vec!["sign", "-", "-k", "signer"],
+        vec!["apply", "-", "-y"],
+        vec!["apply", "-", "-x", "-", "-y"],
         vec!["--data-dir", "again", "restore", "-", "-i", "-"],
         vec![
             "sign",
