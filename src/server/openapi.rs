@@ -667,7 +667,7 @@ fn route_query_parameters(method: &str, path: &str) -> Vec<Value> {
         ("patch" | "delete", "/api/v1/data/{object}/{id}") => vec![if_match()],
         ("get", "/api/v1/audit/events") => vec![
             json!({"name": "from", "in": "query", "required": false,
-                "description": "The first sequence number to return (the `next_from` of the previous page)",
+                "description": "The first `seq` to look at (the `next_from` of the previous page)",
                 "schema": {"type": "integer", "minimum": 1, "default": 1}}),
             json!({"name": "limit", "in": "query", "required": false,
                 "description": format!("Events in the page: at most {} (limit `audit_page`)", limit("audit_page")),
