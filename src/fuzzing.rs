@@ -112,7 +112,8 @@ mod tests {
     /// input fails here, not only in a long fuzz run.
     #[test]
     fn every_committed_seed_runs_through_its_target() {
-        let targets: [(&str, fn(&[u8])); 6] = [
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 6] = [
             ("query_json", super::query_json),
             ("filter_cel", super::filter_cel),
             ("artifact", super::artifact),

@@ -166,6 +166,23 @@ pub fn inert(text: &str) -> String {
     out
 }
 
+/// An error with every cause under it ("error sending request …: invalid peer
+/// certificate: UnknownIssuer"): reqwest's own text stops at the first, which
+/// does not say what went wrong.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,21 +205,4 @@ mod tests {
         assert!(connect("https://objectos.example", false, None, None).is_ok());
         assert!(connect("ftp://x", false, None, None).is_err());
     }
-}
-
-/// An error with every cause under it ("error sending request …: invalid peer
-/// certificate: UnknownIssuer"): reqwest's own text stops at the first, which
-/// does not say what went wrong.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }

@@ -183,7 +183,7 @@ fn a_key_revoked_while_in_use_stops_at_once_and_servers_and_applies_do_not_colli
         .ok();
     env.run(&["sign", "next-artifact.json", "-k", "signer"])
         .ok();
-    let applies_before = applied_rows(&env);
+    let applies_before = applied_rows(env);
     let gate = Arc::new(Barrier::new(4));
     let runs: Vec<_> = (0..4)
         .map(|_| {
@@ -211,7 +211,7 @@ fn a_key_revoked_while_in_use_stops_at_once_and_servers_and_applies_do_not_colli
         assert!(!stderr.contains("database error"), "{stderr}");
     }
     assert_eq!(
-        applied_rows(&env) - applies_before,
+        applied_rows(env) - applies_before,
         1,
         "exactly one apply changed the schema"
     );

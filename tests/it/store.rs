@@ -763,3 +763,94 @@ fn keys_are_bound_to_one_organization() {
     env.run(&["apikey", "revoke", &prefix]).ok();
     env.run(&["apikey", "revoke", &prefix]).code(1);
 }
+
+/// The bash block of `docs/audit-log.md` whose second line starts `# NAME`.
+fn documented_script(name: &str) -> String {
+    let page = std::fs::read_to_string(repo().join("docs/audit-log.md")).unwrap();
+    page.split("```bash\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|script| {
+            script
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with(&format!("# {name}")))
+        })
+        .unwrap_or_else(|| panic!("docs/audit-log.md has no `{name}` script"))
+        .to_string()
+}
+
+#[test]
+fn the_documented_stock_tool_scripts_verify_a_real_chain_and_catch_a_forged_row() {
+    for tool in ["bash", "sqlite3", "sha256sum", "minisign"] {
+        if !have_tool(tool) {
+            return;
+        }
+    }
+    let env = Env::sqlite();
+    ready(&env);
+    for i in 0..4 {
+        env.run(&["team", "add", &format!("scripted{i}")]).ok();
+    }
+    env.write("chain.sh", documented_script("chain.sh"));
+    env.write("checkpoints.sh", documented_script("checkpoints.sh"));
+    let data = env.path("data").display().to_string();
+    let run_script = |script: &str, dir: &str| {
+        let out = std::process::Command::new("bash")
+            .arg(env.path(script))
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // As the page says: one line per row, and every checkpoint checked.
+    let rows = audit_rows(&env).len();
+    let (code, out) = run_script("chain.sh", &data);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.lines().count(), rows, "{out}");
+    let (code, out) = run_script("checkpoints.sh", &data);
+    assert_eq!(code, Some(0), "{out}");
+    let checkpoints = std::fs::read_to_string(env.path("data/audit-checkpoints.log")).unwrap();
+    assert_eq!(out.lines().count(), checkpoints.lines().count(), "{out}");
+
+    // A row altered behind the tool's back (in a copy): both scripts fail.
+    sql(&env.db(), "PRAGMA wal_checkpoint(TRUNCATE);");
+    let forged = env.path("forged");
+    std::fs::create_dir(&forged).unwrap();
+    for file in [
+        "objectos.db",
+        "audit-checkpoints.log",
+        "instance-signing.key.pub",
+    ] {
+        std::fs::copy(env.path("data").join(file), forged.join(file)).unwrap();
+    }
+    let last = rows as i64;
+    sql(
+        &forged.join("objectos.db"),
+        &format!(
+            "DROP TRIGGER objectos_audit_no_update; UPDATE objectos_audit SET record_id = 'forged' WHERE seq = {last};"
+        ),
+    );
+    let forged = forged.display().to_string();
+    let (code, out) = run_script("chain.sh", &forged);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("row {last}: its content does not match its hash")),
+        "{out}"
+    );
+    // The last checkpoint names the last row's hash, which the forger would have
+    // to change too.
+    sql(
+        &std::path::Path::new(&forged).join("objectos.db"),
+        &format!(
+            "UPDATE objectos_audit SET hash = '{}' WHERE seq = {last};",
+            "0".repeat(64)
+        ),
+    );
+    let (code, out) = run_script("checkpoints.sh", &forged);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("is missing or differs"), "{out}");
+}
