@@ -14,6 +14,7 @@ mod evidence;
 mod hardening;
 mod hostile;
 mod limits;
+mod mcp_wire;
 mod model;
 mod openapi;
 mod operator;
