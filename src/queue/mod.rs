@@ -532,11 +532,11 @@ impl<'r, 'a> Queue<'r, 'a> {
     /// who was disabled, left the organization, no longer holds `agent_access`
     /// (and `api_access`, for the assistant's proposals), or lost the right
     /// the proposal itself needed, cannot have anything applied.
-    fn requester_now(&self, row: &PendingRow) -> anyhow::Result<Caller> {
+    fn requester_now(&self, tx: &mut dyn Tx, row: &PendingRow) -> anyhow::Result<Caller> {
         let model = self.records.model;
         let failed =
             |message: String| -> anyhow::Error { conflict("apply_failed", message).into() };
-        let caller = self.store().read(|tx| {
+        let caller = (|| {
             let user = tx
                 .user_by_id(&row.requester_id)?
                 .filter(|u| !u.disabled)
@@ -572,11 +572,11 @@ impl<'r, 'a> Queue<'r, 'a> {
             origin.actor["organization_id"] = json!(row.org_id);
             origin.credential = row.key_id.clone();
             origin.client = row.client.clone();
-            Ok(Caller {
+            Ok::<_, anyhow::Error>(Caller {
                 principal: principal.as_agent(),
                 origin,
             })
-        })?;
+        })()?;
         self.still_may_propose(&caller, row)?;
         Ok(caller)
     }
@@ -664,8 +664,10 @@ impl<'r, 'a> Queue<'r, 'a> {
         let at = now();
         let decided_by = reviewer.principal.user_id.clone();
         let outcome: Result<(String, &'static str), ApiError> = (|| {
-            let requester = self.requester_now(&row).map_err(to_api)?;
             if kind == Kind::Metadata {
+                self.store()
+                    .read(|tx| self.requester_now(tx, &row))
+                    .map_err(to_api)?;
                 // Written out as an unsigned artifact; it takes effect when an
                 // operator signs and applies it.
                 let written = metadata::write_proposal(self.records, &row)?;
@@ -712,6 +714,9 @@ impl<'r, 'a> Queue<'r, 'a> {
                         conflict("already_decided", "someone decided the action first").into(),
                     );
                 }
+                // In the apply's own transaction: nothing about the requester
+                // can change between this check and the write.
+                let requester = self.requester_now(tx, &row)?;
                 audit::append(
                     tx,
                     &reviewer.origin,
