@@ -12,6 +12,10 @@ use crate::util::*;
 /// The upstream fixture built to fail closed (see fixtures/upstream/README.md).
 const REFUSED_FIXTURE: &str = "helpdesk";
 
+/// Upstream's showcase example, refused for the constructs named in
+/// `upstream_showcase_example_is_refused_by_name`.
+const REFUSED_EXAMPLE: &str = "example-showcase";
+
 fn upstream(name: &str) -> String {
     fixture(&format!("upstream/{name}/objectstack.json"))
         .to_str()
@@ -29,7 +33,7 @@ fn pointers(issues: &Value) -> Vec<String> {
 }
 
 #[test]
-fn every_upstream_fixture_but_the_fail_closed_one_validates_builds_and_inspects() {
+fn every_upstream_fixture_but_the_fail_closed_ones_validates_builds_and_inspects() {
     let env = Env::new();
     let mut names: Vec<String> = std::fs::read_dir(fixture("upstream"))
         .unwrap()
@@ -38,10 +42,20 @@ fn every_upstream_fixture_but_the_fail_closed_one_validates_builds_and_inspects(
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    for expected in ["my-app", "recipes", REFUSED_FIXTURE] {
+    for expected in [
+        "my-app",
+        "recipes",
+        "example-crm",
+        "example-todo",
+        REFUSED_FIXTURE,
+        REFUSED_EXAMPLE,
+    ] {
         assert!(names.iter().any(|n| n == expected), "{names:?}");
     }
-    for name in names.iter().filter(|n| *n != REFUSED_FIXTURE) {
+    for name in names
+        .iter()
+        .filter(|n| *n != REFUSED_FIXTURE && *n != REFUSED_EXAMPLE)
+    {
         let report = env
             .run(&["--json", "validate", &upstream(name), "--strict"])
             .ok()
@@ -65,6 +79,119 @@ fn every_upstream_fixture_but_the_fail_closed_one_validates_builds_and_inspects(
             "{e}"
         );
     }
+}
+
+#[test]
+fn upstream_crm_and_todo_examples_validate_with_nothing_to_say() {
+    let env = Env::new();
+    for name in ["example-crm", "example-todo"] {
+        let report = env
+            .run(&["--json", "validate", &upstream(name), "--strict"])
+            .ok()
+            .json();
+        assert_eq!(report["valid"], true, "{name}: {report}");
+        assert!(pointers(&report["warnings"]).is_empty(), "{name}: {report}");
+    }
+    let crm = env
+        .run(&["--json", "inspect", &upstream("example-crm")])
+        .ok()
+        .json();
+    assert_eq!(crm["manifest"]["id"], "com.example.crm");
+    assert_eq!(crm["objects"].as_array().unwrap().len(), 6);
+    let todo = env
+        .run(&["--json", "inspect", &upstream("example-todo")])
+        .ok()
+        .json();
+    assert_eq!(todo["manifest"]["id"], "com.example.todo");
+    assert_eq!(todo["objects"][0]["name"], "todo_task");
+}
+
+#[test]
+fn upstream_showcase_example_is_refused_by_name() {
+    let env = Env::new();
+    let report = env
+        .run(&["--json", "validate", &upstream(REFUSED_EXAMPLE)])
+        .code(3)
+        .json();
+    // (where, the construct's name): each changes access and is not enforced.
+    let unenforced = [
+        (
+            "/objects/5/publicSharing",
+            "public share links (`publicSharing`)",
+        ),
+        (
+            "/objects/11/fields/tax_rate/readonlyWhen",
+            "conditional read-only (`readonlyWhen`)",
+        ),
+        (
+            "/objects/12/fields/product/readonlyWhen",
+            "conditional read-only (`readonlyWhen`)",
+        ),
+        (
+            "/objects/12/fields/quantity/readonlyWhen",
+            "conditional read-only (`readonlyWhen`)",
+        ),
+        (
+            "/objects/12/fields/unit_price/readonlyWhen",
+            "conditional read-only (`readonlyWhen`)",
+        ),
+        (
+            "/permissions/0/rowLevelSecurity",
+            "row-level security (`rowLevelSecurity`)",
+        ),
+        (
+            "/permissions/7/adminScope",
+            "delegated administration (`adminScope`)",
+        ),
+        (
+            "/sharingRules/0/sharedWith/type",
+            "sharing to `unit_and_subordinates`",
+        ),
+    ];
+    // Not an access construct: a `tree` field that points at another object.
+    // Upstream 17.1.0, which compiled this artifact, accepted it; upstream
+    // 17.4.0 refuses the same source (see fixtures/upstream/README.md).
+    let tree = "/objects/9/fields/f_tree/reference";
+    let errors = report["errors"].as_array().unwrap();
+    let mut expected: Vec<&str> = unenforced.iter().map(|(p, _)| *p).collect();
+    expected.push(tree);
+    expected.sort();
+    let mut got = pointers(&report["errors"]);
+    got.sort();
+    assert_eq!(got, expected, "{report}");
+    for (pointer, construct) in unenforced {
+        let e = errors.iter().find(|e| e["pointer"] == pointer).unwrap();
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(construct) && message.contains("is not enforced by objectos"),
+            "{pointer}: {message}"
+        );
+    }
+    let e = errors.iter().find(|e| e["pointer"] == tree).unwrap();
+    assert_eq!(
+        e["message"],
+        "a `tree` field points at its own object, `showcase_field_zoo`, not `showcase_category`"
+    );
+    // Its grants on upstream's platform objects are ignored, with a warning each.
+    let mut warned = pointers(&report["warnings"]);
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            "sys_business_unit",
+            "sys_business_unit_member",
+            "sys_permission_set",
+            "sys_position",
+            "sys_user",
+            "sys_user_position",
+        ]
+        .map(|o| format!("/permissions/7/objects/{o}"))
+    );
+    // Neither build nor inspect goes on with it.
+    env.run(&["build", &upstream(REFUSED_EXAMPLE), "-o", "showcase.json"])
+        .code(3);
+    assert!(!env.path("showcase.json").exists());
+    env.run(&["inspect", &upstream(REFUSED_EXAMPLE)]).code(3);
 }
 
 #[test]
