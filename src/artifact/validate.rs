@@ -1575,7 +1575,7 @@ fn read_rights(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<Objec
     };
     let read_org = scope(w, "readScope");
     let write_org = scope(w, "writeScope");
-    Some(ObjectRights {
+    let rights = ObjectRights {
         read: w.opt_bool(map, "allowRead", pointer).unwrap_or(false),
         create: w.opt_bool(map, "allowCreate", pointer).unwrap_or(false),
         edit: w.opt_bool(map, "allowEdit", pointer).unwrap_or(false),
@@ -1587,7 +1587,21 @@ fn read_rights(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<Objec
         export: w.opt_bool(map, "allowExport", pointer).unwrap_or(false),
         read_org,
         write_org,
-    })
+    };
+    // In objectos every write right implies read. Upstream honours a write right
+    // with `allowRead: false` said outright (an insert-only web form, say):
+    // reading it as objectos does would let that set read what its author
+    // withheld, so it is refused by name. Left unsaid, read is implied.
+    if map.get("allowRead") == Some(&Value::Bool(false))
+        && (rights.create || rights.edit || rights.delete)
+        && !(rights.view_all || rights.modify_all)
+    {
+        w.unenforced(
+            &format!("{pointer}/allowRead"),
+            "`allowRead: false` beside `allowCreate`, `allowEdit` or `allowDelete` (write without read, such as an insert-only form)",
+        );
+    }
+    Some(rights)
 }
 
 fn validate_sharing_rules(

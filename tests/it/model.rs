@@ -429,9 +429,17 @@ fn artifact(world: &World) -> Value {
                 if let Some(r) = rights {
                     objects.insert(
                         OBJECTS[o].to_string(),
-                        json!({"allowRead": r.read, "allowCreate": r.create, "allowEdit": r.edit,
-                               "allowDelete": r.delete, "viewAllRecords": r.view_all,
-                               "modifyAllRecords": r.modify_all, "allowExport": r.export}),
+                        // `allowRead` said only when granted: a write right
+                        // implies it, and `false` beside one is refused.
+                        {
+                            let mut rights = json!({"allowCreate": r.create, "allowEdit": r.edit,
+                                   "allowDelete": r.delete, "viewAllRecords": r.view_all,
+                                   "modifyAllRecords": r.modify_all, "allowExport": r.export});
+                            if r.read {
+                                rights["allowRead"] = json!(true);
+                            }
+                            rights
+                        },
                     );
                 }
             }

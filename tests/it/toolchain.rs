@@ -262,6 +262,17 @@ fn invalid_definitions_report_the_right_pointer() {
             json!("unit"),
             "/permissions/0/objects/tt_parent/readScope",
         ),
+        // Write without read, said outright (upstream's insert-only grant).
+        (
+            "/permissions/0/objects/tt_parent",
+            json!({"allowCreate": true, "allowRead": false}),
+            "/permissions/0/objects/tt_parent/allowRead",
+        ),
+        (
+            "/permissions/0/objects/tt_parent",
+            json!({"allowEdit": true, "allowRead": false}),
+            "/permissions/0/objects/tt_parent/allowRead",
+        ),
         (
             "/permissions/0/fields/tt_parent.nope",
             json!({"readable": true}),

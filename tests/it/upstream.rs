@@ -54,7 +54,7 @@ fn every_upstream_fixture_but_the_fail_closed_ones_validates_builds_and_inspects
     }
     for name in names
         .iter()
-        .filter(|n| *n != REFUSED_FIXTURE && *n != REFUSED_EXAMPLE)
+        .filter(|n| ![REFUSED_FIXTURE, REFUSED_EXAMPLE, INSERT_ONLY_EXAMPLE].contains(&n.as_str()))
     {
         let report = env
             .run(&["--json", "validate", &upstream(name), "--strict"])
@@ -81,19 +81,63 @@ fn every_upstream_fixture_but_the_fail_closed_ones_validates_builds_and_inspects
     }
 }
 
+/// The CRM example: its guest portal set may create leads and read none (an
+/// insert-only web form). objectos implies read from every write right, so it
+/// refuses that grant by name rather than let the portal read every lead.
+const INSERT_ONLY_EXAMPLE: &str = "example-crm";
+
 #[test]
-fn upstream_crm_and_todo_examples_validate_with_nothing_to_say() {
+fn upstream_crm_example_is_refused_for_its_insert_only_grant_alone_and_todo_validates() {
     let env = Env::new();
-    for name in ["example-crm", "example-todo"] {
-        let report = env
-            .run(&["--json", "validate", &upstream(name), "--strict"])
-            .ok()
-            .json();
-        assert_eq!(report["valid"], true, "{name}: {report}");
-        assert!(pointers(&report["warnings"]).is_empty(), "{name}: {report}");
-    }
+    let report = env
+        .run(&["--json", "validate", &upstream("example-todo"), "--strict"])
+        .ok()
+        .json();
+    assert_eq!(report["valid"], true, "{report}");
+    assert!(pointers(&report["warnings"]).is_empty(), "{report}");
+
+    let report = env
+        .run(&[
+            "--json",
+            "validate",
+            &upstream(INSERT_ONLY_EXAMPLE),
+            "--strict",
+        ])
+        .code(3)
+        .json();
+    assert_eq!(
+        pointers(&report["errors"]),
+        ["/permissions/1/objects/crm_lead/allowRead"],
+        "{report}"
+    );
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("write without read") && message.contains("not enforced by objectos"),
+        "{message}"
+    );
+    // The same app with the portal's grant removed is accepted as it is: the
+    // refusal is that grant and nothing else.
+    let mut doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            fixture("upstream")
+                .join(INSERT_ONLY_EXAMPLE)
+                .join("objectstack.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    doc["permissions"][1]["objects"]
+        .as_object_mut()
+        .unwrap()
+        .remove("crm_lead");
+    env.write("crm-without-portal.json", doc.to_string());
+    let report = env
+        .run(&["--json", "validate", "crm-without-portal.json", "--strict"])
+        .ok()
+        .json();
+    assert_eq!(report["valid"], true, "{report}");
     let crm = env
-        .run(&["--json", "inspect", &upstream("example-crm")])
+        .run(&["--json", "inspect", "crm-without-portal.json"])
         .ok()
         .json();
     assert_eq!(crm["manifest"]["id"], "com.example.crm");
@@ -138,6 +182,10 @@ fn upstream_showcase_example_is_refused_by_name() {
         (
             "/permissions/0/rowLevelSecurity",
             "row-level security (`rowLevelSecurity`)",
+        ),
+        (
+            "/permissions/6/objects/showcase_inquiry/allowRead",
+            "`allowRead: false` beside `allowCreate`",
         ),
         (
             "/permissions/7/adminScope",
