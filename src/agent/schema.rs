@@ -73,7 +73,9 @@ fn at(schema: &Value, value: &Value, path: &str) -> Result<(), ApiError> {
                             .flat_map(|p| p.keys())
                             .map(String::as_str)
                             .collect();
-                        return Err(bad(if path.is_empty() {
+                        return Err(bad(if known.is_empty() {
+                            format!("{shown} takes no members (`{name}` was given)")
+                        } else if path.is_empty() {
                             format!(
                                 "`{name}` is not an argument of this tool; it takes {}",
                                 known.join(", ")

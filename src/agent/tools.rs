@@ -196,7 +196,8 @@ pub fn specs() -> Vec<ToolSpec> {
                 "actionName": {"type": "string", "minLength": 1, "maxLength": 128},
                 "objectName": object_name(),
                 "recordId": record_id(),
-                "params": {"type": "object"}
+                "params": {"type": "object", "properties": {}, "additionalProperties": false,
+                           "description": "objectos's actions take no parameters: leave it out, or send {}"}
             }, "required": ["actionName"], "additionalProperties": false}),
             read_only: false,
             destructive: true,

@@ -1182,11 +1182,24 @@ fn an_agent_never_holds_an_administrative_right_and_read_only_keys_never_write()
         "closed",
         "after approval"
     );
+    // Parameters: objectos's actions take none; one given is refused, not
+    // ignored, and nothing runs (an empty `params` is fine, as on REST).
     let (err, r) = tool(
         &server,
         &alice_agent,
         "run_action",
-        json!({"actionName": "escalate", "recordId": t1}),
+        json!({"actionName": "escalate", "recordId": t1, "params": {"priority": "low"}}),
+    );
+    assert!(err && r["error"]["code"] == "invalid_arguments", "{r}");
+    assert_ne!(
+        get(&server, &alice, "desk_ticket", &t1).1["priority"],
+        "high"
+    );
+    let (err, r) = tool(
+        &server,
+        &alice_agent,
+        "run_action",
+        json!({"actionName": "escalate", "recordId": t1, "params": {}}),
     );
     assert!(!err, "{r}");
     assert_eq!(
