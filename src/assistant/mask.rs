@@ -31,6 +31,86 @@ fn mask_map(map: &mut Map<String, Value>, names: &BTreeSet<String>) {
     }
 }
 
+/// The masked fields of the object a tool call is about (none when the
+/// operator exempted it).
+fn masked_fields(model: &Model, unmasked: &BTreeSet<String>, args: &Value) -> BTreeSet<String> {
+    let Some(def) = object_of(model, args)
+        .filter(|o| !unmasked.contains(*o))
+        .and_then(|o| model.object(o))
+    else {
+        return BTreeSet::new();
+    };
+    def.fields
+        .iter()
+        .filter(|f| f.sensitive)
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// The field names a filter tests: every key that is not an operator, and
+/// what `$and`, `$or` and `$not` hold.
+fn filter_fields(filter: &Value, out: &mut BTreeSet<String>) {
+    match filter {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key.starts_with('$') {
+                    filter_fields(value, out);
+                } else {
+                    out.insert(key.split('.').next().unwrap_or(key).to_string());
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| filter_fields(v, out)),
+        _ => {}
+    }
+}
+
+/// Why a query may not run for the model, if it may not: filtering or sorting
+/// on a masked field would tell the model its value a test at a time (a
+/// `$startsWith` per character), though every value shown is masked. Grouping
+/// and aggregating stay allowed: their keys and results are masked.
+///
+/// `readable(object, field)` says whether the user may read the field: one
+/// they may not is left to the tool, which refuses it as it refuses a field
+/// that does not exist (saying "masked" would tell that it exists).
+pub fn refused_predicate(
+    model: &Model,
+    unmasked: &BTreeSet<String>,
+    readable: &dyn Fn(&str, &str) -> bool,
+    tool: &str,
+    args: &Value,
+) -> Option<String> {
+    if !matches!(tool, "query_records" | "aggregate_records") {
+        return None;
+    }
+    let object = object_of(model, args)?;
+    let masked: BTreeSet<String> = masked_fields(model, unmasked, args)
+        .into_iter()
+        .filter(|f| readable(object, f))
+        .collect();
+    if masked.is_empty() {
+        return None;
+    }
+    let mut tested = BTreeSet::new();
+    if let Some(filter) = args.get("where") {
+        filter_fields(filter, &mut tested);
+    }
+    for order in args
+        .get("orderBy")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(field) = order.get("field").and_then(Value::as_str) {
+            tested.insert(field.to_string());
+        }
+    }
+    let hit = tested.intersection(&masked).next()?;
+    Some(format!(
+        "`{hit}` is masked for the assistant: it cannot be filtered or sorted on"
+    ))
+}
+
 /// Mask a tool's result in place. `unmasked`: objects the operator exempted.
 pub fn tool_result(
     model: &Model,

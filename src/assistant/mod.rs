@@ -66,7 +66,26 @@ pub fn run_tool(
                 is_error: true,
             },
         ),
-        (Ok(args), true) => (args.clone(), agent.call(records, name, args)),
+        (Ok(args), true) => match mask::refused_predicate(
+            records.model,
+            unmasked,
+            &|object, field| {
+                records
+                    .object_access(agent.caller, object)
+                    .is_ok_and(|a| a.field_readable(field))
+            },
+            name,
+            args,
+        ) {
+            Some(why) => (
+                args.clone(),
+                Outcome {
+                    result: json!({"error": {"code": "field_masked", "message": why, "status": 403}}),
+                    is_error: true,
+                },
+            ),
+            None => (args.clone(), agent.call(records, name, args)),
+        },
     };
     let mut events = vec![crate::agent::tool_call_event(
         "assistant.tool_call",

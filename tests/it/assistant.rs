@@ -476,12 +476,37 @@ fn assistant_sensitive_values_are_masked_unless_the_operator_says_otherwise() {
             json!({"objectName": "crm_opportunity", "recordId": world.id("opp_a")}),
         ),
         tool("aggregate_records", grouped),
+        // Guessing a masked value a test at a time, or sorting by it: refused.
+        tool(
+            "query_records",
+            json!({"objectName": "crm_opportunity", "where": {"$and": [{"discount_approval_note": {"$startsWith": &CANARY_NOTE[..3]}}]}}),
+        ),
+        tool(
+            "query_records",
+            json!({"objectName": "crm_opportunity", "orderBy": [{"field": "discount_approval_note"}]}),
+        ),
+        // Positive control: a filter on a field that is not masked runs.
+        tool(
+            "query_records",
+            json!({"objectName": "crm_opportunity", "where": {"name": {"$ne": "nothing"}}, "limit": 1}),
+        ),
         text("done"),
     ]);
     let (_, events, raw) = say(server, key, &conv, "Show the notes");
     done(&events);
     let results = events_named(&events, "tool_result");
-    assert!(results.iter().all(|r| r["isError"] == false), "{results:?}");
+    assert!(
+        results[..3].iter().all(|r| r["isError"] == false),
+        "{results:?}"
+    );
+    for refused in &results[3..5] {
+        assert_eq!(refused["isError"], true, "{refused}");
+        assert_eq!(
+            refused["result"]["error"]["code"], "field_masked",
+            "{refused}"
+        );
+    }
+    assert_eq!(results[5]["isError"], false, "{:?}", results[5]);
     assert_eq!(results[1]["result"]["discount_approval_note"], "[masked]");
     assert_eq!(results[2]["result"]["rows"][0]["note"], "[masked]");
     assert_eq!(results[2]["result"]["rows"][0]["top"], "[masked]");
@@ -502,12 +527,56 @@ fn assistant_sensitive_values_are_masked_unless_the_operator_says_otherwise() {
         key,
     );
     assert_eq!(rest["record"]["discount_approval_note"], CANARY_NOTE);
+    // A user who may not read the field at all gets what REST answers them
+    // (`field_predicate_denied`), not "masked".
+    let rep = world.key("rep_a");
+    let rep_conv = start(server, rep);
+    model.script(vec![
+        tool(
+            "query_records",
+            json!({"objectName": "crm_opportunity", "where": {"discount_approval_note": "x"}}),
+        ),
+        text("done"),
+    ]);
+    let (_, events, _) = say(server, rep, &rep_conv, "Guess the note");
+    done(&events);
+    let results = events_named(&events, "tool_result");
+    assert_eq!(results[0]["isError"], true, "{results:?}");
+    assert_eq!(
+        results[0]["result"]["error"]["code"], "field_predicate_denied",
+        "{results:?}"
+    );
+    let (status, body, _) = server.call(
+        "POST",
+        "/api/v1/query",
+        Some(rep),
+        Some(json!({"object": "crm_opportunity", "where": {"discount_approval_note": "x"}})),
+    );
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("field_predicate_denied"))
+    );
+    let requests_before_unmask = model.requests().len();
     env.run(&["settings", "set", "ai.unmask.crm_opportunity", "true"])
         .ok();
-    model.script(vec![tool("query_records", query), text("done")]);
+    model.script(vec![
+        tool("query_records", query),
+        // Unmasked, the field may be filtered on too.
+        tool(
+            "query_records",
+            json!({"objectName": "crm_opportunity", "where": {"discount_approval_note": {"$startsWith": &CANARY_NOTE[..3]}}}),
+        ),
+        text("done"),
+    ]);
     let (_, events, _) = say(server, key, &conv, "Again");
     done(&events);
-    assert!(model.requests()[4..].join("\n").contains(CANARY_NOTE));
+    let results = events_named(&events, "tool_result");
+    assert!(results.iter().all(|r| r["isError"] == false), "{results:?}");
+    assert!(
+        model.requests()[requests_before_unmask..]
+            .join("\n")
+            .contains(CANARY_NOTE)
+    );
 }
 
 #[test]
