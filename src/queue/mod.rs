@@ -617,6 +617,13 @@ impl<'r, 'a> Queue<'r, 'a> {
                     )
                     .into());
                 };
+                if !action.ai_exposed {
+                    return Err(conflict(
+                        "apply_failed",
+                        format!("the action `{name}` is no longer offered to agents"),
+                    )
+                    .into());
+                }
                 let missing: Vec<&str> = action
                     .required_permissions
                     .iter()
@@ -628,6 +635,24 @@ impl<'r, 'a> Queue<'r, 'a> {
                 }
             }
             Kind::Create | Kind::Update | Kind::Delete => {}
+        }
+        // Every change in the queue came from an agent (or the assistant, under
+        // the same rules): an object closed to agents since is closed to it.
+        if matches!(
+            Kind::parse(&row.kind),
+            Some(Kind::Create | Kind::Update | Kind::Delete | Kind::Action)
+        ) && let Some(object) = row.object.as_deref()
+            && self
+                .records
+                .model
+                .object(object)
+                .is_some_and(|o| o.agent_writes == crate::model::AgentWrites::Deny)
+        {
+            return Err(conflict(
+                "apply_failed",
+                format!("agents may no longer write `{object}` records"),
+            )
+            .into());
         }
         Ok(())
     }
@@ -672,6 +697,9 @@ impl<'r, 'a> Queue<'r, 'a> {
                 // operator signs and applies it.
                 let written = metadata::write_proposal(self.records, &row)?;
                 let result = self.store().write(|tx| {
+                    // Again in the transaction that decides: nothing about the
+                    // requester changes between this check and the decision.
+                    self.requester_now(tx, &row)?;
                     if !tx.pending_transition(
                         &row.id,
                         &["pending"],
@@ -697,7 +725,16 @@ impl<'r, 'a> Queue<'r, 'a> {
                     )?;
                     Ok(())
                 });
-                result.map_err(to_api)?;
+                let result = result.map_err(to_api);
+                if let Err(e) = &result
+                    && e.code != "already_decided"
+                {
+                    // Not approved (and nobody else approved it: that file would
+                    // be theirs): the artifact written for it is not left behind.
+                    let _ = std::fs::remove_file(&written);
+                    let _ = std::fs::remove_file(written.replace(".objectstack.json", ".diff"));
+                }
+                result?;
                 return Ok((written, "approved"));
             }
             let result = self.store().write(|tx| {
@@ -808,13 +845,15 @@ impl<'r, 'a> Queue<'r, 'a> {
     ) -> anyhow::Result<String> {
         let records = self.records;
         let object = row.object.as_deref().unwrap_or("");
-        if let (Some(version), Some(id)) = (row.before_version, row.record_id.as_deref()) {
-            self.same_version(tx, object, id, version)?;
-        }
-        // The whole stored record as proposed, too (its hash covers the
-        // version): nothing changed since, whatever wrote it.
+        // The record is still at the version the proposal was made against (the
+        // `row_version` behind its `ETag`), and the whole stored record as
+        // proposed: nothing changed since, whatever wrote it. Checked where the
+        // record is found readable by the requester, in this transaction.
         let expect = match &row.before_hash {
-            Some(hash) => Expect::BeforeImage(hash.clone()),
+            Some(hash) => Expect::BeforeImage {
+                hash: hash.clone(),
+                version: row.before_version,
+            },
             None => Expect::Any,
         };
         let data: Map<String, Value> = row
@@ -857,39 +896,6 @@ impl<'r, 'a> Queue<'r, 'a> {
             Kind::Metadata => Err(anyhow::anyhow!(
                 "metadata changes are applied by `objectos apply`"
             )),
-        }
-    }
-
-    /// The record is still at the version the proposal was made against (the
-    /// `row_version` behind its `ETag`), or the apply is `stale`. Read in the
-    /// apply's own write transaction, so nothing can change it in between.
-    fn same_version(
-        &self,
-        tx: &mut dyn Tx,
-        object: &str,
-        id: &str,
-        version: i64,
-    ) -> anyhow::Result<()> {
-        let stale = |now: String| -> anyhow::Error {
-            conflict(
-                "stale",
-                format!(
-                    "the record changed since the change was proposed (proposed against version {version}, now {now})"
-                ),
-            )
-            .into()
-        };
-        let Some(o) = self.records.model.object(object) else {
-            return Err(stale("gone".into()));
-        };
-        let now = Records::fetch_raw(tx, o, id)?
-            .ok_or_else(|| stale("deleted".into()))?
-            .get("row_version")
-            .and_then(Value::as_i64);
-        match now {
-            Some(now) if now == version => Ok(()),
-            Some(now) => Err(stale(now.to_string())),
-            None => Err(stale("unknown".into())),
         }
     }
 

@@ -110,8 +110,11 @@ pub enum Expect {
     /// `If-Match`: the record's `row_version` (the `ETag`), or, as upstream's
     /// clients send it, its `updated_at`; `*` matches any. A mismatch is 412.
     Version(String),
-    /// A pending action's before-image hash; a mismatch is 409 `stale`.
-    BeforeImage(String),
+    /// A pending action's before-image hash, and the `row_version` it was
+    /// proposed against; a mismatch of either is 409 `stale`. Checked once the
+    /// record is found readable, so a record the requester can no longer read
+    /// fails as a missing one, telling nothing of its versions.
+    BeforeImage { hash: String, version: Option<i64> },
 }
 
 impl Expect {
@@ -119,8 +122,26 @@ impl Expect {
     fn check(&self, before: &Map<String, Value>) -> Result<(), ApiError> {
         match self {
             Expect::Any => Ok(()),
-            Expect::BeforeImage(hash) if before_hash(before) == *hash => Ok(()),
-            Expect::BeforeImage(_) => Err(ApiError::new(
+            Expect::BeforeImage { version, .. }
+                if version.is_some_and(|v| {
+                    before.get("row_version").and_then(Value::as_i64) != Some(v)
+                }) =>
+            {
+                let now = before
+                    .get("row_version")
+                    .and_then(Value::as_i64)
+                    .map_or("unknown".to_string(), |n| n.to_string());
+                Err(ApiError::new(
+                    409,
+                    "stale",
+                    format!(
+                        "the record changed since the change was proposed (proposed against version {}, now {now})",
+                        version.unwrap_or_default()
+                    ),
+                ))
+            }
+            Expect::BeforeImage { hash, .. } if before_hash(before) == *hash => Ok(()),
+            Expect::BeforeImage { .. } => Err(ApiError::new(
                 409,
                 "stale",
                 "the record changed since the change was proposed",

@@ -2135,6 +2135,155 @@ fn approval_applies_only_to_the_version_proposed_against() {
 }
 
 #[test]
+fn a_record_the_requester_can_no_longer_read_fails_alike_whatever_happened_to_it() {
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let agent = agent_key(&env, ALICE, &[]);
+    let rita = user_key(&env, RITA);
+    let vic = user_key(&env, VIC);
+    let (edited, _) = ticket(&server, &alice, "to be edited", 1.0);
+    let (untouched, _) = ticket(&server, &alice, "left alone", 1.0);
+    let propose = |id: &str| {
+        let (_, r) = tool(
+            &server,
+            &agent,
+            "update_record",
+            json!({"objectName": "desk_ticket", "recordId": id, "data": {"credit": 9}}),
+        );
+        pending_id(&r)
+    };
+    let (p_edited, p_untouched) = (propose(&edited), propose(&untouched));
+    // Both tickets go to Vic: Alice can no longer read either (private).
+    env.run(&[
+        "transfer",
+        "--from",
+        ALICE,
+        "--to",
+        VIC,
+        "--object",
+        "desk_ticket",
+    ])
+    .ok();
+    assert_eq!(get(&server, &alice, "desk_ticket", &edited).0, 404);
+    // Vic edits one of them: its version moves on.
+    let (status, _, raw) = server.call(
+        "PATCH",
+        &format!("/api/v1/data/desk_ticket/{edited}"),
+        Some(&vic),
+        Some(json!({"title": "edited by its new owner"})),
+    );
+    assert_eq!(status, 200, "{raw}");
+    // Approved, both fail; what Alice sees of each tells nothing of which was
+    // edited (no versions, no "changed since").
+    for id in [&p_edited, &p_untouched] {
+        let (status, body) = decide(&server, &rita, id, "approve", json!({}));
+        assert!(status >= 400, "{status}: {body}");
+    }
+    let seen = |pending_id: &str, record: &str| {
+        let (status, view) = pending(&server, &alice, pending_id);
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["status"], "failed", "{view}");
+        let mut view = view.clone();
+        for key in [
+            "id",
+            "recordId",
+            "recordVersion",
+            "createdAt",
+            "decidedAt",
+            "expiresAt",
+            "proposal",
+            "diff",
+            "before",
+            "summary",
+        ] {
+            view.as_object_mut().unwrap().remove(key);
+        }
+        view.to_string()
+            .replace(record, "RECORD")
+            .replace(pending_id, "ACTION")
+    };
+    let (a, b) = (seen(&p_edited, &edited), seen(&p_untouched, &untouched));
+    let result = pending(&server, &alice, &p_edited).1["result"].to_string();
+    assert!(
+        result.contains("no `desk_ticket` record") && !result.contains("version"),
+        "{result}"
+    );
+    assert_eq!(a, b);
+    // Positive control: Vic, who may read it, is what the edit was visible to.
+    assert_eq!(
+        get(&server, &vic, "desk_ticket", &edited).1["title"],
+        "edited by its new owner"
+    );
+}
+
+#[test]
+fn what_a_new_artifact_closes_to_agents_is_not_applied_from_the_queue() {
+    let env = Env::new();
+    let server = desk(&env);
+    let alice = user_key(&env, ALICE);
+    let agent = agent_key(&env, ALICE, &[]);
+    let rita = user_key(&env, RITA);
+    let (t1, _) = ticket(&server, &alice, "queued", 1.0);
+    let queued = |name: &str, args: Value| {
+        let (err, r) = tool(&server, &agent, name, args);
+        assert!(!err, "{r}");
+        pending_id(&r)
+    };
+    let vendor = queued(
+        "create_record",
+        json!({"objectName": "desk_vendor", "data": {"name": "Acme"}}),
+    );
+    let close = queued(
+        "run_action",
+        json!({"actionName": "close_ticket", "recordId": t1}),
+    );
+    let delete = queued(
+        "delete_record",
+        json!({"objectName": "desk_ticket", "recordId": t1}),
+    );
+    // A new release closes vendors to agents and stops offering the action.
+    let mut app: Value = serde_json::from_str(&env.read("desk.json")).unwrap();
+    app["manifest"]["version"] = json!("1.1.0");
+    app["x-objectos"]["objects"]["desk_vendor"]["agentWrites"] = json!("deny");
+    for action in app["actions"].as_array_mut().unwrap() {
+        if action["name"] == "close_ticket" {
+            action["ai"]["exposed"] = json!(false);
+        }
+    }
+    env.write("desk-next.json", app.to_string());
+    env.run(&["build", "desk-next.json", "-o", "desk-next-artifact.json"])
+        .ok();
+    env.run(&["sign", "desk-next-artifact.json", "-k", "desk-key"])
+        .ok();
+    env.run(&["apply", "desk-next-artifact.json", "-y"]).ok();
+    for (id, why) in [
+        (&vendor, "agents may no longer write `desk_vendor` records"),
+        (&close, "no longer offered to agents"),
+    ] {
+        let (status, body) = decide(&server, &rita, id, "approve", json!({}));
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+        assert_eq!(pending(&server, &rita, id).1["status"], "failed");
+    }
+    let (status, vendors, _) = server.get("/api/v1/data/desk_vendor", &alice);
+    assert_eq!(status, 200);
+    assert_eq!(vendors["records"].as_array().unwrap().len(), 0, "{vendors}");
+    assert_eq!(get(&server, &alice, "desk_ticket", &t1).1["status"], "open");
+    // Positive control: what the release left open still applies.
+    let (status, body) = decide(&server, &rita, &delete, "approve", json!({}));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("applied")),
+        "{body}"
+    );
+    assert_eq!(get(&server, &alice, "desk_ticket", &t1).0, 404);
+}
+
+#[test]
 fn a_revocation_and_a_danger_action_wait_and_review_takes_only_its_own_key() {
     let env = Env::new();
     let server = desk(&env);
