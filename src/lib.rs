@@ -105,10 +105,12 @@ mod layers {
     fn uses_in(dir: &str) -> Vec<(String, String)> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut out = Vec::new();
-        let mut stack = vec![root.join(dir)];
-        if !stack[0].exists() {
-            stack = vec![root.join(format!("{dir}.rs"))];
-        }
+        // A module is its file, its folder, or both (`output.rs` and `output/`).
+        let mut stack: Vec<std::path::PathBuf> = [root.join(dir), root.join(format!("{dir}.rs"))]
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
+        assert!(!stack.is_empty(), "no module `{dir}`");
         while let Some(path) = stack.pop() {
             if path.is_dir() {
                 for entry in std::fs::read_dir(&path).unwrap() {
@@ -120,14 +122,40 @@ mod layers {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            for (at, _) in text.match_indices("crate::") {
-                let module: String = text[at + 7..]
+            let ident = |text: &str| -> String {
+                text.trim_start()
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                out.push((path.display().to_string(), module));
+                    .collect()
+            };
+            for (at, _) in text.match_indices("crate::") {
+                let rest = &text[at + 7..];
+                // `crate::{a, b::c}` names each of `a` and `b`.
+                if let Some(group) = rest.strip_prefix('{') {
+                    // The items at the group's own depth: `crate::{a::{b, c}, d}`
+                    // names `a` and `d`.
+                    let (mut depth, mut start) = (0usize, 0usize);
+                    for (i, c) in group.char_indices() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => {
+                                out.push((path.display().to_string(), ident(&group[start..i])));
+                                break;
+                            }
+                            '}' => depth -= 1,
+                            ',' if depth == 0 => {
+                                out.push((path.display().to_string(), ident(&group[start..i])));
+                                start = i + 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                } else {
+                    out.push((path.display().to_string(), ident(rest)));
+                }
             }
         }
+        out.retain(|(_, module)| !module.is_empty());
         out
     }
 

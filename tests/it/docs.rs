@@ -209,6 +209,7 @@ fn emitted_error_codes() -> std::collections::BTreeMap<String, String> {
             "\"code\": ",
             "code: ",
             "fail(&out, ",
+            "conflict(",
         ] {
             for (at, _) in text.match_indices(marker) {
                 if let Some(code) = quoted(&text[at + marker.len()..]) {

@@ -1249,23 +1249,29 @@ fn oversized_queries_get_a_clear_4xx_naming_the_limit() {
     let conditions = |n: usize| -> Value {
         json!({"$or": (0..n).map(|i| json!({"name": format!("n{i}")})).collect::<Vec<_>>()})
     };
+    // An `$or` of n equalities counts 1 + 2n conditions (each test and its
+    // value): 255 are 511, within 512; 256 are 513, past it.
     expect(
-        query(json!({"object": "hd_project", "where": conditions(nodes + 1)})),
+        query(json!({"object": "hd_project", "where": conditions(nodes / 2)})),
         400,
         "filter_conditions",
     );
-    let (s, _, raw) = query(json!({"object": "hd_project", "where": conditions(nodes / 4)}));
+    let (s, _, raw) = query(json!({"object": "hd_project", "where": conditions(nodes / 2 - 1)}));
     assert_eq!(s, 200, "{raw}");
     // A filter given as JSON text (as a list's `?filter=` or a query body's
     // string `filter` carries it) is measured before it is parsed.
     let text_limit = objectos::limits::MAX_FILTER_TEXT_BYTES;
-    let long_filter = json!({"name": "x".repeat(text_limit)}).to_string();
+    // `{"name":"…"}` is 11 bytes and its text: one byte past the limit, then
+    // exactly at it.
+    let long_filter = json!({"name": "x".repeat(text_limit - 10)}).to_string();
+    assert_eq!(long_filter.len(), text_limit + 1);
     expect(
         query(json!({"object": "hd_project", "filter": long_filter})),
         400,
         "filter_text_bytes",
     );
-    let short_filter = json!({"name": "x".repeat(text_limit / 2)}).to_string();
+    let short_filter = json!({"name": "x".repeat(text_limit - 11)}).to_string();
+    assert_eq!(short_filter.len(), text_limit);
     let (s, _, raw) = query(json!({"object": "hd_project", "filter": short_filter}));
     assert_eq!(s, 200, "{}", &raw[..raw.len().min(300)]);
     let vera = key(&env, "vera@example.com");
