@@ -705,6 +705,8 @@ impl ServerHandler for Handler {
         let known = tools::specs().iter().any(|s| s.name == name);
         let state = self.state.clone();
         let work = blocking(move || {
+            #[cfg(debug_assertions)]
+            test_tool_delay();
             let model = state.model()?;
             let records = Records::new(&state.instance, &model.model);
             let outcome = if known {
@@ -750,6 +752,19 @@ impl ServerHandler for Handler {
             CallToolResult::structured(outcome.result)
         }
         .into())
+    }
+}
+
+/// Debug builds, which the test suite runs, wait `OBJECTOS_TEST_TOOL_DELAY_MS`
+/// before each tool call, so that a test can cancel a call still running.
+/// Release builds have no such wait.
+#[cfg(debug_assertions)]
+fn test_tool_delay() {
+    if let Some(ms) = std::env::var("OBJECTOS_TEST_TOOL_DELAY_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
     }
 }
 
