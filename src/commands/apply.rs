@@ -4,15 +4,14 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::artifact::verify::{self, Given, Request, trust_store_keys};
+use crate::artifact::verify::{self, Request, trust_store_keys};
 use crate::audit::{self, Event, Origin, Outcome};
 use crate::cli::ApplyArgs;
 use crate::commands::Ctx;
-use crate::commands::sign::signature_path;
+use crate::commands::verify::SignedInput;
 use crate::error::{Exit, Failure};
 use crate::instance::applied::Purpose;
 use crate::instance::apply::{self, Plan};
-use crate::output::stdio::{Input, at_most_one_stdin};
 use crate::store::AppliedArtifact;
 use crate::{prompt, timefmt};
 
@@ -48,46 +47,18 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let keys = trust_store_keys(&instance.trust_dir())?;
     // `-` reads the artifact (or, with a file artifact, the signature) from
     // standard input, read once: what is checked is what is stored.
-    let artifact_in = Input::new(&args.artifact);
-    let mut inputs = vec![("ARTIFACT", args.artifact.as_path())];
-    if let Some(path) = &args.signature {
-        inputs.push(("-x", path.as_path()));
-    }
-    at_most_one_stdin(inputs)?;
-    let sig = match (&args.signature, &artifact_in) {
-        (Some(path), _) => path.clone(),
-        (None, Input::File(path)) => signature_path(path),
-        (None, Input::Stdin) => {
-            return Err(Failure::new(
-                Exit::Usage,
-                "an artifact read from standard input has no `ARTIFACT.minisig` beside it",
-            )
-            .with_hint("pass the signature file with `-x FILE`")
-            .into());
-        }
-    };
-    let sig_in = Input::new(&sig);
-    let given_artifact = match &artifact_in {
-        Input::Stdin => Some(crate::commands::validate::read_document(&artifact_in)?),
-        Input::File(_) => None,
-    };
-    let given_signature = match &sig_in {
-        Input::Stdin => Some(sig_in.read("a signature", 1024 * 1024)?),
-        Input::File(_) => None,
-    };
+    let input = SignedInput::read(&args.artifact, args.signature.as_deref(), &[])?;
     let outcome = verify::verify_given(
         &Request {
-            artifact: artifact_in.label(),
-            signature: sig_in.label(),
+            artifact: input.artifact.label(),
+            signature: input.signature.label(),
             keys: &keys,
             pin: None,
             now: timefmt::now(),
         },
-        Given {
-            artifact: given_artifact.as_deref(),
-            signature: given_signature.as_deref(),
-        },
+        input.given(),
     )?;
+    let sig = input.signature_path.clone();
     let refuse = |message: String, code: &str, failure: Failure| -> anyhow::Result<Exit> {
         instance.store.write(|tx| {
             audit::append(
@@ -128,11 +99,11 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     };
     // What is stored is what was verified: the bytes and the signature are read
     // once more and checked together against the signer before anything changes.
-    let bytes = match given_artifact {
+    let bytes = match input.artifact_bytes {
         Some(bytes) => bytes,
         None => std::fs::read(&args.artifact)?,
     };
-    let signature_text = match given_signature {
+    let signature_text = match input.signature_bytes {
         Some(bytes) => String::from_utf8(bytes)
             .map_err(|_| anyhow::anyhow!("the signature on standard input is not text"))?,
         None => std::fs::read_to_string(&sig)?,

@@ -40,27 +40,75 @@ pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
         .map_err(|reason| anyhow::anyhow!("standard input is not a minisign public key: {reason}"))
 }
 
-pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
-    let artifact = Input::new(&args.artifact);
-    let mut inputs = vec![("ARTIFACT", args.artifact.as_path())];
-    if let Some(path) = &args.signature {
-        inputs.push(("-x", path.as_path()));
-    }
-    inputs.extend(args.pubkeys.iter().map(|p| ("-p", p.as_path())));
-    at_most_one_stdin(inputs)?;
-    let sig_path = match (&args.signature, &artifact) {
-        (Some(path), _) => path.clone(),
-        (None, Input::File(path)) => signature_path(path),
-        (None, Input::Stdin) => {
-            return Err(Failure::new(
-                Exit::Usage,
-                "an artifact read from standard input has no `ARTIFACT.minisig` beside it",
-            )
-            .with_hint("pass the signature file with `-x FILE`")
-            .into());
+/// An artifact and its signature as `verify` and `apply` take them: `-` is
+/// standard input for either (at most one input of the command reads it: `also`
+/// names the command's others), and what standard input holds is read here,
+/// once, so that what is checked is what is used.
+pub struct SignedInput {
+    pub artifact: Input,
+    pub signature: Input,
+    pub signature_path: PathBuf,
+    pub artifact_bytes: Option<Vec<u8>>,
+    pub signature_bytes: Option<Vec<u8>>,
+}
+
+impl SignedInput {
+    pub fn read(
+        artifact: &Path,
+        signature: Option<&Path>,
+        also: &[(&'static str, &Path)],
+    ) -> anyhow::Result<SignedInput> {
+        let artifact_in = Input::new(artifact);
+        let mut inputs = vec![("ARTIFACT", artifact)];
+        if let Some(path) = signature {
+            inputs.push(("-x", path));
         }
-    };
-    let signature = Input::new(&sig_path);
+        inputs.extend_from_slice(also);
+        at_most_one_stdin(inputs)?;
+        let signature_path = match (signature, &artifact_in) {
+            (Some(path), _) => path.to_path_buf(),
+            (None, Input::File(path)) => signature_path(path),
+            (None, Input::Stdin) => {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "an artifact read from standard input has no `ARTIFACT.minisig` beside it",
+                )
+                .with_hint("pass the signature file with `-x FILE`")
+                .into());
+            }
+        };
+        let signature_in = Input::new(&signature_path);
+        let artifact_bytes = match &artifact_in {
+            Input::Stdin => Some(read_document(&artifact_in)?),
+            Input::File(_) => None,
+        };
+        let signature_bytes = match &signature_in {
+            // Larger than a signature can be, but judged (and refused) as one.
+            Input::Stdin => Some(signature_in.read("a signature", 1024 * 1024)?),
+            Input::File(_) => None,
+        };
+        Ok(SignedInput {
+            artifact: artifact_in,
+            signature: signature_in,
+            signature_path,
+            artifact_bytes,
+            signature_bytes,
+        })
+    }
+
+    /// What was read from standard input, for `verify_given`.
+    pub fn given(&self) -> Given<'_> {
+        Given {
+            artifact: self.artifact_bytes.as_deref(),
+            signature: self.signature_bytes.as_deref(),
+        }
+    }
+}
+
+pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
+    let keys_in: Vec<(&'static str, &Path)> =
+        args.pubkeys.iter().map(|p| ("-p", p.as_path())).collect();
+    let input = SignedInput::read(&args.artifact, args.signature.as_deref(), &keys_in)?;
     let mut keys: Vec<PublicKey> = Vec::new();
     for path in &args.pubkeys {
         keys.push(read_public_key(path)?);
@@ -75,31 +123,19 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             Failure::error(format!("`--sha256 {pin}` is not a SHA-256 (64 hex digits)")).into(),
         );
     }
-    let artifact_bytes = match &artifact {
-        Input::Stdin => Some(read_document(&artifact)?),
-        Input::File(_) => None,
-    };
-    let signature_bytes = match &signature {
-        // Larger than a signature can be, but judged (and refused) as one.
-        Input::Stdin => Some(signature.read("a signature", 1024 * 1024)?),
-        Input::File(_) => None,
-    };
     let outcome = verify::verify_given(
         &Request {
-            artifact: artifact.label(),
-            signature: signature.label(),
+            artifact: input.artifact.label(),
+            signature: input.signature.label(),
             keys: &keys,
             pin: args.sha256.as_deref(),
             now: timefmt::now(),
         },
-        Given {
-            artifact: artifact_bytes.as_deref(),
-            signature: signature_bytes.as_deref(),
-        },
+        input.given(),
     )?;
     let report = VerifyReport {
         artifact: args.artifact.clone(),
-        signature: sig_path,
+        signature: input.signature_path.clone(),
         valid: outcome.ok(),
         reason: outcome.failure.as_ref().map(|f| f.0),
         message: outcome.failure.as_ref().map(|f| f.1.clone()),
@@ -141,7 +177,7 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         Some((reason, message)) => {
             let mut failure = Failure::verify(format!(
                 "{} did not verify: {reason}: {message}",
-                artifact.describe()
+                input.artifact.describe()
             ));
             failure.hint = match reason {
                 Reason::UntrustedKey => Some(

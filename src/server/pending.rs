@@ -12,7 +12,9 @@ use crate::error::ApiError;
 use crate::queue::Queue;
 use crate::server::{ApiResult, AppState, Body, json_body, with_records};
 
-const STATUSES: &[&str] = &[
+/// The statuses a pending action can have (`?status=`; the OpenAPI document
+/// lists the same).
+pub(super) const STATUSES: &[&str] = &[
     "pending",
     "approved",
     "applied",

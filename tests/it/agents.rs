@@ -15,21 +15,6 @@ use crate::world::*;
 
 // ------------------------------------------------------------------ helpers
 
-/// The venv scripts/setup makes, with the MCP SDK and pexpect.
-fn python() -> Option<PathBuf> {
-    let py = repo().join("target/interop/venv/bin/python");
-    let problem = if !py.exists() {
-        Some("target/interop/venv does not exist".to_string())
-    } else {
-        let out = Command::new(&py)
-            .args(["-c", "import mcp, pexpect"])
-            .output()
-            .expect("run the venv's python");
-        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    have_interop("the MCP Python SDK (target/interop/venv)", problem).then_some(py)
-}
-
 fn script(name: &str) -> PathBuf {
     repo().join("tests/interop/mcp").join(name)
 }
@@ -441,7 +426,9 @@ fn hidden_from_rep_a() -> Vec<String> {
 
 #[test]
 fn an_official_mcp_client_acts_as_the_rep_and_a_manager_approves_its_delete() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("mcp, pexpect") else {
+        return;
+    };
     let world = World::build();
     let env = &world.env;
     let server = &world.server;
@@ -1678,7 +1665,9 @@ fn bad_messages_get_the_errors_the_specification_prescribes_and_nothing_breaks()
 
 #[test]
 fn a_reviewer_approves_and_rejects_in_a_real_terminal() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("mcp, pexpect") else {
+        return;
+    };
     let env = Env::new();
     let server = desk(&env);
     let alice = user_key(&env, ALICE);
@@ -1850,7 +1839,9 @@ fn an_action_left_past_its_expiry_can_no_longer_be_decided() {
 
 #[test]
 fn objectos_mcp_runs_as_a_user_who_cannot_read_the_data_dir() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("mcp, pexpect") else {
+        return;
+    };
     let env = Env::new();
     let server = desk(&env);
     let alice = user_key(&env, ALICE);

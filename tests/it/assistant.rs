@@ -1401,24 +1401,11 @@ fn assistant_one_turn_at_a_time_and_the_token_limit_stops_a_turn() {
     env.run(&["audit", "verify"]).ok();
 }
 
-/// The venv scripts/setup makes (pexpect, for a real terminal).
-fn python() -> Option<std::path::PathBuf> {
-    let py = repo().join("target/interop/venv/bin/python");
-    let problem = if !py.exists() {
-        Some("target/interop/venv does not exist".to_string())
-    } else {
-        let out = std::process::Command::new(&py)
-            .args(["-c", "import pexpect"])
-            .output()
-            .expect("run the venv's python");
-        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    have_interop("pexpect (target/interop/venv)", problem).then_some(py)
-}
-
 #[test]
 fn assistant_objectos_chat_prompts_on_a_real_terminal() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("pexpect") else {
+        return;
+    };
     let world = World::build();
     let env = &world.env;
     let server = &world.server;

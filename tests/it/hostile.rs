@@ -328,21 +328,26 @@ fn url_query(text: &str) -> String {
         .collect()
 }
 
+/// A data dir ready to serve, and an agent key of its admin, who holds a sales
+/// rep's rights on records.
+pub(crate) fn rep_agent(env: &Env) -> String {
+    crate::store::ready(env);
+    env.run(&["permset", "assign", "sales_rep", "admin@example.com"])
+        .ok();
+    env.run(&["apikey", "create", "admin@example.com", "--agent"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
 /// An agent host that writes its whole session to `objectos mcp` at once,
 /// without waiting for the answer to `initialize`: every request after it is
 /// still answered within the session it opens.
 #[test]
 fn the_bridge_answers_a_session_written_all_at_once() {
     let env = Env::new();
-    crate::store::ready(&env);
-    env.run(&["permset", "assign", "sales_rep", "admin@example.com"])
-        .ok();
-    let agent = env
-        .run(&["apikey", "create", "admin@example.com", "--agent"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let agent = rep_agent(&env);
     let server = Server::start(&env);
     let session = [
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"hasty-host","version":"1"}}}"#,

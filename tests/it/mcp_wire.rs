@@ -14,15 +14,7 @@ use crate::util::*;
 #[test]
 fn the_bridge_answers_broken_and_oversized_lines_and_serves_on() {
     let env = Env::new();
-    crate::store::ready(&env);
-    env.run(&["permset", "assign", "sales_rep", "admin@example.com"])
-        .ok();
-    let agent = env
-        .run(&["apikey", "create", "admin@example.com", "--agent"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let agent = crate::hostile::rep_agent(&env);
     let server = Server::start(&env);
     let oversized = format!(
         r#"{{"jsonrpc":"2.0","id":9,"method":"ping","params":{{"pad":"{}"}}}}"#,
@@ -187,15 +179,7 @@ impl Drop for Bridge {
 #[test]
 fn a_cancelled_tool_call_gets_no_result_and_the_session_goes_on() {
     let env = Env::new();
-    crate::store::ready(&env);
-    env.run(&["permset", "assign", "sales_rep", "admin@example.com"])
-        .ok();
-    let agent = env
-        .run(&["apikey", "create", "admin@example.com", "--agent"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let agent = crate::hostile::rep_agent(&env);
     // Every tool call takes 3 s before it runs (a debug-build hook).
     let server = Server::start_env(&env, &[], &[("OBJECTOS_TEST_TOOL_DELAY_MS", "3000")]);
     let call = |id: i64, meta: Option<Value>| {

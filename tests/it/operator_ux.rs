@@ -580,24 +580,7 @@ fn audit_tail_follows_as_json_lines() {
 
 /// Run with `stdin` bytes; the exit code, stdout's bytes and stderr.
 fn run_bytes(env: &Env, args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = env
-        .cmd()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn objectos");
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_vec();
-    // Written on its own thread: a command that reads nothing must not block us.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("wait");
-    writer.join().unwrap();
+    let out = env.output_with(args, stdin);
     (
         out.status.code().unwrap_or(-1),
         out.stdout,

@@ -9,21 +9,6 @@ use serde_json::json;
 
 use crate::util::*;
 
-/// The venv scripts/setup makes (it holds pexpect).
-fn python() -> Option<PathBuf> {
-    let py = repo().join("target/interop/venv/bin/python");
-    let problem = if !py.exists() {
-        Some("target/interop/venv does not exist".to_string())
-    } else {
-        let out = Command::new(&py)
-            .args(["-c", "import pexpect"])
-            .output()
-            .expect("run the venv's python");
-        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    have_interop("pexpect (target/interop/venv)", problem).then_some(py)
-}
-
 /// The dialogue's transcript and the command's exit status.
 fn dialogue(py: &PathBuf, env: &Env, steps: serde_json::Value, args: &[&str]) -> (String, i32) {
     let out = Command::new(py)
@@ -54,7 +39,9 @@ fn dialogue(py: &PathBuf, env: &Env, steps: serde_json::Value, args: &[&str]) ->
 
 #[test]
 fn a_new_password_is_asked_twice_and_refused_at_once_when_empty_or_different() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("pexpect") else {
+        return;
+    };
     let env = Env::new();
     crate::store::ready(&env);
     // Empty: said at once, with no second question.
@@ -109,7 +96,9 @@ fn a_new_password_is_asked_twice_and_refused_at_once_when_empty_or_different() {
 
 #[test]
 fn a_secret_setting_typed_at_the_prompt_is_hidden_and_stored_encrypted() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("pexpect") else {
+        return;
+    };
     let env = Env::new();
     crate::store::ready(&env);
     let secret = "sk-canary-typed-at-the-prompt";

@@ -21,6 +21,22 @@ pub fn fixture(rel: &str) -> PathBuf {
 /// tool and says so loudly: the warning is written straight to the process's
 /// stderr, past the test harness's output capture, so it shows even when the test
 /// passes.
+/// The Python of the venv scripts/setup makes, once it can import `modules`
+/// (e.g. `"mcp, pexpect"`); otherwise what `have_interop` says of it.
+pub fn venv_python(modules: &str) -> Option<PathBuf> {
+    let py = repo().join("target/interop/venv/bin/python");
+    let problem = if !py.exists() {
+        Some("target/interop/venv does not exist".to_string())
+    } else {
+        let out = Command::new(&py)
+            .args(["-c", &format!("import {modules}")])
+            .output()
+            .expect("run the venv's python");
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    have_interop(&format!("{modules} (target/interop/venv)"), problem).then_some(py)
+}
+
 pub fn have_tool(name: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
@@ -466,6 +482,13 @@ impl Env {
     }
 
     pub fn run_in(&self, args: &[&str], stdin: &str) -> Run {
+        self.output_with(args, stdin.as_bytes()).into()
+    }
+
+    /// Run objectos with `stdin` as its standard input (written on a thread
+    /// of its own: a command that reads nothing does not block the test), and
+    /// keep its output as bytes.
+    pub fn output_with(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
         use std::io::Write;
         let mut child = self
             .cmd()
@@ -475,13 +498,14 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn objectos");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().expect("wait").into()
+        let mut pipe = child.stdin.take().unwrap();
+        let input = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait");
+        writer.join().unwrap();
+        out
     }
 
     /// Run another program in the temp dir.
