@@ -241,7 +241,11 @@ impl std::fmt::Debug for HmacKey {
 fn hmac_hex(key: &[u8], value: &Value) -> String {
     let mut mac =
         <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(canonical::to_string(value).unwrap_or_default().as_bytes());
+    mac.update(
+        canonical::value_to_string(value)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     hex::encode(mac.finalize().into_bytes())
 }
 

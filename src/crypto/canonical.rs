@@ -53,6 +53,16 @@ pub fn write_value(value: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), s
     Ok(())
 }
 
+/// [`write_value`] into a string of its own: [`to_string`] of a JSON value,
+/// faster.
+pub fn value_to_string(value: &serde_json::Value) -> Result<String, serde_json::Error> {
+    let mut out = Vec::with_capacity(128);
+    write_value(value, &mut out)?;
+    // Only JSON text was written: ASCII punctuation and strings as serde_json
+    // writes them, all UTF-8.
+    String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +102,11 @@ mod tests {
             write_value(&value, &mut fast).unwrap();
             assert_eq!(
                 String::from_utf8(fast).unwrap(),
+                to_string(&value).unwrap(),
+                "{text}"
+            );
+            assert_eq!(
+                value_to_string(&value).unwrap(),
                 to_string(&value).unwrap(),
                 "{text}"
             );

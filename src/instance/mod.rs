@@ -61,6 +61,17 @@ impl Backend for Database {
     }
 }
 
+impl Database {
+    /// While a server runs: SQLite's way of writing for a long-running
+    /// process (none for PostgreSQL or a read-only database).
+    pub fn serve_mode(&self) -> anyhow::Result<Option<crate::store::sqlite::ServeMode>> {
+        match self {
+            Database::Sqlite(db) if db.read_only().is_none() => Ok(Some(db.serve_mode()?)),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// The meta key that says every row that grants power is sealed.
 const ROWS_SEALED: &str = "rows_sealed";
 /// The data dir's own record of the same (see `seal_existing_rows`).

@@ -872,11 +872,8 @@ impl<'r, 'a> Queue<'r, 'a> {
                     )
                     .into());
                 }
-                let record = records.insert_one(tx, requester, &access, &data, false)?;
-                Ok(format!(
-                    "created {object} {}",
-                    record.get("id").and_then(Value::as_str).unwrap_or("")
-                ))
+                let id = records.insert_one(tx, requester, &access, &data)?;
+                Ok(format!("created {object} {id}"))
             }
             Kind::Update | Kind::Action => {
                 let access = records.writable_object(requester, object)?;

@@ -109,7 +109,7 @@ pub fn create(
         ));
     }
     records.dry_run(|tx| {
-        records.insert_one(tx, caller, &access, data, false)?;
+        records.insert_one(tx, caller, &access, data)?;
         Ok(())
     })?;
     Ok(Proposal {

@@ -232,7 +232,7 @@ impl<'a> Records<'a> {
         object: &str,
         values: &Map<String, Value>,
     ) -> Result<Map<String, Value>, ApiError> {
-        let result = (|| {
+        let written = (|| {
             let access = self.writable_object(caller, object)?;
             if !access.can_create() {
                 return Err(ApiError::forbidden(
@@ -240,24 +240,41 @@ impl<'a> Records<'a> {
                     format!("you may not create `{object}` records"),
                 ));
             }
-            self.instance
+            let id = self
+                .instance
                 .store
-                .write(|tx| self.insert_one(tx, caller, &access, values, true))
-                .map_err(to_api)
+                .write(|tx| self.insert_one(tx, caller, &access, values))
+                .map_err(to_api)?;
+            Ok((access, id))
         })();
-        result.inspect_err(|e| self.refused(caller, "record.create", object, None, e))
+        let (access, id) =
+            written.inspect_err(|e| self.refused(caller, "record.create", object, None, e))?;
+        // Read back after the commit, on a read connection: the writer is free
+        // for the next write meanwhile. A record the creator cannot read back (a
+        // rule-less private object without ownership, say) answers with its id
+        // only.
+        let record = self
+            .instance
+            .store
+            .read(|tx| self.fetch(tx, caller, &access, &id, Op::Read))
+            .map_err(to_api)?;
+        Ok(record.unwrap_or_else(|| {
+            let mut m = Map::new();
+            m.insert("id".into(), json!(id));
+            m
+        }))
     }
 
     /// Insert one record as the caller, in the caller's transaction: defaults,
     /// field rights, validation, references, uniqueness, and its audit row.
+    /// Answers the new record's id.
     pub(crate) fn insert_one(
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
         access: &ObjectAccess<'a>,
         values: &Map<String, Value>,
-        read_back: bool,
-    ) -> anyhow::Result<Map<String, Value>> {
+    ) -> anyhow::Result<String> {
         let o = access.object;
         // What the caller sent goes through field rights and validation, all of it.
         let mut columns = self.prepare(tx, caller, access, values, true)?;
@@ -356,18 +373,7 @@ impl<'a> Records<'a> {
                 .record(&id)
                 .changes(self.changes(o, None, &assigned)),
         )?;
-        let record = if read_back {
-            self.fetch(tx, caller, access, &id, Op::Read)?
-        } else {
-            None
-        };
-        // A record the creator cannot read back (a rule-less private object
-        // without ownership, say) answers with its id only.
-        Ok(record.unwrap_or_else(|| {
-            let mut m = Map::new();
-            m.insert("id".into(), json!(id));
-            m
-        }))
+        Ok(id)
     }
 
     /// Create many records as the caller in one transaction (bulk import). Each
@@ -416,14 +422,8 @@ impl<'a> Records<'a> {
         let result = self.instance.store.write(|tx| {
             let mut outcome = BatchOutcome::default();
             for (i, values) in rows.iter().enumerate() {
-                match self.insert_one(tx, caller, &access, values, false) {
-                    Ok(record) => outcome.created.push(
-                        record
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    ),
+                match self.insert_one(tx, caller, &access, values) {
+                    Ok(id) => outcome.created.push(id),
                     Err(e) => {
                         let api = to_api(e);
                         if skip_invalid && api.status < 500 {

@@ -92,10 +92,11 @@ impl AppState {
     /// applied meanwhile, so no rule outlives a change. The change counter is the
     /// cheap signal: only when it moved is the artifact seq looked at.
     fn model(&self) -> Result<Arc<LoadedModel>, ApiError> {
+        // Which model and credentials to serve with: nothing of it is answered.
         let (counter, head) = self
             .instance
             .store
-            .read(|tx| Ok((tx.change_counter()?, tx.audit_head()?)))
+            .peek(|tx| Ok((tx.change_counter()?, tx.audit_head()?)))
             .map_err(to_api)?;
         if let Some((seq, _)) = head {
             self.seen_head
@@ -728,6 +729,8 @@ pub async fn serve_with_listener(
         .read(|tx| Ok(tx.audit_head()?))?
         .map(|h| h.0)
         .unwrap_or(0);
+    // Left when serving ends, before the database closes.
+    let serve_mode = instance.database.serve_mode()?;
     let state = Arc::new(AppState {
         instance,
         trusted_proxies: limits.trusted_proxies.clone(),
@@ -792,6 +795,7 @@ pub async fn serve_with_listener(
     // The last reference closes the database; the checkpoint is written first.
     let s = state.clone();
     let _ = tokio::task::spawn_blocking(move || s.checkpoint()).await;
+    drop(serve_mode);
     drop(state);
     Ok(())
 }

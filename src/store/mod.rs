@@ -522,6 +522,10 @@ pub trait Tx: RecordTx + assistant::AssistantTx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Read,
+    /// A read whose result stays in the process (which version of the model
+    /// to serve with, say): it may see a commit whose sync to disk is still
+    /// under way, where [`Mode::Read`] waits for that sync before it returns.
+    Peek,
     /// A read that walks a large part of the audit log once (export, verify):
     /// memory stays flat however large the log, at the cost of no cache.
     Scan,
@@ -577,6 +581,15 @@ impl Store {
         work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         self.run(Mode::Scan, work)
+    }
+
+    /// [`Store::read`] for a result that never leaves the process: it does not
+    /// wait for the sync of a commit it may see (see [`Mode::Peek`]).
+    pub fn peek<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.run(Mode::Peek, work)
     }
 
     /// Run `work` in one read transaction (a consistent snapshot).

@@ -908,7 +908,9 @@ impl PgBackend {
             Mode::Write => format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
             ),
-            Mode::Read | Mode::Scan => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".into(),
+            Mode::Read | Mode::Peek | Mode::Scan => {
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".into()
+            }
         };
         conn.client.batch_execute(&begin).db()?;
         let (result, failed) = {

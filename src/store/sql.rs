@@ -393,7 +393,7 @@ fn anchor_from(r: &mut Cols) -> StoreResult<AuditAnchor> {
 }
 
 fn canonical_text(value: &Value) -> String {
-    crate::crypto::canonical::to_string(value).unwrap_or_else(|_| value.to_string())
+    crate::crypto::canonical::value_to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 fn like_pattern(mode: TextMatch, needle: &str) -> String {

@@ -1,11 +1,12 @@
-//! The SQLite backend: one file in the data dir, WAL, `synchronous=FULL`, schema by
+//! The SQLite backend: one file in the data dir, WAL, every commit on disk before
+//! it is answered (group commit, see [`WriteGroup`]), schema by
 //! append-only migrations tracked in `PRAGMA user_version`.
 //!
 //! Writes go through one connection (SQLite has one writer at a time); reads use a
 //! small pool, so readers never wait for a writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -443,6 +444,9 @@ pub struct SqliteBackend {
     /// Writers sharing a commit, and the signal that it happened.
     group: Mutex<WriteGroup>,
     committed: std::sync::Condvar,
+    durability: Durability,
+    /// In a server's way of writing (see `serve_mode`).
+    serving: std::sync::atomic::AtomicBool,
     readers: Mutex<Readers>,
     /// Signalled when a reader comes back to the pool.
     reader_back: std::sync::Condvar,
@@ -503,6 +507,39 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// How often the background checkpoint runs: often enough that the log stays
+/// a few megabytes under a steady stream of writes.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// The log's length, in pages, past which the background checkpoint makes it
+/// start again from its beginning (16 MiB of 4 KiB pages).
+const RESTART_FRAMES: i64 = 4096;
+
+/// SQLite's own checkpoint threshold, in pages, given back to the writer when
+/// the background checkpoints stop.
+const AUTOCHECKPOINT_PAGES: i64 = 1000;
+
+/// A server's way of writing (see [`SqliteBackend::serve_mode`]); dropping this
+/// stops the checkpoint thread, and each commit syncs and checkpoints by
+/// itself again.
+pub struct ServeMode {
+    backend: Arc<SqliteBackend>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ServeMode {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Err(e) = self.backend.set_serving(false) {
+            tracing::warn!(error = %e, "could not restore the writer's own syncs and checkpoints");
+        }
+    }
+}
+
 /// How a read-only database is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOnly {
@@ -552,7 +589,8 @@ fn configure(conn: &Connection) -> StoreResult<()> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -{PAGE_CACHE_KIB};
-         PRAGMA mmap_size = 0;"
+         PRAGMA mmap_size = 0;
+         PRAGMA temp_store = MEMORY;"
     ))
     .db()?;
     Ok(())
@@ -574,6 +612,8 @@ impl SqliteBackend {
             writer: Mutex::new(conn),
             group: Mutex::new(WriteGroup::default()),
             committed: std::sync::Condvar::new(),
+            durability: Durability::default(),
+            serving: Default::default(),
             readers: Mutex::new(Readers::default()),
             reader_back: std::sync::Condvar::new(),
             read_only: None,
@@ -611,6 +651,8 @@ impl SqliteBackend {
                         writer: Mutex::new(conn),
                         group: Mutex::new(WriteGroup::default()),
                         committed: std::sync::Condvar::new(),
+                        durability: Durability::default(),
+                        serving: Default::default(),
                         readers: Mutex::new(Readers::default()),
                         reader_back: std::sync::Condvar::new(),
                         read_only: Some(how),
@@ -690,6 +732,78 @@ impl SqliteBackend {
         self.reader_back.notify_one();
     }
 
+    /// How a long-running server writes, until the answer is dropped: each
+    /// group's fsync is made after the writer is handed to the next group
+    /// (see [`WriteGroup`]), and the write-ahead log is copied back into the
+    /// database on a thread of its own rather than in the commit that crosses
+    /// SQLite's threshold (one held the writer for milliseconds, every few
+    /// commits). The checkpoints are SQLite's passive ones: they never block a
+    /// reader or a writer, and copy only what no reader still needs.
+    pub fn serve_mode(self: &Arc<Self>) -> StoreResult<ServeMode> {
+        if self.read_only.is_some() {
+            return Err(StoreError::ReadOnly);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .db()?;
+        configure(&conn)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    let checkpoint = |mode: &str| {
+                        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                            r.get::<_, i64>(1)
+                        })
+                    };
+                    // Under a steady stream of writes a passive checkpoint never
+                    // catches up with the end of the log, and the log only
+                    // restarts from its beginning once one has: past a size, the
+                    // next one waits for the writer (briefly: most is copied).
+                    let outcome = checkpoint("PASSIVE").and_then(|frames| {
+                        if frames > RESTART_FRAMES {
+                            checkpoint("RESTART").map(|_| ())
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = outcome {
+                        tracing::warn!(error = %e, "could not checkpoint the write-ahead log");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+        self.set_serving(true)?;
+        Ok(ServeMode {
+            backend: Arc::clone(self),
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Enter or leave the serving mode's way of writing. Changed under the
+    /// writer's lock, so that each group commits one way or the other whole.
+    fn set_serving(&self, serving: bool) -> StoreResult<()> {
+        let conn = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Backend("the writer connection is poisoned".into()))?;
+        let (sync, pages) = if serving {
+            ("NORMAL", 0)
+        } else {
+            ("FULL", AUTOCHECKPOINT_PAGES)
+        };
+        conn.pragma_update(None, "synchronous", sync).db()?;
+        conn.pragma_update(None, "wal_autocheckpoint", pages).db()?;
+        self.serving
+            .store(serving, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
     /// A consistent copy of the database into `target`, taken with SQLite's online
     /// backup while others keep writing.
     pub fn backup_to(&self, target: &Path) -> StoreResult<()> {
@@ -699,7 +813,8 @@ impl SqliteBackend {
         backup
             .run_to_completion(256, Duration::from_millis(5), None)
             .db()?;
-        Ok(())
+        // A copy holds nothing that is not on disk here.
+        self.wait_durable()
     }
 }
 
@@ -739,7 +854,24 @@ pub fn migrate(conn: &mut Connection, target: usize) -> StoreResult<()> {
 /// Group commit: writers that arrive while another writes join its
 /// transaction, each in a savepoint of its own (a failing one undoes only its
 /// own work), and the last of the group commits for all: one fsync for many
-/// writes, and nobody is answered before the commit that holds their write.
+/// writes, and nobody is answered before the commit that holds their write is
+/// on disk.
+///
+/// In a server (see [`SqliteBackend::serve_mode`]) the fsync is not made
+/// inside the commit (the writer runs SQLite's `synchronous = NORMAL`): the
+/// last of the group commits, hands the writer to the next group, and only
+/// then syncs the log and answers its group. The
+/// next group's work overlaps this group's fsync, and an answer still waits
+/// for the disk: what `synchronous = FULL` promises, at the cost of one fsync
+/// per group instead of one per group in series with the next. Log frames are
+/// appended in commit order, so a sync that completes covers every commit
+/// made before it began.
+///
+/// A commit is then visible to readers before its fsync completes; so that
+/// nothing read leaves a process before it is on disk, every read waits,
+/// before it answers, for the syncs of the commits it may have seen (see
+/// [`SqliteBackend::wait_durable`]). Elsewhere (commands run once) each commit
+/// syncs before it ends (`synchronous = FULL`).
 #[derive(Default)]
 struct WriteGroup {
     /// A transaction is open on the writer connection, holding the work of
@@ -754,8 +886,26 @@ struct WriteGroup {
     outcomes: std::collections::HashMap<u64, (Option<String>, usize)>,
 }
 
+/// Which commits are on disk: `committing` is the latest batch whose commit
+/// was started, `durable` the latest known synced (with every one before it).
+/// A sync that fails leaves the database unusable until restarted, as a
+/// commit may be visible that is not on disk.
+#[derive(Default)]
+struct Durability {
+    committing: std::sync::atomic::AtomicU64,
+    durable: std::sync::atomic::AtomicU64,
+    failed: Mutex<Option<String>>,
+    synced: std::sync::Condvar,
+}
+
 /// At most this many writers share one commit.
 const MAX_GROUP: usize = 64;
+
+/// One statement without parameters, prepared once per connection: the
+/// statements that open, mark and end a transaction run on every write.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
 
 impl SqliteBackend {
     fn write_grouped(
@@ -772,8 +922,17 @@ impl SqliteBackend {
         let mut g = self.group.lock().map_err(|_| poisoned())?;
         g.waiting -= 1;
         let conn = conn.map_err(|_| poisoned())?;
+        if let Some(why) = self
+            .durability
+            .failed
+            .lock()
+            .map_err(|_| poisoned())?
+            .clone()
+        {
+            return Err(StoreError::Backend(why).into());
+        }
         if !g.open {
-            conn.execute_batch("BEGIN IMMEDIATE").db()?;
+            run_cached(&conn, "BEGIN IMMEDIATE").db()?;
             g.open = true;
             g.epoch += 1;
             g.members = 0;
@@ -782,7 +941,7 @@ impl SqliteBackend {
         g.members += 1;
         drop(g);
 
-        conn.execute_batch("SAVEPOINT objectos_write").db()?;
+        run_cached(&conn, "SAVEPOINT objectos_write").db()?;
         let mut tx = SqliteTx { conn: &conn, key };
         let mine = work(&mut tx);
         let kept = if conn.is_autocommit() {
@@ -790,37 +949,50 @@ impl SqliteBackend {
             // batch is lost, for every member.
             false
         } else {
-            let end = if mine.is_ok() {
-                "RELEASE objectos_write"
-            } else {
-                "ROLLBACK TO objectos_write; RELEASE objectos_write"
-            };
-            conn.execute_batch(end).is_ok()
+            (mine.is_ok() || run_cached(&conn, "ROLLBACK TO objectos_write").is_ok())
+                && run_cached(&conn, "RELEASE objectos_write").is_ok()
         };
 
         let mut g = self.group.lock().map_err(|_| poisoned())?;
         if !kept || g.waiting == 0 || g.members >= MAX_GROUP {
             // The last of the group (or a broken batch): commit for everyone.
-            let outcome = if !kept {
+            let committed = if !kept {
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
-                Some("the transaction was rolled back by the database".to_string())
+                Err("the transaction was rolled back by the database".to_string())
             } else {
-                match conn.execute_batch("COMMIT") {
-                    Ok(()) => None,
-                    Err(e) => {
-                        let _ = conn.execute_batch("ROLLBACK");
-                        Some(format!("the commit failed: {e}"))
-                    }
-                }
+                // Counted before the commit shows: a reader that may see it
+                // waits for its sync.
+                self.durability
+                    .committing
+                    .fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
+                run_cached(&conn, "COMMIT").map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    format!("the commit failed: {e}")
+                })
             };
             g.open = false;
             let others = g.members - 1;
+            let serving = self.serving.load(std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+            drop(g);
+            // Serving, the writer is free for the next group while this one
+            // syncs; otherwise the commit synced (`synchronous = FULL`).
+            let outcome = match committed {
+                Ok(()) if serving => self.sync_log(epoch).err(),
+                Ok(()) => {
+                    self.durability
+                        .durable
+                        .fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
+                    None
+                }
+                Err(why) => Some(why),
+            };
+            let mut g = self.group.lock().map_err(|_| poisoned())?;
             if others > 0 {
                 g.outcomes.insert(epoch, (outcome.clone(), others));
             }
-            drop(conn);
             drop(g);
             self.committed.notify_all();
             return match (mine, outcome) {
@@ -848,6 +1020,90 @@ impl SqliteBackend {
             g = self.committed.wait(g).map_err(|_| poisoned())?;
         }
     }
+
+    /// Put the write-ahead log on disk, holding at least batch `epoch`'s commit.
+    fn sync_log(&self, epoch: u64) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        #[cfg(test)]
+        tests::slow_sync(&self.path);
+        let wal = wal_path(&self.path);
+        let synced = match std::fs::File::open(&wal) {
+            Ok(file) => file.sync_data(),
+            // No log: the last connection to close copied it into the database
+            // (and synced that) and removed it. Sync the database to be sure.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::File::open(&self.path).and_then(|f| f.sync_data())
+            }
+            Err(e) => Err(e),
+        };
+        let failure = synced
+            .err()
+            .map(|e| format!("the commit could not be put on disk: {e}"));
+        let mut failed = self
+            .durability
+            .failed
+            .lock()
+            .map_err(|_| "the durability record is poisoned".to_string())?;
+        match &failure {
+            None => {
+                self.durability.durable.fetch_max(epoch, Ordering::SeqCst);
+            }
+            Some(why) => {
+                tracing::error!(error = %why, "the database is unusable until objectos restarts");
+                failed.get_or_insert_with(|| why.clone());
+            }
+        }
+        drop(failed);
+        self.durability.synced.notify_all();
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Wait until every commit a read may have seen is on disk: called after
+    /// the read, before its answer leaves. In a server without writes in
+    /// flight this is two atomic loads. Any other process (a command run
+    /// beside a server) syncs the log itself: it may have seen a server's
+    /// commit whose sync is under way, and a sync covers every commit made
+    /// before it began, whoever made it.
+    fn wait_durable(&self) -> StoreResult<()> {
+        use std::sync::atomic::Ordering;
+        if !self.serving.load(Ordering::SeqCst) {
+            if self.read_only.is_some() {
+                return Ok(());
+            }
+            return match std::fs::File::open(wal_path(&self.path)) {
+                Ok(file) => file.sync_data().map_err(|e| {
+                    StoreError::Backend(format!("cannot sync the write-ahead log: {e}"))
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StoreError::Backend(format!(
+                    "cannot open the write-ahead log: {e}"
+                ))),
+            };
+        }
+        let d = &self.durability;
+        let target = d.committing.load(Ordering::SeqCst);
+        if d.durable.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        let poisoned = || StoreError::Backend("the durability record is poisoned".into());
+        let mut failed = d.failed.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(why) = failed.as_ref() {
+                return Err(StoreError::Backend(why.clone()));
+            }
+            if d.durable.load(Ordering::SeqCst) >= target {
+                return Ok(());
+            }
+            failed = d.synced.wait(failed).map_err(|_| poisoned())?;
+        }
+    }
+}
+
+/// The write-ahead log beside a database file.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_os_string();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 impl Backend for SqliteBackend {
@@ -887,19 +1143,24 @@ impl Backend for SqliteBackend {
                     work(&mut tx)
                 };
                 let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-                result
+                result?;
+                Ok(self.wait_durable()?)
             }
-            Mode::Read => {
+            Mode::Read | Mode::Peek => {
                 let conn = self.reader()?;
                 // Prepared once per connection: a read is often one small query.
-                let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-                run("BEGIN").db()?;
+                run_cached(&conn, "BEGIN").db()?;
                 let result = {
                     let mut tx = SqliteTx { conn: &conn, key };
                     work(&mut tx)
                 };
-                let _ = run(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-                result
+                let _ = run_cached(&conn, if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+                drop(conn);
+                result?;
+                if mode == Mode::Read {
+                    self.wait_durable()?;
+                }
+                Ok(())
             }
         }
     }
@@ -1194,6 +1455,155 @@ fn value_of(v: rusqlite::types::ValueRef<'_>) -> SqlValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Databases whose log syncs take this long (to hold a sync open in a test).
+    static SLOW_SYNCS: Mutex<Vec<(PathBuf, Duration)>> = Mutex::new(Vec::new());
+
+    pub(super) fn slow_sync(path: &Path) {
+        let delay = SLOW_SYNCS
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, d)| *d);
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn set_meta(b: &SqliteBackend, key: &str, value: &str) {
+        b.transaction(Mode::Write, None, &mut |tx| Ok(tx.meta_set(key, value)?))
+            .unwrap();
+    }
+
+    fn get_meta(b: &SqliteBackend, mode: Mode, key: &str) -> Option<String> {
+        let mut out = None;
+        b.transaction(mode, None, &mut |tx| {
+            out = tx.meta_get(key)?;
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// A commit's sync runs after the writer is handed on: the next write
+    /// commits while it runs; a read that may see the commit answers only once
+    /// it is on disk; a peek (whose result stays in the process) does not wait.
+    #[test]
+    fn reads_wait_for_the_sync_of_what_they_see_and_writers_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = Arc::new(SqliteBackend::open(&path, true).unwrap());
+        set_meta(&b, "k", "before");
+        let _serving = b.serve_mode().unwrap();
+        let delay = Duration::from_millis(1200);
+        SLOW_SYNCS.lock().unwrap().push((path.clone(), delay));
+
+        let started = std::time::Instant::now();
+        let first = std::thread::spawn({
+            let b = Arc::clone(&b);
+            move || {
+                set_meta(&b, "k", "first");
+                started.elapsed()
+            }
+        });
+        // The first write has committed; its sync is under way.
+        let mut seen = None;
+        while started.elapsed() < delay / 2 {
+            seen = get_meta(&b, Mode::Peek, "k");
+            if seen.as_deref() == Some("first") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen.as_deref(), Some("first"), "the commit is not visible");
+        let peeked_at = started.elapsed();
+        assert!(peeked_at < delay, "the peek waited for the sync");
+        assert!(
+            b.durability
+                .durable
+                .load(std::sync::atomic::Ordering::SeqCst)
+                < 2,
+            "the first write's sync is already done: the test proves nothing"
+        );
+
+        // The writer is free: a second write commits while the first syncs.
+        let second = std::thread::spawn({
+            let b = Arc::clone(&b);
+            move || set_meta(&b, "other", "second")
+        });
+        let mut second_seen = false;
+        while started.elapsed() < delay {
+            if get_meta(&b, Mode::Peek, "other").is_some() {
+                second_seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            second_seen,
+            "the second write waited for the first one's sync"
+        );
+
+        // A read answers only once what it saw is on disk.
+        assert_eq!(get_meta(&b, Mode::Read, "k").as_deref(), Some("first"));
+        let read_at = started.elapsed();
+        assert!(
+            b.durability
+                .durable
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= b.durability
+                    .committing
+                    .load(std::sync::atomic::Ordering::SeqCst),
+            "a read answered before the commits it may have seen were synced"
+        );
+        assert!(read_at >= delay, "the read did not wait: {read_at:?}");
+        let written_at = first.join().unwrap();
+        assert!(written_at >= delay, "the write answered before its sync");
+        second.join().unwrap();
+        SLOW_SYNCS.lock().unwrap().retain(|(p, _)| *p != path);
+    }
+
+    /// While a server runs, checkpoints run on their own thread: the writer's
+    /// own are off, the log is copied into the database without a write
+    /// crossing SQLite's threshold, and dropping the guard gives the writer its
+    /// checkpoints back.
+    #[test]
+    fn background_checkpoints_copy_the_log_and_hand_back_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = Arc::new(SqliteBackend::open(&path, true).unwrap());
+        let threshold = |b: &SqliteBackend| -> i64 {
+            b.writer
+                .lock()
+                .unwrap()
+                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(threshold(&b), AUTOCHECKPOINT_PAGES);
+        let guard = b.serve_mode().unwrap();
+        assert_eq!(threshold(&b), 0);
+        for i in 0..50 {
+            set_meta(&b, &format!("k{i}"), &"x".repeat(3000));
+        }
+        // Far fewer pages than SQLite's threshold: only the thread copies them.
+        let since = std::time::Instant::now();
+        let wal = wal_path(&path);
+        let mut copied = false;
+        while since.elapsed() < Duration::from_secs(5) {
+            // The database file grows as the log is copied into it.
+            let db_len = std::fs::metadata(&path).unwrap().len();
+            if db_len > 50 * 3000 {
+                copied = true;
+                break;
+            }
+            std::thread::sleep(CHECKPOINT_EVERY);
+        }
+        assert!(wal.exists());
+        assert!(copied, "the log was not copied into the database");
+        drop(guard);
+        assert_eq!(threshold(&b), AUTOCHECKPOINT_PAGES);
+    }
 
     fn user(id: &str, email: &str) -> UserRow {
         UserRow {
