@@ -380,7 +380,7 @@ fn durability(bin: &std::path::Path) -> String {
     format!(
         "SQLite in {journal} mode with synchronous={value}{}",
         if value.eq_ignore_ascii_case("NORMAL") {
-            ": a commit is safe from a crash of the process but not of the machine (WAL is not fsynced per commit), where objectos's synchronous=FULL fsyncs every commit"
+            ": a commit is safe from a crash of the process but not of the machine (WAL is not fsynced per commit), where objectos fsyncs every commit before it answers"
         } else {
             ""
         }

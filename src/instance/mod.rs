@@ -59,6 +59,13 @@ impl Backend for Database {
             Database::Postgres(db) => db.transaction(mode, key, work),
         }
     }
+
+    fn sync_seen(&self) -> crate::store::StoreResult<()> {
+        match self {
+            Database::Sqlite(db) => db.sync_seen(),
+            Database::Postgres(db) => db.sync_seen(),
+        }
+    }
 }
 
 impl Database {
@@ -721,6 +728,9 @@ impl Instance {
             return Ok(None);
         };
         if log.head().is_none_or(|c| c.seq < seq) {
+            // Another process's commit may be visible before its sync is done:
+            // a checkpoint names only rows on disk.
+            self.store.sync_seen()?;
             return Ok(Some(log.append(&self.signer, &self.id, seq, &hash)?));
         }
         Ok(None)

@@ -541,6 +541,13 @@ pub trait Backend: Send + Sync {
         key: Option<&RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()>;
+
+    /// Make sure every commit this process has read is on disk, whichever
+    /// process made it: before something read is kept as evidence (a
+    /// checkpoint line). A no-op where a commit shows only once it is on disk.
+    fn sync_seen(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// The database, whatever its backend.
@@ -581,6 +588,11 @@ impl Store {
         work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         self.run(Mode::Scan, work)
+    }
+
+    /// See [`Backend::sync_seen`].
+    pub fn sync_seen(&self) -> StoreResult<()> {
+        self.backend.sync_seen()
     }
 
     /// [`Store::read`] for a result that never leaves the process: it does not

@@ -814,7 +814,7 @@ impl SqliteBackend {
             .run_to_completion(256, Duration::from_millis(5), None)
             .db()?;
         // A copy holds nothing that is not on disk here.
-        self.wait_durable()
+        self.sync_seen_here()
     }
 }
 
@@ -1058,28 +1058,33 @@ impl SqliteBackend {
         failure.map_or(Ok(()), Err)
     }
 
-    /// Wait until every commit a read may have seen is on disk: called after
-    /// the read, before its answer leaves. In a server without writes in
-    /// flight this is two atomic loads. Any other process (a command run
-    /// beside a server) syncs the log itself: it may have seen a server's
-    /// commit whose sync is under way, and a sync covers every commit made
+    /// [`Backend::sync_seen`]: in a server, its own syncs (other processes
+    /// commit with `synchronous = FULL`); in any other process (a command run
+    /// beside a server), a sync of the log, which covers every commit made
     /// before it began, whoever made it.
+    fn sync_seen_here(&self) -> StoreResult<()> {
+        if self.serving.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.wait_durable();
+        }
+        if self.read_only.is_some() {
+            return Ok(());
+        }
+        match std::fs::File::open(wal_path(&self.path)) {
+            Ok(file) => file
+                .sync_data()
+                .map_err(|e| StoreError::Backend(format!("cannot sync the write-ahead log: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Backend(format!(
+                "cannot open the write-ahead log: {e}"
+            ))),
+        }
+    }
+
+    /// Wait until every commit of this process a read may have seen is on
+    /// disk: called after the read, before its answer leaves. Without writes
+    /// in flight (and outside a server) this is two atomic loads.
     fn wait_durable(&self) -> StoreResult<()> {
         use std::sync::atomic::Ordering;
-        if !self.serving.load(Ordering::SeqCst) {
-            if self.read_only.is_some() {
-                return Ok(());
-            }
-            return match std::fs::File::open(wal_path(&self.path)) {
-                Ok(file) => file.sync_data().map_err(|e| {
-                    StoreError::Backend(format!("cannot sync the write-ahead log: {e}"))
-                }),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(StoreError::Backend(format!(
-                    "cannot open the write-ahead log: {e}"
-                ))),
-            };
-        }
         let d = &self.durability;
         let target = d.committing.load(Ordering::SeqCst);
         if d.durable.load(Ordering::SeqCst) >= target {
@@ -1107,6 +1112,10 @@ fn wal_path(db: &Path) -> PathBuf {
 }
 
 impl Backend for SqliteBackend {
+    fn sync_seen(&self) -> StoreResult<()> {
+        self.sync_seen_here()
+    }
+
     fn transaction(
         &self,
         mode: Mode,
@@ -1144,7 +1153,8 @@ impl Backend for SqliteBackend {
                 };
                 let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
                 result?;
-                Ok(self.wait_durable()?)
+                // A scan exports or checks the audit log: evidence.
+                Ok(self.sync_seen_here()?)
             }
             Mode::Read | Mode::Peek => {
                 let conn = self.reader()?;
