@@ -981,6 +981,12 @@ impl SqliteBackend {
             // syncs; otherwise the commit synced (`synchronous = FULL`).
             let outcome = match committed {
                 Ok(()) if serving => self.sync_log(epoch).err(),
+                // A commit that failed was counted: the log is synced all the
+                // same, so that no reader waits for ever for its sync.
+                Err(why) if serving && kept => {
+                    let _ = self.sync_log(epoch);
+                    Some(why)
+                }
                 Ok(()) => {
                     self.durability
                         .durable
