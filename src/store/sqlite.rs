@@ -1032,17 +1032,8 @@ impl SqliteBackend {
         use std::sync::atomic::Ordering;
         #[cfg(test)]
         tests::slow_sync(&self.path);
-        let wal = wal_path(&self.path);
-        let synced = match std::fs::File::open(&wal) {
-            Ok(file) => file.sync_data(),
-            // No log: the last connection to close copied it into the database
-            // (and synced that) and removed it. Sync the database to be sure.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::File::open(&self.path).and_then(|f| f.sync_data())
-            }
-            Err(e) => Err(e),
-        };
-        let failure = synced
+        let failure = self
+            .sync_files()
             .err()
             .map(|e| format!("the commit could not be put on disk: {e}"));
         let mut failed = self
@@ -1075,14 +1066,20 @@ impl SqliteBackend {
         if self.read_only.is_some() {
             return Ok(());
         }
+        self.sync_files()
+            .map_err(|e| StoreError::Backend(format!("cannot sync the write-ahead log: {e}")))
+    }
+
+    /// Sync the write-ahead log, which covers every commit written to it
+    /// before, by any process. Without a log (the last connection to close
+    /// copied it into the database and removed it), the database instead.
+    fn sync_files(&self) -> std::io::Result<()> {
         match std::fs::File::open(wal_path(&self.path)) {
-            Ok(file) => file
-                .sync_data()
-                .map_err(|e| StoreError::Backend(format!("cannot sync the write-ahead log: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::Backend(format!(
-                "cannot open the write-ahead log: {e}"
-            ))),
+            Ok(file) => file.sync_data(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::File::open(&self.path).and_then(|f| f.sync_data())
+            }
+            Err(e) => Err(e),
         }
     }
 
