@@ -39,9 +39,12 @@ pub fn artifact(data: &[u8]) {
     let path = std::path::Path::new("fuzz.json");
     if let Ok(document) = crate::artifact::build::parse_bytes(data, path) {
         let sources = crate::artifact::build::SourceMap::single(path);
-        let _ = crate::artifact::validate::validate(&document, &sources, true);
-        let _ = crate::artifact::validate::validate(&document, &sources, false);
+        let tree = crate::artifact::json::Value::from_serde(&document);
+        let _ = crate::artifact::validate::validate(&tree, &sources, true);
+        let _ = crate::artifact::validate::validate(&tree, &sources, false);
     }
+    // The borrowed tree the runtime and `verify` walk, on the same bytes.
+    let _ = crate::artifact::check_bytes(data, path, true);
     let _ = crate::artifact::model_from_bytes(data);
 }
 

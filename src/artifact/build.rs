@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::artifact::json;
 use crate::error::Failure;
 
 /// The largest artifact or fragment objectos will parse. Hashing streams and has
@@ -68,13 +69,16 @@ pub fn read_source(path: &Path, skip: Option<&Path>) -> anyhow::Result<Source> {
     if meta.is_dir() {
         read_fragments(path, skip)
     } else {
-        let document = parse_file(path)?;
+        Source::from_bytes(&read_file(path)?, path)
+    }
+}
+
+impl Source {
+    /// One document's bytes (named `path` in messages) as the whole source.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Source> {
+        let document = parse_bytes(bytes, path)?;
         if !document.is_object() {
-            return Err(Failure::verify(format!(
-                "`{}` is not a JSON object, so not an ObjectStack definition",
-                path.display()
-            ))
-            .into());
+            return Err(not_an_object(path));
         }
         Ok(Source {
             document,
@@ -84,8 +88,22 @@ pub fn read_source(path: &Path, skip: Option<&Path>) -> anyhow::Result<Source> {
     }
 }
 
+/// The refusal of a document that parses but is not a JSON object.
+pub fn not_an_object(path: &Path) -> anyhow::Error {
+    Failure::verify(format!(
+        "`{}` is not a JSON object, so not an ObjectStack definition",
+        path.display()
+    ))
+    .into()
+}
+
 /// Read and parse one JSON file with a message that says where it broke.
 pub fn parse_file(path: &Path) -> anyhow::Result<Value> {
+    parse_bytes(&read_file(path)?, path)
+}
+
+/// Every byte of one file, refused (exit 3) when larger than objectos parses.
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     let meta = std::fs::metadata(path)
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())))?;
     if meta.len() > MAX_DOCUMENT_BYTES {
@@ -97,12 +115,22 @@ pub fn parse_file(path: &Path) -> anyhow::Result<Value> {
         ))
         .into());
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())))?;
-    parse_bytes(&bytes, path)
+    std::fs::read(path)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())))
 }
 
 pub fn parse_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Value> {
+    serde_json::from_str(document_text(bytes, path)?).map_err(|e| not_json(path, &e))
+}
+
+/// Parse into the borrowed tree validation walks (the same grammar and messages
+/// as [`parse_bytes`], a quarter of the memory).
+pub fn parse_tree<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<json::Value<'a>> {
+    json::Value::parse(document_text(bytes, path)?).map_err(|e| not_json(path, &e))
+}
+
+/// The document as text: UTF-8, without a byte-order mark.
+fn document_text<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<&'a str> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_col(bytes, e.valid_up_to());
         Failure::verify(format!(
@@ -111,17 +139,18 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Value> {
         ))
         .with_hint("save the file as UTF-8")
     })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    serde_json::from_str(text).map_err(|e| {
-        Failure::verify(format!(
-            "`{}` is not valid JSON: {} (line {}, column {})",
-            path.display(),
-            json_error_text(&e),
-            e.line(),
-            e.column()
-        ))
-        .into()
-    })
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
+fn not_json(path: &Path, e: &serde_json::Error) -> anyhow::Error {
+    Failure::verify(format!(
+        "`{}` is not valid JSON: {} (line {}, column {})",
+        path.display(),
+        json_error_text(e),
+        e.line(),
+        e.column()
+    ))
+    .into()
 }
 
 fn json_error_text(e: &serde_json::Error) -> String {

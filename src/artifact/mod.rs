@@ -5,11 +5,12 @@
 pub mod build;
 pub mod diff;
 pub mod inspect;
+pub mod json;
 pub mod keys;
 pub mod validate;
 pub mod verify;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -17,10 +18,11 @@ pub use crate::model::*;
 
 use crate::error::Failure;
 
-/// A source read and validated.
+/// A definition read and validated.
 pub struct Checked {
-    pub source: build::Source,
     pub report: validate::Report,
+    /// The files read, in merge order.
+    pub files: Vec<PathBuf>,
 }
 
 impl Checked {
@@ -52,48 +54,56 @@ impl Checked {
 
 /// Read a file or a directory of fragments and validate it.
 pub fn check_file(path: &Path, strict: bool) -> anyhow::Result<Checked> {
-    check_source(path, strict, None)
-}
-
-pub fn check_source(path: &Path, strict: bool, skip: Option<&Path>) -> anyhow::Result<Checked> {
-    let source = build::read_source(path, skip)?;
-    let report = validate::validate(&source.document, &source.sources, strict);
-    Ok(Checked { source, report })
-}
-
-/// Validate artifact bytes already read (named `path` in messages).
-pub fn check_bytes(bytes: &[u8], path: &Path, strict: bool) -> anyhow::Result<Checked> {
-    let document = build::parse_bytes(bytes, path)?;
-    if !document.is_object() {
-        return Err(Failure::verify(format!(
-            "`{}` is not a JSON object, so not an ObjectStack definition",
-            path.display()
-        ))
-        .into());
+    let meta = std::fs::metadata(path)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())))?;
+    if meta.is_dir() {
+        return check_source(path, strict, None).map(|(_, checked)| checked);
     }
-    let sources = build::SourceMap::single(path);
-    let report = validate::validate(&document, &sources, strict);
+    check_bytes(&build::read_file(path)?, path, strict)
+}
+
+/// Read a file or a directory of fragments and validate it, keeping the merged
+/// definition (what `build` writes out).
+pub fn check_source(
+    path: &Path,
+    strict: bool,
+    skip: Option<&Path>,
+) -> anyhow::Result<(build::Source, Checked)> {
+    Ok(check_document(build::read_source(path, skip)?, strict))
+}
+
+/// Validate a definition already read and merged.
+pub fn check_document(source: build::Source, strict: bool) -> (build::Source, Checked) {
+    let report = validate::validate(
+        &json::Value::from_serde(&source.document),
+        &source.sources,
+        strict,
+    );
+    let files = source.files.clone();
+    (source, Checked { report, files })
+}
+
+/// Validate artifact bytes already read (named `path` in messages), walking the
+/// borrowed tree: nothing of the document outlives the check.
+pub fn check_bytes(bytes: &[u8], path: &Path, strict: bool) -> anyhow::Result<Checked> {
+    let document = build::parse_tree(bytes, path)?;
+    if !document.is_object() {
+        return Err(build::not_an_object(path));
+    }
+    let report = validate::validate(&document, &build::SourceMap::single(path), strict);
     Ok(Checked {
-        source: build::Source {
-            document,
-            sources,
-            files: vec![path.to_path_buf()],
-        },
         report,
+        files: vec![path.to_path_buf()],
     })
 }
 
 /// Parse artifact bytes already in memory (the runtime's stored artifact).
 pub fn model_from_bytes(bytes: &[u8]) -> anyhow::Result<Model> {
-    let document = build::parse_bytes(bytes, Path::new("<stored artifact>"))?;
+    let document = build::parse_tree(bytes, Path::new("<stored artifact>"))?;
     let report = validate::validate(&document, &build::SourceMap::default(), false);
     Checked {
-        source: build::Source {
-            document,
-            sources: build::SourceMap::default(),
-            files: Vec::new(),
-        },
         report,
+        files: Vec::new(),
     }
     .into_model()
 }
@@ -166,4 +176,75 @@ pub fn count(document: &Value, key: &str) -> usize {
 /// A map's value at a key, as an object.
 pub fn object_at<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
     map.get(key).and_then(Value::as_object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What validation reports (errors, warnings, carried collections, the model),
+    /// as text to compare.
+    fn said(report: &validate::Report) -> String {
+        let text = format!(
+            "{:?}\n{:?}\n{:?}\n{:?}",
+            report.errors, report.warnings, report.carried, report.model
+        );
+        // Lookup indexes are hash maps, printed in no fixed order; what they index
+        // is printed in full beside them.
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("index: {") {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            rest = &rest[rest.find('}').map_or(rest.len(), |end| end + 1)..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The borrowed tree `verify`, `validate` and the runtime walk reports exactly
+    /// what the same definition read into a `serde_json::Value` (as `build` reads
+    /// fragments) reports: on every upstream fixture, and on broken variants of one
+    /// (duplicate keys, unknown keys, wrong types, escapes in names).
+    #[test]
+    fn the_borrowed_tree_and_a_serde_json_document_validate_the_same() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upstream");
+        let mut texts = Vec::new();
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let path = entry.path().join("objectstack.json");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                texts.push(text);
+            }
+        }
+        assert!(texts.len() >= 5, "the upstream fixtures are missing");
+        let base = texts[0].clone();
+        let body = base.trim_start().trim_start_matches('{');
+        texts.push(format!(r#"{{"objects":[],"objects":[{{"name":7}}],{body}"#));
+        texts.push(format!(
+            r#"{{"x-unknown\/key~":1,"manifest":{{"id":"a"}},{body}"#
+        ));
+        texts.push(format!(
+            r#"{{"permissions":{{"a":1}},"sharingRules":"no",{body}"#
+        ));
+        texts.push(r#"{"manifest":{"id":"com.x.y","version":"1.0.0","namespace":"x"},"objects":[{"name":"x_a","fields":{"b\u0061d name":{"type":"text"},"ok":{"type":"select","options":["a","a"]},"ok":{"type":"nope"}}}]}"#.to_string());
+        let mut valid = 0;
+        for text in &texts {
+            let path = Path::new("t.json");
+            let sources = build::SourceMap::single(path);
+            let value: Value = serde_json::from_str(text).unwrap_or_default();
+            let from_serde = validate::validate(&json::Value::from_serde(&value), &sources, true);
+            let checked = check_bytes(text.as_bytes(), path, true).map(|c| c.report);
+            let Ok(from_tree) = checked else {
+                panic!("the tree did not parse what serde_json parsed");
+            };
+            assert_eq!(said(&from_tree), said(&from_serde), "{text:.200}");
+            valid += usize::from(from_tree.model.is_some());
+        }
+        // Positive and negative controls: some pass, the broken ones do not.
+        assert!(
+            valid >= 5 && valid < texts.len(),
+            "{valid} of {}",
+            texts.len()
+        );
+    }
 }

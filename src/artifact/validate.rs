@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::artifact::json::{Map, Value};
 use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::artifact::build::SourceMap;
 use crate::artifact::keys;
@@ -50,8 +50,12 @@ struct Walker<'a> {
     ignored: Vec<IgnoredGrant>,
 }
 
-fn esc(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+fn esc(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains(['~', '/']) {
+        key.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        key.into()
+    }
 }
 
 fn is_snake(name: &str) -> bool {
@@ -75,7 +79,7 @@ fn is_reverse_dns(id: &str) -> bool {
         })
 }
 
-fn type_name(value: &Value) -> &'static str {
+fn type_name(value: &Value<'_>) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -157,15 +161,9 @@ impl Walker<'_> {
         }
     }
 
-    fn unknown_keys(
-        &mut self,
-        map: &Map<String, Value>,
-        pointer: &str,
-        known: &[&str],
-        what: &str,
-    ) {
+    fn unknown_keys(&mut self, map: &Map<'_>, pointer: &str, known: &[&str], what: &str) {
         for key in map.keys() {
-            if known.binary_search(&key.as_str()).is_ok() || keys::is_envelope(key) {
+            if known.binary_search(&key).is_ok() || keys::is_envelope(key) {
                 continue;
             }
             let message = format!(
@@ -183,12 +181,12 @@ impl Walker<'_> {
         }
     }
 
-    fn object<'v>(
+    fn object<'v, 'a>(
         &mut self,
-        value: &'v Value,
+        value: &'v Value<'a>,
         pointer: &str,
         what: &str,
-    ) -> Option<&'v Map<String, Value>> {
+    ) -> Option<&'v Map<'a>> {
         match value {
             Value::Object(map) => Some(map),
             other => {
@@ -201,12 +199,7 @@ impl Walker<'_> {
         }
     }
 
-    fn opt_str<'v>(
-        &mut self,
-        map: &'v Map<String, Value>,
-        key: &str,
-        pointer: &str,
-    ) -> Option<&'v str> {
+    fn opt_str<'v>(&mut self, map: &'v Map<'_>, key: &str, pointer: &str) -> Option<&'v str> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
@@ -222,7 +215,7 @@ impl Walker<'_> {
 
     fn req_str<'v>(
         &mut self,
-        map: &'v Map<String, Value>,
+        map: &'v Map<'_>,
         key: &str,
         pointer: &str,
         hint: &str,
@@ -242,7 +235,7 @@ impl Walker<'_> {
         Some(value)
     }
 
-    fn opt_bool(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Option<bool> {
+    fn opt_bool(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Option<bool> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -259,7 +252,7 @@ impl Walker<'_> {
         }
     }
 
-    fn opt_number(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Option<f64> {
+    fn opt_number(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Option<f64> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n.as_f64(),
@@ -273,7 +266,7 @@ impl Walker<'_> {
         }
     }
 
-    fn opt_count(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Option<u64> {
+    fn opt_count(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Option<u64> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v >= 1) => n.as_u64(),
@@ -287,17 +280,17 @@ impl Walker<'_> {
         }
     }
 
-    fn str_list(&mut self, map: &Map<String, Value>, key: &str, pointer: &str) -> Vec<String> {
-        let here = format!("{pointer}/{}", esc(key));
+    fn str_list(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Vec<String> {
+        let here = || format!("{pointer}/{}", esc(key));
         match map.get(key) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => {
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     match item {
-                        Value::String(s) => out.push(s.clone()),
+                        Value::String(s) => out.push(s.to_string()),
                         other => self.err(
-                            &format!("{here}/{i}"),
+                            &format!("{}/{i}", here()),
                             format!("`{key}` holds strings, not {}", type_name(other)),
                         ),
                     }
@@ -306,7 +299,7 @@ impl Walker<'_> {
             }
             Some(other) => {
                 self.err(
-                    &here,
+                    &here(),
                     format!(
                         "`{key}` must be an array of strings, not {}",
                         type_name(other)
@@ -317,7 +310,7 @@ impl Walker<'_> {
         }
     }
 
-    fn array<'v>(&mut self, doc: &'v Map<String, Value>, key: &str) -> &'v [Value] {
+    fn array<'v, 'a>(&mut self, doc: &'v Map<'a>, key: &str) -> &'v [Value<'a>] {
         match doc.get(key) {
             None | Some(Value::Null) => &[],
             Some(Value::Array(items)) => items,
@@ -337,7 +330,7 @@ impl Walker<'_> {
 }
 
 /// Validate a merged definition. `strict` turns unknown keys into errors.
-pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
+pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Report {
     let mut w = Walker {
         sources,
         strict,
@@ -355,13 +348,13 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
     };
     w.unknown_keys(doc, "", keys::top_level(), "an ObjectStack definition");
     for key in doc.keys() {
-        if keys::CARRIED_COLLECTIONS.contains(&key.as_str()) {
+        if keys::CARRIED_COLLECTIONS.contains(&key) {
             let count = match &doc[key] {
                 Value::Array(items) => items.len(),
                 Value::Object(map) => map.len(),
                 _ => 1,
             };
-            report.carried.push((key.clone(), count));
+            report.carried.push((key.to_string(), count));
         }
     }
     if doc.contains_key("packages") {
@@ -377,7 +370,7 @@ pub fn validate(document: &Value, sources: &SourceMap, strict: bool) -> Report {
     let mut objects = Vec::new();
     let mut seen = HashSet::new();
     let object_values = w.array(doc, "objects");
-    let declared: BTreeMap<String, &Map<String, Value>> = object_values
+    let declared: BTreeMap<String, &Map<'_>> = object_values
         .iter()
         .filter_map(|o| o.as_object())
         .filter_map(|o| {
@@ -468,7 +461,7 @@ fn placeholder_manifest() -> Manifest {
     }
 }
 
-fn validate_manifest(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Option<Manifest> {
+fn validate_manifest(w: &mut Walker<'_>, doc: &Map<'_>) -> Option<Manifest> {
     let Some(value) = doc.get("manifest") else {
         w.err("", "`manifest` is missing; every artifact needs `manifest.id`, `manifest.version` and `manifest.name`");
         return None;
@@ -574,7 +567,7 @@ fn validate_manifest(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Option<Man
     })
 }
 
-fn collect_names(w: &mut Walker<'_>, doc: &Map<String, Value>, key: &str) -> Vec<String> {
+fn collect_names(w: &mut Walker<'_>, doc: &Map<'_>, key: &str) -> Vec<String> {
     let mut names = Vec::new();
     for (i, item) in w.array(doc, key).iter().enumerate() {
         let pointer = format!("/{key}/{i}");
@@ -606,7 +599,7 @@ struct Policy {
     expires_after: Duration,
 }
 
-fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
+fn read_policy(w: &mut Walker<'_>, doc: &Map<'_>) -> Policy {
     let mut policy = Policy {
         objects: BTreeMap::new(),
         expires_after: Duration::from_secs(7 * 86_400),
@@ -620,7 +613,7 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
     // objectos's own block: a misspelt key would silently weaken policy, so unknown
     // keys are always errors here.
     for key in map.keys() {
-        if !keys::POLICY_KEYS.contains(&key.as_str()) {
+        if !keys::POLICY_KEYS.contains(&key) {
             w.err(
                 &format!("/x-objectos/{}", esc(key)),
                 format!("`{key}` is not a key of `x-objectos`; it takes `objects`, `approvals` and `basedOn`"),
@@ -649,7 +642,7 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
                 continue;
             };
             for key in entry.keys() {
-                if !keys::OBJECT_POLICY_KEYS.contains(&key.as_str()) {
+                if !keys::OBJECT_POLICY_KEYS.contains(&key) {
                     w.err(&format!("{pointer}/{}", esc(key)), format!("`{key}` is not an object policy; use `agentWrites`, `readOnly`, `auditReads` or `sensitiveFields`"));
                 }
             }
@@ -667,7 +660,7 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
             let audit_reads = w.opt_bool(entry, "auditReads", &pointer).unwrap_or(false);
             let sensitive_fields = w.str_list(entry, "sensitiveFields", &pointer);
             policy.objects.insert(
-                name.clone(),
+                name.to_string(),
                 PolicyEntry {
                     agent_writes,
                     read_only,
@@ -681,7 +674,7 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
         && let Some(approvals) = w.object(approvals, "/x-objectos/approvals", "`approvals`")
     {
         for key in approvals.keys() {
-            if !keys::APPROVALS_KEYS.contains(&key.as_str()) {
+            if !keys::APPROVALS_KEYS.contains(&key) {
                 w.err(
                     &format!("/x-objectos/approvals/{}", esc(key)),
                     format!("`{key}` is not an approvals setting; it takes `expiresAfter`"),
@@ -700,10 +693,10 @@ fn read_policy(w: &mut Walker<'_>, doc: &Map<String, Value>) -> Policy {
 
 fn validate_object(
     w: &mut Walker<'_>,
-    value: &Value,
+    value: &Value<'_>,
     pointer: &str,
     manifest: &Option<Manifest>,
-    declared: &BTreeMap<String, &Map<String, Value>>,
+    declared: &BTreeMap<String, &Map<'_>>,
     policy: &Policy,
 ) -> Option<ObjectDef> {
     let map = w.object(value, pointer, "an object")?;
@@ -810,7 +803,11 @@ fn validate_object(
     let sensitive: BTreeSet<&str> = entry
         .map(|e| e.sensitive_fields.iter().map(String::as_str).collect())
         .unwrap_or_default();
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(
+        map.get("fields")
+            .and_then(Value::as_object)
+            .map_or(0, Map::len),
+    );
     let mut merged = Vec::new();
     match map.get("fields") {
         None => {
@@ -832,7 +829,7 @@ fn validate_object(
                     &here,
                     &name,
                     declared,
-                    sensitive.contains(field_name.as_str()),
+                    sensitive.contains(field_name),
                 ) {
                     Some(field) if SYSTEM_FIELDS.contains(&field.name.as_str()) => {
                         match merge_system_field(w, field, &here, ownership) {
@@ -976,7 +973,7 @@ fn merge_system_field(
     let own_default = match name {
         "created_at" | "updated_at" => DefaultValue::Now,
         "owner_id" | "created_by" | "updated_by" => DefaultValue::CurrentUser,
-        _ => DefaultValue::Literal(Value::Null),
+        _ => DefaultValue::Literal(serde_json::Value::Null),
     };
     if let Some(default) = &field.default_value
         && *default != own_default
@@ -999,7 +996,7 @@ fn merge_system_field(
     })
 }
 
-fn read_gate(w: &mut Walker<'_>, map: &Map<String, Value>, pointer: &str) -> ObjectGate {
+fn read_gate(w: &mut Walker<'_>, map: &Map<'_>, pointer: &str) -> ObjectGate {
     let here = format!("{pointer}/requiredPermissions");
     match map.get("requiredPermissions") {
         None | Some(Value::Null) => ObjectGate::default(),
@@ -1015,7 +1012,7 @@ fn read_gate(w: &mut Walker<'_>, map: &Map<String, Value>, pointer: &str) -> Obj
         }
         Some(Value::Object(ops)) => {
             for key in ops.keys() {
-                if !["read", "create", "update", "delete"].contains(&key.as_str()) {
+                if !["read", "create", "update", "delete"].contains(&key) {
                     w.err(&format!("{here}/{}", esc(key)), format!("`{key}` is not an operation; use `read`, `create`, `update` or `delete`"));
                 }
             }
@@ -1049,10 +1046,10 @@ fn read_gate(w: &mut Walker<'_>, map: &Map<String, Value>, pointer: &str) -> Obj
 fn validate_field(
     w: &mut Walker<'_>,
     name: &str,
-    value: &Value,
+    value: &Value<'_>,
     pointer: &str,
     object: &str,
-    declared: &BTreeMap<String, &Map<String, Value>>,
+    declared: &BTreeMap<String, &Map<'_>>,
     listed_sensitive: bool,
 ) -> Option<FieldDef> {
     let map = w.object(value, pointer, "a field")?;
@@ -1143,10 +1140,12 @@ fn validate_field(
         ok = false;
     }
     let required_permissions = w.str_list(map, "requiredPermissions", pointer);
-    w.permissions(
-        &required_permissions,
-        &format!("{pointer}/requiredPermissions"),
-    );
+    if !required_permissions.is_empty() {
+        w.permissions(
+            &required_permissions,
+            &format!("{pointer}/requiredPermissions"),
+        );
+    }
 
     // Access constructs objectos does not enforce.
     if map.contains_key("maskingRule") {
@@ -1241,11 +1240,11 @@ fn validate_field(
                 for (i, item) in items.iter().enumerate() {
                     let here = format!("{pointer}/options/{i}");
                     let value = match item {
-                        Value::String(s) => Some(s.clone()),
+                        Value::String(s) => Some(s.to_string()),
                         Value::Object(opt) => {
                             w.unknown_keys(opt, &here, keys::select_option(), "a select option");
                             match opt.get("value") {
-                                Some(Value::String(s)) => Some(s.clone()),
+                                Some(Value::String(s)) => Some(s.to_string()),
                                 Some(Value::Number(n)) => Some(n.to_string()),
                                 _ => {
                                     w.err(&here, "an option needs a string `value`");
@@ -1316,6 +1315,7 @@ fn validate_field(
             None
         }
         Some(literal) => {
+            let literal = literal.to_serde();
             let probe = FieldDef {
                 name: name.to_string(),
                 label: label.clone(),
@@ -1336,14 +1336,14 @@ fn validate_field(
                 required_permissions: required_permissions.clone(),
                 sensitive: false,
             };
-            if let Err(why) = crate::model::values::check_value(&probe, literal) {
+            if let Err(why) = crate::model::values::check_value(&probe, &literal) {
                 w.err(
                     &format!("{pointer}/defaultValue"),
                     format!("the default does not fit the field: {why}"),
                 );
                 ok = false;
             }
-            Some(DefaultValue::Literal(literal.clone()))
+            Some(DefaultValue::Literal(literal))
         }
     };
     if !ok {
@@ -1379,7 +1379,7 @@ fn is_platform_object(name: &str) -> bool {
 
 fn validate_permission_sets(
     w: &mut Walker<'_>,
-    doc: &Map<String, Value>,
+    doc: &Map<'_>,
     model: &Model,
 ) -> Vec<PermissionSetDef> {
     let mut out: Vec<PermissionSetDef> = Vec::new();
@@ -1457,7 +1457,7 @@ fn validate_permission_sets(
                             w.warn(&here, format!("`{object}` is one of upstream's platform objects, which objectos does not have; the grant is ignored (ignoring a grant can only narrow access)"));
                             w.ignored.push(IgnoredGrant {
                                 permission_set: set.name.clone(),
-                                target: object.clone(),
+                                target: object.to_string(),
                             });
                             continue;
                         }
@@ -1470,7 +1470,7 @@ fn validate_permission_sets(
                         if let Some(rights) = read_rights(w, rights, &here)
                             && exists
                         {
-                            set.objects.insert(object.clone(), rights);
+                            set.objects.insert(object.to_string(), rights);
                         }
                     }
                 }
@@ -1489,7 +1489,7 @@ fn validate_permission_sets(
                     w.warn(&here, format!("`{object}` is one of upstream's platform objects, which objectos does not have; the field grant is ignored (ignoring a grant can only narrow access)"));
                     w.ignored.push(IgnoredGrant {
                         permission_set: set.name.clone(),
-                        target: key.clone(),
+                        target: key.to_string(),
                     });
                     continue;
                 }
@@ -1545,7 +1545,7 @@ fn validate_permission_sets(
     out
 }
 
-fn read_rights(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<ObjectRights> {
+fn read_rights(w: &mut Walker<'_>, value: &Value<'_>, pointer: &str) -> Option<ObjectRights> {
     let map = w.object(value, pointer, "object rights")?;
     w.unknown_keys(map, pointer, keys::object_permission(), "object rights");
     for carried in ["allowRestore", "allowPurge"] {
@@ -1604,11 +1604,7 @@ fn read_rights(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<Objec
     Some(rights)
 }
 
-fn validate_sharing_rules(
-    w: &mut Walker<'_>,
-    doc: &Map<String, Value>,
-    model: &Model,
-) -> Vec<SharingRuleDef> {
+fn validate_sharing_rules(w: &mut Walker<'_>, doc: &Map<'_>, model: &Model) -> Vec<SharingRuleDef> {
     let mut out: Vec<SharingRuleDef> = Vec::new();
     for (i, value) in w.array(doc, "sharingRules").iter().enumerate() {
         let pointer = format!("/sharingRules/{i}");
@@ -1671,7 +1667,7 @@ fn validate_sharing_rules(
             }
             Some(v) => read_grantee(w, v, &format!("{pointer}/sharedWith")),
         };
-        let condition_source = map.get("condition").cloned();
+        let condition_source = map.get("condition").map(Value::to_serde);
         let condition = match &condition_source {
             None => {
                 w.err(&pointer, "`condition` is missing; give an ObjectQL filter or `{\"dialect\": \"cel\", \"source\": \"record.stage == 'won'\"}`");
@@ -1740,7 +1736,7 @@ fn validate_sharing_rules(
     out
 }
 
-fn read_grantee(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<Grantee> {
+fn read_grantee(w: &mut Walker<'_>, value: &Value<'_>, pointer: &str) -> Option<Grantee> {
     let map = w.object(value, pointer, "`sharedWith`")?;
     w.unknown_keys(map, pointer, keys::shared_with(), "`sharedWith`");
     let kind = w.req_str(
@@ -1769,7 +1765,7 @@ fn read_grantee(w: &mut Walker<'_>, value: &Value, pointer: &str) -> Option<Gran
     }
 }
 
-fn validate_actions(w: &mut Walker<'_>, doc: &Map<String, Value>, model: &Model) -> Vec<ActionDef> {
+fn validate_actions(w: &mut Walker<'_>, doc: &Map<'_>, model: &Model) -> Vec<ActionDef> {
     let mut out: Vec<ActionDef> = Vec::new();
     for (i, value) in w.array(doc, "actions").iter().enumerate() {
         let pointer = format!("/actions/{i}");
@@ -1787,7 +1783,7 @@ fn validate_actions(w: &mut Walker<'_>, doc: &Map<String, Value>, model: &Model)
             continue;
         }
         let label = match map.get("label") {
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => s.to_string(),
             _ => name.clone(),
         };
         let object = w.opt_str(map, "objectName", &pointer).map(str::to_string);
@@ -1821,7 +1817,7 @@ fn validate_actions(w: &mut Walker<'_>, doc: &Map<String, Value>, model: &Model)
                         for (field, v) in p {
                             let here = format!("{pointer}/patch/{}", esc(field));
                             match o.field(field) {
-                                None if SYSTEM_FIELDS.contains(&field.as_str()) => w.err(
+                                None if SYSTEM_FIELDS.contains(&field) => w.err(
                                     &here,
                                     format!("`{field}` is a system field that objectos sets; an action cannot set it"),
                                 ),
@@ -1833,7 +1829,7 @@ fn validate_actions(w: &mut Walker<'_>, doc: &Map<String, Value>, model: &Model)
                                     format!("`{field}` is read-only; an action cannot set it"),
                                 ),
                                 Some(f) => {
-                                    if let Err(why) = crate::model::values::check_value(f, v) {
+                                    if let Err(why) = crate::model::values::check_value(f, &v.to_serde()) {
                                         w.err(
                                             &here,
                                             format!("the value does not fit `{field}`: {why}"),
@@ -1844,7 +1840,7 @@ fn validate_actions(w: &mut Walker<'_>, doc: &Map<String, Value>, model: &Model)
                         }
                     }
                 }
-                patch = Some(p.clone());
+                patch = Some(p.to_serde());
             }
             (Some(Value::String(op)), None) if op == "update" && !map.contains_key("params") => {
                 w.err(
@@ -1881,7 +1877,7 @@ fn validate_actions(w: &mut Walker<'_>, doc: &Map<String, Value>, model: &Model)
             );
         }
         let confirm_text = match map.get("confirmText") {
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(s.to_string()),
             Some(Value::Object(locales)) => {
                 locales.values().find_map(Value::as_str).map(str::to_string)
             }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::artifact;
 use crate::cli::BuildArgs;
 use crate::commands::Ctx;
-use crate::commands::validate::{check_input, print_issues};
+use crate::commands::validate::{print_issues, read_document};
 use crate::crypto::signing;
 use crate::error::{Exit, Failure};
 use crate::output::stdio::{Input, OutputPath, is_dash};
@@ -37,8 +37,10 @@ pub struct Counts {
 pub fn run(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     let output = OutputPath::new(&args.output);
     output.check(ctx.out.json, false)?;
-    let checked = if is_dash(&args.source) {
-        check_input(&args.source, false)?
+    let (source, checked) = if is_dash(&args.source) {
+        let input = Input::new(&args.source);
+        let source = artifact::build::Source::from_bytes(&read_document(&input)?, input.label())?;
+        artifact::check_document(source, false)
     } else {
         artifact::check_source(&args.source, false, Some(&args.output))?
     };
@@ -51,7 +53,7 @@ pub fn run(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         ))
         .into());
     }
-    let bytes = artifact::artifact_bytes(&checked.source.document)?;
+    let bytes = artifact::artifact_bytes(&source.document)?;
     if let OutputPath::File(path) = &output
         && let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
@@ -63,7 +65,7 @@ pub fn run(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     output.write(&bytes, Some(0o644), false)?;
     let sha256 = signing::sha256_hex(&bytes);
     let warnings = checked.report.warnings.clone();
-    let fragments = checked.source.files.len();
+    let fragments = checked.files.len();
     let model = checked.into_model()?;
     let report = BuildReport {
         path: args.output.clone(),

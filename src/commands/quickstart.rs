@@ -134,8 +134,8 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     for (name, text) in CRM {
         std::fs::write(work.join("src").join(name), text)?;
     }
-    let checked = crate::artifact::check_source(&work.join("src"), false, None)?;
-    let bytes = crate::artifact::artifact_bytes(&checked.source.document)?;
+    let (source, checked) = crate::artifact::check_source(&work.join("src"), false, None)?;
+    let bytes = crate::artifact::artifact_bytes(&source.document)?;
     let artifact = work.join("objectstack.json");
     write_atomic(&artifact, &bytes, Some(0o644), false)?;
     let model = checked.into_model()?;
