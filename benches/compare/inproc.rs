@@ -31,7 +31,13 @@ pub fn measure(opts: &Options, site: &Site) -> Result<InProcess> {
     let records = objectos::records::Records::new(&instance, &model);
     let db = data.join("objectos.db");
     let raw = rusqlite::Connection::open(&db)?;
-    // The page cache and memory map objectos gives its own connections.
+    // The page cache, memory map and plan stability objectos gives its own
+    // connections (without the last, the cached statement would be planned again
+    // on every call).
+    raw.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     raw.execute_batch(&format!(
         "PRAGMA cache_size = -{}; PRAGMA mmap_size = 0;",
         objectos::store::sqlite::PAGE_CACHE_KIB
