@@ -700,7 +700,7 @@ impl Report {
             return String::new();
         }
         let mut md = String::from("## The cost of sharing rules and teams\n\n");
-        md.push_str("The list of (a) at the main size. One more rule: large deals in negotiation readable by everyone (PocketBase: `|| (stage = \"negotiation\" && amount >= 900000)` added to its list and view rule). Ten teams: every user in `everyone` and nine more teams, each the recipient of one rule (a stage and region other than the list's); PocketBase has no teams, so only objectos runs it. The rules do not match the filter, so each page is the same: what changes is the work to decide it.\n\n");
+        md.push_str("The list of (a) at the main size. One more rule: large deals in negotiation readable by everyone (PocketBase: `|| (stage = \"negotiation\" && amount >= 900000)` added to its list and view rule). Ten teams: every user in `everyone` and nine more teams, each the recipient of one rule (a stage and region other than the list's); PocketBase has no teams, so only objectos runs it. The rules do not match the filter, so each page is the same: what changes is the work to decide it. All three cases run after the creates of (c), on the same data (one run per server after a warm-up), so the base is measured again there rather than taken from (a), whose data was smaller.\n\n");
         md.push_str("| case | objectos list | p99 | vs base | PocketBase list | p99 | vs base |\n");
         md.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
         let base = &self.variants[0];
