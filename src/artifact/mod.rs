@@ -247,4 +247,64 @@ mod tests {
             texts.len()
         );
     }
+    /// Objects walked in parts on several threads give the report one thread
+    /// gives: the same errors and warnings in the same order, a name repeated
+    /// across parts caught, and an undeclared permission used in several parts
+    /// warned about once, where it is first used.
+    #[test]
+    fn objects_walked_in_parts_report_what_one_walk_reports() {
+        let objects: Vec<serde_json::Value> = (0..100)
+            .map(|i| {
+                let name = if i == 70 {
+                    "x_o10".to_string()
+                } else {
+                    format!("x_o{i}")
+                };
+                let mut fields = serde_json::json!({"title": {"type": "text"}});
+                if i == 3 || i == 50 || i == 95 {
+                    fields["bad"] = serde_json::json!({"type": "nope"});
+                }
+                if i == 5 || i == 60 || i == 99 {
+                    fields["gated"] =
+                        serde_json::json!({"type": "text", "requiredPermissions": ["perm_x"]});
+                }
+                if i == 80 {
+                    fields["gated"] =
+                        serde_json::json!({"type": "text", "requiredPermissions": ["perm_y"]});
+                }
+                if i % 17 == 0 {
+                    fields["title"]["colour"] = serde_json::json!("red");
+                }
+                serde_json::json!({"name": name, "fields": fields})
+            })
+            .collect();
+        let document = serde_json::json!({
+            "manifest": {"id": "com.x.parts", "version": "1.0.0", "namespace": "x"},
+            "objects": objects,
+        });
+        let tree = json::Value::from_serde(&document);
+        let sources = build::SourceMap::single(Path::new("t.json"));
+        let one = validate::validate_in_parts(&tree, &sources, false, 1);
+        for parts in [2, 3, 4] {
+            let many = validate::validate_in_parts(&tree, &sources, false, parts);
+            assert_eq!(said(&many), said(&one), "{parts} parts");
+        }
+        // The controls: what the parts had to get right is in the report.
+        let warned_x: Vec<&str> = one
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains("perm_x"))
+            .map(|w| w.pointer.as_str())
+            .collect();
+        assert_eq!(warned_x, ["/objects/5/fields/gated/requiredPermissions/0"]);
+        assert!(one.warnings.iter().any(|w| w.message.contains("perm_y")));
+        assert!(one.errors.iter().any(|e| e.pointer == "/objects/70/name"));
+        assert_eq!(
+            one.errors
+                .iter()
+                .filter(|e| e.pointer.ends_with("/fields/bad/type"))
+                .count(),
+            3
+        );
+    }
 }

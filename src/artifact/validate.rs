@@ -46,6 +46,9 @@ struct Walker<'a> {
     perms_known: BTreeSet<String>,
     /// Names used without a declaration, in order of first use.
     undeclared: Vec<String>,
+    /// For each of `undeclared`, the index in `warnings` of the warning its
+    /// first use gave (`usize::MAX` where this walker gave none).
+    undeclared_warnings: Vec<usize>,
     /// Grants on upstream platform objects, dropped.
     ignored: Vec<IgnoredGrant>,
 }
@@ -90,7 +93,7 @@ fn type_name(value: &Value<'_>) -> &'static str {
     }
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     fn issue(&self, pointer: &str, message: String) -> Issue {
         Issue {
             pointer: pointer.to_string(),
@@ -142,7 +145,53 @@ impl Walker<'_> {
                 format!("`{p}` is not declared under `capabilities`; objectos treats it as an opaque capability, granted and required like a declared one{hint}"),
             );
             self.undeclared.push(p.clone());
+            self.undeclared_warnings.push(self.warnings.len() - 1);
         }
+    }
+
+    /// A walker for a part of the definition walked on another thread: what this
+    /// one knows, none of what it found.
+    fn fork(&self) -> Walker<'a> {
+        Walker {
+            sources: self.sources,
+            strict: self.strict,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            declared: self.declared.clone(),
+            perms_known: self.perms_known.clone(),
+            undeclared: self.undeclared.clone(),
+            undeclared_warnings: vec![usize::MAX; self.undeclared.len()],
+            ignored: Vec::new(),
+        }
+    }
+
+    /// Take in what a fork found, as if this walker had walked its part itself
+    /// (forks are joined in the order of their parts): an undeclared name an
+    /// earlier part already warned about loses its second warning.
+    fn join(&mut self, part: Walker<'a>) {
+        let mut repeated = vec![false; part.warnings.len()];
+        for (name, &at) in part.undeclared.iter().zip(&part.undeclared_warnings) {
+            if at == usize::MAX {
+                continue;
+            }
+            if self.undeclared.contains(name) {
+                if let Some(flag) = repeated.get_mut(at) {
+                    *flag = true;
+                }
+            } else {
+                self.undeclared.push(name.clone());
+                self.undeclared_warnings.push(usize::MAX);
+            }
+        }
+        self.errors.extend(part.errors);
+        self.warnings.extend(
+            part.warnings
+                .into_iter()
+                .zip(repeated)
+                .filter(|(_, repeated)| !repeated)
+                .map(|(issue, _)| issue),
+        );
+        self.ignored.extend(part.ignored);
     }
 
     /// Report a reference to an object that is not declared at all.
@@ -181,12 +230,12 @@ impl Walker<'_> {
         }
     }
 
-    fn object<'v, 'a>(
+    fn object<'v, 'j>(
         &mut self,
-        value: &'v Value<'a>,
+        value: &'v Value<'j>,
         pointer: &str,
         what: &str,
-    ) -> Option<&'v Map<'a>> {
+    ) -> Option<&'v Map<'j>> {
         match value {
             Value::Object(map) => Some(map),
             other => {
@@ -310,7 +359,7 @@ impl Walker<'_> {
         }
     }
 
-    fn array<'v, 'a>(&mut self, doc: &'v Map<'a>, key: &str) -> &'v [Value<'a>] {
+    fn array<'v, 'j>(&mut self, doc: &'v Map<'j>, key: &str) -> &'v [Value<'j>] {
         match doc.get(key) {
             None | Some(Value::Null) => &[],
             Some(Value::Array(items)) => items,
@@ -329,8 +378,24 @@ impl Walker<'_> {
     }
 }
 
+/// Definitions with fewer objects than this are walked on one thread.
+const PARALLEL_FROM: usize = 64;
+
 /// Validate a merged definition. `strict` turns unknown keys into errors.
 pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Report {
+    let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    validate_in_parts(document, sources, strict, parts)
+}
+
+/// [`validate`], the objects walked in up to `parts` parts at once (each on a
+/// thread of its own) once there are enough of them. The report is the same
+/// whatever the number of parts.
+pub(crate) fn validate_in_parts(
+    document: &Value<'_>,
+    sources: &SourceMap,
+    strict: bool,
+    parts: usize,
+) -> Report {
     let mut w = Walker {
         sources,
         strict,
@@ -339,6 +404,7 @@ pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Repo
         declared: BTreeSet::new(),
         perms_known: BTreeSet::new(),
         undeclared: Vec::new(),
+        undeclared_warnings: Vec::new(),
         ignored: Vec::new(),
     };
     let mut report = Report::default();
@@ -386,29 +452,74 @@ pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Repo
         .map(|s| s.to_string())
         .chain(capabilities.iter().cloned())
         .collect();
-    for (i, value) in object_values.iter().enumerate() {
-        let pointer = format!("/objects/{i}");
-        let name = value
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let duplicate = name.as_ref().is_some_and(|n| !seen.insert(n.clone()));
-        if duplicate {
-            w.err(
-                &format!("{pointer}/name"),
-                format!(
-                    "the object name `{}` is used twice; object names must be unique",
-                    name.unwrap_or_default()
-                ),
-            );
-        }
-        if let Some(object) =
-            validate_object(&mut w, value, &pointer, &manifest, &declared, &policy)
-        {
-            if duplicate {
-                continue;
+    // Which objects repeat an earlier one's name, decided in order up front so
+    // that the parts can be walked at once.
+    let duplicate: Vec<bool> = object_values
+        .iter()
+        .map(|value| {
+            value
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !seen.insert(n.to_string()))
+        })
+        .collect();
+    let walk = |w: &mut Walker<'_>, first: usize, values: &[Value<'_>]| {
+        let mut objects = Vec::with_capacity(values.len());
+        for (offset, value) in values.iter().enumerate() {
+            let i = first + offset;
+            let pointer = format!("/objects/{i}");
+            if duplicate[i] {
+                w.err(
+                    &format!("{pointer}/name"),
+                    format!(
+                        "the object name `{}` is used twice; object names must be unique",
+                        value
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    ),
+                );
             }
-            objects.push(object);
+            if let Some(object) = validate_object(w, value, &pointer, &manifest, &declared, &policy)
+                && !duplicate[i]
+            {
+                objects.push(object);
+            }
+        }
+        objects
+    };
+    if parts <= 1 || object_values.len() < PARALLEL_FROM {
+        objects = walk(&mut w, 0, object_values);
+    } else {
+        let size = object_values.len().div_ceil(parts);
+        let walked: Vec<(Walker<'_>, Vec<ObjectDef>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = object_values
+                .chunks(size)
+                .enumerate()
+                .skip(1)
+                .map(|(part, values)| {
+                    let mut fork = w.fork();
+                    let walk = &walk;
+                    scope.spawn(move || {
+                        let objects = walk(&mut fork, part * size, values);
+                        (fork, objects)
+                    })
+                })
+                .collect();
+            let mut fork = w.fork();
+            let objects = walk(&mut fork, 0, &object_values[..size]);
+            let mut walked = vec![(fork, objects)];
+            for handle in handles {
+                match handle.join() {
+                    Ok(part) => walked.push(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            walked
+        });
+        for (fork, part) in walked {
+            w.join(fork);
+            objects.extend(part);
         }
     }
     // Policy entries must name real objects and fields.

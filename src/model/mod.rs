@@ -327,7 +327,10 @@ pub struct ObjectDef {
     pub parent_field: Option<String>,
     /// System fields the app declares too, merged with them; never in `fields`.
     pub merged_system_fields: Vec<MergedSystemField>,
-    field_index: HashMap<String, usize>,
+    /// Positions in `fields`, in the order of their names: a lookup by name
+    /// without a second copy of every name (a large artifact has tens of
+    /// thousands of fields).
+    by_name: Vec<u32>,
 }
 
 /// Upstream's object-level capability gate: every listed permission is needed.
@@ -612,11 +615,8 @@ impl ObjectDef {
         read_only: bool,
         audit_reads: bool,
     ) -> ObjectDef {
-        let field_index = fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name.clone(), i))
-            .collect();
+        let mut by_name: Vec<u32> = (0..fields.len() as u32).collect();
+        by_name.sort_unstable_by(|&a, &b| fields[a as usize].name.cmp(&fields[b as usize].name));
         let parent_field = if sharing_model == SharingModel::ControlledByParent {
             fields
                 .iter()
@@ -637,12 +637,16 @@ impl ObjectDef {
             audit_reads,
             parent_field,
             merged_system_fields: Vec::new(),
-            field_index,
+            by_name,
         }
     }
 
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
-        self.field_index.get(name).map(|i| &self.fields[*i])
+        let at = self
+            .by_name
+            .binary_search_by(|&i| self.fields[i as usize].name.as_str().cmp(name))
+            .ok()?;
+        self.fields.get(self.by_name[at] as usize)
     }
 
     pub fn has_owner(&self) -> bool {
