@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::artifact::json::{Map, Value};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::artifact::build::SourceMap;
+use crate::artifact::json::{Map, Value};
 use crate::artifact::keys;
 use crate::model::filter::Filter;
 use crate::model::*;
