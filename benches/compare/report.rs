@@ -613,7 +613,7 @@ impl Report {
         let durability = self.peer_durability.as_deref().unwrap_or("not measured");
         let _ = writeln!(
             md,
-            "- (c) `POST` one record as a rep. objectos validates it, writes it and its hash-chained audit row in one transaction, on disk before the answer (creates that arrive together share one commit and one fsync, made after the writer passes to the next group). PocketBase writes no audit; it opens {durability}."
+            "- (c) `POST` one record as a rep. objectos validates it, writes it and its hash-chained audit row in one transaction, on disk before the answer (creates that arrive together share one commit and one fsync, made after the writer passes to the next group). PocketBase writes no audit; it opens {durability}. Each create run (warm-up included) starts after `sync`, so no run pays for writing out what the run before it left in the page cache."
         );
         if let Some((ours, theirs)) = self.records_after_creates {
             let _ = writeln!(

@@ -73,6 +73,17 @@ impl Run {
 }
 
 /// One wrk run of `workload` against `target`; an error when any request failed.
+/// Write out every dirty page before a run that writes: otherwise the server
+/// that syncs each commit would pay, in its own run, for flushing what the
+/// previous run (the other server's, which does not sync) left in the page cache.
+fn settle_disk() -> Result<()> {
+    let status = Command::new("sync").status().context("cannot run sync")?;
+    if !status.success() {
+        bail!("sync failed ({status})");
+    }
+    Ok(())
+}
+
 pub fn run(opts: &Options, workload: Workload, target: &Target, duration: Duration) -> Result<Run> {
     let scripts = opts.repo.join("benches/wrk");
     let (path, body) = match workload {
@@ -80,6 +91,9 @@ pub fn run(opts: &Options, workload: Workload, target: &Target, duration: Durati
         Workload::Get => (target.get_path.clone(), None),
         Workload::Create => (target.create_path.clone(), Some(target.create_body.clone())),
     };
+    if workload == Workload::Create {
+        settle_disk()?;
+    }
     let mut cmd = Command::new("wrk");
     cmd.arg("-t")
         .arg(opts.threads.to_string())

@@ -1084,7 +1084,7 @@ fn merge_system_field(
     let own_default = match name {
         "created_at" | "updated_at" => DefaultValue::Now,
         "owner_id" | "created_by" | "updated_by" => DefaultValue::CurrentUser,
-        _ => DefaultValue::Literal(serde_json::Value::Null),
+        _ => DefaultValue::Literal(Box::new(serde_json::Value::Null)),
     };
     if let Some(default) = &field.default_value
         && *default != own_default
@@ -1454,7 +1454,7 @@ fn validate_field(
                 );
                 ok = false;
             }
-            Some(DefaultValue::Literal(literal))
+            Some(DefaultValue::Literal(Box::new(literal)))
         }
     };
     if !ok {

@@ -392,7 +392,8 @@ pub enum Unique {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DefaultValue {
-    Literal(Value),
+    /// Boxed: most fields have no default, and every field carries the slot.
+    Literal(Box<Value>),
     Now,
     CurrentUser,
 }

@@ -289,7 +289,7 @@ impl<'a> Records<'a> {
                 continue;
             };
             let v = match default {
-                DefaultValue::Literal(v) => v.clone(),
+                DefaultValue::Literal(v) => (**v).clone(),
                 DefaultValue::Now => json!(match field.storage {
                     Storage::Date => timefmt::now().date().to_string(),
                     Storage::Time => {
