@@ -206,8 +206,6 @@ impl<'a> Map<'a> {
     /// at the first position.
     fn dedupe(entries: &mut Vec<(Cow<'a, str>, Value<'a>)>) {
         let n = entries.len();
-        // Indices of the entries, ordered by key and then by position.
-        let mut order: Vec<usize> = (0..n).collect();
         if n <= 16 {
             let duplicated =
                 (0..n).any(|i| (i + 1..n).any(|j| entries[i].0.as_ref() == entries[j].0.as_ref()));
@@ -215,6 +213,8 @@ impl<'a> Map<'a> {
                 return;
             }
         }
+        // Indices of the entries, ordered by key and then by position.
+        let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|&a, &b| entries[a].0.cmp(&entries[b].0).then(a.cmp(&b)));
         let mut drop = vec![false; n];
         let mut any = false;
