@@ -493,29 +493,46 @@ fn postgres_version() -> String {
         .unwrap_or_else(|| "PostgreSQL".into())
 }
 
-/// The list workload once on each server, after a warm-up.
-fn list_once(
+/// The list workload: `rounds` runs per server after a warm-up of each, who goes
+/// first alternating.
+fn list_runs(
     opts: &Options,
     name: &str,
     site: &mut objectos::Site,
-    peer: Option<&mut pocketbase::Site>,
+    mut peer: Option<&mut pocketbase::Site>,
     dataset: &data::Dataset,
+    rounds: usize,
 ) -> Result<Measure> {
     let mut m = Measure::new(name);
     let ours = site.credentials(dataset)?;
+    let theirs = match peer.as_deref_mut() {
+        Some(p) => Some(p.credentials(dataset)?),
+        None => None,
+    };
     if !opts.warmup.is_zero() {
         wrk::run(opts, Workload::List, &ours, opts.warmup)?;
+        if let Some(t) = &theirs {
+            wrk::run(opts, Workload::List, t, opts.warmup)?;
+        }
     }
-    m.ours
-        .push(wrk::run(opts, Workload::List, &ours, opts.duration)?);
+    for round in 0..rounds.max(1) {
+        let order: &[bool] = if round % 2 == 0 {
+            &[true, false]
+        } else {
+            &[false, true]
+        };
+        for &objectos_turn in order {
+            if objectos_turn {
+                m.ours
+                    .push(wrk::run(opts, Workload::List, &ours, opts.duration)?);
+            } else if let Some(t) = &theirs {
+                m.theirs
+                    .push(wrk::run(opts, Workload::List, t, opts.duration)?);
+            }
+        }
+    }
     m.rss_ours = proc::peak_rss(site.pid()?);
     if let Some(p) = peer {
-        let theirs = p.credentials(dataset)?;
-        if !opts.warmup.is_zero() {
-            wrk::run(opts, Workload::List, &theirs, opts.warmup)?;
-        }
-        m.theirs
-            .push(wrk::run(opts, Workload::List, &theirs, opts.duration)?);
         m.rss_theirs = proc::peak_rss(p.pid()?);
     }
     Ok(m)
@@ -529,7 +546,7 @@ fn variant(
     peer: Option<&mut pocketbase::Site>,
     dataset: &data::Dataset,
 ) -> Variant {
-    match list_once(opts, name, site, peer, dataset) {
+    match list_runs(opts, name, site, peer, dataset, opts.rounds) {
         Ok(m) => Variant::from_measure(name, &m),
         Err(e) => {
             eprintln!("bench: WARNING: {name}: {e:#}");
@@ -546,7 +563,7 @@ fn growth_point(
     dataset: &data::Dataset,
     records: usize,
 ) -> Result<Growth> {
-    let list = list_once(opts, "list", site, peer, dataset)?;
+    let list = list_runs(opts, "list", site, peer, dataset, 1)?;
     Ok(Growth { records, list })
 }
 
