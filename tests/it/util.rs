@@ -467,6 +467,16 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        // The bench smoke test (bench.rs) runs cargo, which may put the binary
+        // back in place while another test starts it: a moment of NotFound.
+        for _ in 0..100 {
+            match self.cmd().args(args).output() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                other => return other.expect("run objectos").into(),
+            }
+        }
         self.cmd().args(args).output().expect("run objectos").into()
     }
 
