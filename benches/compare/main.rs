@@ -347,13 +347,7 @@ fn main_comparison(
             }
         }
         for round in 0..opts.rounds {
-            // Alternate who goes first, so neither always runs on a warmer machine.
-            let order: &[bool] = if round % 2 == 0 {
-                &[true, false]
-            } else {
-                &[false, true]
-            };
-            for &objectos_turn in order {
+            for objectos_turn in turns(round) {
                 if objectos_turn {
                     m.ours.push(wrk::run(opts, workload, &ours, opts.duration)?);
                 } else if let Some(t) = &theirs {
@@ -493,6 +487,16 @@ fn postgres_version() -> String {
         .unwrap_or_else(|| "PostgreSQL".into())
 }
 
+/// Whose run comes first in `round` (objectos's is `true`): alternating, so
+/// neither always runs on a warmer machine.
+fn turns(round: usize) -> [bool; 2] {
+    if round.is_multiple_of(2) {
+        [true, false]
+    } else {
+        [false, true]
+    }
+}
+
 /// The list workload: `rounds` runs per server after a warm-up of each, who goes
 /// first alternating.
 fn list_runs(
@@ -516,12 +520,7 @@ fn list_runs(
         }
     }
     for round in 0..rounds.max(1) {
-        let order: &[bool] = if round % 2 == 0 {
-            &[true, false]
-        } else {
-            &[false, true]
-        };
-        for &objectos_turn in order {
+        for objectos_turn in turns(round) {
             if objectos_turn {
                 m.ours
                     .push(wrk::run(opts, Workload::List, &ours, opts.duration)?);
