@@ -165,9 +165,12 @@ impl<'a> Map<'a> {
     /// The value at `key`. A linear scan: objects in a definition have a handful of
     /// keys, and the large ones (fields, grants) are walked, not searched.
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        // Compared in line: keys are short, and a `memcmp` call for each key
+        // of the same length cost more than the comparison.
+        let key = key.as_bytes();
         self.entries
             .iter()
-            .find(|(k, _)| k.as_ref() == key)
+            .find(|(k, _)| k.len() == key.len() && k.bytes().zip(key).all(|(a, &b)| a == b))
             .map(|(_, v)| v)
     }
 

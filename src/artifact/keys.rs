@@ -5,6 +5,8 @@
 //! Keys objectos enforces are typed; upstream keys it carries without enforcing
 //! are `Option<Value>` with a doc comment saying so.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use schemars::JsonSchema;
@@ -668,19 +670,61 @@ fn lists() -> &'static KeyLists {
     })
 }
 
-/// A key list as `&str`s, leaked once per process (a dozen short lists).
-/// Sorted, so that validation can binary-search it.
-fn leak(list: &'static [String]) -> &'static [&'static str] {
-    let mut v: Vec<&'static str> = list.iter().map(String::as_str).collect();
-    v.sort_unstable();
-    Box::leak(v.into_boxed_slice())
+/// A list of the keys a part of the definition may have: sorted (suggestions
+/// for a key that is not one of them), and hashed (validation looks up every
+/// key of every part of a definition, and a binary search of the sorted list
+/// was a tenth of validating a large artifact).
+pub struct Known {
+    pub sorted: &'static [&'static str],
+    set: HashSet<&'static str, BuildHasherDefault<Fnv>>,
+}
+
+impl Known {
+    pub fn contains(&self, key: &str) -> bool {
+        self.set.contains(key)
+    }
+}
+
+/// FNV-1a: keys are short and few, and not chosen against the table (the
+/// lists are ours); SipHash's setup costs more than the keys' bytes.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A key list, built once per process (a dozen short lists) and kept.
+fn known(list: &'static [String]) -> Known {
+    let mut sorted: Vec<&'static str> = list.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let set = sorted.iter().copied().collect();
+    Known {
+        sorted: Box::leak(sorted.into_boxed_slice()),
+        set,
+    }
 }
 
 macro_rules! key_list {
     ($name:ident, $field:ident) => {
-        pub fn $name() -> &'static [&'static str] {
-            static CELL: OnceLock<&'static [&'static str]> = OnceLock::new();
-            CELL.get_or_init(|| leak(&lists().$field))
+        pub fn $name() -> &'static Known {
+            static CELL: OnceLock<Known> = OnceLock::new();
+            CELL.get_or_init(|| known(&lists().$field))
         }
     };
 }
@@ -792,14 +836,14 @@ mod tests {
 
     #[test]
     fn key_lists_come_from_the_schema_types() {
-        assert!(top_level().contains(&"x-objectos"));
-        assert!(top_level().contains(&"sharingRules"));
-        assert!(object().contains(&"sharingModel"));
-        assert!(field().contains(&"requiredPermissions"));
-        assert!(field().contains(&"type"));
-        assert!(object_permission().contains(&"viewAllRecords"));
-        assert!(shared_with().contains(&"value"));
-        assert!(action_ai().contains(&"requiresConfirmation"));
+        assert!(top_level().contains("x-objectos"));
+        assert!(top_level().contains("sharingRules"));
+        assert!(object().contains("sharingModel"));
+        assert!(field().contains("requiredPermissions"));
+        assert!(field().contains("type"));
+        assert!(object_permission().contains("viewAllRecords"));
+        assert!(shared_with().contains("value"));
+        assert!(action_ai().contains("requiresConfirmation"));
     }
 
     /// The validator's `x-objectos` key lists are the properties of the schema's
@@ -821,8 +865,25 @@ mod tests {
     }
 
     #[test]
+    fn key_lists_hold_their_keys_and_no_other() {
+        for list in [top_level(), object(), field(), select_option(), action_ai()] {
+            assert!(!list.sorted.is_empty());
+            for key in list.sorted {
+                assert!(list.contains(key), "{key}");
+                assert!(!list.contains(&format!("{key}x")), "{key}x");
+            }
+            assert!(list.sorted.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert!(field().contains("type") && !field().contains("Type"));
+        assert!(!object().contains(""));
+    }
+
+    #[test]
     fn suggestions_catch_typos() {
-        assert_eq!(suggest("sharingModle", object()), Some("sharingModel"));
-        assert_eq!(suggest("zzzzzzzz", object()), None);
+        assert_eq!(
+            suggest("sharingModle", object().sorted),
+            Some("sharingModel")
+        );
+        assert_eq!(suggest("zzzzzzzz", object().sorted), None);
     }
 }

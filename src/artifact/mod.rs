@@ -247,6 +247,56 @@ mod tests {
             texts.len()
         );
     }
+    /// The pointers of issues inside a field or an option (written out only
+    /// when an issue names them) are RFC 6901 pointers to them, and a default
+    /// that does not fit its field is reported with the field's other errors.
+    #[test]
+    fn issues_inside_fields_and_options_point_at_them() {
+        let text = r#"{"manifest":{"id":"com.x.p","version":"1.0.0","namespace":"xy"},"objects":[{"name":"xy_a","fields":{
+            "a/b~c":{"type":"select","options":["one",{"label":"Two"},"one"]},
+            "n":{"type":"number","defaultValue":"high","maxLength":0},
+            "ok":{"type":"text","defaultValue":"fine","colour":"red"}}}]}"#;
+        let path = Path::new("t.json");
+        let report = match check_bytes(text.as_bytes(), path, false) {
+            Ok(checked) => checked.report,
+            Err(e) => panic!("{e}"),
+        };
+        let errors: Vec<&str> = report.errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(
+            errors,
+            [
+                "/objects/0/fields/a~1b~0c",
+                "/objects/0/fields/a~1b~0c/options/1",
+                "/objects/0/fields/a~1b~0c/options/2",
+                "/objects/0/fields/n/maxLength",
+                "/objects/0/fields/n/defaultValue",
+            ],
+            "{:?}",
+            report.errors
+        );
+        let warnings: Vec<&str> = report.warnings.iter().map(|w| w.pointer.as_str()).collect();
+        assert!(
+            warnings.contains(&"/objects/0/fields/ok/colour"),
+            "{warnings:?}"
+        );
+        assert!(report.model.is_none());
+        // The control: without the broken fields, the same object is valid and
+        // keeps its default.
+        let fixed = r#"{"manifest":{"id":"com.x.p","version":"1.0.0","name":"P","namespace":"xy"},"objects":[{"name":"xy_a","fields":{"ok":{"type":"text","defaultValue":"fine"}}}]}"#;
+        let model = check_bytes(fixed.as_bytes(), path, false)
+            .ok()
+            .and_then(|c| c.report.model);
+        let default = model
+            .as_ref()
+            .and_then(|m| m.objects.first())
+            .and_then(|o| o.field("ok"))
+            .and_then(|f| f.default_value.clone());
+        assert!(
+            matches!(&default, Some(crate::model::DefaultValue::Literal(v)) if **v == "fine"),
+            "{default:?}"
+        );
+    }
+
     /// Objects walked in parts on several threads give the report one thread
     /// gives: the same errors and warnings in the same order, a name repeated
     /// across parts caught, and an undeclared permission used in several parts

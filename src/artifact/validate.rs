@@ -3,6 +3,7 @@
 //! becomes a [`Model`].
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,6 +54,33 @@ struct Walker<'a> {
     ignored: Vec<IgnoredGrant>,
 }
 
+/// A JSON pointer to an entry of a collection under `parent` (a field of an
+/// object, an option of a field), written out only when an issue names it:
+/// most entries have none, and formatting every pointer cost a seventh of
+/// validating a large artifact.
+#[derive(Clone, Copy)]
+struct Below<'a> {
+    parent: &'a dyn fmt::Display,
+    collection: &'static str,
+    step: Step<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl fmt::Display for Below<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/", self.parent, self.collection)?;
+        match self.step {
+            Step::Key(key) => f.write_str(&esc(key)),
+            Step::Index(i) => write!(f, "{i}"),
+        }
+    }
+}
+
 fn esc(key: &str) -> std::borrow::Cow<'_, str> {
     if key.contains(['~', '/']) {
         key.replace('~', "~0").replace('/', "~1").into()
@@ -94,26 +122,27 @@ fn type_name(value: &Value<'_>) -> &'static str {
 }
 
 impl<'a> Walker<'a> {
-    fn issue(&self, pointer: &str, message: String) -> Issue {
+    fn issue(&self, pointer: &(impl fmt::Display + ?Sized), message: String) -> Issue {
+        let pointer = pointer.to_string();
         Issue {
-            pointer: pointer.to_string(),
-            file: self.sources.file_of(pointer).map(Path::to_path_buf),
+            file: self.sources.file_of(&pointer).map(Path::to_path_buf),
+            pointer,
             message,
         }
     }
 
-    fn err(&mut self, pointer: &str, message: impl Into<String>) {
+    fn err(&mut self, pointer: &(impl fmt::Display + ?Sized), message: impl Into<String>) {
         let issue = self.issue(pointer, message.into());
         self.errors.push(issue);
     }
 
-    fn warn(&mut self, pointer: &str, message: impl Into<String>) {
+    fn warn(&mut self, pointer: &(impl fmt::Display + ?Sized), message: impl Into<String>) {
         let issue = self.issue(pointer, message.into());
         self.warnings.push(issue);
     }
 
     /// Fail closed: a construct that changes access and that objectos does not enforce.
-    fn unenforced(&mut self, pointer: &str, construct: &str) {
+    fn unenforced(&mut self, pointer: &(impl fmt::Display + ?Sized), construct: &str) {
         self.err(
             pointer,
             format!(
@@ -126,7 +155,7 @@ impl<'a> Walker<'a> {
     /// names pass; any other becomes an opaque capability, granted and required
     /// like a declared one, with a warning the first time (a typo in a grant
     /// grants nothing, and in a requirement gates more, so neither widens).
-    fn permissions(&mut self, list: &[String], pointer: &str) {
+    fn permissions(&mut self, list: &[String], pointer: &(impl fmt::Display + ?Sized)) {
         for (i, p) in list.iter().enumerate() {
             let here = format!("{pointer}/{i}");
             if p.trim().is_empty() {
@@ -195,7 +224,7 @@ impl<'a> Walker<'a> {
     }
 
     /// Report a reference to an object that is not declared at all.
-    fn missing_object(&mut self, pointer: &str, name: &str) {
+    fn missing_object(&mut self, pointer: &(impl fmt::Display + ?Sized), name: &str) {
         if !self.declared.contains(name) {
             let hint = keys::suggest(
                 name,
@@ -210,14 +239,20 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn unknown_keys(&mut self, map: &Map<'_>, pointer: &str, known: &[&str], what: &str) {
+    fn unknown_keys(
+        &mut self,
+        map: &Map<'_>,
+        pointer: &(impl fmt::Display + ?Sized),
+        known: &keys::Known,
+        what: &str,
+    ) {
         for key in map.keys() {
-            if known.binary_search(&key).is_ok() || keys::is_envelope(key) {
+            if known.contains(key) || keys::is_envelope(key) {
                 continue;
             }
             let message = format!(
                 "`{key}` is not a key of {what} in protocol {PROTOCOL_MAJOR}{}",
-                keys::suggest(key, known)
+                keys::suggest(key, known.sorted)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default()
             );
@@ -233,7 +268,7 @@ impl<'a> Walker<'a> {
     fn object<'v, 'j>(
         &mut self,
         value: &'v Value<'j>,
-        pointer: &str,
+        pointer: &(impl fmt::Display + ?Sized),
         what: &str,
     ) -> Option<&'v Map<'j>> {
         match value {
@@ -248,7 +283,12 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn opt_str<'v>(&mut self, map: &'v Map<'_>, key: &str, pointer: &str) -> Option<&'v str> {
+    fn opt_str<'v>(
+        &mut self,
+        map: &'v Map<'_>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Option<&'v str> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
@@ -266,7 +306,7 @@ impl<'a> Walker<'a> {
         &mut self,
         map: &'v Map<'_>,
         key: &str,
-        pointer: &str,
+        pointer: &(impl fmt::Display + ?Sized),
         hint: &str,
     ) -> Option<&'v str> {
         if !map.contains_key(key) {
@@ -284,7 +324,12 @@ impl<'a> Walker<'a> {
         Some(value)
     }
 
-    fn opt_bool(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Option<bool> {
+    fn opt_bool(
+        &mut self,
+        map: &Map<'_>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Option<bool> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -301,7 +346,12 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn opt_number(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Option<f64> {
+    fn opt_number(
+        &mut self,
+        map: &Map<'_>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Option<f64> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n.as_f64(),
@@ -315,7 +365,12 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn opt_count(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Option<u64> {
+    fn opt_count(
+        &mut self,
+        map: &Map<'_>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Option<u64> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v >= 1) => n.as_u64(),
@@ -329,7 +384,12 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn str_list(&mut self, map: &Map<'_>, key: &str, pointer: &str) -> Vec<String> {
+    fn str_list(
+        &mut self,
+        map: &Map<'_>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Vec<String> {
         let here = || format!("{pointer}/{}", esc(key));
         match map.get(key) {
             None | Some(Value::Null) => Vec::new(),
@@ -932,7 +992,11 @@ fn validate_object(
         }
         Some(Value::Object(field_map)) => {
             for (field_name, field_value) in field_map {
-                let here = format!("{pointer}/fields/{}", esc(field_name));
+                let here = Below {
+                    parent: &pointer,
+                    collection: "fields",
+                    step: Step::Key(field_name),
+                };
                 match validate_field(
                     w,
                     field_name,
@@ -1010,7 +1074,7 @@ fn validate_object(
 fn merge_system_field(
     w: &mut Walker<'_>,
     field: FieldDef,
-    pointer: &str,
+    pointer: &Below<'_>,
     ownership: Ownership,
 ) -> Option<MergedSystemField> {
     let name = field.name.as_str();
@@ -1158,7 +1222,7 @@ fn validate_field(
     w: &mut Walker<'_>,
     name: &str,
     value: &Value<'_>,
-    pointer: &str,
+    pointer: &Below<'_>,
     object: &str,
     declared: &BTreeMap<String, &Map<'_>>,
     listed_sensitive: bool,
@@ -1349,7 +1413,11 @@ fn validate_field(
             }
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    let here = format!("{pointer}/options/{i}");
+                    let here = Below {
+                        parent: pointer,
+                        collection: "options",
+                        step: Step::Index(i),
+                    };
                     let value = match item {
                         Value::String(s) => Some(s.to_string()),
                         Value::Object(opt) => {
@@ -1397,6 +1465,7 @@ fn validate_field(
     let multiple_values =
         multiple || matches!(field_type.as_str(), "multiselect" | "checkboxes" | "tags");
     let storage = storage_of(&field_type, multiple);
+    let mut literal_default = None;
     let default_value = match map.get("defaultValue") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s == "NOW()" => {
@@ -1426,41 +1495,12 @@ fn validate_field(
             None
         }
         Some(literal) => {
-            let literal = literal.to_serde();
-            let probe = FieldDef {
-                name: name.to_string(),
-                label: label.clone(),
-                field_type: field_type.clone(),
-                storage,
-                required,
-                unique,
-                default_value: None,
-                reference: reference.clone(),
-                multiple: multiple_values,
-                options: options.clone(),
-                readonly,
-                internal,
-                max_length,
-                min_length,
-                min,
-                max,
-                required_permissions: required_permissions.clone(),
-                sensitive: false,
-            };
-            if let Err(why) = crate::model::values::check_value(&probe, &literal) {
-                w.err(
-                    &format!("{pointer}/defaultValue"),
-                    format!("the default does not fit the field: {why}"),
-                );
-                ok = false;
-            }
-            Some(DefaultValue::Literal(Box::new(literal)))
+            // Checked against the field once it is built, below.
+            literal_default = Some(literal.to_serde());
+            None
         }
     };
-    if !ok {
-        return None;
-    }
-    Some(FieldDef {
+    let mut field = FieldDef {
         name: name.to_string(),
         label,
         sensitive: listed_sensitive || matches!(field_type.as_str(), "secret" | "password"),
@@ -1479,7 +1519,21 @@ fn validate_field(
         min,
         max,
         required_permissions,
-    })
+    };
+    if let Some(literal) = literal_default {
+        if let Err(why) = crate::model::values::check_value(&field, &literal) {
+            w.err(
+                &format!("{pointer}/defaultValue"),
+                format!("the default does not fit the field: {why}"),
+            );
+            ok = false;
+        }
+        field.default_value = Some(DefaultValue::Literal(Box::new(literal)));
+    }
+    if !ok {
+        return None;
+    }
+    Some(field)
 }
 
 /// Upstream's platform objects (`sys_user`, `sys_organization`, …). objectos has
