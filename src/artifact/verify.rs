@@ -86,6 +86,9 @@ pub struct Request<'a> {
     pub keys: &'a [PublicKey],
     pub pin: Option<&'a str>,
     pub now: OffsetDateTime,
+    /// The process ends once the outcome is reported (a command): the parsed
+    /// tree is left to the exit rather than freed piece by piece.
+    pub at_exit: bool,
 }
 
 /// The artifact or signature of a `Request` already read (from standard input),
@@ -114,14 +117,12 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
         signer: None,
     };
     // Read the artifact first: a missing artifact is an I/O error, not a verdict.
-    // One that can be validated is read once into memory, hashed and parsed from
-    // there; a larger one is hashed as a stream (memory stays flat) and refused.
-    let read: Option<Vec<u8>>;
-    let digests = match given.artifact {
-        Some(bytes) => {
-            read = None;
-            signing::digest_bytes(bytes)
-        }
+    // One that can be validated is read once into memory, then hashed and, at
+    // the same time on another thread, parsed and validated (what validation
+    // found counts only once the signature holds); a larger one is hashed as a
+    // stream (memory stays flat) and refused.
+    let read: Option<Vec<u8>> = match given.artifact {
+        Some(_) => None,
         None => {
             let size = std::fs::metadata(req.artifact)
                 .map_err(|e| {
@@ -130,16 +131,32 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
                 })?
                 .len();
             if size <= MAX_DOCUMENT_BYTES {
-                let (bytes, digests) = signing::read_and_digest(req.artifact, size)?;
-                read = Some(bytes);
-                digests
+                Some(signing::read_exactly(req.artifact, size)?)
             } else {
-                read = None;
-                signing::digest_file(req.artifact)?
+                None
             }
         }
     };
-    let bytes = given.artifact.or(read.as_deref());
+    let (digests, contents) = match given.artifact.or(read.as_deref()) {
+        Some(bytes) => std::thread::scope(|scope| {
+            let check = scope.spawn(|| {
+                if req.at_exit {
+                    artifact::check_bytes_at_exit(bytes, req.artifact, false)
+                } else {
+                    artifact::check_bytes(bytes, req.artifact, false)
+                }
+            });
+            let digests = signing::digest_bytes(bytes);
+            let checked = check
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (digests, Contents::Checked(Box::new(checked)))
+        }),
+        None => (
+            signing::digest_file(req.artifact)?,
+            Contents::File(req.artifact),
+        ),
+    };
     out.sha256 = Some(digests.sha256_hex());
 
     let sig_read = match given.signature {
@@ -162,10 +179,6 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
             return Err(anyhow::Error::new(err)
                 .context(format!("cannot read `{}`", req.signature.display())));
         }
-    };
-    let contents = match bytes {
-        Some(bytes) => Contents::Bytes(bytes),
-        None => Contents::File(req.artifact),
     };
     judge(
         &mut out,
@@ -211,10 +224,12 @@ pub fn verify_bytes(
     Ok(out)
 }
 
-/// The artifact's contents: in memory, or (too large to validate) on disk.
+/// The artifact's contents: in memory, on disk (too large to validate), or
+/// already parsed and validated.
 enum Contents<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
+    Checked(Box<anyhow::Result<artifact::Checked>>),
 }
 
 /// Every check after the artifact was hashed and its signature read: the first
@@ -363,6 +378,7 @@ fn judge(
     let parsed = match contents {
         Contents::Bytes(bytes) => artifact::check_bytes(bytes, &out.artifact.clone(), false),
         Contents::File(path) => artifact::check_file(path, false),
+        Contents::Checked(checked) => *checked,
     };
     let checked = match parsed {
         Ok(checked) => checked,

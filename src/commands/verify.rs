@@ -123,16 +123,24 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             Failure::error(format!("`--sha256 {pin}` is not a SHA-256 (64 hex digits)")).into(),
         );
     }
-    let outcome = verify::verify_given(
+    let mut outcome = verify::verify_given(
         &Request {
             artifact: input.artifact.label(),
             signature: input.signature.label(),
             keys: &keys,
             pin: args.sha256.as_deref(),
             now: timefmt::now(),
+            at_exit: true,
         },
         input.given(),
     )?;
+    // The process ends once this is reported: the model is left to the exit
+    // rather than freed piece by piece.
+    let model = outcome.model.take();
+    let identity = model
+        .as_ref()
+        .map(|m| (m.manifest.id.clone(), m.manifest.version.to_string()));
+    std::mem::forget(model);
     let report = VerifyReport {
         artifact: args.artifact.clone(),
         signature: input.signature_path.clone(),
@@ -152,13 +160,12 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
     }
     match outcome.failure {
         None => {
-            let model = outcome.model.as_ref();
             ctx.out.data(format!(
                 "ok: {} {} signed by {} (sha256 {})",
-                model.map(|m| m.manifest.id.as_str()).unwrap_or("?"),
-                model
-                    .map(|m| m.manifest.version.to_string())
-                    .unwrap_or_default(),
+                identity.as_ref().map_or("?", |(id, _)| id.as_str()),
+                identity
+                    .as_ref()
+                    .map_or("", |(_, version)| version.as_str()),
                 report
                     .signed
                     .as_ref()

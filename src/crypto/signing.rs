@@ -394,83 +394,25 @@ pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
     })
 }
 
-/// Read a whole file of `size` bytes (as `metadata` said) into memory and
-/// hash it as it comes in: the main thread reads 1 MiB chunks into place while
-/// one thread runs BLAKE2b-512 and another SHA-256 over each chunk already
-/// read, so reading and both hashes overlap. The bytes and their digests; a
-/// file that changed size while read is an error.
-pub fn read_and_digest(path: &Path, size: u64) -> anyhow::Result<(Vec<u8>, FileDigests)> {
-    const CHUNK: usize = 1 << 20;
+/// Read a whole file of `size` bytes (as `metadata` said) into memory. A file
+/// that is not that size (it changed while read) is an error, not the bytes
+/// of something else.
+pub fn read_exactly(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
     let len = usize::try_from(size).context("the file is too large for memory")?;
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut bytes = vec![0u8; len];
-    let whole: &mut [u8] = &mut bytes;
-    let digests = std::thread::scope(|scope| -> anyhow::Result<FileDigests> {
-        let (to_blake, blake_chunks) = std::sync::mpsc::channel::<&[u8]>();
-        let (to_sha, sha_chunks) = std::sync::mpsc::channel::<&[u8]>();
-        let blake = scope.spawn(move || {
-            let mut state = blake2b_simd::Params::new().hash_length(64).to_state();
-            for chunk in blake_chunks {
-                state.update(chunk);
-            }
-            let mut out = [0u8; 64];
-            out.copy_from_slice(state.finalize().as_bytes());
-            out
-        });
-        let sha = scope.spawn(move || -> [u8; 32] {
-            let mut state = sha2::Sha256::new();
-            for chunk in sha_chunks {
-                state.update(chunk);
-            }
-            state.finalize().into()
-        });
-        let mut read = Ok(());
-        let mut rest = whole;
-        while !rest.is_empty() {
-            let n = CHUNK.min(rest.len());
-            let (chunk, tail) = rest.split_at_mut(n);
-            if let Err(e) = file.read_exact(chunk) {
-                read = Err(anyhow::Error::new(e).context(format!(
-                    "cannot read `{}` (did it change while read?)",
-                    path.display()
-                )));
-                break;
-            }
-            let chunk: &[u8] = chunk;
-            // A hashing thread gone is reported by its join below.
-            let _ = to_blake.send(chunk);
-            let _ = to_sha.send(chunk);
-            rest = tail;
-        }
-        if read.is_ok() {
-            let mut probe = [0u8; 1];
-            match file.read(&mut probe) {
-                Ok(0) => {}
-                Ok(_) => {
-                    read = Err(anyhow::anyhow!(
-                        "`{}` grew while it was read",
-                        path.display()
-                    ))
-                }
-                Err(e) => read = Err(anyhow::Error::new(e)),
-            }
-        }
-        drop((to_blake, to_sha));
-        let blake2b = blake
-            .join()
-            .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
-        let sha256 = sha
-            .join()
-            .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
-        read?;
-        Ok(FileDigests {
-            blake2b,
-            sha256,
-            size,
-        })
+    file.read_exact(&mut bytes).map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot read `{}` (did it change while read?)",
+            path.display()
+        ))
     })?;
-    Ok((bytes, digests))
+    let mut probe = [0u8; 1];
+    if file.read(&mut probe)? != 0 {
+        anyhow::bail!("`{}` grew while it was read", path.display());
+    }
+    Ok(bytes)
 }
 
 /// BLAKE2b-512 and SHA-256 of bytes in memory, the two hashes on two threads.
@@ -727,25 +669,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reading_while_hashing_gives_the_bytes_and_the_digests_of_the_file() {
+    fn a_file_is_read_whole_and_only_at_the_size_it_was_said_to_be() {
         let dir = tempfile::tempdir().unwrap();
-        for len in [0usize, 1, (1 << 20) - 1, 1 << 20, (3 << 20) + 17] {
+        for len in [0usize, 1, (1 << 20) - 1, (3 << 20) + 17] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let path = dir.path().join(format!("f{len}"));
             std::fs::write(&path, &bytes).unwrap();
-            let (read, digests) = read_and_digest(&path, len as u64).unwrap();
+            let read = read_exactly(&path, len as u64).unwrap();
             assert_eq!(read, bytes, "{len}");
-            let expected = digest_bytes(&bytes);
-            assert_eq!(digests.blake2b, expected.blake2b, "{len}");
-            assert_eq!(digests.sha256, expected.sha256, "{len}");
-            assert_eq!(digests.size, len as u64);
+            let streamed = digest_file(&path).unwrap();
+            let in_memory = digest_bytes(&read);
+            assert_eq!(streamed.blake2b, in_memory.blake2b, "{len}");
+            assert_eq!(streamed.sha256, in_memory.sha256, "{len}");
         }
-        // A file that is not the size it was said to be is an error, not a
-        // digest of something else.
+        // A file that is not the size it was said to be is an error, not the
+        // bytes of something else.
         let path = dir.path().join("f1");
-        let err = read_and_digest(&path, 2).unwrap_err().to_string();
+        let err = read_exactly(&path, 2).unwrap_err().to_string();
         assert!(err.contains("change"), "{err}");
-        let err = read_and_digest(&path, 0).unwrap_err().to_string();
+        let err = read_exactly(&path, 0).unwrap_err().to_string();
         assert!(err.contains("grew"), "{err}");
     }
 
