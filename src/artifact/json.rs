@@ -48,6 +48,28 @@ impl<'a> Value<'a> {
         Ok(value)
     }
 
+    /// [`Value::parse`], with the elements of the top-level `objects` array
+    /// (nearly all of a large artifact) parsed in up to `parts` parts at once,
+    /// each on a thread of its own. The same tree, and the same errors: a
+    /// document this does not split cleanly (a syntax error anywhere, an
+    /// `objects` that is not an array or is given twice, nesting near the
+    /// limit) is parsed again the plain way, and that parse's error is the
+    /// one returned.
+    pub fn parse_in_parts(text: &'a str, parts: usize) -> serde_json::Result<Value<'a>> {
+        Value::parse_split(text, parts, SPLIT_FROM)
+    }
+
+    /// [`Value::parse_in_parts`] for documents of at least `from` bytes.
+    fn parse_split(text: &'a str, parts: usize, from: usize) -> serde_json::Result<Value<'a>> {
+        if parts <= 1 || text.len() < from {
+            return Value::parse(text);
+        }
+        match split_parse(text, parts) {
+            Some(value) => Ok(value),
+            None => Value::parse(text),
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
@@ -294,6 +316,17 @@ impl<'de> Deserialize<'de> for Value<'de> {
 struct Scratch<'de> {
     items: Vec<Value<'de>>,
     entries: Vec<(Cow<'de, str>, Value<'de>)>,
+    /// How deep the arrays and objects being read are nested, and the
+    /// deepest they were.
+    depth: usize,
+    deepest: usize,
+}
+
+impl Scratch<'_> {
+    fn enter(&mut self) {
+        self.depth += 1;
+        self.deepest = self.deepest.max(self.depth);
+    }
 }
 
 struct TreeSeed<'s, 'de> {
@@ -357,16 +390,19 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
+        self.scratch.enter();
         let start = self.scratch.items.len();
         while let Some(item) = seq.next_element_seed(TreeSeed {
             scratch: &mut *self.scratch,
         })? {
             self.scratch.items.push(item);
         }
+        self.scratch.depth -= 1;
         Ok(Value::Array(self.scratch.items.drain(start..).collect()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value<'de>, A::Error> {
+        self.scratch.enter();
         let start = self.scratch.entries.len();
         while let Some(key) = access.next_key_seed(KeySeed)? {
             let value = access.next_value_seed(TreeSeed {
@@ -374,7 +410,114 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
             })?;
             self.scratch.entries.push((key, value));
         }
+        self.scratch.depth -= 1;
         let mut entries: Vec<_> = self.scratch.entries.drain(start..).collect();
+        Map::dedupe(&mut entries);
+        Ok(Value::Object(Map { entries }))
+    }
+}
+
+/// Below this size a document is parsed on one thread: starting threads and
+/// the skeleton pass would cost more than they save.
+const SPLIT_FROM: usize = 1 << 20;
+
+/// The deepest nesting of arrays and objects serde_json reads (its recursion
+/// limit); a test holds it to serde_json's behaviour.
+const MAX_NESTING: usize = 127;
+
+/// [`Value::parse_in_parts`]'s split, or `None` where the plain parse must
+/// decide. First the skeleton: the document with each element of `objects`
+/// only scanned (serde_json checks its grammar and keeps its text); then the
+/// elements, parsed in parts on threads of their own. An element read alone
+/// is the tree it is inside the document, two levels shallower (the document
+/// and the array), which the nesting check accounts for.
+fn split_parse(text: &str, parts: usize) -> Option<Value<'_>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut raw = None;
+    let skeleton = SkeletonSeed { raw: &mut raw }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let raw: Vec<&serde_json::value::RawValue> = raw?;
+    let Value::Object(mut doc) = skeleton else {
+        return None;
+    };
+    let size = raw.len().div_ceil(parts).max(1);
+    let parsed: Vec<Option<Vec<Value<'_>>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = raw
+            .chunks(size)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut scratch = Scratch::default();
+                    let mut out = Vec::with_capacity(chunk.len());
+                    for element in chunk {
+                        let mut de = serde_json::Deserializer::from_str(element.get());
+                        scratch.deepest = 0;
+                        let value = TreeSeed {
+                            scratch: &mut scratch,
+                        }
+                        .deserialize(&mut de)
+                        .ok()?;
+                        de.end().ok()?;
+                        if scratch.deepest + 2 > MAX_NESTING {
+                            return None;
+                        }
+                        out.push(value);
+                    }
+                    Some(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(None))
+            .collect()
+    });
+    let mut elements = Vec::with_capacity(raw.len());
+    for part in parsed {
+        elements.extend(part?);
+    }
+    let slot = doc.entries.iter_mut().find(|(k, _)| k == "objects")?;
+    slot.1 = Value::Array(elements);
+    Some(Value::Object(doc))
+}
+
+/// The document's top level, for [`split_parse`]: every entry a tree, but
+/// `objects`, whose elements are only scanned and kept as text.
+struct SkeletonSeed<'r, 'de> {
+    raw: &'r mut Option<Vec<&'de serde_json::value::RawValue>>,
+}
+
+impl<'de> DeserializeSeed<'de> for SkeletonSeed<'_, 'de> {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SkeletonSeed<'_, 'de> {
+    type Value = Value<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value<'de>, A::Error> {
+        let mut scratch = Scratch::default();
+        let mut entries = Vec::new();
+        while let Some(key) = access.next_key_seed(KeySeed)? {
+            if key == "objects" {
+                if self.raw.is_some() {
+                    return Err(de::Error::custom("`objects` twice"));
+                }
+                *self.raw = Some(access.next_value()?);
+                entries.push((key, Value::Array(Vec::new())));
+                continue;
+            }
+            let value = access.next_value_seed(TreeSeed {
+                scratch: &mut scratch,
+            })?;
+            entries.push((key, value));
+        }
         Map::dedupe(&mut entries);
         Ok(Value::Object(Map { entries }))
     }
@@ -465,6 +608,88 @@ mod tests {
                 (a, b) => panic!("{input}: ours {a:?}, serde_json {b:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_nesting_limit_is_serde_jsons() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_NESTING)).is_ok());
+        assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_NESTING + 1)).is_err());
+        assert!(Value::parse(&nested(MAX_NESTING)).is_ok());
+        assert!(Value::parse(&nested(MAX_NESTING + 1)).is_err());
+    }
+
+    /// Split in parts, a document reads to the tree the plain parse reads, or
+    /// fails with the same message: broken elements, an `objects` that cannot
+    /// be split, nesting at the limit. The controls: the ordinary documents do
+    /// split (`split_parse` takes them), the odd ones do not.
+    #[test]
+    fn a_document_split_in_parts_reads_as_it_reads_whole() {
+        let object = |i: usize, extra: &str| {
+            format!(
+                r#"{{"name":"o{i}","label":"L\u00e9 \"{i}\"","fields":{{"f":{{"type":"text","max":{i}.5,"options":[1,"two",{{"k":null}}]}},"f":{{"type":"number"}}}}{extra}}}"#
+            )
+        };
+        let document = |objects: Vec<String>, tail: &str| {
+            format!(
+                r#"{{"manifest":{{"id":"a"}}, "objects" : [ {} ] ,"manifest":{{"id":"b"}},"x":[1,2]{tail}}}"#,
+                objects.join(" ,\n ")
+            )
+        };
+        let plain = |n: usize| (0..n).map(|i| object(i, "")).collect::<Vec<_>>();
+        let with = |at: usize, extra: &str| {
+            let mut objects = plain(9);
+            objects[at] = object(at, extra);
+            objects
+        };
+        let deep = |levels: usize| {
+            format!(
+                r#","deep":{}{}"#,
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        let splits = [
+            document(plain(9), ""),
+            document(plain(1), ""),
+            document(Vec::new(), ""),
+            document(with(4, r#","name":"again""#), ""),
+            // Nesting of 125 inside an element: 127 in the document, the limit.
+            document(with(2, &deep(125)), ""),
+        ];
+        let odd = [
+            document(plain(9), r#","objects":[]"#),
+            r#"{"objects":{"a":1},"x":2}"#.to_string(),
+            format!("[{}]", plain(3).join(",")),
+            document(with(3, r#","bad":1e999"#), ""),
+            document(with(3, r#","bad":"\ud800""#), ""),
+            document(with(5, r#","bad":tru"#), ""),
+            document(with(5, r#","bad":[1,]"#), ""),
+            // One level deeper than the document allows.
+            document(with(2, &deep(126)), ""),
+            document(plain(4), "} trailing"),
+            document(plain(4), ",").replace(",}", ","),
+        ];
+        for text in splits.iter().chain(&odd) {
+            let whole = Value::parse(text);
+            let split = Value::parse_split(text, 3, 0);
+            match (&split, &whole) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{text:.300}");
+                    assert_eq!(super::tests::text(a), super::tests::text(b));
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text:.300}"),
+                _ => panic!("{text:.300}: split {split:?}, whole {whole:?}"),
+            }
+        }
+        for text in &splits {
+            assert!(split_parse(text, 3).is_some(), "{text:.300}");
+        }
+        for text in &odd {
+            assert!(split_parse(text, 3).is_none(), "{text:.300}");
+        }
+        // Small documents are not split at all.
+        assert!(Value::parse_in_parts(&splits[0], 4).is_ok());
     }
 
     #[test]
