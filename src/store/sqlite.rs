@@ -446,6 +446,9 @@ pub struct SqliteBackend {
     committed: std::sync::Condvar,
     /// Writers waiting for the connection without sleeping (see `lock_writer`).
     spinning: std::sync::atomic::AtomicUsize,
+    /// The checkpoint thread waits to restart the log: writers sleep while
+    /// they wait, which leaves it the moment it needs (see `lock_writer`).
+    restarting: Arc<std::sync::atomic::AtomicBool>,
     durability: Durability,
     /// In a server's way of writing (see `serve_mode`).
     serving: std::sync::atomic::AtomicBool,
@@ -633,6 +636,7 @@ impl SqliteBackend {
             group: Mutex::new(WriteGroup::default()),
             committed: std::sync::Condvar::new(),
             spinning: Default::default(),
+            restarting: Default::default(),
             durability: Durability::default(),
             serving: Default::default(),
             readers: Mutex::new(Readers::default()),
@@ -673,6 +677,7 @@ impl SqliteBackend {
                         group: Mutex::new(WriteGroup::default()),
                         committed: std::sync::Condvar::new(),
                         spinning: Default::default(),
+                        restarting: Default::default(),
                         durability: Durability::default(),
                         serving: Default::default(),
                         readers: Mutex::new(Readers::default()),
@@ -772,6 +777,7 @@ impl SqliteBackend {
         .db()?;
         configure(&conn)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let restarting = Arc::clone(&self.restarting);
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
@@ -788,7 +794,10 @@ impl SqliteBackend {
                     // next one waits for the writer (briefly: most is copied).
                     let outcome = checkpoint("PASSIVE").and_then(|frames| {
                         if frames > RESTART_FRAMES {
-                            checkpoint("RESTART").map(|_| ())
+                            restarting.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let restarted = checkpoint("RESTART").map(|_| ());
+                            restarting.store(false, std::sync::atomic::Ordering::SeqCst);
+                            restarted
                         } else {
                             Ok(())
                         }
@@ -1065,10 +1074,14 @@ impl SqliteBackend {
         let spin = self.spinning.fetch_add(1, Ordering::SeqCst) < SPINNERS;
         let mut yields = 0;
         let conn = loop {
+            // A checkpoint waiting to restart the log needs a moment with no
+            // transaction open; writers handed the connection without a pause
+            // never left it one (the log grew without bound).
+            let restarting = self.restarting.load(Ordering::SeqCst);
             match self.writer.try_lock() {
                 Ok(conn) => break Ok(conn),
                 Err(TryLockError::Poisoned(e)) => break Err(e),
-                Err(TryLockError::WouldBlock) if spin && yields < YIELDS => {
+                Err(TryLockError::WouldBlock) if spin && !restarting && yields < YIELDS => {
                     yields += 1;
                     std::thread::yield_now();
                 }
