@@ -444,11 +444,6 @@ pub struct SqliteBackend {
     /// Writers sharing a commit, and the signal that it happened.
     group: Mutex<WriteGroup>,
     committed: std::sync::Condvar,
-    /// Writers waiting for the connection without sleeping (see `lock_writer`).
-    spinning: std::sync::atomic::AtomicUsize,
-    /// The checkpoint thread waits to restart the log: writers sleep while
-    /// they wait, which leaves it the moment it needs (see `lock_writer`).
-    restarting: Arc<std::sync::atomic::AtomicBool>,
     durability: Durability,
     /// In a server's way of writing (see `serve_mode`).
     serving: std::sync::atomic::AtomicBool,
@@ -635,8 +630,6 @@ impl SqliteBackend {
             writer: Mutex::new(conn),
             group: Mutex::new(WriteGroup::default()),
             committed: std::sync::Condvar::new(),
-            spinning: Default::default(),
-            restarting: Default::default(),
             durability: Durability::default(),
             serving: Default::default(),
             readers: Mutex::new(Readers::default()),
@@ -676,8 +669,6 @@ impl SqliteBackend {
                         writer: Mutex::new(conn),
                         group: Mutex::new(WriteGroup::default()),
                         committed: std::sync::Condvar::new(),
-                        spinning: Default::default(),
-                        restarting: Default::default(),
                         durability: Durability::default(),
                         serving: Default::default(),
                         readers: Mutex::new(Readers::default()),
@@ -777,7 +768,6 @@ impl SqliteBackend {
         .db()?;
         configure(&conn)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let restarting = Arc::clone(&self.restarting);
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
@@ -794,10 +784,7 @@ impl SqliteBackend {
                     // next one waits for the writer (briefly: most is copied).
                     let outcome = checkpoint("PASSIVE").and_then(|frames| {
                         if frames > RESTART_FRAMES {
-                            restarting.store(true, std::sync::atomic::Ordering::SeqCst);
-                            let restarted = checkpoint("RESTART").map(|_| ());
-                            restarting.store(false, std::sync::atomic::Ordering::SeqCst);
-                            restarted
+                            checkpoint("RESTART").map(|_| ())
                         } else {
                             Ok(())
                         }
@@ -949,7 +936,7 @@ impl SqliteBackend {
             let mut g = self.group.lock().map_err(|_| poisoned())?;
             g.waiting += 1;
         }
-        let conn = self.lock_writer();
+        let conn = self.writer.lock();
         let mut g = self.group.lock().map_err(|_| poisoned())?;
         g.waiting -= 1;
         let conn = conn.map_err(|_| poisoned())?;
@@ -1056,40 +1043,6 @@ impl SqliteBackend {
             }
             g = self.committed.wait(g).map_err(|_| poisoned())?;
         }
-    }
-
-    /// The writer connection, for a member of a group. The first few waiting
-    /// writers wait by yielding the processor rather than sleeping: the
-    /// connection passes from writer to writer once per write, and waking a
-    /// sleeping thread on a busy 2-core machine took 50–90 µs, as long as most
-    /// writes hold it. Measured on the benchmark's creates (32 connections),
-    /// alternating runs: +17% with four such writers, within noise with two.
-    /// The rest sleep, and so does anyone who waited for about a millisecond
-    /// (a long write: an artifact applied, say).
-    fn lock_writer(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, Connection>> {
-        use std::sync::TryLockError;
-        use std::sync::atomic::Ordering;
-        const SPINNERS: usize = 4;
-        const YIELDS: u32 = 2_000;
-        let spin = self.spinning.fetch_add(1, Ordering::SeqCst) < SPINNERS;
-        let mut yields = 0;
-        let conn = loop {
-            // A checkpoint waiting to restart the log needs a moment with no
-            // transaction open; writers handed the connection without a pause
-            // never left it one (the log grew without bound).
-            let restarting = self.restarting.load(Ordering::SeqCst);
-            match self.writer.try_lock() {
-                Ok(conn) => break Ok(conn),
-                Err(TryLockError::Poisoned(e)) => break Err(e),
-                Err(TryLockError::WouldBlock) if spin && !restarting && yields < YIELDS => {
-                    yields += 1;
-                    std::thread::yield_now();
-                }
-                Err(TryLockError::WouldBlock) => break self.writer.lock(),
-            }
-        };
-        self.spinning.fetch_sub(1, Ordering::SeqCst);
-        conn
     }
 
     /// Put the write-ahead log on disk, holding at least batch `epoch`'s commit.
