@@ -126,8 +126,8 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Value> {
 /// Parse into the borrowed tree validation walks (the same grammar and messages
 /// as [`parse_bytes`], a quarter of the memory).
 pub fn parse_tree<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<json::Value<'a>> {
-    let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    json::Value::parse_in_parts(document_text(bytes, path)?, parts).map_err(|e| not_json(path, &e))
+    json::Value::parse_in_parts(document_text(bytes, path)?, super::validate::parts())
+        .map_err(|e| not_json(path, &e))
 }
 
 /// The document as text: UTF-8, without a byte-order mark.

@@ -443,8 +443,14 @@ const PARALLEL_FROM: usize = 64;
 
 /// Validate a merged definition. `strict` turns unknown keys into errors.
 pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Report {
-    let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    validate_in_parts(document, sources, strict, parts)
+    validate_in_parts(document, sources, strict, parts())
+}
+
+/// How many threads a large definition is parsed and walked on: the cores, at
+/// most 4. Asked once per process (the answer reads cgroup files).
+pub(crate) fn parts() -> usize {
+    static PARTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PARTS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
 }
 
 /// [`validate`], the objects walked in up to `parts` parts at once (each on a
