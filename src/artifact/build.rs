@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::artifact::json;
 use crate::error::Failure;
 
 /// The largest artifact or fragment objectos will parse. Hashing streams and has
@@ -123,15 +122,8 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Value> {
     serde_json::from_str(document_text(bytes, path)?).map_err(|e| not_json(path, &e))
 }
 
-/// Parse into the borrowed tree validation walks (the same grammar and messages
-/// as [`parse_bytes`], a quarter of the memory).
-pub fn parse_tree<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<json::Value<'a>> {
-    json::Value::parse_in_parts(document_text(bytes, path)?, super::validate::parts())
-        .map_err(|e| not_json(path, &e))
-}
-
 /// The document as text: UTF-8, without a byte-order mark.
-fn document_text<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<&'a str> {
+pub(crate) fn document_text<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<&'a str> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_col(bytes, e.valid_up_to());
         Failure::verify(format!(
@@ -143,7 +135,7 @@ fn document_text<'a>(bytes: &'a [u8], path: &Path) -> anyhow::Result<&'a str> {
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
-fn not_json(path: &Path, e: &serde_json::Error) -> anyhow::Error {
+pub(crate) fn not_json(path: &Path, e: &serde_json::Error) -> anyhow::Error {
     Failure::verify(format!(
         "`{}` is not valid JSON: {} (line {}, column {})",
         path.display(),

@@ -48,28 +48,6 @@ impl<'a> Value<'a> {
         Ok(value)
     }
 
-    /// [`Value::parse`], with the elements of the top-level `objects` array
-    /// (nearly all of a large artifact) parsed in up to `parts` parts at once,
-    /// each on a thread of its own. The same tree, and the same errors: a
-    /// document this does not split cleanly (a syntax error anywhere, an
-    /// `objects` that is not an array or is given twice, nesting near the
-    /// limit) is parsed again the plain way, and that parse's error is the
-    /// one returned.
-    pub fn parse_in_parts(text: &'a str, parts: usize) -> serde_json::Result<Value<'a>> {
-        Value::parse_split(text, parts, SPLIT_FROM)
-    }
-
-    /// [`Value::parse_in_parts`] for documents of at least `from` bytes.
-    fn parse_split(text: &'a str, parts: usize, from: usize) -> serde_json::Result<Value<'a>> {
-        if parts <= 1 || text.len() < from {
-            return Value::parse(text);
-        }
-        match split_parse(text, parts) {
-            Some(value) => Ok(value),
-            None => Value::parse(text),
-        }
-    }
-
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
@@ -425,101 +403,299 @@ const SPLIT_FROM: usize = 1 << 20;
 /// limit); a test holds it to serde_json's behaviour.
 const MAX_NESTING: usize = 127;
 
-/// [`Value::parse_in_parts`]'s split, or `None` where the plain parse must
-/// decide. First the skeleton: the document with each element of `objects`
-/// only scanned (serde_json checks its grammar and keeps its text); then the
-/// elements, parsed in parts on threads of their own. An element read alone
-/// is the tree it is inside the document, two levels shallower (the document
-/// and the array), which the nesting check accounts for.
-fn split_parse(text: &str, parts: usize) -> Option<Value<'_>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let mut raw = None;
-    let skeleton = SkeletonSeed { raw: &mut raw }.deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    let raw: Vec<&serde_json::value::RawValue> = raw?;
-    let Value::Object(mut doc) = skeleton else {
-        return None;
-    };
-    let size = raw.len().div_ceil(parts).max(1);
-    let parsed: Vec<Option<Vec<Value<'_>>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = raw
-            .chunks(size)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    let mut scratch = Scratch::default();
-                    let mut out = Vec::with_capacity(chunk.len());
-                    for element in chunk {
-                        let mut de = serde_json::Deserializer::from_str(element.get());
-                        scratch.deepest = 0;
-                        let value = TreeSeed {
-                            scratch: &mut scratch,
-                        }
-                        .deserialize(&mut de)
-                        .ok()?;
-                        de.end().ok()?;
-                        if scratch.deepest + 2 > MAX_NESTING {
-                            return None;
-                        }
-                        out.push(value);
-                    }
-                    Some(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(None))
-            .collect()
-    });
-    let mut elements = Vec::with_capacity(raw.len());
-    for part in parsed {
-        elements.extend(part?);
-    }
-    let slot = doc.entries.iter_mut().find(|(k, _)| k == "objects")?;
-    slot.1 = Value::Array(elements);
-    Some(Value::Object(doc))
+/// A large document read in outline: its top level as a tree, except the
+/// elements of `objects` (nearly all of an artifact), which are only delimited
+/// by a scan of the text and parsed one at a time later, on as many threads as
+/// validation walks objects on, each tree freed before the next. The whole
+/// tree of an 8 MB artifact (tens of megabytes of fresh pages to zero) never
+/// exists, and the one pass over all of the text that no thread can share is
+/// a plain byte scan instead of a parse.
+///
+/// The scan only reads the structure it delimits (the top level, the
+/// `objects` array, each element's own entries); serde_json parses every value
+/// it delimits, so a document the outline takes reads exactly as
+/// [`Value::parse`] reads it, and one it cannot take (a syntax error anywhere,
+/// an element that is not an object) is left to that parse and its message.
+pub struct Outline<'a> {
+    /// The document, its `objects` an empty array.
+    document: Value<'a>,
+    objects: Vec<Element<'a>>,
 }
 
-/// The document's top level, for [`split_parse`]: every entry a tree, but
-/// `objects`, whose elements are only scanned and kept as text.
-struct SkeletonSeed<'r, 'de> {
-    raw: &'r mut Option<Vec<&'de serde_json::value::RawValue>>,
+/// One element of an [`Outline`]'s `objects`: an object, as text.
+pub struct Element<'a> {
+    text: &'a str,
+    /// The text of the value of its last `name` entry, if it has one.
+    name: Option<&'a str>,
 }
 
-impl<'de> DeserializeSeed<'de> for SkeletonSeed<'_, 'de> {
-    type Value = Value<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SkeletonSeed<'_, 'de> {
-    type Value = Value<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
+impl<'a> Outline<'a> {
+    /// The outline of a document of at least [`SPLIT_FROM`] bytes, or `None`
+    /// where [`Value::parse`] must decide: a smaller document, a syntax error
+    /// anywhere, a top level that is not an object, no `objects`, an `objects`
+    /// that is not an array of objects or is given twice.
+    pub fn read(text: &'a str) -> Option<Outline<'a>> {
+        Outline::read_from(text, SPLIT_FROM)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value<'de>, A::Error> {
-        let mut scratch = Scratch::default();
+    pub(crate) fn read_from(text: &'a str, from: usize) -> Option<Outline<'a>> {
+        if text.len() < from {
+            return None;
+        }
+        let mut scan = Scan { text, at: 0 };
         let mut entries = Vec::new();
-        while let Some(key) = access.next_key_seed(KeySeed)? {
-            if key == "objects" {
-                if self.raw.is_some() {
-                    return Err(de::Error::custom("`objects` twice"));
+        let mut objects = None;
+        let mut scratch = Scratch::default();
+        scan.expect(b'{')?;
+        if !scan.next_is(b'}') {
+            loop {
+                let key = parse_key(scan.string()?)?;
+                scan.expect(b':')?;
+                if key == "objects" {
+                    if objects.is_some() {
+                        return None;
+                    }
+                    objects = Some(scan.elements()?);
+                    entries.push((key, Value::Array(Vec::new())));
+                } else {
+                    let value = parse_part(scan.value()?, &mut scratch)?;
+                    // The value sits inside the document's object.
+                    if scratch.deepest + 1 > MAX_NESTING {
+                        return None;
+                    }
+                    entries.push((key, value));
                 }
-                *self.raw = Some(access.next_value()?);
-                entries.push((key, Value::Array(Vec::new())));
-                continue;
+                if !scan.next_is(b',') {
+                    scan.expect(b'}')?;
+                    break;
+                }
             }
-            let value = access.next_value_seed(TreeSeed {
-                scratch: &mut scratch,
-            })?;
-            entries.push((key, value));
+        }
+        scan.skip_whitespace();
+        if scan.at != text.len() {
+            return None;
         }
         Map::dedupe(&mut entries);
-        Ok(Value::Object(Map { entries }))
+        Some(Outline {
+            document: Value::Object(Map { entries }),
+            objects: objects?,
+        })
+    }
+
+    /// The document without its objects (`objects` is an empty array).
+    pub fn document(&self) -> &Value<'a> {
+        &self.document
+    }
+
+    /// The elements of `objects`, in order.
+    pub fn objects(&self) -> &[Element<'a>] {
+        &self.objects
+    }
+}
+
+impl<'a> Element<'a> {
+    /// What `element.get("name").and_then(Value::as_str)` gives once parsed,
+    /// or `None` (also when the name's text does not parse, which
+    /// [`Element::parse`] then reports).
+    pub fn name(&self) -> Option<Cow<'a, str>> {
+        match Value::parse(self.name?).ok()? {
+            Value::String(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The element as the whole document's parse holds it, or `None` where
+    /// that parse would fail: a syntax error, a number out of range, a string
+    /// serde_json refuses, nesting deeper than the limit counted from the
+    /// document's top.
+    pub fn parse(&self) -> Option<Value<'a>> {
+        let mut scratch = Scratch::default();
+        let value = parse_part(self.text, &mut scratch)?;
+        // Read alone, the element is two levels shallower than in the
+        // document (the document, `objects`).
+        if scratch.deepest + 2 > MAX_NESTING {
+            return None;
+        }
+        Some(value)
+    }
+}
+
+/// One value's text, parsed on its own; `scratch.deepest` is then its nesting.
+fn parse_part<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<Value<'a>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    scratch.deepest = 0;
+    let value = TreeSeed { scratch }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
+/// A key's text, quotes included, as the key it spells.
+fn parse_key(text: &str) -> Option<Cow<'_, str>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let key = KeySeed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(key)
+}
+
+/// A cursor over JSON text that finds where values begin and end without
+/// reading them: strings by their quotes (skipping escapes), arrays and
+/// objects by their brackets (outside strings). What lies between is read
+/// later by serde_json, which refuses what is not JSON.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// Past whitespace, whether `byte` comes next (and if so, past it too).
+    fn next_is(&mut self, byte: u8) -> bool {
+        self.skip_whitespace();
+        let found = self.bytes().get(self.at) == Some(&byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.next_is(byte).then_some(())
+    }
+
+    /// Past whitespace, a string: its text, quotes included.
+    fn string(&mut self) -> Option<&'a str> {
+        self.skip_whitespace();
+        let start = self.at;
+        if self.bytes().get(start) != Some(&b'"') {
+            return None;
+        }
+        self.at = string_end(self.bytes(), start + 1)?;
+        self.text.get(start..self.at)
+    }
+
+    /// Past whitespace, one value: its text. Only where it ends is checked.
+    fn value(&mut self) -> Option<&'a str> {
+        self.skip_whitespace();
+        let bytes = self.bytes();
+        let start = self.at;
+        self.at = match bytes.get(start)? {
+            b'"' => string_end(bytes, start + 1)?,
+            b'{' | b'[' => container_end(bytes, start + 1)?,
+            _ => {
+                let mut end = start;
+                while let Some(b) = bytes.get(end) {
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    end += 1;
+                }
+                end
+            }
+        };
+        self.text.get(start..self.at)
+    }
+
+    /// Past whitespace, an array of objects: each one delimited, and the text
+    /// of its last `name` entry's value found.
+    fn elements(&mut self) -> Option<Vec<Element<'a>>> {
+        self.expect(b'[')?;
+        let mut elements = Vec::new();
+        if self.next_is(b']') {
+            return Some(elements);
+        }
+        loop {
+            self.skip_whitespace();
+            let start = self.at;
+            self.expect(b'{')?;
+            let mut name = None;
+            if !self.next_is(b'}') {
+                loop {
+                    let key = self.string()?;
+                    self.expect(b':')?;
+                    let value = self.value()?;
+                    if key == "\"name\"" || (key.contains('\\') && parse_key(key)? == "name") {
+                        name = Some(value);
+                    }
+                    if !self.next_is(b',') {
+                        self.expect(b'}')?;
+                        break;
+                    }
+                }
+            }
+            elements.push(Element {
+                text: self.text.get(start..self.at)?,
+                name,
+            });
+            if !self.next_is(b',') {
+                self.expect(b']')?;
+                return Some(elements);
+            }
+        }
+    }
+}
+
+/// Where the string whose text starts at `at` (past its opening quote) ends:
+/// just past its closing quote. Most strings of an artifact are short keys
+/// and labels, so it looks at eight bytes at a time in a plain word rather
+/// than calling a search routine per string.
+fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    loop {
+        while let Some(chunk) = bytes.get(at..at + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().ok()?);
+            // A zero byte in `word ^ (ONES * b)` is a byte equal to `b`; the
+            // lowest flagged byte is always a true one.
+            let quote = word ^ (ONES * u64::from(b'"'));
+            let escape = word ^ (ONES * u64::from(b'\\'));
+            let found = ((quote.wrapping_sub(ONES) & !quote)
+                | (escape.wrapping_sub(ONES) & !escape))
+                & HIGHS;
+            if found != 0 {
+                at += (found.trailing_zeros() / 8) as usize;
+                break;
+            }
+            at += 8;
+        }
+        match bytes.get(at)? {
+            b'"' => return Some(at + 1),
+            // An escape: the next byte is never the end.
+            b'\\' => at += 2,
+            _ => at += 1,
+        }
+    }
+}
+
+/// Where the array or object whose inside starts at `from` ends: just past the
+/// bracket that closes it. Brackets are counted, not matched: a mismatch is
+/// left to serde_json, which reads every container this delimits.
+fn container_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    let mut depth = 1usize;
+    loop {
+        match bytes.get(at)? {
+            b'"' => {
+                at = string_end(bytes, at + 1)?;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
     }
 }
 
@@ -619,20 +795,23 @@ mod tests {
         assert!(Value::parse(&nested(MAX_NESTING + 1)).is_err());
     }
 
-    /// Split in parts, a document reads to the tree the plain parse reads, or
-    /// fails with the same message: broken elements, an `objects` that cannot
-    /// be split, nesting at the limit. The controls: the ordinary documents do
-    /// split (`split_parse` takes them), the odd ones do not.
+    /// Read in outline, a document reads to the tree the plain parse reads:
+    /// its elements parsed one by one and put back give the same tree, and
+    /// each element's name is the one its tree holds. A document the outline
+    /// cannot take (broken anywhere, an `objects` that is not an array of
+    /// objects, nesting past the limit) gives no outline or an element that
+    /// does not parse, so the plain parse decides. The controls: the ordinary
+    /// documents are taken, the odd ones are not.
     #[test]
-    fn a_document_split_in_parts_reads_as_it_reads_whole() {
+    fn a_document_read_in_outline_reads_as_it_reads_whole() {
         let object = |i: usize, extra: &str| {
             format!(
-                r#"{{"name":"o{i}","label":"L\u00e9 \"{i}\"","fields":{{"f":{{"type":"text","max":{i}.5,"options":[1,"two",{{"k":null}}]}},"f":{{"type":"number"}}}}{extra}}}"#
+                r#"{{"name":"o{i}","label":"L\u00e9 \"{i}\" {{[","fields":{{"f":{{"type":"text","max":{i}.5,"options":[1,"two",{{"k":null,"name":"inner"}}]}},"f":{{"type":"number"}}}}{extra}}}"#
             )
         };
         let document = |objects: Vec<String>, tail: &str| {
             format!(
-                r#"{{"manifest":{{"id":"a"}}, "objects" : [ {} ] ,"manifest":{{"id":"b"}},"x":[1,2]{tail}}}"#,
+                "{{\"manifest\":{{\"id\":\"a\"}}, \"objects\" : [ {} ] ,\"manifest\":{{\"id\":\"b\"}},\"x\":[1,2]{tail}}}\n",
                 objects.join(" ,\n ")
             )
         };
@@ -649,47 +828,80 @@ mod tests {
                 "]".repeat(levels - 1)
             )
         };
-        let splits = [
+        let taken = [
             document(plain(9), ""),
             document(plain(1), ""),
             document(Vec::new(), ""),
+            document(vec!["{}".into(), " { } ".into()], ""),
             document(with(4, r#","name":"again""#), ""),
+            document(with(5, r#","n\u0061me":"escaped""#), ""),
+            document(with(6, r#","name":7"#), ""),
             // Nesting of 125 inside an element: 127 in the document, the limit.
             document(with(2, &deep(125)), ""),
+            // Nesting of 126 at the top level: 127 in the document.
+            document(plain(2), &deep(127)),
         ];
         let odd = [
             document(plain(9), r#","objects":[]"#),
+            "{}".to_string(),
+            document(plain(9), r#","obj\u0065cts":[]"#),
             r#"{"objects":{"a":1},"x":2}"#.to_string(),
+            r#"{"objects":[{"name":"a"},1]}"#.to_string(),
             format!("[{}]", plain(3).join(",")),
             document(with(3, r#","bad":1e999"#), ""),
             document(with(3, r#","bad":"\ud800""#), ""),
+            document(with(3, ",\"bad\":\"a\u{1}b\""), ""),
             document(with(5, r#","bad":tru"#), ""),
             document(with(5, r#","bad":[1,]"#), ""),
+            document(with(5, r#","bad":[1}"#), ""),
+            document(with(5, r#","bad":1 2"#), ""),
             // One level deeper than the document allows.
             document(with(2, &deep(126)), ""),
+            document(plain(2), &deep(128)),
             document(plain(4), "} trailing"),
             document(plain(4), ",").replace(",}", ","),
+            document(plain(4), "").replace("] ,", ",] ,"),
+            document(plain(4), "").replace(",\"x\"", "\"x\""),
+            document(plain(4), ",\"y\":1x"),
         ];
-        for text in splits.iter().chain(&odd) {
-            let whole = Value::parse(text);
-            let split = Value::parse_split(text, 3, 0);
-            match (&split, &whole) {
-                (Ok(a), Ok(b)) => {
-                    assert_eq!(a, b, "{text:.300}");
-                    assert_eq!(super::tests::text(a), super::tests::text(b));
-                }
-                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text:.300}"),
-                _ => panic!("{text:.300}: split {split:?}, whole {whole:?}"),
+        for text in &taken {
+            let whole = Value::parse(text).unwrap_or_else(|e| panic!("{e}: {text:.300}"));
+            let outline =
+                Outline::read_from(text, 0).unwrap_or_else(|| panic!("no outline of {text:.300}"));
+            let mut elements = Vec::new();
+            for (i, element) in outline.objects().iter().enumerate() {
+                let tree = element
+                    .parse()
+                    .unwrap_or_else(|| panic!("element {i} of {text:.300}"));
+                assert_eq!(
+                    element.name().as_deref(),
+                    tree.get("name").and_then(Value::as_str),
+                    "{text:.300}"
+                );
+                elements.push(tree);
             }
-        }
-        for text in &splits {
-            assert!(split_parse(text, 3).is_some(), "{text:.300}");
+            let mut assembled = outline.document().clone();
+            if let Value::Object(map) = &mut assembled {
+                for (key, value) in &mut map.entries {
+                    if key == "objects" {
+                        *value = Value::Array(std::mem::take(&mut elements));
+                    }
+                }
+            }
+            assert_eq!(assembled, whole, "{text:.300}");
+            assert_eq!(super::tests::text(&assembled), super::tests::text(&whole));
         }
         for text in &odd {
-            assert!(split_parse(text, 3).is_none(), "{text:.300}");
+            let taken = Outline::read_from(text, 0)
+                .is_some_and(|outline| outline.objects().iter().all(|e| e.parse().is_some()));
+            assert!(!taken, "{text:.300}");
         }
-        // Small documents are not split at all.
-        assert!(Value::parse_in_parts(&splits[0], 4).is_ok());
+        // The odd ones that are JSON at all still read whole.
+        assert!(Value::parse(&odd[0]).is_ok());
+        assert!(Value::parse(&odd[4]).is_ok());
+        assert!(Value::parse(&odd[6]).is_err());
+        // Small documents are not read in outline.
+        assert!(Outline::read(&taken[0]).is_none());
     }
 
     #[test]

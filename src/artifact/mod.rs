@@ -86,30 +86,7 @@ pub fn check_document(source: build::Source, strict: bool) -> (build::Source, Ch
 /// Validate artifact bytes already read (named `path` in messages), walking the
 /// borrowed tree: nothing of the document outlives the check.
 pub fn check_bytes(bytes: &[u8], path: &Path, strict: bool) -> anyhow::Result<Checked> {
-    check_bytes_then(bytes, path, strict, false)
-}
-
-/// [`check_bytes`] in a process about to end (a command's last step): the
-/// parsed tree is left to the exit rather than freed piece by piece, which
-/// took a tenth of `objectos verify` on a large artifact.
-pub fn check_bytes_at_exit(bytes: &[u8], path: &Path, strict: bool) -> anyhow::Result<Checked> {
-    check_bytes_then(bytes, path, strict, true)
-}
-
-fn check_bytes_then(
-    bytes: &[u8],
-    path: &Path,
-    strict: bool,
-    at_exit: bool,
-) -> anyhow::Result<Checked> {
-    let document = build::parse_tree(bytes, path)?;
-    if !document.is_object() {
-        return Err(build::not_an_object(path));
-    }
-    let report = validate::validate(&document, &build::SourceMap::single(path), strict);
-    if at_exit {
-        std::mem::forget(document);
-    }
+    let report = check_text(bytes, path, &build::SourceMap::single(path), strict)?;
     Ok(Checked {
         report,
         files: vec![path.to_path_buf()],
@@ -118,13 +95,36 @@ fn check_bytes_then(
 
 /// Parse artifact bytes already in memory (the runtime's stored artifact).
 pub fn model_from_bytes(bytes: &[u8]) -> anyhow::Result<Model> {
-    let document = build::parse_tree(bytes, Path::new("<stored artifact>"))?;
-    let report = validate::validate(&document, &build::SourceMap::default(), false);
+    let path = Path::new("<stored artifact>");
+    let report = check_text(bytes, path, &build::SourceMap::default(), false)?;
     Checked {
         report,
         files: Vec::new(),
     }
     .into_model()
+}
+
+/// Parse and validate a document's bytes. A large one is read in outline, its
+/// objects parsed as they are walked (see [`json::Outline`]); a small one, or
+/// one the outline cannot take, is parsed whole, and that parse says what is
+/// wrong with it.
+fn check_text(
+    bytes: &[u8],
+    path: &Path,
+    sources: &build::SourceMap,
+    strict: bool,
+) -> anyhow::Result<validate::Report> {
+    let text = build::document_text(bytes, path)?;
+    if let Some(outline) = json::Outline::read(text)
+        && let Some(report) = validate::validate_outline(&outline, sources, strict)
+    {
+        return Ok(report);
+    }
+    let document = json::Value::parse(text).map_err(|e| build::not_json(path, &e))?;
+    if !document.is_object() {
+        return Err(build::not_an_object(path));
+    }
+    Ok(validate::validate(&document, sources, strict))
 }
 
 /// Fill the defaults objectos relies on, with values upstream also accepts, so the
@@ -352,11 +352,27 @@ mod tests {
             "objects": objects,
         });
         let tree = json::Value::from_serde(&document);
+        let text = document.to_string();
+        let outline = json::Outline::read_from(&text, 0);
         let sources = build::SourceMap::single(Path::new("t.json"));
-        let one = validate::validate_in_parts(&tree, &sources, false, 1);
-        for parts in [2, 3, 4] {
-            let many = validate::validate_in_parts(&tree, &sources, false, parts);
+        let walk = |source, parts| {
+            validate::validate_in_parts(&tree, source, &sources, false, parts)
+                .unwrap_or_else(|| panic!("{parts} parts: an element did not parse"))
+        };
+        let one = walk(validate::Objects::InDocument, 1);
+        let outlined = outline
+            .as_ref()
+            .map(|o| (o.document(), validate::Objects::Text(o.objects())));
+        for parts in [1, 2, 3, 4] {
+            let many = walk(validate::Objects::InDocument, parts);
             assert_eq!(said(&many), said(&one), "{parts} parts");
+            // The same from the document's text read in outline.
+            let Some((document, elements)) = outlined else {
+                panic!("no outline of the document");
+            };
+            let from_text = validate::validate_in_parts(document, elements, &sources, false, parts)
+                .unwrap_or_else(|| panic!("{parts} parts in outline: an element did not parse"));
+            assert_eq!(said(&from_text), said(&one), "{parts} parts in outline");
         }
         // The controls: what the parts had to get right is in the report.
         let warned_x: Vec<&str> = one

@@ -2,6 +2,7 @@
 //! source file, and a message that says how to fix it. A definition that passes
 //! becomes a [`Model`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::artifact::build::SourceMap;
-use crate::artifact::json::{Map, Value};
+use crate::artifact::json::{self, Map, Value};
 use crate::artifact::keys;
 use crate::model::filter::Filter;
 use crate::model::*;
@@ -443,7 +444,28 @@ const PARALLEL_FROM: usize = 64;
 
 /// Validate a merged definition. `strict` turns unknown keys into errors.
 pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Report {
-    validate_in_parts(document, sources, strict, parts())
+    validate_in_parts(document, Objects::InDocument, sources, strict, parts())
+        // Trees in the document are parsed already; only text can fail to.
+        .unwrap_or_default()
+}
+
+/// Validate a large document read in outline (see [`json::Outline`]): its
+/// objects are parsed as they are walked, in parts, each tree freed once
+/// walked. The report is the one [`validate`] gives on the whole tree, or
+/// `None` where an element does not parse and the whole document must be
+/// parsed to say why.
+pub fn validate_outline(
+    outline: &json::Outline<'_>,
+    sources: &SourceMap,
+    strict: bool,
+) -> Option<Report> {
+    validate_in_parts(
+        outline.document(),
+        Objects::Text(outline.objects()),
+        sources,
+        strict,
+        parts(),
+    )
 }
 
 /// How many threads a large definition is parsed and walked on: the cores, at
@@ -453,15 +475,59 @@ pub(crate) fn parts() -> usize {
     *PARTS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
 }
 
-/// [`validate`], the objects walked in up to `parts` parts at once (each on a
-/// thread of its own) once there are enough of them. The report is the same
-/// whatever the number of parts.
+/// Where the objects of a definition are read from.
+#[derive(Clone, Copy)]
+pub(crate) enum Objects<'v, 'j> {
+    /// The document's own `objects`, already trees.
+    InDocument,
+    /// Elements an outline kept as text (the document's `objects` is empty).
+    Text(&'v [json::Element<'j>]),
+}
+
+/// The objects being walked, whichever way they were read.
+#[derive(Clone, Copy)]
+enum Elements<'v, 'j> {
+    Trees(&'v [Value<'j>]),
+    Text(&'v [json::Element<'j>]),
+}
+
+impl<'v, 'j> Elements<'v, 'j> {
+    fn len(self) -> usize {
+        match self {
+            Elements::Trees(values) => values.len(),
+            Elements::Text(elements) => elements.len(),
+        }
+    }
+
+    fn name(self, i: usize) -> Option<Cow<'v, str>> {
+        match self {
+            Elements::Trees(values) => values[i]
+                .get("name")
+                .and_then(Value::as_str)
+                .map(Cow::Borrowed),
+            Elements::Text(elements) => elements[i].name(),
+        }
+    }
+
+    /// The `i`th object as a tree, or `None` where its text does not parse.
+    fn tree(self, i: usize) -> Option<Cow<'v, Value<'j>>> {
+        match self {
+            Elements::Trees(values) => Some(Cow::Borrowed(&values[i])),
+            Elements::Text(elements) => elements[i].parse().map(Cow::Owned),
+        }
+    }
+}
+
+/// [`validate`] or [`validate_outline`], the objects walked in up to `parts`
+/// parts at once (each on a thread of its own) once there are enough of them.
+/// The report is the same whatever the number of parts.
 pub(crate) fn validate_in_parts(
     document: &Value<'_>,
+    source: Objects<'_, '_>,
     sources: &SourceMap,
     strict: bool,
     parts: usize,
-) -> Report {
+) -> Option<Report> {
     let mut w = Walker {
         sources,
         strict,
@@ -476,7 +542,7 @@ pub(crate) fn validate_in_parts(
     let mut report = Report::default();
     let Some(doc) = w.object(document, "", "an ObjectStack definition") else {
         report.errors = w.errors;
-        return report;
+        return Some(report);
     };
     w.unknown_keys(doc, "", keys::top_level(), "an ObjectStack definition");
     for key in doc.keys() {
@@ -500,18 +566,15 @@ pub(crate) fn validate_in_parts(
 
     // Objects first: everything else refers to them.
     let mut objects = Vec::new();
-    let mut seen = HashSet::new();
-    let object_values = w.array(doc, "objects");
-    let declared: BTreeMap<String, &Map<'_>> = object_values
-        .iter()
-        .filter_map(|o| o.as_object())
-        .filter_map(|o| {
-            o.get("name")
-                .and_then(Value::as_str)
-                .map(|n| (n.to_string(), o))
-        })
-        .collect();
-    w.declared = declared.keys().cloned().collect();
+    let in_document = w.array(doc, "objects");
+    let elements = match source {
+        Objects::InDocument => Elements::Trees(in_document),
+        Objects::Text(text) => Elements::Text(text),
+    };
+    let count = elements.len();
+    let names: Vec<Option<Cow<'_, str>>> = (0..count).map(|i| elements.name(i)).collect();
+    let declared: BTreeSet<String> = names.iter().flatten().map(|n| n.to_string()).collect();
+    w.declared = declared.clone();
     w.perms_known = SYSTEM_PERMISSIONS
         .iter()
         .chain(UPSTREAM_CAPABILITIES)
@@ -520,61 +583,53 @@ pub(crate) fn validate_in_parts(
         .collect();
     // Which objects repeat an earlier one's name, decided in order up front so
     // that the parts can be walked at once.
-    let duplicate: Vec<bool> = object_values
+    let mut seen = HashSet::new();
+    let duplicate: Vec<bool> = names
         .iter()
-        .map(|value| {
-            value
-                .get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| !seen.insert(n.to_string()))
-        })
+        .map(|name| name.as_deref().is_some_and(|n| !seen.insert(n)))
         .collect();
-    let walk = |w: &mut Walker<'_>, first: usize, values: &[Value<'_>]| {
-        let mut objects = Vec::with_capacity(values.len());
-        for (offset, value) in values.iter().enumerate() {
-            let i = first + offset;
+    let walk = |w: &mut Walker<'_>, range: std::ops::Range<usize>| {
+        let mut objects = Vec::with_capacity(range.len());
+        for i in range {
+            let value = elements.tree(i)?;
             let pointer = format!("/objects/{i}");
             if duplicate[i] {
                 w.err(
                     &format!("{pointer}/name"),
                     format!(
                         "the object name `{}` is used twice; object names must be unique",
-                        value
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
+                        names[i].as_deref().unwrap_or_default()
                     ),
                 );
             }
-            if let Some(object) = validate_object(w, value, &pointer, &manifest, &declared, &policy)
+            if let Some(object) =
+                validate_object(w, &value, &pointer, &manifest, &declared, &policy)
                 && !duplicate[i]
             {
                 objects.push(object);
             }
         }
-        objects
+        Some(objects)
     };
-    if parts <= 1 || object_values.len() < PARALLEL_FROM {
-        objects = walk(&mut w, 0, object_values);
+    if parts <= 1 || count < PARALLEL_FROM {
+        objects = walk(&mut w, 0..count)?;
     } else {
-        let size = object_values.len().div_ceil(parts);
-        let walked: Vec<(Walker<'_>, Vec<ObjectDef>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = object_values
-                .chunks(size)
-                .enumerate()
-                .skip(1)
-                .map(|(part, values)| {
+        let size = count.div_ceil(parts);
+        let walked: Vec<Option<(Walker<'_>, Vec<ObjectDef>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (size..count)
+                .step_by(size)
+                .map(|first| {
                     let mut fork = w.fork();
                     let walk = &walk;
                     scope.spawn(move || {
-                        let objects = walk(&mut fork, part * size, values);
-                        (fork, objects)
+                        let objects = walk(&mut fork, first..count.min(first + size))?;
+                        Some((fork, objects))
                     })
                 })
                 .collect();
             let mut fork = w.fork();
-            let objects = walk(&mut fork, 0, &object_values[..size]);
-            let mut walked = vec![(fork, objects)];
+            let first = walk(&mut fork, 0..size).map(|objects| (fork, objects));
+            let mut walked = vec![first];
             for handle in handles {
                 match handle.join() {
                     Ok(part) => walked.push(part),
@@ -583,7 +638,8 @@ pub(crate) fn validate_in_parts(
             }
             walked
         });
-        for (fork, part) in walked {
+        for part in walked {
+            let (fork, part) = part?;
             w.join(fork);
             objects.extend(part);
         }
@@ -624,7 +680,7 @@ pub(crate) fn validate_in_parts(
     if report.errors.is_empty() && has_manifest {
         report.model = Some(model);
     }
-    report
+    Some(report)
 }
 
 fn placeholder_manifest() -> Manifest {
@@ -873,7 +929,7 @@ fn validate_object(
     value: &Value<'_>,
     pointer: &str,
     manifest: &Option<Manifest>,
-    declared: &BTreeMap<String, &Map<'_>>,
+    declared: &BTreeSet<String>,
     policy: &Policy,
 ) -> Option<ObjectDef> {
     let map = w.object(value, pointer, "an object")?;
@@ -1230,7 +1286,7 @@ fn validate_field(
     value: &Value<'_>,
     pointer: &Below<'_>,
     object: &str,
-    declared: &BTreeMap<String, &Map<'_>>,
+    declared: &BTreeSet<String>,
     listed_sensitive: bool,
 ) -> Option<FieldDef> {
     let map = w.object(value, pointer, "a field")?;
@@ -1355,7 +1411,7 @@ fn validate_field(
             // Upstream's organization column, declared by the app: merged with
             // objectos's own (see `merge_system_field`).
             Some(target) if target == "sys_organization" && name == "organization_id" => {}
-            Some(target) if !declared.contains_key(target) => {
+            Some(target) if !declared.contains(target) => {
                 w.err(&format!("{pointer}/reference"), format!("`{target}` is not an object of this artifact; point `reference` at a defined object"));
                 ok = false;
             }

@@ -86,9 +86,6 @@ pub struct Request<'a> {
     pub keys: &'a [PublicKey],
     pub pin: Option<&'a str>,
     pub now: OffsetDateTime,
-    /// The process ends once the outcome is reported (a command): the parsed
-    /// tree is left to the exit rather than freed piece by piece.
-    pub at_exit: bool,
 }
 
 /// The artifact or signature of a `Request` already read (from standard input),
@@ -139,13 +136,7 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
     };
     let (digests, contents) = match given.artifact.or(read.as_deref()) {
         Some(bytes) => std::thread::scope(|scope| {
-            let check = scope.spawn(|| {
-                if req.at_exit {
-                    artifact::check_bytes_at_exit(bytes, req.artifact, false)
-                } else {
-                    artifact::check_bytes(bytes, req.artifact, false)
-                }
-            });
+            let check = scope.spawn(|| artifact::check_bytes(bytes, req.artifact, false));
             let digests = signing::digest_bytes(bytes);
             let checked = check
                 .join()

@@ -55,7 +55,6 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             keys: &keys,
             pin: None,
             now: timefmt::now(),
-            at_exit: false,
         },
         input.given(),
     )?;

@@ -175,7 +175,6 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
         keys: std::slice::from_ref(&secret.public),
         pin: None,
         now: timefmt::now(),
-        at_exit: false,
     })?;
     if let Some((reason, message)) = outcome.failure {
         anyhow::bail!("the quickstart artifact did not verify: {reason}: {message}");

@@ -130,7 +130,6 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<Exit> {
             keys: &keys,
             pin: args.sha256.as_deref(),
             now: timefmt::now(),
-            at_exit: true,
         },
         input.given(),
     )?;
