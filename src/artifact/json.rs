@@ -16,6 +16,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+mod fast;
+
 /// One JSON value, its strings borrowed from the text where they need no unescaping.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
@@ -36,8 +38,18 @@ pub struct Map<'a> {
 static NULL: Value<'static> = Value::Null;
 
 impl<'a> Value<'a> {
-    /// Parse JSON text as `serde_json::from_str::<serde_json::Value>` would.
+    /// Parse JSON text as `serde_json::from_str::<serde_json::Value>` would:
+    /// with the fast reader, and where that gives up, with serde_json, whose
+    /// error is the one returned.
     pub fn parse(text: &'a str) -> serde_json::Result<Value<'a>> {
+        match fast::read(text) {
+            Some((value, _)) => Ok(value),
+            None => Value::parse_with_serde(text),
+        }
+    }
+
+    /// [`Value::parse`] through serde_json alone.
+    fn parse_with_serde(text: &'a str) -> serde_json::Result<Value<'a>> {
         // What `serde_json::from_str` does, with a seed that holds the scratch space.
         let mut de = serde_json::Deserializer::from_str(text);
         let value = TreeSeed {
@@ -522,6 +534,10 @@ impl<'a> Element<'a> {
 
 /// One value's text, parsed on its own; `scratch.deepest` is then its nesting.
 fn parse_part<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<Value<'a>> {
+    if let Some((value, deepest)) = fast::read(text) {
+        scratch.deepest = deepest;
+        return Some(value);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     scratch.deepest = 0;
     let value = TreeSeed { scratch }.deserialize(&mut de).ok()?;
@@ -736,7 +752,7 @@ mod tests {
 
     /// The tree as compact JSON, written from its own entries (not through
     /// `to_serde`, whose map would hide a repeated key).
-    fn text(value: &Value<'_>) -> String {
+    pub(super) fn text(value: &Value<'_>) -> String {
         match value {
             Value::Array(items) => {
                 let items: Vec<String> = items.iter().map(text).collect();
