@@ -37,6 +37,12 @@ pub struct Map<'a> {
 
 static NULL: Value<'static> = Value::Null;
 
+/// Key equality compared in line: keys are short, and a `memcmp` call for
+/// each key of the same length cost more than the comparison.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
 impl<'a> Value<'a> {
     /// Parse JSON text as `serde_json::from_str::<serde_json::Value>` would:
     /// with the fast reader, and where that gives up, with serde_json, whose
@@ -177,12 +183,9 @@ impl<'a> Map<'a> {
     /// The value at `key`. A linear scan: objects in a definition have a handful of
     /// keys, and the large ones (fields, grants) are walked, not searched.
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
-        // Compared in line: keys are short, and a `memcmp` call for each key
-        // of the same length cost more than the comparison.
-        let key = key.as_bytes();
         self.entries
             .iter()
-            .find(|(k, _)| k.len() == key.len() && k.bytes().zip(key).all(|(a, &b)| a == b))
+            .find(|(k, _)| same_key(k, key))
             .map(|(_, v)| v)
     }
 
@@ -221,12 +224,20 @@ impl<'a> Map<'a> {
     /// at the first position.
     fn dedupe(entries: &mut Vec<(Cow<'a, str>, Value<'a>)>) {
         let n = entries.len();
-        if n <= 16 {
-            let duplicated =
-                (0..n).any(|i| (i + 1..n).any(|j| entries[i].0.as_ref() == entries[j].0.as_ref()));
-            if !duplicated {
-                return;
-            }
+        let duplicated = if n <= 16 {
+            (0..n).any(|i| (i + 1..n).any(|j| same_key(&entries[i].0, &entries[j].0)))
+        } else {
+            // Keys with distinct hashes are distinct: the usual large object
+            // (an object's fields) is settled without sorting its keys.
+            let mut hashes: Vec<u64> = entries
+                .iter()
+                .map(|(k, _)| super::keys::fnv1a(k.as_bytes()))
+                .collect();
+            hashes.sort_unstable();
+            hashes.windows(2).any(|pair| pair[0] == pair[1])
+        };
+        if !duplicated {
+            return;
         }
         // Indices of the entries, ordered by key and then by position.
         let mut order: Vec<usize> = (0..n).collect();
@@ -932,6 +943,12 @@ mod tests {
         assert_eq!(text(&ours), theirs.to_string());
         assert_eq!(ours.as_object().map(Map::len), Some(26));
         assert_eq!(ours.get("k3").and_then(Value::as_u64), Some(28));
+        // The control: as many distinct keys keep them all, in order.
+        let distinct: Vec<String> = (0..40).map(|i| format!("\"field_{i:02}\":{i}")).collect();
+        let input = format!("{{{}}}", distinct.join(","));
+        let ours = Value::parse(&input).unwrap_or(Value::Null);
+        assert_eq!(text(&ours), input);
+        assert_eq!(ours.as_object().map(Map::len), Some(40));
     }
 
     #[test]

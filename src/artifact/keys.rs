@@ -709,6 +709,13 @@ impl Hasher for Fnv {
     }
 }
 
+/// FNV-1a of some bytes, for hashing keys outside a table.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hasher = Fnv::default();
+    hasher.write(bytes);
+    hasher.finish()
+}
+
 /// A key list, built once per process (a dozen short lists) and kept.
 fn known(list: &'static [String]) -> Known {
     let mut sorted: Vec<&'static str> = list.iter().map(String::as_str).collect();
