@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -41,11 +43,12 @@ struct Walker<'a> {
     errors: Vec<Issue>,
     warnings: Vec<Issue>,
     /// Every object name the definition declares, valid or not: a reference to a
-    /// declared but invalid object is not reported again.
-    declared: BTreeSet<String>,
+    /// declared but invalid object is not reported again. Shared by the
+    /// walker's forks.
+    declared: Arc<BTreeSet<String>>,
     /// Permission names known up front: objectos's, upstream's, and the app's
-    /// declared capabilities.
-    perms_known: BTreeSet<String>,
+    /// declared capabilities. Shared by the walker's forks.
+    perms_known: Arc<BTreeSet<String>>,
     /// Names used without a declaration, in order of first use.
     undeclared: Vec<String>,
     /// For each of `undeclared`, the index in `warnings` of the warning its
@@ -187,8 +190,8 @@ impl<'a> Walker<'a> {
             strict: self.strict,
             errors: Vec::new(),
             warnings: Vec::new(),
-            declared: self.declared.clone(),
-            perms_known: self.perms_known.clone(),
+            declared: Arc::clone(&self.declared),
+            perms_known: Arc::clone(&self.perms_known),
             undeclared: self.undeclared.clone(),
             undeclared_warnings: vec![usize::MAX; self.undeclared.len()],
             ignored: Vec::new(),
@@ -439,6 +442,10 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// A chunk of objects walked by a fork of the walker: the fork and the objects
+/// it took, or `None` where an element did not parse.
+type Walked<'a> = Option<(Walker<'a>, Vec<ObjectDef>)>;
+
 /// Definitions with fewer objects than this are walked on one thread.
 const PARALLEL_FROM: usize = 64;
 
@@ -533,8 +540,8 @@ pub(crate) fn validate_in_parts(
         strict,
         errors: Vec::new(),
         warnings: Vec::new(),
-        declared: BTreeSet::new(),
-        perms_known: BTreeSet::new(),
+        declared: Arc::default(),
+        perms_known: Arc::default(),
         undeclared: Vec::new(),
         undeclared_warnings: Vec::new(),
         ignored: Vec::new(),
@@ -573,14 +580,17 @@ pub(crate) fn validate_in_parts(
     };
     let count = elements.len();
     let names: Vec<Option<Cow<'_, str>>> = (0..count).map(|i| elements.name(i)).collect();
-    let declared: BTreeSet<String> = names.iter().flatten().map(|n| n.to_string()).collect();
-    w.declared = declared.clone();
-    w.perms_known = SYSTEM_PERMISSIONS
-        .iter()
-        .chain(UPSTREAM_CAPABILITIES)
-        .map(|s| s.to_string())
-        .chain(capabilities.iter().cloned())
-        .collect();
+    let declared: Arc<BTreeSet<String>> =
+        Arc::new(names.iter().flatten().map(|n| n.to_string()).collect());
+    w.declared = Arc::clone(&declared);
+    w.perms_known = Arc::new(
+        SYSTEM_PERMISSIONS
+            .iter()
+            .chain(UPSTREAM_CAPABILITIES)
+            .map(|s| s.to_string())
+            .chain(capabilities.iter().cloned())
+            .collect(),
+    );
     // Which objects repeat an earlier one's name, decided in order up front so
     // that the parts can be walked at once.
     let mut seen = HashSet::new();
@@ -614,31 +624,48 @@ pub(crate) fn validate_in_parts(
     if parts <= 1 || count < PARALLEL_FROM {
         objects = walk(&mut w, 0..count)?;
     } else {
-        let size = count.div_ceil(parts);
-        let walked: Vec<Option<(Walker<'_>, Vec<ObjectDef>)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (size..count)
-                .step_by(size)
-                .map(|first| {
-                    let mut fork = w.fork();
-                    let walk = &walk;
-                    scope.spawn(move || {
-                        let objects = walk(&mut fork, first..count.min(first + size))?;
-                        Some((fork, objects))
-                    })
-                })
-                .collect();
-            let mut fork = w.fork();
-            let first = walk(&mut fork, 0..size).map(|objects| (fork, objects));
-            let mut walked = vec![first];
-            for handle in handles {
-                match handle.join() {
-                    Ok(part) => walked.push(part),
+        // The objects are walked in small chunks, each thread taking the next
+        // one free, so that a thread the scheduler slows down (the digests
+        // are computed at the same time) leaves less of the walk to wait for
+        // than a fixed half would. Each chunk has its own fork of the walker,
+        // joined in order: the report is the one a single walk gives.
+        let size = (count / (parts * 16)).max(8);
+        let chunks = count.div_ceil(size);
+        let next = AtomicUsize::new(0);
+        let take = || {
+            let mut done = Vec::new();
+            loop {
+                let chunk = next.fetch_add(1, Ordering::Relaxed);
+                if chunk >= chunks {
+                    return done;
+                }
+                let mut fork = w.fork();
+                let range = chunk * size..count.min(chunk * size + size);
+                let walked = walk(&mut fork, range).map(|objects| (fork, objects));
+                if walked.is_none() {
+                    // An element that does not parse ends the walk: the
+                    // document is parsed whole instead.
+                    next.store(chunks, Ordering::Relaxed);
+                }
+                done.push((chunk, walked));
+            }
+        };
+        let mut walked: Vec<(usize, Walked<'_>)> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..parts).map(|_| scope.spawn(take)).collect();
+            let mut walked = take();
+            for helper in helpers {
+                match helper.join() {
+                    Ok(part) => walked.extend(part),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
             walked
         });
-        for part in walked {
+        walked.sort_by_key(|(chunk, _)| *chunk);
+        if walked.len() != chunks {
+            return None;
+        }
+        for (_, part) in walked {
             let (fork, part) = part?;
             w.join(fork);
             objects.extend(part);
