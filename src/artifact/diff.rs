@@ -269,7 +269,7 @@ fn objects(d: &mut Diff, old: &Model, new: &Model) {
                     true,
                 );
             }
-            if let (Some(a), Some(b)) = (of.max_length, nf.max_length)
+            if let (Some(a), Some(b)) = (of.max_length(), nf.max_length())
                 && b < a
             {
                 d.push(

@@ -331,7 +331,7 @@ pub fn inspect(model: &Model, report: &Report) -> Inspection {
                 .iter()
                 .map(|f| FieldView {
                     name: f.name.clone(),
-                    field_type: f.field_type.clone(),
+                    field_type: f.field_type.to_string(),
                     required: f.required,
                     unique: f.unique != Unique::No,
                     readonly: f.readonly,

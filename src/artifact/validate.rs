@@ -1183,7 +1183,7 @@ fn merge_system_field(
             .join(" or ");
         let actual = match (&field.reference, field.multiple) {
             (_, true) => format!("a multi-value `{}`", field.field_type),
-            (Some(r), false) if is_reference(&field.field_type) => {
+            (Some(r), false) if is_reference(field.field_type) => {
                 format!("`{}` to `{r}`", field.field_type)
             }
             _ => format!("`{}`", field.field_type),
@@ -1256,7 +1256,7 @@ fn merge_system_field(
     Some(MergedSystemField {
         name: field.name,
         label: field.label,
-        field_type: field.field_type,
+        field_type: field.field_type.to_string(),
     })
 }
 
@@ -1346,24 +1346,23 @@ fn validate_field(
         );
         ok = false;
     }
-    let field_type = w
-        .req_str(
-            map,
-            "type",
-            pointer,
-            "give the field a type such as `text`, `number` or `lookup`",
-        )?
-        .to_string();
-    if !FIELD_TYPES.contains(&field_type.as_str()) {
-        let hint = keys::suggest(&field_type, FIELD_TYPES)
+    let given = w.req_str(
+        map,
+        "type",
+        pointer,
+        "give the field a type such as `text`, `number` or `lookup`",
+    )?;
+    // The model keeps the list's own entry: no copy of the type per field.
+    let Some(field_type) = FIELD_TYPES.iter().copied().find(|t| *t == given) else {
+        let hint = keys::suggest(given, FIELD_TYPES)
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         w.err(
             &format!("{pointer}/type"),
-            format!("`{field_type}` is not a field type of protocol {PROTOCOL_MAJOR}{hint}"),
+            format!("`{given}` is not a field type of protocol {PROTOCOL_MAJOR}{hint}"),
         );
         return None;
-    }
+    };
     let label = w.opt_str(map, "label", pointer).unwrap_or(name).to_string();
     let required = w.opt_bool(map, "required", pointer).unwrap_or(false);
     let multiple = w.opt_bool(map, "multiple", pointer).unwrap_or(false);
@@ -1378,8 +1377,7 @@ fn validate_field(
             Unique::No
         }
     };
-    let readonly =
-        w.opt_bool(map, "readonly", pointer).unwrap_or(false) || is_computed(&field_type);
+    let readonly = w.opt_bool(map, "readonly", pointer).unwrap_or(false) || is_computed(field_type);
     let internal = w.opt_bool(map, "internal", pointer).unwrap_or(false);
     let max_length = w.opt_count(map, "maxLength", pointer);
     let min_length = w.opt_count(map, "minLength", pointer);
@@ -1428,7 +1426,7 @@ fn validate_field(
     }
 
     let reference = w.opt_str(map, "reference", pointer).map(str::to_string);
-    match field_type.as_str() {
+    match field_type {
         "lookup" | "master_detail" => match &reference {
             None => {
                 w.err(pointer, format!("a `{field_type}` field needs `reference`, the name of the object it points at"));
@@ -1492,7 +1490,7 @@ fn validate_field(
 
     let mut options = Vec::new();
     if matches!(
-        field_type.as_str(),
+        field_type,
         "select" | "multiselect" | "radio" | "checkboxes"
     ) {
         match map.get("options") {
@@ -1551,9 +1549,8 @@ fn validate_field(
             }
         }
     }
-    let multiple_values =
-        multiple || matches!(field_type.as_str(), "multiselect" | "checkboxes" | "tags");
-    let storage = storage_of(&field_type, multiple);
+    let multiple_values = multiple || matches!(field_type, "multiselect" | "checkboxes" | "tags");
+    let storage = storage_of(field_type, multiple);
     let mut literal_default = None;
     let default_value = match map.get("defaultValue") {
         None | Some(Value::Null) => None,
@@ -1592,7 +1589,7 @@ fn validate_field(
     let mut field = FieldDef {
         name: name.to_string(),
         label,
-        sensitive: listed_sensitive || matches!(field_type.as_str(), "secret" | "password"),
+        sensitive: listed_sensitive || matches!(field_type, "secret" | "password"),
         field_type,
         storage,
         required,
@@ -1603,10 +1600,13 @@ fn validate_field(
         options,
         readonly,
         internal,
-        max_length,
-        min_length,
-        min,
-        max,
+        bounds: Bounds {
+            max_length,
+            min_length,
+            min,
+            max,
+        }
+        .boxed(),
         required_permissions,
     };
     if let Some(literal) = literal_default {

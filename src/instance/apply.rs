@@ -80,7 +80,7 @@ pub fn indexes_for(model: &Model, object: &ObjectDef) -> Vec<IndexSpec> {
             Unique::Global => push(vec![&field.name], true),
             Unique::No => {}
         }
-        if is_reference(&field.field_type) && !field.multiple {
+        if is_reference(field.field_type) && !field.multiple {
             push(vec![&field.name], false);
         }
     }

@@ -359,7 +359,8 @@ pub enum Storage {
 pub struct FieldDef {
     pub name: String,
     pub label: String,
-    pub field_type: String,
+    /// One of [`FIELD_TYPES`].
+    pub field_type: &'static str,
     pub storage: Storage,
     pub required: bool,
     pub unique: Unique,
@@ -372,13 +373,47 @@ pub struct FieldDef {
     pub readonly: bool,
     /// Never returned on any surface (upstream `internal`).
     pub internal: bool,
+    /// `maxLength`, `minLength`, `min` and `max`, boxed: most fields have
+    /// none, and a large artifact has tens of thousands of fields (64 bytes
+    /// of empty slots each).
+    pub bounds: Option<Box<Bounds>>,
+    pub required_permissions: Vec<String>,
+    /// In `sensitiveFields`, or of type `secret`/`password`.
+    pub sensitive: bool,
+}
+
+/// The bounds a field's values keep (see [`FieldDef::bounds`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Bounds {
     pub max_length: Option<u64>,
     pub min_length: Option<u64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
-    pub required_permissions: Vec<String>,
-    /// In `sensitiveFields`, or of type `secret`/`password`.
-    pub sensitive: bool,
+}
+
+impl Bounds {
+    /// Boxed when any bound is set.
+    pub fn boxed(self) -> Option<Box<Bounds>> {
+        (self != Bounds::default()).then(|| Box::new(self))
+    }
+}
+
+impl FieldDef {
+    pub fn max_length(&self) -> Option<u64> {
+        self.bounds.as_ref().and_then(|b| b.max_length)
+    }
+
+    pub fn min_length(&self) -> Option<u64> {
+        self.bounds.as_ref().and_then(|b| b.min_length)
+    }
+
+    pub fn min(&self) -> Option<f64> {
+        self.bounds.as_ref().and_then(|b| b.min)
+    }
+
+    pub fn max(&self) -> Option<f64> {
+        self.bounds.as_ref().and_then(|b| b.max)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,12 +20,12 @@ pub fn check_value(field: &FieldDef, value: &Value) -> Result<(), String> {
         }
         Storage::Number => {
             let n = value.as_f64().ok_or_else(|| expected("a number", value))?;
-            if let Some(min) = field.min
+            if let Some(min) = field.min()
                 && n < min
             {
                 return Err(format!("must be at least {min}"));
             }
-            if let Some(max) = field.max
+            if let Some(max) = field.max()
                 && n > max
             {
                 return Err(format!("must be at most {max}"));
@@ -80,22 +80,22 @@ fn expected(what: &str, value: &Value) -> String {
 
 fn check_text(field: &FieldDef, text: &str) -> Result<(), String> {
     let chars = text.chars().count() as u64;
-    if let Some(max) = field.max_length
+    if let Some(max) = field.max_length()
         && chars > max
     {
         return Err(format!("is longer than {max} characters"));
     }
-    if let Some(min) = field.min_length
+    if let Some(min) = field.min_length()
         && chars < min
         && chars > 0
     {
         return Err(format!("is shorter than {min} characters"));
     }
     // An unbounded text field still has a ceiling: one value is not a file store.
-    if field.max_length.is_none() && text.len() > 1024 * 1024 {
+    if field.max_length().is_none() && text.len() > 1024 * 1024 {
         return Err("is longer than 1 MiB".into());
     }
-    match field.field_type.as_str() {
+    match field.field_type {
         "email" => {
             let ok = text.split_once('@').is_some_and(|(user, host)| {
                 !user.is_empty()
@@ -123,17 +123,13 @@ fn check_json(field: &FieldDef, value: &Value) -> Result<(), String> {
     if text.len() > 1024 * 1024 {
         return Err("is larger than 1 MiB".into());
     }
-    let listy = field.multiple
-        || matches!(
-            field.field_type.as_str(),
-            "multiselect" | "checkboxes" | "tags"
-        );
+    let listy = field.multiple || matches!(field.field_type, "multiselect" | "checkboxes" | "tags");
     if listy {
         let items = value
             .as_array()
             .ok_or_else(|| expected("an array", value))?;
         let strings = matches!(
-            field.field_type.as_str(),
+            field.field_type,
             "multiselect"
                 | "checkboxes"
                 | "tags"
@@ -205,7 +201,7 @@ pub fn check_filter_values(object: &ObjectDef, filter: &Filter) -> Result<(), St
             Some(Storage::DateTime) => (Storage::DateTime, "datetime"),
             Some(storage) => (storage, "text"),
             None => match object.field(field) {
-                Some(def) => (def.storage, def.field_type.as_str()),
+                Some(def) => (def.storage, def.field_type),
                 None => return,
             },
         };

@@ -27,9 +27,9 @@ fn field_view(access: &ObjectAccess<'_>, f: &FieldDef, reference_visible: bool) 
         } else {
             json!(f.options.iter().map(|v| json!({ "label": v, "value": v })).collect::<Vec<_>>())
         },
-        "maxLength": f.max_length,
-        "min": f.min,
-        "max": f.max,
+        "maxLength": f.max_length(),
+        "min": f.min(),
+        "max": f.max(),
         "creatable": access.field_creatable(&f.name),
         "editable": access.field_updatable(&f.name),
     })

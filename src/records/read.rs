@@ -72,8 +72,8 @@ impl<'a> Records<'a> {
         let searchable = |f: &FieldDef| {
             f.storage == Storage::Text
                 && !f.multiple
-                && !matches!(f.field_type.as_str(), "password" | "secret")
-                && !is_reference(&f.field_type)
+                && !matches!(f.field_type, "password" | "secret")
+                && !is_reference(f.field_type)
         };
         let fields: Vec<&FieldDef> = match &search.fields {
             Some(names) => {
@@ -179,7 +179,7 @@ impl<'a> Records<'a> {
     fn expandable(&self, access: &ObjectAccess<'a>, name: &str) -> Result<(), ApiError> {
         Self::check_field(access, name, false)?;
         match access.object.field(name) {
-            Some(f) if matches!(f.field_type.as_str(), "lookup" | "master_detail") => Ok(()),
+            Some(f) if matches!(f.field_type, "lookup" | "master_detail") => Ok(()),
             _ => Err(ApiError::bad_request(
                 "invalid_query",
                 format!("`{name}` is not a lookup field to expand"),

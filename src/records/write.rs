@@ -145,7 +145,7 @@ impl<'a> Records<'a> {
             Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
         };
-        let target = match field.field_type.as_str() {
+        let target = match field.field_type {
             "user" => {
                 for id in ids {
                     self.check_user_in_org(tx, caller, id, &field.name)?;
