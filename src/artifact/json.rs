@@ -435,8 +435,9 @@ const MAX_NESTING: usize = 127;
 /// a plain byte scan instead of a parse.
 ///
 /// The scan only reads the structure it delimits (the top level, the
-/// `objects` array, each element's own entries); serde_json parses every value
-/// it delimits, so a document the outline takes reads exactly as
+/// `objects` array, each element's own entries); every value it delimits is
+/// then parsed as [`Value::parse`] parses (the fast reader, serde_json where
+/// that gives up), so a document the outline takes reads exactly as
 /// [`Value::parse`] reads it, and one it cannot take (a syntax error anywhere,
 /// an element that is not an object) is left to that parse and its message.
 pub struct Outline<'a> {
@@ -566,8 +567,8 @@ fn parse_key(text: &str) -> Option<Cow<'_, str>> {
 
 /// A cursor over JSON text that finds where values begin and end without
 /// reading them: strings by their quotes (skipping escapes), arrays and
-/// objects by their brackets (outside strings). What lies between is read
-/// later by serde_json, which refuses what is not JSON.
+/// objects by their brackets (outside strings). What lies between is parsed
+/// later, and refused there if it is not JSON.
 struct Scan<'a> {
     text: &'a str,
     at: usize,
