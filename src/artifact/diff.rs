@@ -225,7 +225,7 @@ fn objects(d: &mut Diff, old: &Model, new: &Model) {
                         if nf.required { ", required" } else { "" }
                     ),
                     false,
-                    nf.required && nf.default_value.is_none(),
+                    nf.required && nf.default_value().is_none(),
                 );
                 continue;
             };
@@ -239,12 +239,12 @@ fn objects(d: &mut Diff, old: &Model, new: &Model) {
                     of.storage != nf.storage,
                 );
             }
-            if of.reference != nf.reference {
+            if of.reference() != nf.reference() {
                 d.push(
                     "field",
                     "changed",
                     subject.clone(),
-                    format!("reference {:?} → {:?}", of.reference, nf.reference),
+                    format!("reference {:?} → {:?}", of.reference(), nf.reference()),
                     false,
                     true,
                 );
@@ -282,9 +282,9 @@ fn objects(d: &mut Diff, old: &Model, new: &Model) {
                 );
             }
             let removed_options: Vec<&String> = of
-                .options
+                .options()
                 .iter()
-                .filter(|v| !nf.options.contains(v))
+                .filter(|v| !nf.options().contains(v))
                 .collect();
             if !removed_options.is_empty() {
                 d.push(

@@ -337,7 +337,7 @@ pub fn inspect(model: &Model, report: &Report) -> Inspection {
                     readonly: f.readonly,
                     sensitive: f.sensitive,
                     internal: f.internal,
-                    reference: f.reference.clone(),
+                    reference: f.reference().map(str::to_string),
                     required_permissions: f.required_permissions.clone(),
                 })
                 .collect(),

@@ -309,7 +309,7 @@ mod tests {
             .as_ref()
             .and_then(|m| m.objects.first())
             .and_then(|o| o.field("ok"))
-            .and_then(|f| f.default_value.clone());
+            .and_then(|f| f.default_value().cloned());
         assert!(
             matches!(&default, Some(crate::model::DefaultValue::Literal(v)) if **v == "fine"),
             "{default:?}"

@@ -1169,9 +1169,9 @@ fn merge_system_field(
     let name = field.name.as_str();
     let shapes = system_field_shapes(name);
     let fits = !field.multiple
-        && shapes.iter().any(|(t, r)| {
-            field.field_type == *t && r.is_none_or(|r| field.reference.as_deref() == Some(r))
-        });
+        && shapes
+            .iter()
+            .any(|(t, r)| field.field_type == *t && r.is_none_or(|r| field.reference() == Some(r)));
     if !fits {
         let expected = shapes
             .iter()
@@ -1181,7 +1181,7 @@ fn merge_system_field(
             })
             .collect::<Vec<_>>()
             .join(" or ");
-        let actual = match (&field.reference, field.multiple) {
+        let actual = match (field.reference(), field.multiple) {
             (_, true) => format!("a multi-value `{}`", field.field_type),
             (Some(r), false) if is_reference(field.field_type) => {
                 format!("`{}` to `{r}`", field.field_type)
@@ -1239,7 +1239,7 @@ fn merge_system_field(
         "owner_id" | "created_by" | "updated_by" => DefaultValue::CurrentUser,
         _ => DefaultValue::Literal(Box::new(serde_json::Value::Null)),
     };
-    if let Some(default) = &field.default_value
+    if let Some(default) = field.default_value()
         && *default != own_default
     {
         w.warn(
@@ -1594,10 +1594,13 @@ fn validate_field(
         storage,
         required,
         unique,
-        default_value,
-        reference,
+        extras: FieldExtras {
+            default_value,
+            reference,
+            options,
+        }
+        .boxed(),
         multiple: multiple_values,
-        options,
         readonly,
         internal,
         bounds: Bounds {
@@ -1617,7 +1620,7 @@ fn validate_field(
             );
             ok = false;
         }
-        field.default_value = Some(DefaultValue::Literal(Box::new(literal)));
+        field.set_default_value(DefaultValue::Literal(Box::new(literal)));
     }
     if !ok {
         return None;

@@ -232,7 +232,7 @@ fn record_access_depth<'m>(
             grants.push(Grant::All);
         } else if let Some(parent) = object
             .field(field)
-            .and_then(|f| f.reference.as_deref())
+            .and_then(|f| f.reference())
             .and_then(|p| model.object(p))
         {
             let parent_op = if op == Op::Read { Op::Read } else { Op::Edit };

@@ -364,11 +364,10 @@ pub struct FieldDef {
     pub storage: Storage,
     pub required: bool,
     pub unique: Unique,
-    pub default_value: Option<DefaultValue>,
-    pub reference: Option<String>,
+    /// The default, the object pointed at and the allowed values, boxed:
+    /// most fields have none of them (see [`FieldDef::bounds`]).
+    pub extras: Option<Box<FieldExtras>>,
     pub multiple: bool,
-    /// Allowed values, for select-like types.
-    pub options: Vec<String>,
     /// Nobody writes it through any surface (`readonly`, or computed by upstream).
     pub readonly: bool,
     /// Never returned on any surface (upstream `internal`).
@@ -380,6 +379,22 @@ pub struct FieldDef {
     pub required_permissions: Vec<String>,
     /// In `sensitiveFields`, or of type `secret`/`password`.
     pub sensitive: bool,
+}
+
+/// What few fields have (see [`FieldDef::extras`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldExtras {
+    pub default_value: Option<DefaultValue>,
+    pub reference: Option<String>,
+    /// Allowed values, for select-like types.
+    pub options: Vec<String>,
+}
+
+impl FieldExtras {
+    /// Boxed when any of them is set.
+    pub fn boxed(self) -> Option<Box<FieldExtras>> {
+        (self != FieldExtras::default()).then(|| Box::new(self))
+    }
 }
 
 /// The bounds a field's values keep (see [`FieldDef::bounds`]).
@@ -399,6 +414,23 @@ impl Bounds {
 }
 
 impl FieldDef {
+    pub fn default_value(&self) -> Option<&DefaultValue> {
+        self.extras.as_ref().and_then(|e| e.default_value.as_ref())
+    }
+
+    pub fn reference(&self) -> Option<&str> {
+        self.extras.as_ref().and_then(|e| e.reference.as_deref())
+    }
+
+    /// Allowed values, for select-like types (empty: any).
+    pub fn options(&self) -> &[String] {
+        self.extras.as_ref().map_or(&[], |e| &e.options)
+    }
+
+    pub fn set_default_value(&mut self, default: DefaultValue) {
+        self.extras.get_or_insert_with(Box::default).default_value = Some(default);
+    }
+
     pub fn max_length(&self) -> Option<u64> {
         self.bounds.as_ref().and_then(|b| b.max_length)
     }

@@ -109,9 +109,9 @@ fn check_text(field: &FieldDef, text: &str) -> Result<(), String> {
             }
         }
         "select" | "radio"
-            if !field.options.is_empty() && !field.options.iter().any(|o| o == text) =>
+            if !field.options().is_empty() && !field.options().iter().any(|o| o == text) =>
         {
-            return Err(format!("must be one of: {}", field.options.join(", ")));
+            return Err(format!("must be one of: {}", field.options().join(", ")));
         }
         _ => {}
     }
@@ -146,13 +146,13 @@ fn check_json(field: &FieldDef, value: &Value) -> Result<(), String> {
             if strings && !item.is_string() {
                 return Err("must be an array of strings".into());
             }
-            if !field.options.is_empty()
+            if !field.options().is_empty()
                 && let Some(s) = item.as_str()
-                && !field.options.iter().any(|o| o == s)
+                && !field.options().iter().any(|o| o == s)
             {
                 return Err(format!(
                     "holds a value that is not one of: {}",
-                    field.options.join(", ")
+                    field.options().join(", ")
                 ));
             }
         }

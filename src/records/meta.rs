@@ -21,11 +21,11 @@ fn field_view(access: &ObjectAccess<'_>, f: &FieldDef, reference_visible: bool) 
         "multiple": f.multiple,
         // The target of a reference is named only when the caller can read that
         // object: an unreadable object is indistinguishable from a missing one.
-        "reference": if reference_visible { json!(f.reference) } else { Value::Null },
-        "options": if f.options.is_empty() {
+        "reference": if reference_visible { json!(f.reference()) } else { Value::Null },
+        "options": if f.options().is_empty() {
             Value::Null
         } else {
-            json!(f.options.iter().map(|v| json!({ "label": v, "value": v })).collect::<Vec<_>>())
+            json!(f.options().iter().map(|v| json!({ "label": v, "value": v })).collect::<Vec<_>>())
         },
         "maxLength": f.max_length(),
         "min": f.min(),
@@ -37,15 +37,12 @@ fn field_view(access: &ObjectAccess<'_>, f: &FieldDef, reference_visible: bool) 
 
 fn object_view(model: &Model, principal: &Principal, access: &ObjectAccess<'_>) -> Value {
     let o = access.object;
-    let reference_visible =
-        |f: &FieldDef| match f.reference.as_deref().map(|r| (r, model.object(r))) {
-            None => true,
-            Some((_, Some(target))) => {
-                ObjectAccess::new(model, principal, target).can_read_object()
-            }
-            // Not an object of the app (upstream's `sys_user`, say): nothing to hide.
-            Some((_, None)) => true,
-        };
+    let reference_visible = |f: &FieldDef| match f.reference().map(|r| (r, model.object(r))) {
+        None => true,
+        Some((_, Some(target))) => ObjectAccess::new(model, principal, target).can_read_object(),
+        // Not an object of the app (upstream's `sys_user`, say): nothing to hide.
+        Some((_, None)) => true,
+    };
     json!({
         "name": o.name,
         "label": o.label,

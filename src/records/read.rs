@@ -200,7 +200,7 @@ impl<'a> Records<'a> {
         let Some(target) = access
             .object
             .field(name)
-            .and_then(|f| f.reference.as_deref())
+            .and_then(|f| f.reference())
             .and_then(|r| self.model.object(r))
         else {
             return Ok(());

@@ -152,16 +152,13 @@ impl<'a> Records<'a> {
                 }
                 return Ok(());
             }
-            "lookup" if field.reference.as_deref() == Some("sys_user") => {
+            "lookup" if field.reference() == Some("sys_user") => {
                 for id in ids {
                     self.check_user_in_org(tx, caller, id, &field.name)?;
                 }
                 return Ok(());
             }
-            "lookup" | "master_detail" => field
-                .reference
-                .as_deref()
-                .and_then(|r| self.model.object(r)),
+            "lookup" | "master_detail" => field.reference().and_then(|r| self.model.object(r)),
             _ => return Ok(()),
         };
         let Some(target) = target else { return Ok(()) };
@@ -285,7 +282,7 @@ impl<'a> Records<'a> {
             if values.contains_key(&field.name) {
                 continue;
             }
-            let Some(default) = &field.default_value else {
+            let Some(default) = field.default_value() else {
                 continue;
             };
             let v = match default {
@@ -637,7 +634,7 @@ impl<'a> Records<'a> {
         let before = Self::fetch_raw(tx, o, id)?.unwrap_or_default();
         for child in self.model.objects.iter() {
             for f in child.fields.iter().filter(|f| {
-                f.field_type == "master_detail" && f.reference.as_deref() == Some(o.name.as_str())
+                f.field_type == "master_detail" && f.reference() == Some(o.name.as_str())
             }) {
                 let rows = tx.record_select(&Select {
                     object: child.name.clone(),
