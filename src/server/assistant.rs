@@ -319,8 +319,9 @@ pub(super) async fn message(
     let stopping = state.mcp.cancellation().cancelled_owned();
     // The turn runs to its end whether or not the client stays to watch.
     tokio::spawn(async move {
-        let _guard = guard;
-        run_turn(state, turn, tx).await;
+        let last = run_turn(state, turn, &tx).await;
+        drop(guard);
+        let _ = tx.send(last);
     });
     // A stopping server ends the stream (the turn's steps already stored stay;
     // the one under way is written whole or not at all).
@@ -335,15 +336,22 @@ pub(super) async fn message(
         .into_response())
 }
 
+fn sse(name: &str, data: Value) -> SseEvent {
+    SseEvent::default().event(name).data(data.to_string())
+}
+
 fn send(out: &UnboundedSender<SseEvent>, name: &str, data: Value) {
-    let _ = out.send(SseEvent::default().event(name).data(data.to_string()));
+    let _ = out.send(sse(name, data));
 }
 
-fn fail(out: &UnboundedSender<SseEvent>, code: &str, message: &str) {
-    send(out, "error", json!({"code": code, "message": message}));
+fn fail(code: &str, message: &str) -> SseEvent {
+    sse("error", json!({"code": code, "message": message}))
 }
 
-async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEvent>) {
+/// Runs the turn, streaming its events to `out`, and gives back its last event
+/// (`done` or `error`) unsent: the caller ends the turn first, so that a client
+/// that sends its next message on seeing that event finds the conversation free.
+async fn run_turn(state: Arc<AppState>, turn: Turn, out: &UnboundedSender<SseEvent>) -> SseEvent {
     let Turn {
         caller,
         token,
@@ -356,7 +364,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the model client");
-            return fail(&out, "internal", "the model client cannot be set up");
+            return fail("internal", "the model client cannot be set up");
         }
     };
     let mut caller = Arc::new(caller);
@@ -366,7 +374,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
     loop {
         match recheck(&state, &token, &caller).await {
             Ok(fresh) => caller = Arc::new(fresh),
-            Err(e) => return fail(&out, e.code, &e.message),
+            Err(e) => return fail(e.code, &e.message),
         }
         let messages = {
             let state = state.clone();
@@ -382,7 +390,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
         };
         let messages = match messages {
             Ok(m) => m,
-            Err(e) => return fail(&out, e.code, &e.message),
+            Err(e) => return fail(e.code, &e.message),
         };
         let texts: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
         let body = request_body(
@@ -429,7 +437,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                     Ok(())
                 })
                 .await;
-                return fail(&out, e.code(), &e.to_string());
+                return fail(e.code(), &e.to_string());
             }
         };
         if let Some(u) = reply.usage {
@@ -451,11 +459,10 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
         };
         let index = match stored {
             Ok(row) => row.idx,
-            Err(e) => return fail(&out, e.code, &e.message),
+            Err(e) => return fail(e.code, &e.message),
         };
         if reply.tool_calls.is_empty() {
-            send(
-                &out,
+            return sse(
                 "done",
                 json!({
                     "conversation": conversation.id,
@@ -466,7 +473,6 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                     "tokens": tokens,
                 }),
             );
-            return;
         }
         // The tool calls, as the user under the agent rules; past a limit, each
         // is answered "not run" so that the conversation stays whole.
@@ -503,7 +509,7 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
                     transcript::append(&st.instance, &origin, &id, &bodies, Vec::new())
                 })
                 .await;
-                return fail(&out, e.code, &e.message);
+                return fail(e.code, &e.message);
             }
         }
         let ran = {
@@ -586,10 +592,10 @@ async fn run_turn(state: Arc<AppState>, turn: Turn, out: UnboundedSender<SseEven
             Ok((limited, made)) => {
                 calls_made = made;
                 if limited {
-                    return fail(&out, "turn_limit", &limit_note);
+                    return fail("turn_limit", &limit_note);
                 }
             }
-            Err(e) => return fail(&out, e.code, &e.message),
+            Err(e) => return fail(e.code, &e.message),
         }
     }
 }
