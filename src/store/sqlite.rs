@@ -515,6 +515,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// start again from its beginning (16 MiB of 4 KiB pages).
 const RESTART_FRAMES: i64 = 4096;
 
+/// How long the background checkpoint waits, once it holds the writer's lock,
+/// for readers of an older snapshot to finish before it gives up on starting
+/// the log again (it then does what a passive checkpoint does, and tries again
+/// at its next turn). Writers wait while it does: with SQLite's usual busy
+/// handler, which sleeps for up to tens of milliseconds at a time, each of
+/// these waits showed as the slowest creates of a run.
+const CHECKPOINT_BUSY: Duration = Duration::from_millis(3);
+
 /// SQLite's own checkpoint threshold, in pages, given back to the writer when
 /// the background checkpoints stop.
 const AUTOCHECKPOINT_PAGES: i64 = 1000;
@@ -755,8 +763,11 @@ impl SqliteBackend {
     /// (see [`WriteGroup`]), and the write-ahead log is copied back into the
     /// database on a thread of its own rather than in the commit that crosses
     /// SQLite's threshold (one held the writer for milliseconds, every few
-    /// commits). The checkpoints are SQLite's passive ones: they never block a
-    /// reader or a writer, and copy only what no reader still needs.
+    /// commits). The checkpoints are SQLite's passive ones, which never block a
+    /// reader or a writer and copy only what no reader still needs; past
+    /// [`RESTART_FRAMES`], one that starts the log again, which holds writers
+    /// back for at most [`CHECKPOINT_BUSY`] while readers of an older snapshot
+    /// finish.
     pub fn serve_mode(self: &Arc<Self>) -> StoreResult<ServeMode> {
         if self.read_only.is_some() {
             return Err(StoreError::ReadOnly);
@@ -767,6 +778,7 @@ impl SqliteBackend {
         )
         .db()?;
         configure(&conn)?;
+        conn.busy_timeout(CHECKPOINT_BUSY).db()?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -914,10 +926,32 @@ struct Durability {
     durable: std::sync::atomic::AtomicU64,
     failed: Mutex<Option<String>>,
     synced: std::sync::Condvar,
+    /// Syncs of the log under way.
+    syncing: std::sync::atomic::AtomicUsize,
 }
 
 /// At most this many writers share one commit.
 const MAX_GROUP: usize = 64;
+
+/// A group this large commits even with writers waiting, when no sync is under
+/// way (see [`WriteGroup::ends`]).
+const EARLY_GROUP: usize = 16;
+
+impl WriteGroup {
+    /// Whether the writer that just did its work commits the group now. It
+    /// does when nobody waits to join, at [`MAX_GROUP`], and when its own work
+    /// could not be kept. In a server it also does at [`EARLY_GROUP`] when the
+    /// disk is idle (no sync of the log under way): the group's sync starts at
+    /// once, rather than after the work of every writer that keeps arriving,
+    /// each of whom its first members wait for. While a sync is under way the
+    /// group keeps growing: its own sync would queue behind that one.
+    fn ends(&self, kept: bool, disk_idle: bool) -> bool {
+        !kept
+            || self.waiting == 0
+            || self.members >= MAX_GROUP
+            || (disk_idle && self.members >= EARLY_GROUP)
+    }
+}
 
 /// One statement without parameters, prepared once per connection: the
 /// statements that open, mark and end a transaction run on every write.
@@ -971,8 +1005,14 @@ impl SqliteBackend {
                 && run_cached(&conn, "RELEASE objectos_write").is_ok()
         };
 
+        let disk_idle = self.serving.load(std::sync::atomic::Ordering::SeqCst)
+            && self
+                .durability
+                .syncing
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0;
         let mut g = self.group.lock().map_err(|_| poisoned())?;
-        if !kept || g.waiting == 0 || g.members >= MAX_GROUP {
+        if g.ends(kept, disk_idle) {
             // The last of the group (or a broken batch): commit for everyone.
             let committed = if !kept {
                 if !conn.is_autocommit() {
@@ -1048,12 +1088,14 @@ impl SqliteBackend {
     /// Put the write-ahead log on disk, holding at least batch `epoch`'s commit.
     fn sync_log(&self, epoch: u64) -> Result<(), String> {
         use std::sync::atomic::Ordering;
+        self.durability.syncing.fetch_add(1, Ordering::SeqCst);
         #[cfg(test)]
         tests::slow_sync(&self.path);
         let failure = self
             .sync_files()
             .err()
             .map(|e| format!("the commit could not be put on disk: {e}"));
+        self.durability.syncing.fetch_sub(1, Ordering::SeqCst);
         let mut failed = self
             .durability
             .failed
@@ -1634,6 +1676,101 @@ mod tests {
         assert!(copied, "the log was not copied into the database");
         drop(guard);
         assert_eq!(threshold(&b), AUTOCHECKPOINT_PAGES);
+    }
+
+    /// When the writer that just did its work commits for its group.
+    #[test]
+    fn a_group_commits_when_nobody_waits_when_full_and_early_when_the_disk_is_idle() {
+        let group = |waiting: usize, members: usize| WriteGroup {
+            open: true,
+            epoch: 1,
+            members,
+            waiting,
+            outcomes: Default::default(),
+        };
+        // (waiting, members, kept, disk idle) → commits now
+        let table = [
+            ((0, 1, true, false), true),
+            ((0, 1, true, true), true),
+            ((3, 1, true, true), false),
+            ((3, EARLY_GROUP - 1, true, true), false),
+            ((3, EARLY_GROUP, true, true), true),
+            ((3, EARLY_GROUP, true, false), false),
+            ((3, MAX_GROUP - 1, true, false), false),
+            ((3, MAX_GROUP, true, false), true),
+            ((3, 2, false, false), true),
+        ];
+        for ((waiting, members, kept, idle), commits) in table {
+            assert_eq!(
+                group(waiting, members).ends(kept, idle),
+                commits,
+                "waiting {waiting}, members {members}, kept {kept}, disk idle {idle}"
+            );
+        }
+    }
+
+    /// A checkpoint that would start the log again holds the writer's lock
+    /// while it waits for readers of an older snapshot: with a reader that
+    /// never leaves, it gives up within milliseconds instead of holding every
+    /// writer for the connection's busy timeout (five seconds).
+    #[test]
+    fn a_checkpoint_waiting_for_a_reader_holds_no_writer_for_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = Arc::new(SqliteBackend::open(&path, true).unwrap());
+        set_meta(&b, "k", "before");
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let before: String = reader
+            .query_row("SELECT value FROM objectos_meta WHERE key = 'k'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(before, "before");
+        let _serving = b.serve_mode().unwrap();
+        // Past the length at which the checkpoint starts the log again.
+        let big = "x".repeat(64 * 1024);
+        for i in 0..(RESTART_FRAMES as usize / 16 + 16) {
+            set_meta(&b, &format!("big{i}"), &big);
+        }
+        let frames = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                .unwrap()
+        };
+        assert!(
+            frames(&b.writer.lock().unwrap()) > RESTART_FRAMES,
+            "the log is too short for the test"
+        );
+        // Each of the checkpoint's turns now waits for the reader.
+        let started = std::time::Instant::now();
+        let mut slowest = Duration::ZERO;
+        let mut writes = 0;
+        while started.elapsed() < CHECKPOINT_EVERY * 15 {
+            let write = std::time::Instant::now();
+            set_meta(&b, "k", &format!("after {writes}"));
+            slowest = slowest.max(write.elapsed());
+            writes += 1;
+        }
+        assert!(
+            slowest < Duration::from_secs(2),
+            "a write waited {slowest:?} for the checkpoint"
+        );
+        assert!(
+            writes > 15,
+            "only {writes} writes in {:?}",
+            started.elapsed()
+        );
+        // The reader still sees its snapshot; writers went on around it.
+        let still: String = reader
+            .query_row("SELECT value FROM objectos_meta WHERE key = 'k'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(still, "before");
+        assert_eq!(
+            get_meta(&b, Mode::Read, "k"),
+            Some(format!("after {}", writes - 1))
+        );
     }
 
     fn user(id: &str, email: &str) -> UserRow {
