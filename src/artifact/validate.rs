@@ -1594,22 +1594,20 @@ fn validate_field(
         storage,
         required,
         unique,
-        extras: FieldExtras {
+        extras: boxed_if_set(FieldExtras {
             default_value,
             reference,
             options,
-        }
-        .boxed(),
+        }),
         multiple: multiple_values,
         readonly,
         internal,
-        bounds: Bounds {
+        bounds: boxed_if_set(Bounds {
             max_length,
             min_length,
             min,
             max,
-        }
-        .boxed(),
+        }),
         required_permissions,
     };
     if let Some(literal) = literal_default {

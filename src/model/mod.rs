@@ -390,13 +390,6 @@ pub struct FieldExtras {
     pub options: Vec<String>,
 }
 
-impl FieldExtras {
-    /// Boxed when any of them is set.
-    pub fn boxed(self) -> Option<Box<FieldExtras>> {
-        (self != FieldExtras::default()).then(|| Box::new(self))
-    }
-}
-
 /// The bounds a field's values keep (see [`FieldDef::bounds`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Bounds {
@@ -406,11 +399,10 @@ pub struct Bounds {
     pub max: Option<f64>,
 }
 
-impl Bounds {
-    /// Boxed when any bound is set.
-    pub fn boxed(self) -> Option<Box<Bounds>> {
-        (self != Bounds::default()).then(|| Box::new(self))
-    }
+/// `value` boxed when anything in it is set; `None` when it is all defaults
+/// (how [`FieldDef::extras`] and [`FieldDef::bounds`] are kept).
+pub fn boxed_if_set<T: Default + PartialEq>(value: T) -> Option<Box<T>> {
+    (value != T::default()).then(|| Box::new(value))
 }
 
 impl FieldDef {
