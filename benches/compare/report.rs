@@ -637,7 +637,7 @@ impl Report {
         if let Some(d) = &self.inproc {
             let _ = writeln!(
                 md,
-                "- (d) In one process, no HTTP: `Records::list` for rep00 (rights, the sharing rule, field security, the same query as (a)) against the page a hand-written app would ask SQLite for through rusqlite on the same file, with the same page cache, mmap and plan stability (`owner_id = ? AND stage = 'prospecting' ORDER BY amount DESC`; the closed-won branch cannot match that filter). Both return the same ids (checked). {} alternating rounds of {} calls; cells: median of the rounds' mean per call (lowest–highest). SQLite's plan for the raw query: `{}`.",
+                "- (d) In one process, no HTTP: `Records::list` for rep00 (rights, the sharing rule, field security, the same query as (a)) against the page a hand-written app would ask SQLite for through rusqlite on the same file, with the same page cache size, mmap and plan stability (`owner_id = ? AND stage = 'prospecting' ORDER BY amount DESC`; the closed-won branch cannot match that filter). In one process SQLite's page caches form one pool, least recently used first, that both sides draw on; the data grows with the creates of (c), so this runs on more records than (a). Both return the same ids (checked). {} alternating rounds of {} calls; cells: median of the rounds' mean per call (lowest–highest). SQLite's plan for the raw query: `{}`.",
                 d.service.rounds.len(),
                 opts.inproc_iterations,
                 d.plan
