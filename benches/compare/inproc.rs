@@ -15,7 +15,8 @@ use crate::Options;
 use crate::objectos::{OBJECT, Site};
 use crate::report::Samples;
 
-/// (records service, raw SQL): per-call times of alternating rounds.
+/// (records service, raw SQL): per-call times of rounds in which the two take
+/// turns call by call.
 pub struct InProcess {
     pub service: Samples,
     pub raw: Samples,
@@ -108,39 +109,54 @@ pub fn measure(opts: &Options, site: &Site) -> Result<InProcess> {
         );
     }
 
+    // The two sides take turns call by call, who goes first alternating by
+    // round: this machine's speed drifts by a factor of three within seconds
+    // (other tenants of the host), and blocks of a thousand calls each then
+    // compared different machines more than different code.
     let mut service = Samples::default();
     let mut baseline = Samples::default();
     let per_round = opts.inproc_iterations;
     let rounds = if opts.smoke() { 2 } else { 5 };
-    for _ in 0..rounds {
-        let mut times = Vec::with_capacity(per_round);
-        let round = Instant::now();
+    let list = || -> Result<std::time::Duration> {
+        let t = Instant::now();
+        let page = records
+            .list(&caller, &spec)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let took = t.elapsed();
+        if page.records.len() != 20 {
+            bail!("the service returned {} records", page.records.len());
+        }
+        Ok(took)
+    };
+    let query = || -> Result<std::time::Duration> {
+        let t = Instant::now();
+        let mut stmt = raw.prepare_cached(&sql)?;
+        let rows: Vec<Vec<rusqlite::types::Value>> = stmt
+            .query_map([&org, &rep], |r| (0..width).map(|i| r.get(i)).collect())?
+            .collect::<Result<_, _>>()?;
+        let took = t.elapsed();
+        if rows.len() < 20 {
+            bail!("the raw query returned {} rows", rows.len());
+        }
+        Ok(took)
+    };
+    for round in 0..rounds {
+        let mut service_times = Vec::with_capacity(per_round);
+        let mut raw_times = Vec::with_capacity(per_round);
         for _ in 0..per_round {
-            let t = Instant::now();
-            let page = records
-                .list(&caller, &spec)
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            times.push(t.elapsed());
-            if page.records.len() != 20 {
-                bail!("the service returned {} records", page.records.len());
+            if round % 2 == 0 {
+                service_times.push(list()?);
+                raw_times.push(query()?);
+            } else {
+                raw_times.push(query()?);
+                service_times.push(list()?);
             }
         }
-        service.push_round(round.elapsed() / per_round as u32, times);
-
-        let mut times = Vec::with_capacity(per_round);
-        let round = Instant::now();
-        for _ in 0..per_round {
-            let t = Instant::now();
-            let mut stmt = raw.prepare_cached(&sql)?;
-            let rows: Vec<Vec<rusqlite::types::Value>> = stmt
-                .query_map([&org, &rep], |r| (0..width).map(|i| r.get(i)).collect())?
-                .collect::<Result<_, _>>()?;
-            times.push(t.elapsed());
-            if rows.len() < 20 {
-                bail!("the raw query returned {} rows", rows.len());
-            }
-        }
-        baseline.push_round(round.elapsed() / per_round as u32, times);
+        let mean = |times: &[std::time::Duration]| {
+            times.iter().sum::<std::time::Duration>() / per_round as u32
+        };
+        service.push_round(mean(&service_times), service_times);
+        baseline.push_round(mean(&raw_times), raw_times);
     }
     let plan: Vec<String> = {
         let mut stmt = raw.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
