@@ -114,27 +114,11 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
         signer: None,
     };
     // Read the artifact first: a missing artifact is an I/O error, not a verdict.
-    // One that can be validated is read once into memory, then hashed and, at
-    // the same time on another thread, parsed and validated (what validation
-    // found counts only once the signature holds); a larger one is hashed as a
-    // stream (memory stays flat) and refused.
-    let read: Option<Vec<u8>> = match given.artifact {
-        Some(_) => None,
-        None => {
-            let size = std::fs::metadata(req.artifact)
-                .map_err(|e| {
-                    anyhow::Error::new(e)
-                        .context(format!("cannot read `{}`", req.artifact.display()))
-                })?
-                .len();
-            if size <= MAX_DOCUMENT_BYTES {
-                Some(signing::read_exactly(req.artifact, size)?)
-            } else {
-                None
-            }
-        }
-    };
-    let (digests, contents) = match given.artifact.or(read.as_deref()) {
+    // One that can be validated is read once into memory, hashed as it is read,
+    // then parsed and validated (what validation found counts only once the
+    // signature holds); one given in memory is hashed while it is validated; a
+    // larger one is hashed as a stream (memory stays flat) and refused.
+    let (digests, contents) = match given.artifact {
         Some(bytes) => std::thread::scope(|scope| {
             let check = scope.spawn(|| artifact::check_bytes(bytes, req.artifact, false));
             let digests = signing::digest_bytes(bytes);
@@ -143,10 +127,24 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (digests, Contents::Checked(Box::new(checked)))
         }),
-        None => (
-            signing::digest_file(req.artifact)?,
-            Contents::File(req.artifact),
-        ),
+        None => {
+            let size = std::fs::metadata(req.artifact)
+                .map_err(|e| {
+                    anyhow::Error::new(e)
+                        .context(format!("cannot read `{}`", req.artifact.display()))
+                })?
+                .len();
+            if size <= MAX_DOCUMENT_BYTES {
+                let (bytes, digests) = signing::read_digested(req.artifact, size)?;
+                let checked = artifact::check_bytes(&bytes, req.artifact, false);
+                (digests, Contents::Checked(Box::new(checked)))
+            } else {
+                (
+                    signing::digest_file(req.artifact)?,
+                    Contents::File(req.artifact),
+                )
+            }
+        }
     };
     out.sha256 = Some(digests.sha256_hex());
 

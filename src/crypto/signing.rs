@@ -394,25 +394,69 @@ pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
     })
 }
 
-/// Read a whole file of `size` bytes (as `metadata` said) into memory. A file
-/// that is not that size (it changed while read) is an error, not the bytes
-/// of something else.
-pub fn read_exactly(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
+/// Read a whole file of `size` bytes (as `metadata` said) into memory, and
+/// hash it as it is read: each piece is hashed (BLAKE2b-512 and SHA-256, each
+/// on a thread of its own) while the next is read, so that the hashes are done
+/// about when the reading is, instead of after it. A file that is not that
+/// size (it changed while read) is an error, not the bytes of something else.
+pub fn read_digested(path: &Path, size: u64) -> anyhow::Result<(Vec<u8>, FileDigests)> {
+    const PIECE: usize = 256 << 10;
     let len = usize::try_from(size).context("the file is too large for memory")?;
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut bytes = vec![0u8; len];
-    file.read_exact(&mut bytes).map_err(|e| {
-        anyhow::Error::new(e).context(format!(
-            "cannot read `{}` (did it change while read?)",
-            path.display()
-        ))
+    let (blake2b, sha256) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let (to_blake, pieces) = std::sync::mpsc::channel::<&[u8]>();
+        let blake = scope.spawn(move || {
+            let mut state = blake2b_simd::Params::new().hash_length(64).to_state();
+            for piece in pieces {
+                state.update(piece);
+            }
+            let mut out = [0u8; 64];
+            out.copy_from_slice(state.finalize().as_bytes());
+            out
+        });
+        let (to_sha, pieces) = std::sync::mpsc::channel::<&[u8]>();
+        let sha = scope.spawn(move || -> [u8; 32] {
+            let mut state = sha2::Sha256::new();
+            for piece in pieces {
+                state.update(piece);
+            }
+            state.finalize().into()
+        });
+        let read = bytes.chunks_mut(PIECE).try_for_each(|piece| {
+            file.read_exact(piece)?;
+            let piece: &[u8] = piece;
+            // A hashing thread that is gone panicked: its join says so.
+            let _ = to_blake.send(piece);
+            let _ = to_sha.send(piece);
+            Ok::<(), std::io::Error>(())
+        });
+        drop((to_blake, to_sha));
+        let joined = (blake.join(), sha.join());
+        read.map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "cannot read `{}` (did it change while read?)",
+                path.display()
+            ))
+        })?;
+        match joined {
+            (Ok(blake2b), Ok(sha256)) => Ok((blake2b, sha256)),
+            _ => Err(anyhow::anyhow!("a hashing thread panicked")),
+        }
     })?;
     let mut probe = [0u8; 1];
     if file.read(&mut probe)? != 0 {
         anyhow::bail!("`{}` grew while it was read", path.display());
     }
-    Ok(bytes)
+    Ok((
+        bytes,
+        FileDigests {
+            blake2b,
+            sha256,
+            size,
+        },
+    ))
 }
 
 /// BLAKE2b-512 and SHA-256 of bytes in memory, the two hashes on two threads.
@@ -669,25 +713,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_is_read_whole_and_only_at_the_size_it_was_said_to_be() {
+    fn a_file_is_read_whole_hashed_and_only_at_the_size_it_was_said_to_be() {
         let dir = tempfile::tempdir().unwrap();
-        for len in [0usize, 1, (1 << 20) - 1, (3 << 20) + 17] {
+        for len in [
+            0usize,
+            1,
+            256 << 10,
+            (256 << 10) + 1,
+            (1 << 20) - 1,
+            (3 << 20) + 17,
+        ] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let path = dir.path().join(format!("f{len}"));
             std::fs::write(&path, &bytes).unwrap();
-            let read = read_exactly(&path, len as u64).unwrap();
+            let (read, digests) = read_digested(&path, len as u64).unwrap();
             assert_eq!(read, bytes, "{len}");
             let streamed = digest_file(&path).unwrap();
             let in_memory = digest_bytes(&read);
-            assert_eq!(streamed.blake2b, in_memory.blake2b, "{len}");
-            assert_eq!(streamed.sha256, in_memory.sha256, "{len}");
+            for other in [&streamed, &in_memory] {
+                assert_eq!(digests.blake2b, other.blake2b, "{len}");
+                assert_eq!(digests.sha256, other.sha256, "{len}");
+                assert_eq!(digests.size, other.size, "{len}");
+            }
+            assert_eq!(digests.sha256_hex(), sha256_hex(&bytes), "{len}");
         }
         // A file that is not the size it was said to be is an error, not the
         // bytes of something else.
         let path = dir.path().join("f1");
-        let err = read_exactly(&path, 2).unwrap_err().to_string();
+        let err = read_digested(&path, 2).unwrap_err().to_string();
         assert!(err.contains("change"), "{err}");
-        let err = read_exactly(&path, 0).unwrap_err().to_string();
+        let err = read_digested(&path, 0).unwrap_err().to_string();
         assert!(err.contains("grew"), "{err}");
     }
 
