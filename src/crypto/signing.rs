@@ -333,23 +333,79 @@ impl FileDigests {
     }
 }
 
-/// BLAKE2b-512 and SHA-256 of a file in one read, the two hashes on two threads;
-/// memory stays flat whatever the file's size.
+/// BLAKE2b-512 and SHA-256 of the pieces sent to it, in order, each hash on a
+/// thread of its own; a short queue keeps the sender at most a few pieces
+/// ahead of the slower hash.
+struct Hashers<'scope, P> {
+    to_blake: std::sync::mpsc::SyncSender<P>,
+    to_sha: std::sync::mpsc::SyncSender<P>,
+    blake: std::thread::ScopedJoinHandle<'scope, [u8; 64]>,
+    sha: std::thread::ScopedJoinHandle<'scope, [u8; 32]>,
+}
+
+impl<'scope, P> Hashers<'scope, P>
+where
+    P: std::ops::Deref<Target: AsRef<[u8]>> + Clone + Send + 'scope,
+{
+    fn spawn<'env>(scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
+        const QUEUE: usize = 4;
+        let (to_blake, pieces) = std::sync::mpsc::sync_channel::<P>(QUEUE);
+        let blake = scope.spawn(move || {
+            let mut state = blake2b_simd::Params::new().hash_length(64).to_state();
+            for piece in pieces {
+                state.update((*piece).as_ref());
+            }
+            let mut out = [0u8; 64];
+            out.copy_from_slice(state.finalize().as_bytes());
+            out
+        });
+        let (to_sha, pieces) = std::sync::mpsc::sync_channel::<P>(QUEUE);
+        let sha = scope.spawn(move || -> [u8; 32] {
+            let mut state = sha2::Sha256::new();
+            for piece in pieces {
+                state.update((*piece).as_ref());
+            }
+            state.finalize().into()
+        });
+        Hashers {
+            to_blake,
+            to_sha,
+            blake,
+            sha,
+        }
+    }
+
+    /// Hand the next piece to both hashes; false when a hashing thread is gone
+    /// (it panicked, which [`Hashers::finish`] reports).
+    fn send(&self, piece: P) -> bool {
+        let blake = self.to_blake.send(piece.clone()).is_ok();
+        blake && self.to_sha.send(piece).is_ok()
+    }
+
+    /// The two digests of everything sent.
+    fn finish(self) -> anyhow::Result<([u8; 64], [u8; 32])> {
+        let Hashers {
+            to_blake,
+            to_sha,
+            blake,
+            sha,
+        } = self;
+        drop((to_blake, to_sha));
+        match (blake.join(), sha.join()) {
+            (Ok(blake2b), Ok(sha256)) => Ok((blake2b, sha256)),
+            _ => Err(anyhow::anyhow!("a hashing thread panicked")),
+        }
+    }
+}
+
+/// BLAKE2b-512 and SHA-256 of a file in one read, each hash on a thread of its
+/// own; memory stays flat whatever the file's size.
 pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     const CHUNK: usize = 1 << 20;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(4);
     std::thread::scope(|scope| {
-        let sha_thread = scope.spawn(move || {
-            let mut sha = sha2::Sha256::new();
-            for chunk in rx {
-                sha.update(&chunk[..]);
-            }
-            let out: [u8; 32] = sha.finalize().into();
-            out
-        });
-        let mut blake = blake2b_simd::Params::new().hash_length(64).to_state();
+        let hashers = Hashers::spawn(scope);
         let mut size = 0u64;
         let read_result: anyhow::Result<()> = (|| {
             loop {
@@ -369,23 +425,15 @@ pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
                 }
                 buf.truncate(filled);
                 size += filled as u64;
-                blake.update(&buf);
                 let last = filled < CHUNK;
-                if tx.send(Arc::new(buf)).is_err() {
-                    anyhow::bail!("the hashing thread stopped");
-                }
-                if last {
+                if !hashers.send(Arc::new(buf)) || last {
                     return Ok(());
                 }
             }
         })();
-        drop(tx);
-        let sha256 = sha_thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+        let hashed = hashers.finish();
         read_result?;
-        let mut blake2b = [0u8; 64];
-        blake2b.copy_from_slice(blake.finalize().as_bytes());
+        let (blake2b, sha256) = hashed?;
         Ok(FileDigests {
             blake2b,
             sha256,
@@ -405,45 +453,22 @@ pub fn read_digested(path: &Path, size: u64) -> anyhow::Result<(Vec<u8>, FileDig
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut bytes = vec![0u8; len];
-    let (blake2b, sha256) = std::thread::scope(|scope| -> anyhow::Result<_> {
-        let (to_blake, pieces) = std::sync::mpsc::channel::<&[u8]>();
-        let blake = scope.spawn(move || {
-            let mut state = blake2b_simd::Params::new().hash_length(64).to_state();
-            for piece in pieces {
-                state.update(piece);
-            }
-            let mut out = [0u8; 64];
-            out.copy_from_slice(state.finalize().as_bytes());
-            out
-        });
-        let (to_sha, pieces) = std::sync::mpsc::channel::<&[u8]>();
-        let sha = scope.spawn(move || -> [u8; 32] {
-            let mut state = sha2::Sha256::new();
-            for piece in pieces {
-                state.update(piece);
-            }
-            state.finalize().into()
-        });
+    let (blake2b, sha256) = std::thread::scope(|scope| {
+        let hashers = Hashers::spawn(scope);
         let read = bytes.chunks_mut(PIECE).try_for_each(|piece| {
             file.read_exact(piece)?;
-            let piece: &[u8] = piece;
-            // A hashing thread that is gone panicked: its join says so.
-            let _ = to_blake.send(piece);
-            let _ = to_sha.send(piece);
+            // A hashing thread that is gone panicked: `finish` says so.
+            hashers.send(&*piece);
             Ok::<(), std::io::Error>(())
         });
-        drop((to_blake, to_sha));
-        let joined = (blake.join(), sha.join());
+        let hashed = hashers.finish();
         read.map_err(|e| {
             anyhow::Error::new(e).context(format!(
                 "cannot read `{}` (did it change while read?)",
                 path.display()
             ))
         })?;
-        match joined {
-            (Ok(blake2b), Ok(sha256)) => Ok((blake2b, sha256)),
-            _ => Err(anyhow::anyhow!("a hashing thread panicked")),
-        }
+        hashed
     })?;
     let mut probe = [0u8; 1];
     if file.read(&mut probe)? != 0 {
@@ -721,6 +746,7 @@ mod tests {
             256 << 10,
             (256 << 10) + 1,
             (1 << 20) - 1,
+            1 << 20,
             (3 << 20) + 17,
         ] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
