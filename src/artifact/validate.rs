@@ -624,13 +624,16 @@ pub(crate) fn validate_in_parts(
     if parts <= 1 || count < PARALLEL_FROM {
         objects = walk(&mut w, 0..count)?;
     } else {
-        // The objects are walked in small chunks, each thread taking the next
-        // one free, so that a thread the scheduler slows down (the digests
-        // are computed at the same time) leaves less of the walk to wait for
-        // than a fixed half would. Each chunk has its own fork of the walker,
-        // joined in order: the report is the one a single walk gives.
-        let size = (count / (parts * 16)).max(8);
-        let chunks = count.div_ceil(size);
+        // The objects are walked in chunks, each thread taking the next one
+        // free, so that a thread the scheduler slows down (the digests are
+        // computed at the same time) leaves less of the walk to wait for than
+        // a fixed half would. Each chunk is a share of what is left before it,
+        // so they shrink as the walk goes on: the last ones taken are small,
+        // and the threads finish close together. Each chunk has its own fork
+        // of the walker, joined in order: the report is the one a single walk
+        // gives.
+        let bounds = chunk_bounds(count, parts);
+        let chunks = bounds.len() - 1;
         let next = AtomicUsize::new(0);
         let take = || {
             let mut done = Vec::new();
@@ -640,7 +643,7 @@ pub(crate) fn validate_in_parts(
                     return done;
                 }
                 let mut fork = w.fork();
-                let range = chunk * size..count.min(chunk * size + size);
+                let range = bounds[chunk]..bounds[chunk + 1];
                 let walked = walk(&mut fork, range).map(|objects| (fork, objects));
                 if walked.is_none() {
                     // An element that does not parse ends the walk: the
@@ -709,6 +712,22 @@ pub(crate) fn validate_in_parts(
     }
     Some(report)
 }
+
+/// Where the chunks of a walk of `count` objects on `parts` threads begin,
+/// and where the last ends (`count`): each chunk a share of the objects left
+/// before it (an eighth per thread), at least [`MIN_CHUNK`] objects.
+fn chunk_bounds(count: usize, parts: usize) -> Vec<usize> {
+    let mut bounds = vec![0];
+    let mut at = 0;
+    while at < count {
+        at += (count - at).div_ceil(parts * 8).max(MIN_CHUNK).min(count - at);
+        bounds.push(at);
+    }
+    bounds
+}
+
+/// The fewest objects a chunk of a walk in parts holds.
+const MIN_CHUNK: usize = 4;
 
 fn placeholder_manifest() -> Manifest {
     Manifest {
@@ -2162,4 +2181,28 @@ fn validate_actions(w: &mut Walker<'_>, doc: &Map<'_>, model: &Model) -> Vec<Act
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunks of a walk in parts cover every object once, in order, and
+    /// shrink as the walk goes on, down to [`MIN_CHUNK`] (or what is left).
+    #[test]
+    fn chunks_cover_the_objects_and_shrink_to_the_end() {
+        for (count, parts) in [(64, 2), (100, 3), (2_500, 2), (2_500, 4), (70_001, 2)] {
+            let bounds = chunk_bounds(count, parts);
+            assert_eq!((bounds[0], *bounds.last().unwrap()), (0, count));
+            let sizes: Vec<usize> = bounds.windows(2).map(|b| b[1] - b[0]).collect();
+            assert!(sizes.iter().all(|&s| s > 0), "{count}/{parts}: {sizes:?}");
+            assert!(
+                sizes.windows(2).all(|s| s[1] <= s[0]),
+                "{count}/{parts}: chunks grow: {sizes:?}"
+            );
+            assert!(*sizes.last().unwrap() <= MIN_CHUNK, "{count}/{parts}");
+            assert!(sizes[0] <= count.div_ceil(parts * 8), "{count}/{parts}");
+        }
+        assert_eq!(chunk_bounds(2_500, 2).len() - 1, 71);
+    }
 }
