@@ -720,7 +720,10 @@ fn chunk_bounds(count: usize, parts: usize) -> Vec<usize> {
     let mut bounds = vec![0];
     let mut at = 0;
     while at < count {
-        at += (count - at).div_ceil(parts * 8).max(MIN_CHUNK).min(count - at);
+        at += (count - at)
+            .div_ceil(parts * 8)
+            .max(MIN_CHUNK)
+            .min(count - at);
         bounds.push(at);
     }
     bounds
