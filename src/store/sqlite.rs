@@ -481,16 +481,16 @@ fn max_readers() -> usize {
 /// without counting against this one, and the process's memory stays what its
 /// connections need.
 ///
-/// The bundled SQLite is built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, so the
-/// connections of one process share one page cache whose size is the sum of
-/// theirs, evicted least recently used first. At 4 MiB each, a rep's list at
+/// Each connection has a page cache of its own (the bundled SQLite is built
+/// without `SQLITE_ENABLE_MEMORY_MANAGEMENT`, see `.cargo/config.toml`: with
+/// it, the caches of all connections formed one pool behind one lock, which
+/// the writer waited on behind the readers). At 4 MiB, a rep's list at
 /// 240,000 records (3,500 rows to sort, on some 2,900 pages) no longer fitted:
-/// every call read each page again from the file (2,900 `pread`s, 3–4 times the
-/// time of the same query on a cache that held them). At 16 MiB a server's
-/// connections (the writer, the checkpointer and up to `max_readers()` readers)
-/// hold 96 MiB on 2 cores: the benchmark's table at 147,000 records and the
-/// index its list uses take 64 MiB. Pages are only allocated once read, so a
-/// short command stays small.
+/// every call read each page again from the file (2,900 `pread`s, 3–4 times
+/// the time of the same query on a cache that held them). At 16 MiB a
+/// server's connections (the writer, the checkpointer and up to
+/// `max_readers()` readers) hold at most 96 MiB on 2 cores. Pages are only
+/// allocated once read, so a short command stays small.
 pub const PAGE_CACHE_KIB: i64 = 16384;
 
 /// A read connection lent out of the pool; it goes back when dropped (after a
@@ -1538,6 +1538,32 @@ fn value_of(v: rusqlite::types::ValueRef<'_>) -> SqlValue {
 
 #[cfg(test)]
 mod tests {
+    /// The bundled SQLite is built as `.cargo/config.toml` says: no shared page
+    /// cache behind one lock, no global lock around every allocation. A build
+    /// that lost those flags (cargo run from outside the repository, say)
+    /// fails here rather than serving slower unnoticed.
+    #[test]
+    fn sqlite_is_built_without_process_wide_locks() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        // The control: the list is the build's.
+        assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+    }
+
     use super::*;
 
     /// Databases whose log syncs take this long (to hold a sync open in a test).
