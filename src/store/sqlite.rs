@@ -1538,6 +1538,8 @@ fn value_of(v: rusqlite::types::ValueRef<'_>) -> SqlValue {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// The bundled SQLite is built as `.cargo/config.toml` says: no shared page
     /// cache behind one lock, no global lock around every allocation. A build
     /// that lost those flags (cargo run from outside the repository, say)
@@ -1563,8 +1565,6 @@ mod tests {
         // The control: the list is the build's.
         assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
     }
-
-    use super::*;
 
     /// Databases whose log syncs take this long (to hold a sync open in a test).
     static SLOW_SYNCS: Mutex<Vec<(PathBuf, Duration)>> = Mutex::new(Vec::new());
