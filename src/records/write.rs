@@ -14,6 +14,26 @@ use crate::records::*;
 use crate::store::*;
 use crate::timefmt;
 
+/// A check of a value written that needs the database: made in the write's
+/// own transaction, so that what it found still holds at the commit.
+pub(crate) enum Lookup<'a> {
+    /// `owner_id` names a user of the caller's organization.
+    Owner(String),
+    /// A reference field names what the caller may use (see
+    /// [`Records::check_reference`]).
+    Reference(&'a FieldDef, Value),
+}
+
+/// A record to insert, checked and converted before the write's transaction
+/// (which then holds only the database's part of the work): its row, its
+/// audit row's changes, and the lookups left to check.
+pub(crate) struct Insert<'a> {
+    id: String,
+    row: Vec<(String, SqlValue)>,
+    changes: Value,
+    lookups: Vec<Lookup<'a>>,
+}
+
 impl<'a> Records<'a> {
     pub(crate) fn writable_object(
         &self,
@@ -31,14 +51,15 @@ impl<'a> Records<'a> {
     }
 
     /// Check and convert the values a write assigns; the whole write is refused if
-    /// any field may not be written.
+    /// any field may not be written. What needs the database (that a user or a
+    /// referenced record exists and may be used) goes into `lookups`, for
+    /// [`Records::check_lookups`] inside the write's transaction.
     fn prepare(
         &self,
-        tx: &mut dyn Tx,
-        caller: &Caller,
         access: &ObjectAccess<'a>,
         values: &Map<String, Value>,
         create: bool,
+        lookups: &mut Vec<Lookup<'a>>,
     ) -> anyhow::Result<Vec<(String, SqlValue)>> {
         let object = access.object;
         let mut out = Vec::new();
@@ -66,7 +87,7 @@ impl<'a> Records<'a> {
                 let owner = value.as_str().ok_or_else(|| {
                     ApiError::bad_request("invalid_value", "`owner_id` is a user id")
                 })?;
-                self.check_user_in_org(tx, caller, owner, "owner_id")?;
+                lookups.push(Lookup::Owner(owner.to_string()));
                 out.push(("owner_id".into(), SqlValue::Text(owner.to_string())));
                 continue;
             }
@@ -89,8 +110,8 @@ impl<'a> Records<'a> {
                     ApiError::bad_request("invalid_value", format!("`{name}` {why}")).into(),
                 );
             }
-            if !value.is_null() {
-                self.check_reference(tx, caller, field, value)?;
+            if !value.is_null() && Self::is_reference(field) {
+                lookups.push(Lookup::Reference(field, value.clone()));
             }
             if field.required && value.is_null() {
                 return Err(ApiError::bad_request(
@@ -106,6 +127,29 @@ impl<'a> Records<'a> {
             ));
         }
         Ok(out)
+    }
+
+    /// Check, in the write's transaction, what [`Records::prepare`] left for it.
+    fn check_lookups(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        lookups: &[Lookup<'a>],
+    ) -> anyhow::Result<()> {
+        for lookup in lookups {
+            match lookup {
+                Lookup::Owner(owner) => self.check_user_in_org(tx, caller, owner, "owner_id")?,
+                Lookup::Reference(field, value) => {
+                    self.check_reference(tx, caller, field, value)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`Records::check_reference`] has anything to check for a field.
+    fn is_reference(field: &FieldDef) -> bool {
+        matches!(field.field_type, "user" | "lookup" | "master_detail")
     }
 
     fn check_user_in_org(
@@ -229,32 +273,41 @@ impl<'a> Records<'a> {
         object: &str,
         values: &Map<String, Value>,
     ) -> Result<Map<String, Value>, ApiError> {
-        let written = (|| {
-            let access = self.writable_object(caller, object)?;
-            if !access.can_create() {
-                return Err(ApiError::forbidden(
-                    "forbidden",
-                    format!("you may not create `{object}` records"),
-                ));
-            }
-            let id = self
-                .instance
-                .store
-                .write(|tx| self.insert_one(tx, caller, &access, values))
-                .map_err(to_api)?;
-            Ok((access, id))
-        })();
-        let (access, id) =
-            written.inspect_err(|e| self.refused(caller, "record.create", object, None, e))?;
-        // Read back after the commit, on a read connection: the writer is free
-        // for the next write meanwhile. A record the creator cannot read back (a
-        // rule-less private object without ownership, say) answers with its id
-        // only.
-        let record = self
+        let refused = |e: &ApiError| self.refused(caller, "record.create", object, None, e);
+        let access = self.writable_object(caller, object).inspect_err(refused)?;
+        if !access.can_create() {
+            let e = ApiError::forbidden(
+                "forbidden",
+                format!("you may not create `{object}` records"),
+            );
+            refused(&e);
+            return Err(e);
+        }
+        // Read back after the commit, on a read connection, while the commit
+        // is put on disk: the writer is free for the next write meanwhile. A
+        // record the creator cannot read back (a rule-less private object
+        // without ownership, say) answers with its id only.
+        let insert = self
+            .plan_insert(caller, &access, values)
+            .map_err(to_api)
+            .inspect_err(refused)?;
+        let mut reading = false;
+        let (id, record) = self
             .instance
             .store
-            .read(|tx| self.fetch(tx, caller, &access, &id, Op::Read))
-            .map_err(to_api)?;
+            .write_then_read(
+                |tx| self.apply_insert(tx, caller, &access, insert),
+                |tx, id| {
+                    reading = true;
+                    self.fetch(tx, caller, &access, id, Op::Read)
+                },
+            )
+            .map_err(to_api)
+            .inspect_err(|e| {
+                if !reading {
+                    refused(e)
+                }
+            })?;
         Ok(record.unwrap_or_else(|| {
             let mut m = Map::new();
             m.insert("id".into(), json!(id));
@@ -272,9 +325,23 @@ impl<'a> Records<'a> {
         access: &ObjectAccess<'a>,
         values: &Map<String, Value>,
     ) -> anyhow::Result<String> {
+        let insert = self.plan_insert(caller, access, values)?;
+        self.apply_insert(tx, caller, access, insert)
+    }
+
+    /// The part of [`Records::insert_one`] that needs no database: defaults,
+    /// field rights, validation, the new row and its audit changes. Done
+    /// before a create's transaction, so the writer is held only for the rest.
+    pub(crate) fn plan_insert(
+        &self,
+        caller: &Caller,
+        access: &ObjectAccess<'a>,
+        values: &Map<String, Value>,
+    ) -> anyhow::Result<Insert<'a>> {
         let o = access.object;
         // What the caller sent goes through field rights and validation, all of it.
-        let mut columns = self.prepare(tx, caller, access, values, true)?;
+        let mut lookups = Vec::new();
+        let mut columns = self.prepare(access, values, true, &mut lookups)?;
         let mut values = values.clone();
         // Defaults are the app's, not the caller's: they fill only fields the
         // caller left out, bypassing field rights but not validation.
@@ -350,8 +417,6 @@ impl<'a> Records<'a> {
             ("updated_at".to_string(), SqlValue::Text(at)),
         ];
         row.extend(columns);
-        tx.record_insert(&o.name, &row)
-            .map_err(|e| Self::unique_error(o, e.into()))?;
         let assigned: Vec<(String, Value)> = row
             .iter()
             .filter(|(c, _)| !SYSTEM_FIELDS.contains(&c.as_str()) || c == "owner_id")
@@ -362,15 +427,36 @@ impl<'a> Records<'a> {
                 )
             })
             .collect();
+        Ok(Insert {
+            changes: self.changes(o, None, &assigned),
+            id,
+            row,
+            lookups,
+        })
+    }
+
+    /// The database's part of [`Records::insert_one`], in the caller's
+    /// transaction: lookups, the row (uniqueness), and its audit row.
+    pub(crate) fn apply_insert(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        access: &ObjectAccess<'a>,
+        insert: Insert<'a>,
+    ) -> anyhow::Result<String> {
+        let o = access.object;
+        self.check_lookups(tx, caller, &insert.lookups)?;
+        tx.record_insert(&o.name, &insert.row)
+            .map_err(|e| Self::unique_error(o, e.into()))?;
         audit::append(
             tx,
             &caller.origin,
             Event::new("record.create")
                 .object(&o.name)
-                .record(&id)
-                .changes(self.changes(o, None, &assigned)),
+                .record(&insert.id)
+                .changes(insert.changes),
         )?;
-        Ok(id)
+        Ok(insert.id)
     }
 
     /// Create many records as the caller in one transaction (bulk import). Each
@@ -510,7 +596,9 @@ impl<'a> Records<'a> {
         self.locate(tx, caller, access, id, Op::Edit)?;
         let before = Self::fetch_raw(tx, o, id)?.ok_or_else(|| not_found_record(&o.name))?;
         expect.check(&before)?;
-        let mut columns = self.prepare(tx, caller, access, values, false)?;
+        let mut lookups = Vec::new();
+        let mut columns = self.prepare(access, values, false, &mut lookups)?;
+        self.check_lookups(tx, caller, &lookups)?;
         for field in o.fields.iter().filter(|f| f.required) {
             if values.get(&field.name).is_some_and(Value::is_null) {
                 return Err(ApiError::bad_request(

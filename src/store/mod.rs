@@ -530,6 +530,11 @@ pub enum Mode {
     /// memory stays flat however large the log, at the cost of no cache.
     Scan,
     Write,
+    /// A write whose outcome leaves the process only after a [`Mode::Read`]
+    /// that follows it (see [`Store::write_then_read`]): it returns once
+    /// committed and visible, before its sync to disk, which that read waits
+    /// for. Where a commit shows only once it is on disk, a [`Mode::Write`].
+    WriteThenRead,
 }
 
 /// A database backend: runs a closure in one transaction.
@@ -579,6 +584,28 @@ impl Store {
         work: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         self.run(Mode::Write, work)
+    }
+
+    /// Run `write` in one write transaction, then `read` in a read transaction
+    /// that sees it: a write answered with what a read of it gives (a record
+    /// as its writer may see it). The read runs while the write's commit is
+    /// put on disk, and returns after that (as every read waits for the syncs
+    /// of what it saw); so does a failed read. Nothing is read if the write
+    /// fails.
+    pub fn write_then_read<T, U>(
+        &self,
+        write: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
+        read: impl FnOnce(&mut dyn Tx, &T) -> anyhow::Result<U>,
+    ) -> anyhow::Result<(T, U)> {
+        let written = self.run(Mode::WriteThenRead, write)?;
+        match self.run(Mode::Read, |tx| read(tx, &written)) {
+            Ok(read) => Ok((written, read)),
+            Err(e) => {
+                // The write stays unanswered until it is on disk all the same.
+                self.backend.sync_seen()?;
+                Err(e)
+            }
+        }
     }
 
     /// Run `work` in one read transaction (a consistent snapshot) that walks

@@ -905,7 +905,7 @@ impl PgBackend {
         let mut conn = self.connection()?;
         let conn = &mut *conn;
         let begin = match mode {
-            Mode::Write => format!(
+            Mode::Write | Mode::WriteThenRead => format!(
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
             ),
             Mode::Read | Mode::Peek | Mode::Scan => {

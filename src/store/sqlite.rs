@@ -913,6 +913,13 @@ pub fn migrate(conn: &mut Connection, target: usize) -> StoreResult<()> {
 /// before it answers, for the syncs of the commits it may have seen (see
 /// [`SqliteBackend::wait_durable`]). Elsewhere (commands run once) each commit
 /// syncs before it ends (`synchronous = FULL`).
+///
+/// The members learn the commit's outcome as soon as it is made. A write
+/// answered with a read of what it wrote ([`Mode::WriteThenRead`]: a create
+/// answers with the record) reads then, while the log syncs, and the read
+/// waits for the sync before it returns; the rest wait for the sync. Reading
+/// after the sync instead made each such answer wait for the next group's
+/// sync as well, as the read saw that group's commit.
 #[derive(Default)]
 struct WriteGroup {
     /// A transaction is open on the writer connection, holding the work of
@@ -971,10 +978,14 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 impl SqliteBackend {
+    /// Run `work` in the writer's open group (see [`WriteGroup`]). With
+    /// `synced`, return once the commit that holds it is on disk; without, as
+    /// soon as it is committed, visible to readers ([`Mode::WriteThenRead`]).
     fn write_grouped(
         &self,
         key: Option<&RowKey>,
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
+        synced: bool,
     ) -> anyhow::Result<()> {
         let poisoned = || anyhow::anyhow!("the writer connection is poisoned");
         {
@@ -1045,31 +1056,35 @@ impl SqliteBackend {
             let others = g.members - 1;
             let serving = self.serving.load(std::sync::atomic::Ordering::SeqCst);
             drop(conn);
-            drop(g);
-            // Serving, the writer is free for the next group while this one
-            // syncs; otherwise the commit synced (`synchronous = FULL`).
-            let outcome = match committed {
-                Ok(()) if serving => self.sync_log(epoch).err(),
-                // A commit that failed was counted: the log is synced all the
-                // same, so that no reader waits for ever for its sync.
-                Err(why) if serving && kept => {
-                    let _ = self.sync_log(epoch);
-                    Some(why)
-                }
-                Ok(()) => {
-                    self.durability
-                        .durable
-                        .fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
-                    None
-                }
-                Err(why) => Some(why),
-            };
-            let mut g = self.group.lock().map_err(|_| poisoned())?;
+            if !serving {
+                // The commit synced (`synchronous = FULL`), as did every one
+                // before it; one that failed shows nothing to wait for.
+                self.durability
+                    .durable
+                    .fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
+            }
+            // The others learn the commit's outcome now, before its sync: a
+            // member that reads before it answers ([`Mode::WriteThenRead`])
+            // reads while the log syncs, and waits for the sync after.
             if others > 0 {
-                g.outcomes.insert(epoch, (outcome.clone(), others));
+                g.outcomes.insert(epoch, (committed.clone().err(), others));
             }
             drop(g);
             self.committed.notify_all();
+            // Serving, the writer is free for the next group while this one
+            // syncs.
+            let outcome = match committed {
+                Ok(()) if serving => self.sync_log(epoch).err(),
+                Ok(()) => None,
+                // A commit that failed was counted: the log is synced all the
+                // same, so that no reader waits for ever for its sync.
+                Err(why) => {
+                    if serving && kept {
+                        let _ = self.sync_log(epoch);
+                    }
+                    Some(why)
+                }
+            };
             return match (mine, outcome) {
                 (Err(e), _) => Err(e),
                 (Ok(()), None) => Ok(()),
@@ -1079,21 +1094,26 @@ impl SqliteBackend {
         // Others are about to write: leave the transaction open for them and
         // wait for the commit that holds this write.
         drop(conn);
-        loop {
+        let committed = loop {
             if let Some(entry) = g.outcomes.get_mut(&epoch) {
                 let outcome = entry.0.clone();
                 entry.1 -= 1;
                 if entry.1 == 0 {
                     g.outcomes.remove(&epoch);
                 }
-                return match (mine, outcome) {
-                    (Err(e), _) => Err(e),
-                    (Ok(()), None) => Ok(()),
-                    (Ok(()), Some(why)) => Err(StoreError::Backend(why).into()),
-                };
+                break outcome;
             }
             g = self.committed.wait(g).map_err(|_| poisoned())?;
+        };
+        drop(g);
+        mine?;
+        if let Some(why) = committed {
+            return Err(StoreError::Backend(why).into());
         }
+        if synced {
+            self.wait_synced(epoch)?;
+        }
+        Ok(())
     }
 
     /// Put the write-ahead log on disk, holding at least batch `epoch`'s commit.
@@ -1158,9 +1178,17 @@ impl SqliteBackend {
     /// disk: called after the read, before its answer leaves. Without writes
     /// in flight (and outside a server) this is two atomic loads.
     fn wait_durable(&self) -> StoreResult<()> {
+        self.wait_synced(
+            self.durability
+                .committing
+                .load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    /// Wait until batch `target`'s commit, and every one before it, is on disk.
+    fn wait_synced(&self, target: u64) -> StoreResult<()> {
         use std::sync::atomic::Ordering;
         let d = &self.durability;
-        let target = d.committing.load(Ordering::SeqCst);
         if d.durable.load(Ordering::SeqCst) >= target {
             return Ok(());
         }
@@ -1197,11 +1225,11 @@ impl Backend for SqliteBackend {
         work: &mut dyn FnMut(&mut dyn Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         match mode {
-            Mode::Write => {
+            Mode::Write | Mode::WriteThenRead => {
                 if self.read_only.is_some() {
                     return Err(StoreError::ReadOnly.into());
                 }
-                self.write_grouped(key, work)
+                self.write_grouped(key, work, mode == Mode::Write)
             }
             Mode::Scan => {
                 // A connection of its own, with no memory map and a small page
@@ -1750,6 +1778,88 @@ mod tests {
     /// while it waits for readers of an older snapshot: with a reader that
     /// never leaves, it gives up within milliseconds instead of holding every
     /// writer for the connection's busy timeout (five seconds).
+    /// A write then a read of it ([`Mode::WriteThenRead`]): the write returns
+    /// once committed, while its sync runs; the read that follows sees it and
+    /// returns only once that sync is done. A plain write returns after it.
+    #[test]
+    fn a_write_then_read_reads_during_the_sync_and_answers_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = Arc::new(SqliteBackend::open(&path, true).unwrap());
+        set_meta(&b, "k", "before");
+        let _serving = b.serve_mode().unwrap();
+        let delay = Duration::from_millis(800);
+        SLOW_SYNCS.lock().unwrap().push((path.clone(), delay));
+
+        // A group of two: the first member waits for the second to commit
+        // (and sync) for both.
+        let started = std::time::Instant::now();
+        let (joined_tx, joined_rx) = std::sync::mpsc::channel::<()>();
+        let member = std::thread::spawn({
+            let store = crate::store::Store::new(Box::new(crate::instance::Database::Sqlite(
+                Arc::clone(&b),
+            )));
+            move || {
+                let out = store.write_then_read(
+                    |tx| {
+                        tx.meta_set("k", "member")?;
+                        // Another writer joins before this one leaves the writer.
+                        joined_rx.recv_timeout(Duration::from_secs(5))?;
+                        Ok(())
+                    },
+                    |tx, _| {
+                        let read_at = started.elapsed();
+                        Ok((tx.meta_get("k")?, read_at))
+                    },
+                );
+                (out.unwrap().1, started.elapsed())
+            }
+        });
+        let committer = std::thread::spawn({
+            let b = Arc::clone(&b);
+            move || {
+                // Wait until the member's group is open, then queue behind it.
+                while !b.group.lock().unwrap().open {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let waiting = std::thread::spawn({
+                    let b = Arc::clone(&b);
+                    move || {
+                        set_meta(&b, "other", "x");
+                        started.elapsed()
+                    }
+                });
+                while b.group.lock().unwrap().waiting == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                joined_tx.send(()).unwrap();
+                waiting.join().unwrap()
+            }
+        });
+        let ((seen, read_at), answered_at) = member.join().unwrap();
+        let written_at = committer.join().unwrap();
+        SLOW_SYNCS.lock().unwrap().retain(|(p, _)| *p != path);
+        // The member read its own write before the group's sync was done...
+        assert_eq!(seen.as_deref(), Some("member"));
+        assert!(read_at < delay, "the read waited for the sync: {read_at:?}");
+        // ...and answered only after it, as the plain write did.
+        assert!(
+            answered_at >= delay,
+            "answered before the sync: {answered_at:?}"
+        );
+        assert!(
+            written_at >= delay,
+            "the write returned before its sync: {written_at:?}"
+        );
+        assert_eq!(
+            crate::store::Store::new(Box::new(crate::instance::Database::Sqlite(Arc::clone(&b))))
+                .read(|tx| Ok(tx.meta_get("other")?))
+                .unwrap()
+                .as_deref(),
+            Some("x")
+        );
+    }
+
     #[test]
     fn a_checkpoint_waiting_for_a_reader_holds_no_writer_for_long() {
         let dir = tempfile::tempdir().unwrap();
