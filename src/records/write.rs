@@ -291,23 +291,16 @@ impl<'a> Records<'a> {
             .plan_insert(caller, &access, values)
             .map_err(to_api)
             .inspect_err(refused)?;
-        let mut reading = false;
         let (id, record) = self
             .instance
             .store
             .write_then_read(
                 |tx| self.apply_insert(tx, caller, &access, insert),
-                |tx, id| {
-                    reading = true;
-                    self.fetch(tx, caller, &access, id, Op::Read)
-                },
+                |tx, id| self.fetch(tx, caller, &access, id, Op::Read),
             )
             .map_err(to_api)
-            .inspect_err(|e| {
-                if !reading {
-                    refused(e)
-                }
-            })?;
+            .inspect_err(refused)?;
+        let record = record.map_err(to_api)?;
         Ok(record.unwrap_or_else(|| {
             let mut m = Map::new();
             m.insert("id".into(), json!(id));

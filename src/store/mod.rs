@@ -590,22 +590,23 @@ impl Store {
     /// that sees it: a write answered with what a read of it gives (a record
     /// as its writer may see it). The read runs while the write's commit is
     /// put on disk, and returns after that (as every read waits for the syncs
-    /// of what it saw); so does a failed read. Nothing is read if the write
-    /// fails.
+    /// of what it saw); so does a failed read. The outer error is the write's
+    /// (nothing was read); the inner one, the read's after a write that
+    /// stands.
     pub fn write_then_read<T, U>(
         &self,
         write: impl FnOnce(&mut dyn Tx) -> anyhow::Result<T>,
         read: impl FnOnce(&mut dyn Tx, &T) -> anyhow::Result<U>,
-    ) -> anyhow::Result<(T, U)> {
+    ) -> anyhow::Result<(T, anyhow::Result<U>)> {
         let written = self.run(Mode::WriteThenRead, write)?;
-        match self.run(Mode::Read, |tx| read(tx, &written)) {
-            Ok(read) => Ok((written, read)),
-            Err(e) => {
-                // The write stays unanswered until it is on disk all the same.
-                self.backend.sync_seen()?;
-                Err(e)
+        let read = self.run(Mode::Read, |tx| read(tx, &written));
+        if read.is_err() {
+            // The write stays unanswered until it is on disk all the same.
+            if let Err(e) = self.backend.sync_seen() {
+                return Ok((written, Err(e.into())));
             }
         }
+        Ok((written, read))
     }
 
     /// Run `work` in one read transaction (a consistent snapshot) that walks

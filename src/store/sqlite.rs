@@ -1812,7 +1812,7 @@ mod tests {
                         Ok((tx.meta_get("k")?, read_at))
                     },
                 );
-                (out.unwrap().1, started.elapsed())
+                (out.unwrap().1.unwrap(), started.elapsed())
             }
         });
         let committer = std::thread::spawn({
