@@ -283,14 +283,16 @@ impl<'a> Records<'a> {
             refused(&e);
             return Err(e);
         }
-        // Read back after the commit, on a read connection, while the commit
-        // is put on disk: the writer is free for the next write meanwhile. A
-        // record the creator cannot read back (a rule-less private object
-        // without ownership, say) answers with its id only.
+        // Checked and built before the writer is taken: it is held only for
+        // the database's part.
         let insert = self
             .plan_insert(caller, &access, values)
             .map_err(to_api)
             .inspect_err(refused)?;
+        // Read back after the commit, on a read connection, while the commit
+        // is put on disk: the writer is free for the next write meanwhile. A
+        // record the creator cannot read back (a rule-less private object
+        // without ownership, say) answers with its id only.
         let (id, record) = self
             .instance
             .store
