@@ -1774,10 +1774,6 @@ mod tests {
         }
     }
 
-    /// A checkpoint that would start the log again holds the writer's lock
-    /// while it waits for readers of an older snapshot: with a reader that
-    /// never leaves, it gives up within milliseconds instead of holding every
-    /// writer for the connection's busy timeout (five seconds).
     /// A write then a read of it ([`Mode::WriteThenRead`]): the write returns
     /// once committed, while its sync runs; the read that follows sees it and
     /// returns only once that sync is done. A plain write returns after it.
@@ -1860,6 +1856,10 @@ mod tests {
         );
     }
 
+    /// A checkpoint that would start the log again holds the writer's lock
+    /// while it waits for readers of an older snapshot: with a reader that
+    /// never leaves, it gives up within milliseconds instead of holding every
+    /// writer for the connection's busy timeout (five seconds).
     #[test]
     fn a_checkpoint_waiting_for_a_reader_holds_no_writer_for_long() {
         let dir = tempfile::tempdir().unwrap();
