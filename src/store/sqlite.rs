@@ -917,9 +917,10 @@ pub fn migrate(conn: &mut Connection, target: usize) -> StoreResult<()> {
 /// The members learn the commit's outcome as soon as it is made. A write
 /// answered with a read of what it wrote ([`Mode::WriteThenRead`]: a create
 /// answers with the record) reads then, while the log syncs, and the read
-/// waits for the sync before it returns; the rest wait for the sync. Reading
-/// after the sync instead made each such answer wait for the next group's
-/// sync as well, as the read saw that group's commit.
+/// waits for the sync before it returns; the other members wait for the sync,
+/// and the one that committed makes it. Reading after the sync instead made
+/// each such answer wait for the next group's sync as well, as the read saw
+/// that group's commit.
 #[derive(Default)]
 struct WriteGroup {
     /// A transaction is open on the writer connection, holding the work of
