@@ -1610,6 +1610,24 @@ mod tests {
         }
     }
 
+    /// A new database holding `k` = "before", serving, whose log syncs take
+    /// `delay` until [`fast_syncs`].
+    fn serving_with_slow_syncs(
+        delay: Duration,
+    ) -> (tempfile::TempDir, PathBuf, Arc<SqliteBackend>, ServeMode) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = Arc::new(SqliteBackend::open(&path, true).unwrap());
+        set_meta(&b, "k", "before");
+        let serving = b.serve_mode().unwrap();
+        SLOW_SYNCS.lock().unwrap().push((path.clone(), delay));
+        (dir, path, b, serving)
+    }
+
+    fn fast_syncs(path: &Path) {
+        SLOW_SYNCS.lock().unwrap().retain(|(p, _)| p != path);
+    }
+
     fn set_meta(b: &SqliteBackend, key: &str, value: &str) {
         b.transaction(Mode::Write, None, &mut |tx| Ok(tx.meta_set(key, value)?))
             .unwrap();
@@ -1630,13 +1648,8 @@ mod tests {
     /// it is on disk; a peek (whose result stays in the process) does not wait.
     #[test]
     fn reads_wait_for_the_sync_of_what_they_see_and_writers_do_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let b = Arc::new(SqliteBackend::open(&path, true).unwrap());
-        set_meta(&b, "k", "before");
-        let _serving = b.serve_mode().unwrap();
         let delay = Duration::from_millis(1200);
-        SLOW_SYNCS.lock().unwrap().push((path.clone(), delay));
+        let (_dir, path, b, _serving) = serving_with_slow_syncs(delay);
 
         let started = std::time::Instant::now();
         let first = std::thread::spawn({
@@ -1700,7 +1713,7 @@ mod tests {
         let written_at = first.join().unwrap();
         assert!(written_at >= delay, "the write answered before its sync");
         second.join().unwrap();
-        SLOW_SYNCS.lock().unwrap().retain(|(p, _)| *p != path);
+        fast_syncs(&path);
     }
 
     /// While a server runs, checkpoints run on their own thread: the writer's
@@ -1780,13 +1793,8 @@ mod tests {
     /// returns only once that sync is done. A plain write returns after it.
     #[test]
     fn a_write_then_read_reads_during_the_sync_and_answers_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let b = Arc::new(SqliteBackend::open(&path, true).unwrap());
-        set_meta(&b, "k", "before");
-        let _serving = b.serve_mode().unwrap();
         let delay = Duration::from_millis(800);
-        SLOW_SYNCS.lock().unwrap().push((path.clone(), delay));
+        let (_dir, path, b, _serving) = serving_with_slow_syncs(delay);
 
         // A group of two: the first member waits for the second to commit
         // (and sync) for both.
@@ -1835,7 +1843,7 @@ mod tests {
         });
         let ((seen, read_at), answered_at) = member.join().unwrap();
         let written_at = committer.join().unwrap();
-        SLOW_SYNCS.lock().unwrap().retain(|(p, _)| *p != path);
+        fast_syncs(&path);
         // The member read its own write before the group's sync was done...
         assert_eq!(seen.as_deref(), Some("member"));
         assert!(read_at < delay, "the read waited for the sync: {read_at:?}");
