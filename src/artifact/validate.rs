@@ -251,21 +251,32 @@ impl<'a> Walker<'a> {
         what: &str,
     ) {
         for key in map.keys() {
-            if known.contains(key) || keys::is_envelope(key) {
-                continue;
-            }
-            let message = format!(
-                "`{key}` is not a key of {what} in protocol {PROTOCOL_MAJOR}{}",
-                keys::suggest(key, known.sorted)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default()
-            );
-            let here = format!("{pointer}/{}", esc(key));
-            if self.strict {
-                self.err(&here, message);
-            } else {
-                self.warn(&here, message);
-            }
+            self.unknown_key(key, pointer, known, what);
+        }
+    }
+
+    /// [`Walker::unknown_keys`] for one key.
+    fn unknown_key(
+        &mut self,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+        known: &keys::Known,
+        what: &str,
+    ) {
+        if known.contains(key) || keys::is_envelope(key) {
+            return;
+        }
+        let message = format!(
+            "`{key}` is not a key of {what} in protocol {PROTOCOL_MAJOR}{}",
+            keys::suggest(key, known.sorted)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default()
+        );
+        let here = format!("{pointer}/{}", esc(key));
+        if self.strict {
+            self.err(&here, message);
+        } else {
+            self.warn(&here, message);
         }
     }
 
@@ -293,7 +304,17 @@ impl<'a> Walker<'a> {
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<&'v str> {
-        match map.get(key) {
+        self.str_of(map.get(key), key, pointer)
+    }
+
+    /// [`Walker::opt_str`] of the value found for `key`.
+    fn str_of<'v>(
+        &mut self,
+        value: Option<&'v Value<'_>>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Option<&'v str> {
+        match value {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(other) => {
@@ -313,11 +334,22 @@ impl<'a> Walker<'a> {
         pointer: &(impl fmt::Display + ?Sized),
         hint: &str,
     ) -> Option<&'v str> {
-        if !map.contains_key(key) {
+        self.req_str_of(map.get(key), key, pointer, hint)
+    }
+
+    /// [`Walker::req_str`] of the value found for `key`.
+    fn req_str_of<'v>(
+        &mut self,
+        value: Option<&'v Value<'_>>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+        hint: &str,
+    ) -> Option<&'v str> {
+        if value.is_none() {
             self.err(pointer, format!("`{key}` is missing; {hint}"));
             return None;
         }
-        let value = self.opt_str(map, key, pointer)?;
+        let value = self.str_of(value, key, pointer)?;
         if value.trim().is_empty() {
             self.err(
                 &format!("{pointer}/{}", esc(key)),
@@ -334,7 +366,17 @@ impl<'a> Walker<'a> {
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<bool> {
-        match map.get(key) {
+        self.bool_of(map.get(key), key, pointer)
+    }
+
+    /// [`Walker::opt_bool`] of the value found for `key`.
+    fn bool_of(
+        &mut self,
+        value: Option<&Value<'_>>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Option<bool> {
+        match value {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
             Some(other) => {
@@ -350,13 +392,15 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn opt_number(
+    /// The value found for `key`, if it is a number; an error if it is
+    /// anything else but null.
+    fn number_of(
         &mut self,
-        map: &Map<'_>,
+        value: Option<&Value<'_>>,
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<f64> {
-        match map.get(key) {
+        match value {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n.as_f64(),
             Some(other) => {
@@ -369,13 +413,15 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn opt_count(
+    /// The value found for `key`, if it is a whole number of at least 1; an error if it is
+    /// anything else but null.
+    fn count_of(
         &mut self,
-        map: &Map<'_>,
+        value: Option<&Value<'_>>,
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<u64> {
-        match map.get(key) {
+        match value {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v >= 1) => n.as_u64(),
             Some(other) => {
@@ -394,8 +440,18 @@ impl<'a> Walker<'a> {
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Vec<String> {
+        self.str_list_of(map.get(key), key, pointer)
+    }
+
+    /// [`Walker::str_list`] of the value found for `key`.
+    fn str_list_of(
+        &mut self,
+        value: Option<&Value<'_>>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+    ) -> Vec<String> {
         let here = || format!("{pointer}/{}", esc(key));
-        match map.get(key) {
+        match value {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => {
                 let mut out = Vec::new();
@@ -1328,6 +1384,69 @@ fn read_gate(w: &mut Walker<'_>, map: &Map<'_>, pointer: &str) -> ObjectGate {
     }
 }
 
+/// The entries of a field that validation reads, found in one pass over its
+/// keys: a field is asked for about twenty keys and has a handful, and a large
+/// artifact has tens of thousands of fields.
+#[derive(Default)]
+struct FieldEntries<'v, 'j> {
+    name: Option<&'v Value<'j>>,
+    field_type: Option<&'v Value<'j>>,
+    label: Option<&'v Value<'j>>,
+    required: Option<&'v Value<'j>>,
+    multiple: Option<&'v Value<'j>>,
+    unique: Option<&'v Value<'j>>,
+    readonly: Option<&'v Value<'j>>,
+    internal: Option<&'v Value<'j>>,
+    max_length: Option<&'v Value<'j>>,
+    min_length: Option<&'v Value<'j>>,
+    min: Option<&'v Value<'j>>,
+    max: Option<&'v Value<'j>>,
+    required_permissions: Option<&'v Value<'j>>,
+    masking_rule: Option<&'v Value<'j>>,
+    readonly_when: Option<&'v Value<'j>>,
+    reference: Option<&'v Value<'j>>,
+    options: Option<&'v Value<'j>>,
+    default_value: Option<&'v Value<'j>>,
+}
+
+impl<'v, 'j> FieldEntries<'v, 'j> {
+    /// The field's entries by key, each other key reported (in the order of
+    /// the map) where it is not a key of a field, as `unknown_keys` does. The
+    /// keys read here are all keys of a field (a test holds them to
+    /// `keys::field()`), so none of them is ever reported.
+    fn read(w: &mut Walker<'_>, map: &'v Map<'j>, pointer: &Below<'_>) -> Self {
+        let mut found = FieldEntries::default();
+        for (key, value) in map {
+            let slot = match key {
+                "name" => &mut found.name,
+                "type" => &mut found.field_type,
+                "label" => &mut found.label,
+                "required" => &mut found.required,
+                "multiple" => &mut found.multiple,
+                "unique" => &mut found.unique,
+                "readonly" => &mut found.readonly,
+                "internal" => &mut found.internal,
+                "maxLength" => &mut found.max_length,
+                "minLength" => &mut found.min_length,
+                "min" => &mut found.min,
+                "max" => &mut found.max,
+                "requiredPermissions" => &mut found.required_permissions,
+                "maskingRule" => &mut found.masking_rule,
+                "readonlyWhen" => &mut found.readonly_when,
+                "reference" => &mut found.reference,
+                "options" => &mut found.options,
+                "defaultValue" => &mut found.default_value,
+                _ => {
+                    w.unknown_key(key, pointer, keys::field(), "a field");
+                    continue;
+                }
+            };
+            *slot = Some(value);
+        }
+        found
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn validate_field(
     w: &mut Walker<'_>,
@@ -1339,7 +1458,7 @@ fn validate_field(
     listed_sensitive: bool,
 ) -> Option<FieldDef> {
     let map = w.object(value, pointer, "a field")?;
-    w.unknown_keys(map, pointer, keys::field(), "a field");
+    let entries = FieldEntries::read(w, map, pointer);
     let mut ok = true;
     if !is_snake(name) {
         w.err(
@@ -1357,7 +1476,7 @@ fn validate_field(
         );
         ok = false;
     }
-    if let Some(inner) = w.opt_str(map, "name", pointer)
+    if let Some(inner) = w.str_of(entries.name, "name", pointer)
         && inner != name
     {
         w.err(
@@ -1368,8 +1487,8 @@ fn validate_field(
         );
         ok = false;
     }
-    let given = w.req_str(
-        map,
+    let given = w.req_str_of(
+        entries.field_type,
         "type",
         pointer,
         "give the field a type such as `text`, `number` or `lookup`",
@@ -1385,10 +1504,17 @@ fn validate_field(
         );
         return None;
     };
-    let label = w.opt_str(map, "label", pointer).unwrap_or(name).to_string();
-    let required = w.opt_bool(map, "required", pointer).unwrap_or(false);
-    let multiple = w.opt_bool(map, "multiple", pointer).unwrap_or(false);
-    let unique = match map.get("unique") {
+    let label = w
+        .str_of(entries.label, "label", pointer)
+        .unwrap_or(name)
+        .to_string();
+    let required = w
+        .bool_of(entries.required, "required", pointer)
+        .unwrap_or(false);
+    let multiple = w
+        .bool_of(entries.multiple, "multiple", pointer)
+        .unwrap_or(false);
+    let unique = match entries.unique {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Unique::No,
         Some(Value::Bool(true)) => Unique::Organization,
         Some(Value::String(s)) if s == "organization" => Unique::Organization,
@@ -1399,10 +1525,15 @@ fn validate_field(
             Unique::No
         }
     };
-    let readonly = w.opt_bool(map, "readonly", pointer).unwrap_or(false) || is_computed(field_type);
-    let internal = w.opt_bool(map, "internal", pointer).unwrap_or(false);
-    let max_length = w.opt_count(map, "maxLength", pointer);
-    let min_length = w.opt_count(map, "minLength", pointer);
+    let readonly = w
+        .bool_of(entries.readonly, "readonly", pointer)
+        .unwrap_or(false)
+        || is_computed(field_type);
+    let internal = w
+        .bool_of(entries.internal, "internal", pointer)
+        .unwrap_or(false);
+    let max_length = w.count_of(entries.max_length, "maxLength", pointer);
+    let min_length = w.count_of(entries.min_length, "minLength", pointer);
     if let (Some(lo), Some(hi)) = (min_length, max_length)
         && lo > hi
     {
@@ -1412,8 +1543,8 @@ fn validate_field(
         );
         ok = false;
     }
-    let min = w.opt_number(map, "min", pointer);
-    let max = w.opt_number(map, "max", pointer);
+    let min = w.number_of(entries.min, "min", pointer);
+    let max = w.number_of(entries.max, "max", pointer);
     if let (Some(lo), Some(hi)) = (min, max)
         && lo > hi
     {
@@ -1423,7 +1554,8 @@ fn validate_field(
         );
         ok = false;
     }
-    let required_permissions = w.str_list(map, "requiredPermissions", pointer);
+    let required_permissions =
+        w.str_list_of(entries.required_permissions, "requiredPermissions", pointer);
     if !required_permissions.is_empty() {
         w.permissions(
             &required_permissions,
@@ -1432,14 +1564,14 @@ fn validate_field(
     }
 
     // Access constructs objectos does not enforce.
-    if map.contains_key("maskingRule") {
+    if entries.masking_rule.is_some() {
         w.unenforced(
             &format!("{pointer}/maskingRule"),
             "field masking (`maskingRule`)",
         );
         ok = false;
     }
-    if map.contains_key("readonlyWhen") {
+    if entries.readonly_when.is_some() {
         w.unenforced(
             &format!("{pointer}/readonlyWhen"),
             "conditional read-only (`readonlyWhen`)",
@@ -1447,7 +1579,9 @@ fn validate_field(
         ok = false;
     }
 
-    let reference = w.opt_str(map, "reference", pointer).map(str::to_string);
+    let reference = w
+        .str_of(entries.reference, "reference", pointer)
+        .map(str::to_string);
     match field_type {
         "lookup" | "master_detail" => match &reference {
             None => {
@@ -1515,7 +1649,7 @@ fn validate_field(
         field_type,
         "select" | "multiselect" | "radio" | "checkboxes"
     ) {
-        match map.get("options") {
+        match entries.options {
             None | Some(Value::Null) => {
                 w.err(pointer, format!("a `{field_type}` field needs `options`, a list of `{{\"label\", \"value\"}}`"));
                 ok = false;
@@ -1574,7 +1708,7 @@ fn validate_field(
     let multiple_values = multiple || matches!(field_type, "multiselect" | "checkboxes" | "tags");
     let storage = storage_of(field_type, multiple);
     let mut literal_default = None;
-    let default_value = match map.get("defaultValue") {
+    let default_value = match entries.default_value {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s == "NOW()" => {
             if !matches!(storage, Storage::Date | Storage::DateTime | Storage::Time) {
@@ -2189,6 +2323,97 @@ fn validate_actions(w: &mut Walker<'_>, doc: &Map<'_>, model: &Model) -> Vec<Act
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key a field's validation reads is a key of a field, and is read:
+    /// none is reported as unknown, each fills its own entry, and a key that
+    /// is not a field's is still reported, in the order of the map.
+    #[test]
+    fn a_fields_entries_are_read_in_one_pass_and_its_unknown_keys_reported() {
+        const READ: [&str; 18] = [
+            "name",
+            "type",
+            "label",
+            "required",
+            "multiple",
+            "unique",
+            "readonly",
+            "internal",
+            "maxLength",
+            "minLength",
+            "min",
+            "max",
+            "requiredPermissions",
+            "maskingRule",
+            "readonlyWhen",
+            "reference",
+            "options",
+            "defaultValue",
+        ];
+        for key in READ {
+            assert!(
+                keys::field().contains(key),
+                "`{key}` is not a key of a field"
+            );
+        }
+        let mut text = String::from("{\"zzUnknown\": 0");
+        for (i, key) in READ.iter().enumerate() {
+            text.push_str(&format!(", \"{key}\": {i}"));
+        }
+        text.push_str(", \"description\": \"known, not read\", \"aaUnknown\": 1}");
+        let value = Value::parse(&text).unwrap();
+        let map = value.as_object().unwrap();
+        let sources = SourceMap::default();
+        let mut w = Walker {
+            sources: &sources,
+            strict: false,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            declared: Arc::default(),
+            perms_known: Arc::default(),
+            undeclared: Vec::new(),
+            undeclared_warnings: Vec::new(),
+            ignored: Vec::new(),
+        };
+        let parent = "/objects/0";
+        let pointer = Below {
+            parent: &parent,
+            collection: "fields",
+            step: Step::Key("f"),
+        };
+        let entries = FieldEntries::read(&mut w, map, &pointer);
+        let found = [
+            entries.name,
+            entries.field_type,
+            entries.label,
+            entries.required,
+            entries.multiple,
+            entries.unique,
+            entries.readonly,
+            entries.internal,
+            entries.max_length,
+            entries.min_length,
+            entries.min,
+            entries.max,
+            entries.required_permissions,
+            entries.masking_rule,
+            entries.readonly_when,
+            entries.reference,
+            entries.options,
+            entries.default_value,
+        ];
+        for (i, (key, value)) in READ.iter().zip(found).enumerate() {
+            assert_eq!(value.and_then(Value::as_u64), Some(i as u64), "`{key}`");
+        }
+        let reported: Vec<&str> = w.warnings.iter().map(|i| i.pointer.as_str()).collect();
+        assert_eq!(
+            reported,
+            [
+                "/objects/0/fields/f/zzUnknown",
+                "/objects/0/fields/f/aaUnknown"
+            ]
+        );
+        assert!(w.errors.is_empty());
+    }
 
     /// The chunks of a walk in parts cover every object once, in order, and
     /// shrink as the walk goes on, down to [`MIN_CHUNK`] (or what is left).

@@ -114,19 +114,13 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
         signer: None,
     };
     // Read the artifact first: a missing artifact is an I/O error, not a verdict.
-    // One that can be validated is read once into memory, hashed as it is read,
-    // then parsed and validated (what validation found counts only once the
-    // signature holds); one given in memory is hashed while it is validated; a
-    // larger one is hashed as a stream (memory stays flat) and refused.
-    let (digests, contents) = match given.artifact {
-        Some(bytes) => std::thread::scope(|scope| {
-            let check = scope.spawn(|| artifact::check_bytes(bytes, req.artifact, false));
-            let digests = signing::digest_bytes(bytes);
-            let checked = check
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (digests, Contents::Checked(Box::new(checked)))
-        }),
+    // One that can be validated is read whole into memory, then hashed on one
+    // thread while it is parsed and validated on the others (what validation
+    // found counts only once the signature holds); a larger one is hashed as a
+    // stream (memory stays flat) and refused.
+    let read;
+    let bytes = match given.artifact {
+        Some(bytes) => Some(bytes),
         None => {
             let size = std::fs::metadata(req.artifact)
                 .map_err(|e| {
@@ -135,16 +129,26 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
                 })?
                 .len();
             if size <= MAX_DOCUMENT_BYTES {
-                let (bytes, digests) = signing::read_digested(req.artifact, size)?;
-                let checked = artifact::check_bytes(&bytes, req.artifact, false);
-                (digests, Contents::Checked(Box::new(checked)))
+                read = signing::read_sized(req.artifact, size)?;
+                Some(read.as_slice())
             } else {
-                (
-                    signing::digest_file(req.artifact)?,
-                    Contents::File(req.artifact),
-                )
+                None
             }
         }
+    };
+    let (digests, contents) = match bytes {
+        Some(bytes) => std::thread::scope(|scope| {
+            let check = scope.spawn(|| artifact::check_bytes(bytes, req.artifact, false));
+            let digests = signing::digest_on_one_thread(bytes);
+            let checked = check
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (digests, Contents::Checked(Box::new(checked)))
+        }),
+        None => (
+            signing::digest_file(req.artifact)?,
+            Contents::File(req.artifact),
+        ),
     };
     out.sha256 = Some(digests.sha256_hex());
 

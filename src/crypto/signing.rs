@@ -442,46 +442,46 @@ pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
     })
 }
 
-/// Read a whole file of `size` bytes (as `metadata` said) into memory, and
-/// hash it as it is read: each piece is hashed (BLAKE2b-512 and SHA-256, each
-/// on a thread of its own) while the next is read, so that the hashes are done
-/// about when the reading is, instead of after it. A file that is not that
-/// size (it changed while read) is an error, not the bytes of something else.
-pub fn read_digested(path: &Path, size: u64) -> anyhow::Result<(Vec<u8>, FileDigests)> {
-    const PIECE: usize = 256 << 10;
+/// Read a whole file of `size` bytes (as `metadata` said) into memory. A file
+/// that is not that size (it changed while read) is an error, not the bytes of
+/// something else.
+pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
     let len = usize::try_from(size).context("the file is too large for memory")?;
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut bytes = vec![0u8; len];
-    let (blake2b, sha256) = std::thread::scope(|scope| {
-        let hashers = Hashers::spawn(scope);
-        let read = bytes.chunks_mut(PIECE).try_for_each(|piece| {
-            file.read_exact(piece)?;
-            // A hashing thread that is gone panicked: `finish` says so.
-            hashers.send(&*piece);
-            Ok::<(), std::io::Error>(())
-        });
-        let hashed = hashers.finish();
-        read.map_err(|e| {
-            anyhow::Error::new(e).context(format!(
-                "cannot read `{}` (did it change while read?)",
-                path.display()
-            ))
-        })?;
-        hashed
+    file.read_exact(&mut bytes).map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot read `{}` (did it change while read?)",
+            path.display()
+        ))
     })?;
     let mut probe = [0u8; 1];
     if file.read(&mut probe)? != 0 {
         anyhow::bail!("`{}` grew while it was read", path.display());
     }
-    Ok((
-        bytes,
-        FileDigests {
-            blake2b,
-            sha256,
-            size,
-        },
-    ))
+    Ok(bytes)
+}
+
+/// BLAKE2b-512 and SHA-256 of bytes in memory on the calling thread alone,
+/// piece by piece (each piece is hashed twice while it is in the cache): for a
+/// caller that has other work for the other cores (`verify` validates the
+/// artifact meanwhile).
+pub fn digest_on_one_thread(bytes: &[u8]) -> FileDigests {
+    const PIECE: usize = 256 << 10;
+    let mut blake = blake2b_simd::Params::new().hash_length(64).to_state();
+    let mut sha = sha2::Sha256::new();
+    for piece in bytes.chunks(PIECE) {
+        blake.update(piece);
+        sha.update(piece);
+    }
+    let mut blake2b = [0u8; 64];
+    blake2b.copy_from_slice(blake.finalize().as_bytes());
+    FileDigests {
+        blake2b,
+        sha256: sha.finalize().into(),
+        size: bytes.len() as u64,
+    }
 }
 
 /// BLAKE2b-512 and SHA-256 of bytes in memory, the two hashes on two threads.
@@ -738,7 +738,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_is_read_whole_hashed_and_only_at_the_size_it_was_said_to_be() {
+    fn a_file_is_read_whole_only_at_the_size_it_was_said_to_be_and_hashed_alike_every_way() {
         let dir = tempfile::tempdir().unwrap();
         for len in [
             0usize,
@@ -752,8 +752,9 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let path = dir.path().join(format!("f{len}"));
             std::fs::write(&path, &bytes).unwrap();
-            let (read, digests) = read_digested(&path, len as u64).unwrap();
+            let read = read_sized(&path, len as u64).unwrap();
             assert_eq!(read, bytes, "{len}");
+            let digests = digest_on_one_thread(&read);
             let streamed = digest_file(&path).unwrap();
             let in_memory = digest_bytes(&read);
             for other in [&streamed, &in_memory] {
@@ -766,9 +767,9 @@ mod tests {
         // A file that is not the size it was said to be is an error, not the
         // bytes of something else.
         let path = dir.path().join("f1");
-        let err = read_digested(&path, 2).unwrap_err().to_string();
+        let err = read_sized(&path, 2).unwrap_err().to_string();
         assert!(err.contains("change"), "{err}");
-        let err = read_digested(&path, 0).unwrap_err().to_string();
+        let err = read_sized(&path, 0).unwrap_err().to_string();
         assert!(err.contains("grew"), "{err}");
     }
 
