@@ -612,63 +612,107 @@ pub fn definition_schema() -> Value {
     serde_json::to_value(schemars::schema_for!(Definition)).unwrap_or(Value::Null)
 }
 
-fn properties_of(schema: &Value, def: &str) -> Vec<String> {
-    let node = if def == "Definition" {
-        schema.get("properties")
-    } else {
-        schema
-            .get("$defs")
-            .and_then(|d| d.get(def))
-            .and_then(|d| d.get("properties"))
-    };
-    node.and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
-}
+// The keys each part of a definition may have, sorted: the properties of
+// its shape in the schema (`objectos schema definition`). They are written out
+// rather than read from the schema at run time, which cost every `verify` a
+// millisecond; `key_lists_are_the_schema_properties` holds them to the schema.
 
-struct KeyLists {
-    top: Vec<String>,
-    manifest: Vec<String>,
-    object: Vec<String>,
-    field: Vec<String>,
-    select_option: Vec<String>,
-    permission_set: Vec<String>,
-    object_permission: Vec<String>,
-    field_permission: Vec<String>,
-    sharing_rule: Vec<String>,
-    shared_with: Vec<String>,
-    action: Vec<String>,
-    action_ai: Vec<String>,
-}
+/// The keys of the top level of a definition (`Definition`).
+#[rustfmt::skip]
+const TOP_KEYS: &[&str] = &[
+    "actions", "agents", "analyticsCubes", "api", "apis", "apps", "books", "capabilities",
+    "connectors", "dashboards", "data", "datasets", "datasourceMapping", "datasources",
+    "devPlugins", "docs", "emailTemplates", "flows", "functions", "hooks", "i18n", "jobs",
+    "manifest", "mappings", "objectExtensions", "objects", "packages", "pages", "permissions",
+    "plugins", "positions", "reports", "requires", "runtimeModule", "server", "sharingRules",
+    "skills", "tiers", "tools", "translations", "viewItems", "views", "webhooks", "x-objectos",
+];
 
-fn lists() -> &'static KeyLists {
-    static LISTS: OnceLock<KeyLists> = OnceLock::new();
-    LISTS.get_or_init(|| {
-        let schema = definition_schema();
-        let field_schema =
-            serde_json::to_value(schemars::schema_for!(FieldShape)).unwrap_or(Value::Null);
-        let option_schema =
-            serde_json::to_value(schemars::schema_for!(SelectOptionShape)).unwrap_or(Value::Null);
-        let object_perm = serde_json::to_value(schemars::schema_for!(ObjectPermissionShape))
-            .unwrap_or(Value::Null);
-        let field_perm = serde_json::to_value(schemars::schema_for!(FieldPermissionShape))
-            .unwrap_or(Value::Null);
-        KeyLists {
-            top: properties_of(&schema, "Definition"),
-            manifest: properties_of(&schema, "ManifestShape"),
-            object: properties_of(&schema, "ObjectShape"),
-            field: properties_of(&field_schema, "Definition"),
-            select_option: properties_of(&option_schema, "Definition"),
-            permission_set: properties_of(&schema, "PermissionSetShape"),
-            object_permission: properties_of(&object_perm, "Definition"),
-            field_permission: properties_of(&field_perm, "Definition"),
-            sharing_rule: properties_of(&schema, "SharingRuleShape"),
-            shared_with: properties_of(&schema, "SharedWithShape"),
-            action: properties_of(&schema, "ActionShape"),
-            action_ai: properties_of(&schema, "ActionAiShape"),
-        }
-    })
-}
+/// The keys of `manifest` (`ManifestShape`).
+#[rustfmt::skip]
+const MANIFEST_KEYS: &[&str] = &[
+    "contributes", "data", "datasources", "defaultDatasource", "dependencies", "description",
+    "engine", "engines", "id", "integrity", "main", "name", "namespace",
+    "navigationContributions", "objects", "packaging", "permissions", "runtime", "scope",
+    "type", "version",
+];
+
+/// The keys of an object (`ObjectShape`).
+#[rustfmt::skip]
+const OBJECT_KEYS: &[&str] = &[
+    "access", "actions", "activityMilestones", "datasource", "description", "displayNameField",
+    "editMode", "enable", "external", "externalSharingModel", "fieldGroups", "fields",
+    "fileAccessDelegate", "highlightFields", "icon", "indexes", "isSystem", "label",
+    "lifecycle", "listViews", "managedBy", "name", "nameField", "ownership", "pluralLabel",
+    "protection", "publicSharing", "requiredPermissions", "searchableFields", "sharingModel",
+    "stageField", "systemFields", "tenancy", "titleFormat", "userActions", "validations",
+];
+
+/// The keys of a field (`FieldShape`).
+#[rustfmt::skip]
+const FIELD_KEYS: &[&str] = &[
+    "accept", "ackPlaintextMasking", "allowCreate", "autonumberFormat", "currencyConfig",
+    "defaultValue", "deleteBehavior", "dependsOn", "description", "descriptionField",
+    "dimensions", "displayField", "expression", "externalId", "format", "group", "hidden",
+    "inlineAmountField", "inlineColumns", "inlineEdit", "inlineHelpText", "inlineTitle",
+    "internal", "label", "language", "lookupColumns", "lookupFilters", "lookupPageSize",
+    "maskingRule", "max", "maxLength", "maxSize", "min", "minLength", "multiple", "name",
+    "options", "placeholder", "precision", "readonly", "readonlyWhen", "reference",
+    "referenceVia", "relatedList", "relatedListColumns", "relatedListFilter",
+    "relatedListTitle", "required", "requiredPermissions", "requiredWhen", "returnType", "rows",
+    "scale", "searchable", "sortable", "step", "storage", "summaryOperations", "system",
+    "trackHistory", "type", "unique", "useGrouping", "valueDomain", "visibleWhen", "widget",
+];
+
+/// The keys of a select option (`SelectOptionShape`).
+#[rustfmt::skip]
+const SELECT_OPTION_KEYS: &[&str] = &[
+    "color", "default", "description", "label", "value", "visibleWhen",
+];
+
+/// The keys of a permission set (`PermissionSetShape`).
+#[rustfmt::skip]
+const PERMISSION_SET_KEYS: &[&str] = &[
+    "adminScope", "description", "fields", "isDefault", "label", "managedBy", "name", "objects",
+    "packageId", "protection", "rowLevelSecurity", "systemPermissions", "tabPermissions",
+];
+
+/// The keys of an object's grant in a permission set (`ObjectPermissionShape`).
+#[rustfmt::skip]
+const OBJECT_PERMISSION_KEYS: &[&str] = &[
+    "allowCreate", "allowDelete", "allowEdit", "allowExport", "allowPurge", "allowRead",
+    "allowRestore", "allowTransfer", "modifyAllRecords", "readScope", "viewAllRecords",
+    "writeScope",
+];
+
+/// The keys of a field's grant in a permission set (`FieldPermissionShape`).
+const FIELD_PERMISSION_KEYS: &[&str] = &["editable", "readable"];
+
+/// The keys of a sharing rule (`SharingRuleShape`).
+#[rustfmt::skip]
+const SHARING_RULE_KEYS: &[&str] = &[
+    "accessLevel", "active", "condition", "description", "label", "name", "object",
+    "sharedWith", "type",
+];
+
+/// The keys of a sharing rule's `sharedWith` (`SharedWithShape`).
+const SHARED_WITH_KEYS: &[&str] = &["type", "value"];
+
+/// The keys of an action (`ActionShape`).
+#[rustfmt::skip]
+const ACTION_KEYS: &[&str] = &[
+    "ai", "aria", "body", "bodyExtra", "bodyShape", "component", "confirmText", "description",
+    "disabled", "errorMessage", "icon", "label", "locations", "method", "mode", "name",
+    "newTabUrl", "objectName", "onSuccess", "openIn", "opensInNewTab", "operation", "order",
+    "params", "patch", "recordIdField", "recordIdParam", "refreshAfter", "requiredPermissions",
+    "resultDialog", "successMessage", "target", "type", "undoable", "variant", "visible",
+];
+
+/// The keys of an action's `ai` (`ActionAiShape`).
+#[rustfmt::skip]
+const ACTION_AI_KEYS: &[&str] = &[
+    "category", "description", "exposed", "outputSchema", "paramHints", "requiresConfirmation",
+];
 
 /// A list of the keys a part of the definition may have: sorted (suggestions
 /// for a key that is not one of them), and hashed (validation looks up every
@@ -716,14 +760,11 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// A key list, built once per process (a dozen short lists) and kept.
-fn known(list: &'static [String]) -> Known {
-    let mut sorted: Vec<&'static str> = list.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
-    let set = sorted.iter().copied().collect();
+/// A key list, hashed once per process (a dozen short lists) and kept.
+fn known(sorted: &'static [&'static str]) -> Known {
     Known {
-        sorted: Box::leak(sorted.into_boxed_slice()),
-        set,
+        sorted,
+        set: sorted.iter().copied().collect(),
     }
 }
 
@@ -731,23 +772,23 @@ macro_rules! key_list {
     ($name:ident, $field:ident) => {
         pub fn $name() -> &'static Known {
             static CELL: OnceLock<Known> = OnceLock::new();
-            CELL.get_or_init(|| known(&lists().$field))
+            CELL.get_or_init(|| known($field))
         }
     };
 }
 
-key_list!(top_level, top);
-key_list!(manifest, manifest);
-key_list!(object, object);
-key_list!(field, field);
-key_list!(select_option, select_option);
-key_list!(permission_set, permission_set);
-key_list!(object_permission, object_permission);
-key_list!(field_permission, field_permission);
-key_list!(sharing_rule, sharing_rule);
-key_list!(shared_with, shared_with);
-key_list!(action, action);
-key_list!(action_ai, action_ai);
+key_list!(top_level, TOP_KEYS);
+key_list!(manifest, MANIFEST_KEYS);
+key_list!(object, OBJECT_KEYS);
+key_list!(field, FIELD_KEYS);
+key_list!(select_option, SELECT_OPTION_KEYS);
+key_list!(permission_set, PERMISSION_SET_KEYS);
+key_list!(object_permission, OBJECT_PERMISSION_KEYS);
+key_list!(field_permission, FIELD_PERMISSION_KEYS);
+key_list!(sharing_rule, SHARING_RULE_KEYS);
+key_list!(shared_with, SHARED_WITH_KEYS);
+key_list!(action, ACTION_KEYS);
+key_list!(action_ai, ACTION_AI_KEYS);
 
 /// Package types upstream defines.
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -853,21 +894,80 @@ mod tests {
         assert!(action_ai().contains("requiresConfirmation"));
     }
 
-    /// The validator's `x-objectos` key lists are the properties of the schema's
-    /// policy shapes, so the schema, the validator and the docs name the same keys.
+    fn properties_of(schema: &Value, def: &str) -> Vec<String> {
+        let node = if def == "Definition" {
+            schema.get("properties")
+        } else {
+            schema
+                .get("$defs")
+                .and_then(|d| d.get(def))
+                .and_then(|d| d.get("properties"))
+        };
+        node.and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The validator's key lists are the properties of the schema's shapes,
+    /// so the schema, the validator and the docs name the same keys: a shape
+    /// that gains or loses a key fails here until its list says so too.
     #[test]
-    fn policy_key_lists_are_the_schema_properties() {
+    fn key_lists_are_the_schema_properties() {
         let schema = definition_schema();
-        for (def, list) in [
-            ("PolicyShape", POLICY_KEYS),
-            ("ObjectPolicyShape", OBJECT_POLICY_KEYS),
-            ("ApprovalsShape", APPROVALS_KEYS),
-        ] {
+        let root = |schema: Value| (schema, "Definition");
+        let own = |def: &'static str| (schema.clone(), def);
+        let lists: [(&str, (Value, &str), &[&str]); 15] = [
+            ("top level", own("Definition"), TOP_KEYS),
+            ("manifest", own("ManifestShape"), MANIFEST_KEYS),
+            ("object", own("ObjectShape"), OBJECT_KEYS),
+            (
+                "field",
+                root(serde_json::to_value(schemars::schema_for!(FieldShape)).unwrap()),
+                FIELD_KEYS,
+            ),
+            (
+                "select option",
+                root(serde_json::to_value(schemars::schema_for!(SelectOptionShape)).unwrap()),
+                SELECT_OPTION_KEYS,
+            ),
+            (
+                "permission set",
+                own("PermissionSetShape"),
+                PERMISSION_SET_KEYS,
+            ),
+            (
+                "object permission",
+                root(serde_json::to_value(schemars::schema_for!(ObjectPermissionShape)).unwrap()),
+                OBJECT_PERMISSION_KEYS,
+            ),
+            (
+                "field permission",
+                root(serde_json::to_value(schemars::schema_for!(FieldPermissionShape)).unwrap()),
+                FIELD_PERMISSION_KEYS,
+            ),
+            ("sharing rule", own("SharingRuleShape"), SHARING_RULE_KEYS),
+            ("shared with", own("SharedWithShape"), SHARED_WITH_KEYS),
+            ("action", own("ActionShape"), ACTION_KEYS),
+            ("action ai", own("ActionAiShape"), ACTION_AI_KEYS),
+            ("x-objectos", own("PolicyShape"), POLICY_KEYS),
+            (
+                "x-objectos object",
+                own("ObjectPolicyShape"),
+                OBJECT_POLICY_KEYS,
+            ),
+            (
+                "x-objectos approvals",
+                own("ApprovalsShape"),
+                APPROVALS_KEYS,
+            ),
+        ];
+        for (what, (schema, def), list) in lists {
             let mut expected = properties_of(&schema, def);
             expected.sort();
+            assert!(!expected.is_empty(), "{what}: `{def}` has no properties");
             let mut actual: Vec<String> = list.iter().map(|k| k.to_string()).collect();
             actual.sort();
-            assert_eq!(actual, expected, "{def}");
+            assert_eq!(actual, expected, "the keys of {what} (`{def}`)");
         }
     }
 
