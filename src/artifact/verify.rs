@@ -96,6 +96,9 @@ pub struct Given<'a> {
     pub signature: Option<&'a [u8]>,
 }
 
+/// From this size on, an artifact is hashed while it is validated.
+const OVERLAP_FROM: usize = 256 << 10;
+
 /// Verify an artifact against trusted keys. I/O errors (a missing artifact) are
 /// errors; everything that makes the artifact untrustworthy is an `Outcome` failure.
 pub fn verify(req: &Request<'_>) -> anyhow::Result<Outcome> {
@@ -116,8 +119,8 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
     // Read the artifact first: a missing artifact is an I/O error, not a verdict.
     // One that can be validated is read whole into memory, then hashed on one
     // thread while it is parsed and validated on the others (what validation
-    // found counts only once the signature holds); a larger one is hashed as a
-    // stream (memory stays flat) and refused.
+    // found counts only once the signature holds); one too large to validate is
+    // hashed as a stream (memory stays flat) and refused.
     let read;
     let bytes = match given.artifact {
         Some(bytes) => Some(bytes),
@@ -137,6 +140,13 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
         }
     };
     let (digests, contents) = match bytes {
+        // A small artifact is hashed and then checked: a thread of its own
+        // would cost more than it saves.
+        Some(bytes) if bytes.len() < OVERLAP_FROM => {
+            let digests = signing::digest_on_one_thread(bytes);
+            let checked = artifact::check_bytes(bytes, req.artifact, false);
+            (digests, Contents::Checked(Box::new(checked)))
+        }
         Some(bytes) => std::thread::scope(|scope| {
             let check = scope.spawn(|| artifact::check_bytes(bytes, req.artifact, false));
             let digests = signing::digest_on_one_thread(bytes);
