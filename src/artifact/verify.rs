@@ -117,10 +117,10 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
         signer: None,
     };
     // Read the artifact first: a missing artifact is an I/O error, not a verdict.
-    // One that can be validated is read whole into memory, then hashed on one
-    // thread while it is parsed and validated on the others (what validation
-    // found counts only once the signature holds); one too large to validate is
-    // hashed as a stream (memory stays flat) and refused.
+    // One that can be validated is read whole into memory, then hashed (each
+    // hash on a thread of its own) while it is parsed and validated (what
+    // validation found counts only once the signature holds); one too large to
+    // validate is hashed as a stream (memory stays flat) and refused.
     let read;
     let bytes = match given.artifact {
         Some(bytes) => Some(bytes),
@@ -149,7 +149,7 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
         }
         Some(bytes) => std::thread::scope(|scope| {
             let check = scope.spawn(|| artifact::check_bytes(bytes, req.artifact, false));
-            let digests = signing::digest_on_one_thread(bytes);
+            let digests = signing::digest_bytes(bytes);
             let checked = check
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
