@@ -908,26 +908,27 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// The schema of a shape that is a root of its own (not under `$defs`).
+    fn root<T: JsonSchema>() -> (Value, &'static str) {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
+        (schema, "Definition")
+    }
+
     /// The validator's key lists are the properties of the schema's shapes,
     /// so the schema, the validator and the docs name the same keys: a shape
     /// that gains or loses a key fails here until its list says so too.
     #[test]
     fn key_lists_are_the_schema_properties() {
         let schema = definition_schema();
-        let root = |schema: Value| (schema, "Definition");
         let own = |def: &'static str| (schema.clone(), def);
         let lists: [(&str, (Value, &str), &[&str]); 15] = [
             ("top level", own("Definition"), TOP_KEYS),
             ("manifest", own("ManifestShape"), MANIFEST_KEYS),
             ("object", own("ObjectShape"), OBJECT_KEYS),
-            (
-                "field",
-                root(serde_json::to_value(schemars::schema_for!(FieldShape)).unwrap()),
-                FIELD_KEYS,
-            ),
+            ("field", root::<FieldShape>(), FIELD_KEYS),
             (
                 "select option",
-                root(serde_json::to_value(schemars::schema_for!(SelectOptionShape)).unwrap()),
+                root::<SelectOptionShape>(),
                 SELECT_OPTION_KEYS,
             ),
             (
@@ -937,12 +938,12 @@ mod tests {
             ),
             (
                 "object permission",
-                root(serde_json::to_value(schemars::schema_for!(ObjectPermissionShape)).unwrap()),
+                root::<ObjectPermissionShape>(),
                 OBJECT_PERMISSION_KEYS,
             ),
             (
                 "field permission",
-                root(serde_json::to_value(schemars::schema_for!(FieldPermissionShape)).unwrap()),
+                root::<FieldPermissionShape>(),
                 FIELD_PERMISSION_KEYS,
             ),
             ("sharing rule", own("SharingRuleShape"), SHARING_RULE_KEYS),

@@ -314,13 +314,28 @@ impl<'a> Walker<'a> {
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<&'v str> {
-        match value {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
+        self.typed(value, key, pointer, |value| match value {
+            Value::String(s) => Ok(s.as_ref()),
+            other => Err(format!("a string, not {}", type_name(other))),
+        })
+    }
+
+    /// The value found for `key` as `read` takes it: none where there is
+    /// none (or null), and an error, saying what `key` must be, where `read`
+    /// refuses it.
+    fn typed<'v, 'j, T>(
+        &mut self,
+        value: Option<&'v Value<'j>>,
+        key: &str,
+        pointer: &(impl fmt::Display + ?Sized),
+        read: impl FnOnce(&'v Value<'j>) -> Result<T, String>,
+    ) -> Option<T> {
+        match read(value.filter(|v| !v.is_null())?) {
+            Ok(taken) => Some(taken),
+            Err(must_be) => {
                 self.err(
                     &format!("{pointer}/{}", esc(key)),
-                    format!("`{key}` must be a string, not {}", type_name(other)),
+                    format!("`{key}` must be {must_be}"),
                 );
                 None
             }
@@ -376,20 +391,10 @@ impl<'a> Walker<'a> {
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<bool> {
-        match value {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(other) => {
-                self.err(
-                    &format!("{pointer}/{}", esc(key)),
-                    format!(
-                        "`{key}` must be `true` or `false`, not {}",
-                        type_name(other)
-                    ),
-                );
-                None
-            }
-        }
+        self.typed(value, key, pointer, |value| match value {
+            Value::Bool(b) => Ok(*b),
+            other => Err(format!("`true` or `false`, not {}", type_name(other))),
+        })
     }
 
     /// The value found for `key`, if it is a number; an error if it is
@@ -400,38 +405,26 @@ impl<'a> Walker<'a> {
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<f64> {
-        match value {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(other) => {
-                self.err(
-                    &format!("{pointer}/{}", esc(key)),
-                    format!("`{key}` must be a number, not {}", type_name(other)),
-                );
-                None
-            }
-        }
+        self.typed(value, key, pointer, |value| match value {
+            Value::Number(n) => Ok(n.as_f64()),
+            other => Err(format!("a number, not {}", type_name(other))),
+        })
+        .flatten()
     }
 
-    /// The value found for `key`, if it is a whole number of at least 1; an error if it is
-    /// anything else but null.
+    /// The value found for `key`, if it is a whole number of at least 1; an
+    /// error if it is anything else but null.
     fn count_of(
         &mut self,
         value: Option<&Value<'_>>,
         key: &str,
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<u64> {
-        match value {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v >= 1) => n.as_u64(),
-            Some(other) => {
-                self.err(
-                    &format!("{pointer}/{}", esc(key)),
-                    format!("`{key}` must be a whole number of at least 1, not {other}"),
-                );
-                None
-            }
-        }
+        self.typed(value, key, pointer, |value| match value {
+            Value::Number(n) if n.as_u64().is_some_and(|v| v >= 1) => Ok(n.as_u64()),
+            other => Err(format!("a whole number of at least 1, not {other}")),
+        })
+        .flatten()
     }
 
     fn str_list(
