@@ -464,9 +464,9 @@ pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
 }
 
 /// BLAKE2b-512 and SHA-256 of bytes in memory on the calling thread alone,
-/// piece by piece (each piece is hashed twice while it is in the cache): for a
-/// caller that has other work for the other cores (`verify` validates the
-/// artifact meanwhile).
+/// piece by piece (each piece is hashed twice while it is in the cache): for
+/// small inputs, where a thread of its own costs more than it saves (`verify`
+/// of a small artifact).
 pub fn digest_on_one_thread(bytes: &[u8]) -> FileDigests {
     const PIECE: usize = 256 << 10;
     let mut blake = blake2b_simd::Params::new().hash_length(64).to_state();
