@@ -613,7 +613,7 @@ pub fn definition_schema() -> Value {
 }
 
 // The keys each part of a definition may have, sorted: the properties of
-// its shape in the schema (`objectos schema definition`). They are written out
+// its shape in the schema (`schemas/objectstack.schema.json`). They are written out
 // rather than read from the schema at run time, which cost every `verify` a
 // millisecond; `key_lists_are_the_schema_properties` holds them to the schema.
 
