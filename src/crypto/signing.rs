@@ -463,23 +463,13 @@ pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// BLAKE2b-512 and SHA-256 of bytes in memory on the calling thread alone,
-/// piece by piece (each piece is hashed twice while it is in the cache): for
-/// small inputs, where a thread of its own costs more than it saves (`verify`
-/// of a small artifact).
+/// BLAKE2b-512 and SHA-256 of bytes in memory on the calling thread alone:
+/// for small inputs, where a thread of its own costs more than it saves
+/// (`verify` of a small artifact).
 pub fn digest_on_one_thread(bytes: &[u8]) -> FileDigests {
-    const PIECE: usize = 256 << 10;
-    let mut blake = blake2b_simd::Params::new().hash_length(64).to_state();
-    let mut sha = sha2::Sha256::new();
-    for piece in bytes.chunks(PIECE) {
-        blake.update(piece);
-        sha.update(piece);
-    }
-    let mut blake2b = [0u8; 64];
-    blake2b.copy_from_slice(blake.finalize().as_bytes());
     FileDigests {
-        blake2b,
-        sha256: sha.finalize().into(),
+        blake2b: blake2b_512(bytes),
+        sha256: sha2::Sha256::digest(bytes).into(),
         size: bytes.len() as u64,
     }
 }
