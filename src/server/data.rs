@@ -15,15 +15,24 @@ use crate::query::request::{self, QuerySpec};
 use crate::records::{Expect, Records, etag};
 use crate::server::{ApiResult, AppState, Body, json_body, object_body, with_records};
 
+/// The body of a record answer, serialized from the record as it is (no copy
+/// of it as a JSON tree first).
+#[derive(serde::Serialize)]
+struct RecordBody<'a> {
+    object: &'a str,
+    id: &'a Value,
+    record: &'a Map<String, Value>,
+}
+
 /// A record answer: `{object, id, record}` with the record's version as `ETag`.
 fn record_response(status: StatusCode, object: &str, record: Map<String, Value>) -> Response {
-    let id = record.get("id").cloned().unwrap_or(Value::Null);
     let tag = etag(&record);
-    let mut response = (
-        status,
-        axum::Json(json!({ "object": object, "id": id, "record": record })),
-    )
-        .into_response();
+    let body = RecordBody {
+        object,
+        id: record.get("id").unwrap_or(&Value::Null),
+        record: &record,
+    };
+    let mut response = (status, axum::Json(body)).into_response();
     if let Some(tag) = tag.and_then(|t| HeaderValue::from_str(&t).ok()) {
         response.headers_mut().insert(axum::http::header::ETAG, tag);
     }
