@@ -399,7 +399,7 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
             self.scratch.items.push(item);
         }
         self.scratch.depth -= 1;
-        Ok(Value::Array(self.scratch.items.drain(start..).collect()))
+        Ok(Value::Array(self.scratch.items.split_off(start)))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value<'de>, A::Error> {
@@ -412,7 +412,7 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
             self.scratch.entries.push((key, value));
         }
         self.scratch.depth -= 1;
-        let mut entries: Vec<_> = self.scratch.entries.drain(start..).collect();
+        let mut entries = self.scratch.entries.split_off(start);
         Map::dedupe(&mut entries);
         Ok(Value::Object(Map { entries }))
     }

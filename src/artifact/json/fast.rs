@@ -109,7 +109,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.depth -= 1;
-        Some(Value::Array(self.items.drain(start..).collect()))
+        Some(Value::Array(self.items.split_off(start)))
     }
 
     fn object(&mut self) -> Option<Value<'a>> {
@@ -141,7 +141,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.depth -= 1;
-        let mut entries: Vec<_> = self.entries.drain(start..).collect();
+        let mut entries = self.entries.split_off(start);
         Map::dedupe(&mut entries);
         Some(Value::Object(Map { entries }))
     }
