@@ -312,7 +312,8 @@ impl<'de> Deserialize<'de> for Value<'de> {
 
 /// The elements and entries of the arrays and objects being read, innermost
 /// last: each array or object is copied out in one allocation of its exact size
-/// when it ends, instead of growing a vector of its own.
+/// when it ends (`split_off`), instead of growing a vector of its own; the
+/// outermost, which holds the whole stack, takes the stack's vector itself.
 #[derive(Default)]
 struct Scratch<'de> {
     items: Vec<Value<'de>>,
