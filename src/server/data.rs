@@ -25,12 +25,12 @@ struct RecordBody<'a> {
 }
 
 /// A record answer: `{object, id, record}` with the record's version as `ETag`.
-fn record_response(status: StatusCode, object: &str, record: Map<String, Value>) -> Response {
-    let tag = etag(&record);
+fn record_response(status: StatusCode, object: &str, record: &Map<String, Value>) -> Response {
+    let tag = etag(record);
     let body = RecordBody {
         object,
         id: record.get("id").unwrap_or(&Value::Null),
-        record: &record,
+        record,
     };
     let mut response = (status, axum::Json(body)).into_response();
     if let Some(tag) = tag.and_then(|t| HeaderValue::from_str(&t).ok()) {
@@ -114,7 +114,7 @@ pub(super) async fn create(
         r.create(&a.caller, &object, &values)
     })
     .await?;
-    Ok(record_response(StatusCode::CREATED, &name, record))
+    Ok(record_response(StatusCode::CREATED, &name, &record))
 }
 
 pub(super) async fn get_one(
@@ -150,7 +150,7 @@ pub(super) async fn get_one(
         r.get_shaped(&a.caller, &object, &id, fields.as_ref(), &expand)
     })
     .await?;
-    Ok(record_response(StatusCode::OK, &name, record))
+    Ok(record_response(StatusCode::OK, &name, &record))
 }
 
 pub(super) async fn update(
@@ -166,7 +166,7 @@ pub(super) async fn update(
         r.update_guarded(&a.caller, &object, &id, &values, &expected)
     })
     .await?;
-    Ok(record_response(StatusCode::OK, &name, record))
+    Ok(record_response(StatusCode::OK, &name, &record))
 }
 
 pub(super) async fn delete(
