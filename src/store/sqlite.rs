@@ -1889,13 +1889,25 @@ mod tests {
         for i in 0..(RESTART_FRAMES as usize / 16 + 16) {
             set_meta(&b, &format!("big{i}"), &big);
         }
-        let frames = |conn: &Connection| -> i64 {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
-                .unwrap()
+        // While the background checkpoint holds the checkpoint lock (its
+        // restart waits for the reader), another checkpoint is refused as busy
+        // and counts no frames (-1): ask again once it has let go.
+        let frames = |conn: &Connection| -> Option<i64> {
+            (0..1000).find_map(|_| {
+                let log: i64 = conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                    .unwrap();
+                if log < 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (log >= 0).then_some(log)
+            })
         };
+        let log =
+            frames(&b.writer.lock().unwrap()).expect("another checkpoint held the lock for 5 s");
         assert!(
-            frames(&b.writer.lock().unwrap()) > RESTART_FRAMES,
-            "the log is too short for the test"
+            log > RESTART_FRAMES,
+            "the log is too short for the test: {log}"
         );
         // Each of the checkpoint's turns now waits for the reader.
         let started = std::time::Instant::now();
