@@ -1409,50 +1409,85 @@ impl<E: Engine> Tx for E {
     }
 }
 
-impl<E: Engine> RecordTx for E {
-    fn record_select(&mut self, select: &Select) -> StoreResult<Vec<Vec<SqlValue>>> {
-        let mut sql = format!(
-            "SELECT {} FROM {} WHERE ",
-            select
-                .columns
+/// Whether the rows `cond` keeps (its explicit shares inlined) can be read in
+/// `order` straight from the index that finds them, so that the planner must
+/// be left free to walk it in that order. The access indexes of a record table end in `id` (see
+/// `instance::apply::indexes_for`), so an order by `id` alone is the order in
+/// which such an index holds the rows of an equality-only condition: a page is
+/// then its first rows, where finding every matching row and sorting them
+/// costs as many rows as the condition keeps (a rep's deals in one stage:
+/// thousands at a million records). Only a plain conjunction qualifies: the
+/// rows of an OR, or of an `IN` of several values, come from several lookups
+/// in no common order, and there sorting the few found beats walking the
+/// whole `id` index in order.
+fn in_index_order(order: &[(String, bool)], cond: &Cond) -> bool {
+    fn conjunction(cond: &Cond) -> bool {
+        match cond {
+            Cond::True | Cond::False | Cond::Cmp { .. } | Cond::Text { .. } | Cond::Null { .. } => {
+                true
+            }
+            Cond::And(items) => items.iter().all(conjunction),
+            Cond::In { values, negate, .. } => *negate || values.len() <= 1,
+            Cond::Or(_) | Cond::Not(_) | Cond::SharedWith { .. } | Cond::ParentIn { .. } => false,
+        }
+    }
+    matches!(order, [(column, _)] if column == "id") && conjunction(cond)
+}
+
+/// The statement and parameters that read `select`'s page.
+pub(crate) fn select_sql<E: Engine + ?Sized>(
+    engine: &mut E,
+    select: &Select,
+) -> StoreResult<(String, Vec<SqlValue>)> {
+    let mut sql = format!(
+        "SELECT {} FROM {} WHERE ",
+        select
+            .columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        table_of(&select.object)
+    );
+    let mut params = Vec::new();
+    let cond = engine.inline_shares(&select.cond)?;
+    render(engine.dialect(), &cond, &mut sql, &mut params);
+    if !select.order.is_empty() {
+        sql.push_str(" ORDER BY ");
+        // When the condition is selective, find the few rows by the
+        // condition's own indexes and sort those (see `Dialect`), unless
+        // those indexes already hold them in the order asked.
+        let prefix = if select.selective && !in_index_order(&select.order, &cond) {
+            engine.dialect().selective_order
+        } else {
+            ""
+        };
+        sql.push_str(
+            &select
+                .order
                 .iter()
-                .map(|c| quote(c))
+                .map(|(c, desc)| {
+                    format!(
+                        "{prefix}{} {}",
+                        quote(c),
+                        if *desc { "DESC" } else { "ASC" }
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
-            table_of(&select.object)
         );
-        let mut params = Vec::new();
-        let cond = self.inline_shares(&select.cond)?;
-        render(self.dialect(), &cond, &mut sql, &mut params);
-        if !select.order.is_empty() {
-            sql.push_str(" ORDER BY ");
-            // When the condition is selective, find the few rows by the
-            // condition's own indexes and sort those (see `Dialect`).
-            let prefix = if select.selective {
-                self.dialect().selective_order
-            } else {
-                ""
-            };
-            sql.push_str(
-                &select
-                    .order
-                    .iter()
-                    .map(|(c, desc)| {
-                        format!(
-                            "{prefix}{} {}",
-                            quote(c),
-                            if *desc { "DESC" } else { "ASC" }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-        }
-        if let Some(limit) = select.limit {
-            sql.push_str(" LIMIT ? OFFSET ?");
-            params.push(SqlValue::Integer(limit as i64));
-            params.push(SqlValue::Integer(select.offset as i64));
-        }
+    }
+    if let Some(limit) = select.limit {
+        sql.push_str(" LIMIT ? OFFSET ?");
+        params.push(SqlValue::Integer(limit as i64));
+        params.push(SqlValue::Integer(select.offset as i64));
+    }
+    Ok((sql, params))
+}
+
+impl<E: Engine> RecordTx for E {
+    fn record_select(&mut self, select: &Select) -> StoreResult<Vec<Vec<SqlValue>>> {
+        let (sql, params) = select_sql(self, select)?;
         tracing::trace!(%sql, "select");
         self.rows(&sql, &params)
     }

@@ -2014,6 +2014,149 @@ mod tests {
         assert_eq!(replans(&conn), 0);
     }
 
+    /// A `rec_deal` table as `apply` makes it for an object with an owner and a
+    /// sharing rule on `stage` (its indexes are those `indexes_for` chooses
+    /// there), holding 20,000 deals of 50 owners in 5 stages.
+    fn deal_table() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("db")).unwrap();
+        configure(&conn).unwrap();
+        let index = |columns: &[&str]| IndexSpec {
+            name: format!("ix_deal_{}", columns.join("_")),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            unique: false,
+        };
+        Engine::schema_apply(
+            &mut SqliteTx {
+                conn: &conn,
+                key: None,
+            },
+            &[
+                SchemaChange::CreateTable {
+                    object: "deal".into(),
+                    columns: vec![Column {
+                        name: "stage".into(),
+                        storage: Storage::Text,
+                    }],
+                },
+                SchemaChange::SetIndexes {
+                    object: "deal".into(),
+                    indexes: vec![
+                        index(&["organization_id", "owner_id", "id"]),
+                        index(&["organization_id", "created_at"]),
+                        index(&["organization_id", "stage", "id"]),
+                        index(&["organization_id", "owner_id", "stage", "id"]),
+                    ],
+                },
+            ],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
+             INSERT INTO rec_deal (id, owner_id, organization_id, created_at, updated_at, stage)
+               SELECT printf('d%05d', (i * 7919) % 20000), 'u' || (i % 50), 'o1', '2026', '2026',
+                      CASE i % 10 WHEN 0 THEN 'won' WHEN 1 THEN 'lost' WHEN 2 THEN 'proposal'
+                                  WHEN 3 THEN 'negotiation' ELSE 'open' END
+               FROM n;",
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    /// The statement of a page of `select`, its plan, and the ids it reads.
+    fn page(conn: &Connection, select: &Select) -> (String, String, Vec<String>) {
+        let mut tx = SqliteTx { conn, key: None };
+        let (sql, params) = super::sql::select_sql(&mut tx, select).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let ids = tx
+            .record_select(select)
+            .unwrap()
+            .into_iter()
+            .map(|row| match &row[0] {
+                SqlValue::Text(id) => id.clone(),
+                other => panic!("an id that is not text: {other:?}"),
+            })
+            .collect();
+        (sql, plan.join("; "), ids)
+    }
+
+    #[test]
+    fn a_page_of_an_equality_only_condition_is_read_in_order_from_its_index() {
+        let (_dir, conn) = deal_table();
+        let eq = |column: &str, value: &str| Cond::Cmp {
+            column: column.into(),
+            op: CmpOp::Eq,
+            value: SqlValue::Text(value.into()),
+        };
+        let select = |cond: Cond, order: &[(&str, bool)]| Select {
+            object: "deal".into(),
+            columns: ["id", "owner_id", "stage", "created_at"]
+                .map(String::from)
+                .to_vec(),
+            cond,
+            order: order.iter().map(|(c, d)| (c.to_string(), *d)).collect(),
+            limit: Some(21),
+            offset: 20,
+            selective: true,
+        };
+        // The first ids of `u7`'s open deals, as a plain sort of all of them gives.
+        let mut expected: Vec<String> = (0..20000)
+            .filter(|i| i % 50 == 7 && i % 10 >= 4)
+            .map(|i| format!("d{:05}", (i * 7919) % 20000))
+            .collect();
+        expected.sort();
+        let mine_open = Cond::And(vec![
+            eq("organization_id", "o1"),
+            eq("owner_id", "u7"),
+            eq("stage", "open"),
+        ]);
+        // Without statistics, and with those `PRAGMA optimize` gathers.
+        for analyzed in [false, true] {
+            if analyzed {
+                conn.execute_batch("ANALYZE").unwrap();
+            }
+            let (sql, plan, ids) = page(&conn, &select(mine_open.clone(), &[("id", false)]));
+            assert!(!sql.contains('+'), "{sql}");
+            assert!(!plan.contains("TEMP B-TREE"), "sorted every match: {plan}");
+            assert!(
+                plan.contains("ix_deal_organization_id_owner_id_stage_id"),
+                "{plan}"
+            );
+            assert_eq!(ids, expected[20..41], "{sql}");
+            let (_, _, newest) = page(&conn, &select(mine_open.clone(), &[("id", true)]));
+            let mut descending = expected.clone();
+            descending.reverse();
+            assert_eq!(newest, descending[20..41]);
+
+            // The controls: the rows of an OR come from lookups in no common
+            // order, so they are found by the condition (once the statistics
+            // say how few, by the union of two lookups) and sorted, not by a
+            // walk of every id; and an order by another column is sorted.
+            let mine_or_won = Cond::And(vec![
+                eq("organization_id", "o1"),
+                Cond::Or(vec![eq("owner_id", "u7"), eq("stage", "won")]),
+            ]);
+            let (sql, plan, _) = page(&conn, &select(mine_or_won, &[("id", false)]));
+            assert!(sql.contains("+\"id\""), "{sql}");
+            assert!(plan.contains("TEMP B-TREE"), "{plan}");
+            assert!(!plan.contains("autoindex"), "{plan}");
+            if analyzed {
+                assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
+            }
+            let (sql, _, _) = page(
+                &conn,
+                &select(mine_open.clone(), &[("stage", true), ("id", false)]),
+            );
+            assert!(sql.contains("+\"stage\" DESC, +\"id\""), "{sql}");
+        }
+    }
+
     #[test]
     fn date_buckets_are_utc_text_and_iso_weeks_use_the_iso_year() {
         use DateGranularity::*;
