@@ -2134,26 +2134,129 @@ mod tests {
             descending.reverse();
             assert_eq!(newest, descending[20..41]);
 
-            // The controls: the rows of an OR come from lookups in no common
-            // order, so they are found by the condition (once the statistics
-            // say how few, by the union of two lookups) and sorted, not by a
-            // walk of every id; and an order by another column is sorted.
-            let mine_or_won = Cond::And(vec![
-                eq("organization_id", "o1"),
-                Cond::Or(vec![eq("owner_id", "u7"), eq("stage", "won")]),
-            ]);
-            let (sql, plan, _) = page(&conn, &select(mine_or_won, &[("id", false)]));
-            assert!(sql.contains("+\"id\""), "{sql}");
-            assert!(plan.contains("TEMP B-TREE"), "{plan}");
-            assert!(!plan.contains("autoindex"), "{plan}");
-            if analyzed {
-                assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
-            }
+            // The control: an order by another column sorts the matches.
             let (sql, _, _) = page(
                 &conn,
                 &select(mine_open.clone(), &[("stage", true), ("id", false)]),
             );
             assert!(sql.contains("+\"stage\" DESC, +\"id\""), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_page_of_an_or_is_read_branch_by_branch_from_their_indexes() {
+        let (_dir, conn) = deal_table();
+        let eq = |column: &str, value: &str| Cond::Cmp {
+            column: column.into(),
+            op: CmpOp::Eq,
+            value: SqlValue::Text(value.into()),
+        };
+        let select = |cond: Cond, desc: bool, offset: u64| Select {
+            object: "deal".into(),
+            columns: ["id", "owner_id", "stage", "created_at"]
+                .map(String::from)
+                .to_vec(),
+            cond,
+            order: vec![("id".into(), desc)],
+            limit: Some(21),
+            offset,
+            selective: true,
+        };
+        let id = |i: u32| format!("d{:05}", (i * 7919) % 20000);
+        // `u7`'s deals or won ones (a rep's list under a sharing rule on won
+        // deals): the rows of two lookups, 40 of them in both.
+        let mine_or_won = Cond::And(vec![
+            eq("organization_id", "o1"),
+            Cond::Or(vec![eq("owner_id", "u7"), eq("stage", "won")]),
+        ]);
+        let mut mine_or_won_ids: Vec<String> = (0..20000)
+            .filter(|i| i % 50 == 7 || i % 10 == 0)
+            .map(id)
+            .collect();
+        mine_or_won_ids.sort();
+        for analyzed in [false, true] {
+            if analyzed {
+                conn.execute_batch("ANALYZE").unwrap();
+            }
+            for offset in [0, 20, 2380, 2390] {
+                let (sql, plan, ids) = page(&conn, &select(mine_or_won.clone(), false, offset));
+                let at = offset as usize;
+                let end = (at + 21).min(mine_or_won_ids.len());
+                assert_eq!(ids, mine_or_won_ids[at..end], "{sql}");
+                assert!(sql.contains("UNION ALL"), "{sql}");
+                // Each branch from its index, in order; only the few rows
+                // they give are sorted.
+                assert!(!plan.contains("SCAN rec_deal"), "{plan}");
+                assert!(plan.matches("TEMP B-TREE").count() <= 1, "{plan}");
+                assert!(
+                    plan.contains("ix_deal_organization_id_owner_id_id"),
+                    "{plan}"
+                );
+                assert!(plan.contains("ix_deal_organization_id_stage_id"), "{plan}");
+                let (_, _, newest) = page(&conn, &select(mine_or_won.clone(), true, offset));
+                let mut descending = mine_or_won_ids.clone();
+                descending.reverse();
+                assert_eq!(newest, descending[at..end]);
+            }
+            // A branch that is not a plain conjunction (explicit shares, say) is
+            // sorted on its own, beside a branch read in order.
+            let shared: Vec<u32> = vec![3, 4, 19999, 10];
+            let mine_or_shared = Cond::And(vec![
+                eq("organization_id", "o1"),
+                Cond::Or(vec![
+                    eq("owner_id", "u7"),
+                    Cond::In {
+                        column: "id".into(),
+                        values: shared.iter().map(|i| SqlValue::Text(id(*i))).collect(),
+                        negate: false,
+                    },
+                ]),
+            ]);
+            let mut expected: Vec<String> = (0..20000)
+                .filter(|i| i % 50 == 7 || shared.contains(i))
+                .map(id)
+                .collect();
+            expected.sort();
+            let (sql, _, ids) = page(&conn, &select(mine_or_shared, false, 0));
+            assert!(sql.contains("UNION ALL"), "{sql}");
+            assert_eq!(ids, expected[..21], "{sql}");
+
+            // The controls: without a branch an index holds in order, with
+            // more branches than are read one by one, or without a page, the
+            // matches are found by the condition and sorted.
+            let neither = Cond::Or(vec![
+                Cond::In {
+                    column: "owner_id".into(),
+                    values: vec![SqlValue::Text("u1".into()), SqlValue::Text("u2".into())],
+                    negate: false,
+                },
+                Cond::Not(Box::new(eq("stage", "open"))),
+            ]);
+            let many = Cond::Or(
+                (0..=super::sql::MAX_BRANCHES)
+                    .map(|u| eq("owner_id", &format!("u{u}")))
+                    .collect(),
+            );
+            for cond in [neither, many] {
+                let (sql, _, _) = page(&conn, &select(cond, false, 0));
+                assert!(!sql.contains("UNION"), "{sql}");
+                assert!(sql.contains("+\"id\""), "{sql}");
+            }
+            let mut tx = SqliteTx {
+                conn: &conn,
+                key: None,
+            };
+            let whole = Select {
+                limit: None,
+                offset: 0,
+                ..select(mine_or_won.clone(), false, 0)
+            };
+            let (sql, _) = super::sql::select_sql(&mut tx, &whole).unwrap();
+            assert!(!sql.contains("UNION"), "{sql}");
+            assert_eq!(
+                tx.record_select(&whole).unwrap().len(),
+                mine_or_won_ids.len()
+            );
         }
     }
 
