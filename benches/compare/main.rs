@@ -333,9 +333,16 @@ fn main_comparison(
         Some(p) => Some(p.credentials(dataset)?),
         None => None,
     };
-    for workload in [Workload::List, Workload::Get, Workload::Create] {
+    for workload in [
+        Workload::List,
+        Workload::ListUnsorted,
+        Workload::ListAll,
+        Workload::Get,
+        Workload::Create,
+    ] {
         step(&format!("{}: {} round(s)", workload.title(), opts.rounds));
         let mut m = Measure::new(workload.title());
+        m.target = workload.target();
         report.rss_per_workload &= proc::reset_peak_rss(site.pid()?);
         if let Some(p) = peer.as_deref() {
             report.rss_per_workload &= proc::reset_peak_rss(p.pid()?);

@@ -20,6 +20,8 @@ pub const OBJECT: &str = "bench_opportunity";
 /// The list of workload (a): a rep's prospecting deals (own, or closed-won and
 /// so shared, which the filter rules out), largest first.
 pub const LIST_QUERY: &str = "filter=%7B%22stage%22%3A%22prospecting%22%7D&sort=-amount&limit=20";
+pub const LIST_UNSORTED_QUERY: &str = "filter=%7B%22stage%22%3A%22prospecting%22%7D&limit=20";
+pub const LIST_ALL_QUERY: &str = "limit=20";
 /// The teams of the "user in 10 teams" case, besides `everyone`.
 const EXTRA_TEAMS: usize = 9;
 
@@ -383,6 +385,8 @@ impl Site {
             credentials: path,
             auth: "Bearer ",
             list_path: format!("/api/v1/data/{OBJECT}?{LIST_QUERY}"),
+            list_unsorted_path: format!("/api/v1/data/{OBJECT}?{LIST_UNSORTED_QUERY}"),
+            list_all_path: format!("/api/v1/data/{OBJECT}?{LIST_ALL_QUERY}"),
             get_path: format!("/api/v1/data/{OBJECT}/{{id}}"),
             create_path: format!("/api/v1/data/{OBJECT}"),
             create_body: json!({

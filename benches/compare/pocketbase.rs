@@ -19,7 +19,10 @@ const COLLECTION: &str = "opportunities";
 const BASE_RULE: &str = r#"owner = @request.auth.id || stage = "closed_won""#;
 /// The peer of objectos's extra rule (large deals in negotiation, to everyone).
 const EXTRA_RULE: &str = r#"owner = @request.auth.id || stage = "closed_won" || (stage = "negotiation" && amount >= 900000)"#;
-const LIST_QUERY: &str = "filter=(stage%3D%27prospecting%27)&sort=-amount&perPage=20&skipTotal=1";
+pub const LIST_QUERY: &str =
+    "filter=(stage%3D%27prospecting%27)&sort=-amount&perPage=20&skipTotal=1";
+pub const LIST_UNSORTED_QUERY: &str = "filter=(stage%3D%27prospecting%27)&perPage=20&skipTotal=1";
+pub const LIST_ALL_QUERY: &str = "perPage=20&skipTotal=1";
 const BATCH: usize = 500;
 const SUPERUSER: &str = "admin@bench.example";
 const SUPERUSER_PASSWORD: &str = "bench-superuser-1234";
@@ -320,6 +323,10 @@ impl Site {
             credentials: path,
             auth: "",
             list_path: format!("/api/collections/{COLLECTION}/records?{LIST_QUERY}"),
+            list_unsorted_path: format!(
+                "/api/collections/{COLLECTION}/records?{LIST_UNSORTED_QUERY}"
+            ),
+            list_all_path: format!("/api/collections/{COLLECTION}/records?{LIST_ALL_QUERY}"),
             get_path: format!("/api/collections/{COLLECTION}/records/{{id}}"),
             create_path: format!("/api/collections/{COLLECTION}/records"),
             create_body: json!({

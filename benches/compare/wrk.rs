@@ -11,15 +11,35 @@ use crate::Options;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
+    /// A page of 20 with a filter, sorted by amount.
     List,
+    /// The same page in the server's own order (the filter alone).
+    ListUnsorted,
+    /// A page of 20 without a filter, in the server's own order.
+    ListAll,
     Get,
     Create,
 }
 
 impl Workload {
+    /// What the design asks of objectos against the peer on this workload:
+    /// the least ratio and how the table says it (`None`: reported only).
+    pub fn target(self) -> Option<(f64, &'static str)> {
+        match self {
+            Workload::List | Workload::ListUnsorted => Some((5.0, "≥ 5×, lower p99")),
+            // The design's list has a filter; a page without one is measured
+            // because it is the list people open first.
+            Workload::ListAll => None,
+            Workload::Get => Some((3.0, "≥ 3×, lower p99")),
+            Workload::Create => Some((2.0, "≥ 2×, lower p99")),
+        }
+    }
+
     pub fn title(self) -> &'static str {
         match self {
             Workload::List => "(a) list: page of 20, filter, sorted, as a rep",
+            Workload::ListUnsorted => "(a2) list: page of 20, filter, as a rep",
+            Workload::ListAll => "(a3) list: page of 20, no filter, as a rep",
             Workload::Get => "(b) get one record by id",
             Workload::Create => "(c) create one record",
         }
@@ -27,7 +47,7 @@ impl Workload {
 
     fn script(self) -> &'static str {
         match self {
-            Workload::List => "list.lua",
+            Workload::List | Workload::ListUnsorted | Workload::ListAll => "list.lua",
             Workload::Get => "get.lua",
             Workload::Create => "create.lua",
         }
@@ -44,6 +64,8 @@ pub struct Target {
     /// What goes before the token in `Authorization`.
     pub auth: &'static str,
     pub list_path: String,
+    pub list_unsorted_path: String,
+    pub list_all_path: String,
     /// With `{id}`.
     pub get_path: String,
     pub create_path: String,
@@ -88,6 +110,8 @@ pub fn run(opts: &Options, workload: Workload, target: &Target, duration: Durati
     let scripts = opts.repo.join("benches/wrk");
     let (path, body) = match workload {
         Workload::List => (target.list_path.clone(), None),
+        Workload::ListUnsorted => (target.list_unsorted_path.clone(), None),
+        Workload::ListAll => (target.list_all_path.clone(), None),
         Workload::Get => (target.get_path.clone(), None),
         Workload::Create => (target.create_path.clone(), Some(target.create_body.clone())),
     };
