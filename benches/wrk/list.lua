@@ -1,4 +1,4 @@
--- Workload (a): a page of 20 with a filter, sorted, as one of the reps.
+-- Workloads (a), (a2) and (a3): a page of records (BENCH_PATH: the filter, the order), as one of the reps.
 package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
 local common = require("common")
 
