@@ -2063,6 +2063,29 @@ mod tests {
         (dir, conn)
     }
 
+    fn eq(column: &str, value: &str) -> Cond {
+        Cond::Cmp {
+            column: column.into(),
+            op: CmpOp::Eq,
+            value: SqlValue::Text(value.into()),
+        }
+    }
+
+    /// A page of 21 deals from `offset`, as a caller who sees only some of them.
+    fn deal_page(cond: Cond, order: &[(&str, bool)], offset: u64) -> Select {
+        Select {
+            object: "deal".into(),
+            columns: ["id", "owner_id", "stage", "created_at"]
+                .map(String::from)
+                .to_vec(),
+            cond,
+            order: order.iter().map(|(c, d)| (c.to_string(), *d)).collect(),
+            limit: Some(21),
+            offset,
+            selective: true,
+        }
+    }
+
     /// The statement of a page of `select`, its plan, and the ids it reads.
     fn page(conn: &Connection, select: &Select) -> (String, String, Vec<String>) {
         let mut tx = SqliteTx { conn, key: None };
@@ -2089,22 +2112,7 @@ mod tests {
     #[test]
     fn a_page_of_an_equality_only_condition_is_read_in_order_from_its_index() {
         let (_dir, conn) = deal_table();
-        let eq = |column: &str, value: &str| Cond::Cmp {
-            column: column.into(),
-            op: CmpOp::Eq,
-            value: SqlValue::Text(value.into()),
-        };
-        let select = |cond: Cond, order: &[(&str, bool)]| Select {
-            object: "deal".into(),
-            columns: ["id", "owner_id", "stage", "created_at"]
-                .map(String::from)
-                .to_vec(),
-            cond,
-            order: order.iter().map(|(c, d)| (c.to_string(), *d)).collect(),
-            limit: Some(21),
-            offset: 20,
-            selective: true,
-        };
+        let select = |cond: Cond, order: &[(&str, bool)]| deal_page(cond, order, 20);
         // The first ids of `u7`'s open deals, as a plain sort of all of them gives.
         let mut expected: Vec<String> = (0..20000)
             .filter(|i| i % 50 == 7 && i % 10 >= 4)
@@ -2146,22 +2154,7 @@ mod tests {
     #[test]
     fn a_page_of_an_or_is_read_branch_by_branch_from_their_indexes() {
         let (_dir, conn) = deal_table();
-        let eq = |column: &str, value: &str| Cond::Cmp {
-            column: column.into(),
-            op: CmpOp::Eq,
-            value: SqlValue::Text(value.into()),
-        };
-        let select = |cond: Cond, desc: bool, offset: u64| Select {
-            object: "deal".into(),
-            columns: ["id", "owner_id", "stage", "created_at"]
-                .map(String::from)
-                .to_vec(),
-            cond,
-            order: vec![("id".into(), desc)],
-            limit: Some(21),
-            offset,
-            selective: true,
-        };
+        let select = |cond: Cond, desc: bool, offset: u64| deal_page(cond, &[("id", desc)], offset);
         let id = |i: u32| format!("d{:05}", (i * 7919) % 20000);
         // `u7`'s deals or won ones (a rep's list under a sharing rule on won
         // deals): the rows of two lookups, 40 of them in both.
