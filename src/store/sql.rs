@@ -1518,7 +1518,8 @@ fn union_page(
             dialect.selective_order
         };
         let _ = write!(sql, " ORDER BY {prefix}\"id\" {direction} LIMIT ?) AS b{i}");
-        params.push(SqlValue::Integer((select.offset + limit) as i64));
+        let first = select.offset.saturating_add(limit);
+        params.push(SqlValue::Integer(i64::try_from(first).unwrap_or(i64::MAX)));
     }
     let _ = write!(
         sql,
