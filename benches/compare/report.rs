@@ -83,7 +83,7 @@ pub struct Measure {
     pub theirs: Vec<Run>,
     pub rss_ours: Option<u64>,
     pub rss_theirs: Option<u64>,
-    /// The least ratio the design asks here and how the table says it.
+    /// The least ratio objectos holds itself to here and how the table says it.
     pub target: Option<(f64, &'static str)>,
 }
 
@@ -617,13 +617,13 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "- (a2) The page of (a) in each server's own order (`GET /api/v1/data/bench_opportunity?{}`; PocketBase: `?{}`): objectos orders a page by id, PocketBase leaves the order to SQLite. This is the list the figures that set the targets measured.",
+            "- (a2) The page of (a) in each server's own order (`GET /api/v1/data/bench_opportunity?{}`; PocketBase: `?{}`): objectos orders a page by id, PocketBase leaves the order to SQLite. This is the list the ≥ 5× target is about: a page with a filter and no order asked.",
             crate::objectos::LIST_UNSORTED_QUERY,
             crate::pocketbase::LIST_UNSORTED_QUERY
         );
         let _ = writeln!(
             md,
-            "- (a3) A page without a filter, in each server's own order (`?{}`; PocketBase: `?{}`): the rep's own deals and the closed-won ones, the list people open first. The design's target is for a list with a filter, so this row has none.",
+            "- (a3) A page without a filter, in each server's own order (`?{}`; PocketBase: `?{}`): the rep's own deals and the closed-won ones, the list people open first. objectos's list target is for a list with a filter, so this row has none.",
             crate::objectos::LIST_ALL_QUERY,
             crate::pocketbase::LIST_ALL_QUERY
         );

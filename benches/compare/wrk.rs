@@ -22,12 +22,12 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// What the design asks of objectos against the peer on this workload:
-    /// the least ratio and how the table says it (`None`: reported only).
+    /// The least ratio objectos holds itself to against the peer on this
+    /// workload, and how the table says it (`None`: reported only).
     pub fn target(self) -> Option<(f64, &'static str)> {
         match self {
             Workload::List | Workload::ListUnsorted => Some((5.0, "≥ 5×, lower p99")),
-            // The design's list has a filter; a page without one is measured
+            // The list target is for a page with a filter; one without is measured
             // because it is the list people open first.
             Workload::ListAll => None,
             Workload::Get => Some((3.0, "≥ 3×, lower p99")),
