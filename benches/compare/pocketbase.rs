@@ -19,8 +19,7 @@ const COLLECTION: &str = "opportunities";
 const BASE_RULE: &str = r#"owner = @request.auth.id || stage = "closed_won""#;
 /// The peer of objectos's extra rule (large deals in negotiation, to everyone).
 const EXTRA_RULE: &str = r#"owner = @request.auth.id || stage = "closed_won" || (stage = "negotiation" && amount >= 900000)"#;
-pub const LIST_QUERY: &str =
-    "filter=(stage%3D%27prospecting%27)&sort=-amount&perPage=20&skipTotal=1";
+const LIST_QUERY: &str = "filter=(stage%3D%27prospecting%27)&sort=-amount&perPage=20&skipTotal=1";
 pub const LIST_UNSORTED_QUERY: &str = "filter=(stage%3D%27prospecting%27)&perPage=20&skipTotal=1";
 pub const LIST_ALL_QUERY: &str = "perPage=20&skipTotal=1";
 const BATCH: usize = 500;

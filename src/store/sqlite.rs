@@ -2015,17 +2015,25 @@ mod tests {
     }
 
     /// A `rec_deal` table as `apply` makes it for an object with an owner and a
-    /// sharing rule on `stage` (its indexes are those `indexes_for` chooses
-    /// there), holding 20,000 deals of 50 owners in 5 stages.
+    /// sharing rule on `stage`, with the indexes `indexes_for` chooses there,
+    /// holding 20,000 deals of 50 owners in 5 stages.
     fn deal_table() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("db")).unwrap();
         configure(&conn).unwrap();
-        let index = |columns: &[&str]| IndexSpec {
-            name: format!("ix_deal_{}", columns.join("_")),
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            unique: false,
-        };
+        let model = crate::artifact::model_from_bytes(
+            br#"{"manifest": {"id": "com.example.deals", "name": "Deals", "version": "1.0.0",
+                              "engines": {"protocol": "^17"}},
+                 "objects": [{"name": "deal", "label": "Deal", "ownership": "user",
+                              "sharingModel": "private",
+                              "fields": {"stage": {"type": "text", "label": "Stage"}}}],
+                 "sharingRules": [{"name": "won", "label": "Won deals", "object": "deal",
+                                   "active": true, "condition": {"stage": "won"},
+                                   "accessLevel": "read",
+                                   "sharedWith": {"type": "team", "value": "everyone"}}]}"#,
+        )
+        .unwrap();
+        let indexes = crate::instance::apply::indexes_for(&model, model.object("deal").unwrap());
         Engine::schema_apply(
             &mut SqliteTx {
                 conn: &conn,
@@ -2041,12 +2049,7 @@ mod tests {
                 },
                 SchemaChange::SetIndexes {
                     object: "deal".into(),
-                    indexes: vec![
-                        index(&["organization_id", "owner_id", "id"]),
-                        index(&["organization_id", "created_at"]),
-                        index(&["organization_id", "stage", "id"]),
-                        index(&["organization_id", "owner_id", "stage", "id"]),
-                    ],
+                    indexes,
                 },
             ],
         )
