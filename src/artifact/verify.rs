@@ -147,14 +147,13 @@ pub fn verify_given(req: &Request<'_>, given: Given<'_>) -> anyhow::Result<Outco
             let checked = artifact::check_bytes(bytes, req.artifact, false);
             (digests, Contents::Checked(Box::new(checked)))
         }
-        Some(bytes) => std::thread::scope(|scope| {
-            let check = scope.spawn(|| artifact::check_bytes(bytes, req.artifact, false));
-            let digests = signing::digest_bytes(bytes);
-            let checked = check
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A large one is checked on this thread while it is hashed: the check
+        // takes longer (and splits its walk over the cores).
+        Some(bytes) => {
+            let (digests, checked) =
+                signing::digest_beside(bytes, || artifact::check_bytes(bytes, req.artifact, false));
             (digests, Contents::Checked(Box::new(checked)))
-        }),
+        }
         None => (
             signing::digest_file(req.artifact)?,
             Contents::File(req.artifact),

@@ -11,6 +11,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use base64::Engine;
@@ -446,22 +447,42 @@ pub fn digest_file(path: &Path) -> anyhow::Result<FileDigests> {
 /// that is not that size (it changed while read) is an error, not the bytes of
 /// something else.
 pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
     let len = usize::try_from(size).context("the file is too large for memory")?;
-    let mut file =
-        fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    let mut bytes = vec![0u8; len];
-    file.read_exact(&mut bytes).map_err(|e| {
+    let file = fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let short = |e: std::io::Error| {
         anyhow::Error::new(e).context(format!(
             "cannot read `{}` (did it change while read?)",
             path.display()
         ))
-    })?;
+    };
+    let mut bytes = vec![0u8; len];
+    // A large file is read in two halves at once: most of a read is the
+    // kernel's work on fresh memory, which then runs on two cores.
+    if len >= PARALLEL_READ_FROM {
+        let (first, second) = bytes.split_at_mut(len / 2);
+        let offset = first.len() as u64;
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| file.read_exact_at(second, offset));
+            let mine = file.read_exact_at(first, 0);
+            let theirs = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            mine.and(theirs)
+        })
+        .map_err(short)?;
+    } else {
+        file.read_exact_at(&mut bytes, 0).map_err(short)?;
+    }
     let mut probe = [0u8; 1];
-    if file.read(&mut probe)? != 0 {
+    if file.read_at(&mut probe, size)? != 0 {
         anyhow::bail!("`{}` grew while it was read", path.display());
     }
     Ok(bytes)
 }
+
+/// From this size on, [`read_sized`] reads in two halves at once.
+const PARALLEL_READ_FROM: usize = 1 << 20;
 
 /// BLAKE2b-512 and SHA-256 of bytes in memory on the calling thread alone:
 /// for small inputs, where a thread of its own costs more than it saves
@@ -474,20 +495,40 @@ pub fn digest_on_one_thread(bytes: &[u8]) -> FileDigests {
     }
 }
 
-/// BLAKE2b-512 and SHA-256 of bytes in memory, the two hashes on two threads.
-pub fn digest_bytes(bytes: &[u8]) -> FileDigests {
+/// BLAKE2b-512 and SHA-256 of bytes in memory, computed while `work` runs on
+/// the calling thread: a second thread computes the BLAKE2b, and the SHA-256
+/// is computed by whichever of the two is free first. So a long `work` (the
+/// validation of a large artifact) has its thread to itself while the other
+/// computes both, and a short one (an artifact refused at once) leaves the
+/// two hashes on two threads.
+pub fn digest_beside<T>(bytes: &[u8], work: impl FnOnce() -> T) -> (FileDigests, T) {
+    let sha256_taken = AtomicBool::new(false);
+    let take_sha256 = || -> Option<[u8; 32]> {
+        (!sha256_taken.swap(true, Ordering::AcqRel)).then(|| sha2::Sha256::digest(bytes).into())
+    };
     std::thread::scope(|scope| {
-        let sha = scope.spawn(|| -> [u8; 32] { sha2::Sha256::digest(bytes).into() });
-        let blake2b = blake2b_512(bytes);
-        let sha256 = sha
+        let hasher = scope.spawn(|| (blake2b_512(bytes), take_sha256()));
+        let done = work();
+        let ours = take_sha256();
+        let (blake2b, theirs) = hasher
             .join()
-            .unwrap_or_else(|_| sha2::Sha256::digest(bytes).into());
-        FileDigests {
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // Exactly one of the two took it; the fallback is never computed.
+        let sha256 = ours
+            .or(theirs)
+            .unwrap_or_else(|| sha2::Sha256::digest(bytes).into());
+        let digests = FileDigests {
             blake2b,
             sha256,
             size: bytes.len() as u64,
-        }
+        };
+        (digests, done)
     })
+}
+
+/// BLAKE2b-512 and SHA-256 of bytes in memory, the two hashes on two threads.
+pub fn digest_bytes(bytes: &[u8]) -> FileDigests {
+    digest_beside(bytes, || ()).0
 }
 
 /// SHA-256 of bytes in memory, as lowercase hex.
@@ -747,7 +788,13 @@ mod tests {
             let digests = digest_on_one_thread(&read);
             let streamed = digest_file(&path).unwrap();
             let in_memory = digest_bytes(&read);
-            for other in [&streamed, &in_memory] {
+            // Beside work that outlasts both hashes (the other thread computes
+            // both), and beside none (each thread computes one).
+            let (beside_long, ()) = digest_beside(&read, || {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            });
+            let (beside_short, ()) = digest_beside(&read, || ());
+            for other in [&streamed, &in_memory, &beside_long, &beside_short] {
                 assert_eq!(digests.blake2b, other.blake2b, "{len}");
                 assert_eq!(digests.sha256, other.sha256, "{len}");
                 assert_eq!(digests.size, other.size, "{len}");
