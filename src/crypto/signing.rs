@@ -475,7 +475,11 @@ pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
         file.read_exact_at(&mut bytes, 0).map_err(short)?;
     }
     let mut probe = [0u8; 1];
-    if file.read_at(&mut probe, size)? != 0 {
+    if file
+        .read_at(&mut probe, size)
+        .with_context(|| format!("cannot read `{}`", path.display()))?
+        != 0
+    {
         anyhow::bail!("`{}` grew while it was read", path.display());
     }
     Ok(bytes)
