@@ -153,6 +153,19 @@ impl ModelServer {
     fn request(&self, n: usize) -> Value {
         serde_json::from_str(&self.requests()[n]).expect("the request is JSON")
     }
+
+    /// Wait until more than `seen` requests have arrived: a turn is then under
+    /// way, whatever the load on the machine.
+    fn wait_for_request_after(&self, seen: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.requests.lock().unwrap().len() <= seen {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the model was never asked"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 fn whole_text(text: &str) -> Value {
@@ -1291,6 +1304,7 @@ fn assistant_a_user_disabled_mid_turn_is_stopped_before_the_tools_run() {
             json!({"objectName": "crm_opportunity", "recordId": target}),
         )),
     )]);
+    let seen = model.requests().len();
     let (base, key, id) = (server.base.clone(), rep.clone(), conv.clone());
     let talking = std::thread::spawn(move || {
         let client = reqwest::blocking::Client::new();
@@ -1306,7 +1320,7 @@ fn assistant_a_user_disabled_mid_turn_is_stopped_before_the_tools_run() {
             .unwrap()
     });
     // While the model thinks, the user is disabled.
-    std::thread::sleep(Duration::from_millis(500));
+    model.wait_for_request_after(seen);
     env.run(&["user", "disable", email("rep_a")]).ok();
     let raw = talking.join().unwrap();
     assert!(raw.contains("event: error"), "{raw}");
@@ -1346,6 +1360,7 @@ fn assistant_one_turn_at_a_time_and_the_token_limit_stops_a_turn() {
         Duration::from_secs(2),
         Box::new(text("First.")),
     )]);
+    let seen = model.requests().len();
     let (base, key, id) = (server.base.clone(), rep.clone(), conv.clone());
     let first = std::thread::spawn(move || {
         reqwest::blocking::Client::new()
@@ -1359,7 +1374,7 @@ fn assistant_one_turn_at_a_time_and_the_token_limit_stops_a_turn() {
             .text()
             .unwrap()
     });
-    std::thread::sleep(Duration::from_millis(500));
+    model.wait_for_request_after(seen);
     let (status, _, raw) = say(server, &rep, &conv, "two");
     assert_eq!(status, 409, "{raw}");
     assert!(raw.contains("turn_in_progress"), "{raw}");
