@@ -535,7 +535,6 @@ pub fn digest_bytes(bytes: &[u8]) -> FileDigests {
     digest_beside(bytes, || ()).0
 }
 
-/// SHA-256 of bytes in memory, as lowercase hex.
 /// A `--sha256` value: 64 hex digits (any case), as lowercase.
 pub fn check_sha256(text: &str) -> Result<String, String> {
     let text = text.trim();
@@ -546,6 +545,7 @@ pub fn check_sha256(text: &str) -> Result<String, String> {
     }
 }
 
+/// SHA-256 of bytes in memory, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
