@@ -37,10 +37,13 @@ pub struct Map<'a> {
 
 static NULL: Value<'static> = Value::Null;
 
-/// Key equality compared in line: keys are short, and a `memcmp` call for
-/// each key of the same length cost more than the comparison.
-fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+/// Key equality, lengths and first bytes compared in line: keys are short,
+/// and a `memcmp` call for each key of the same length cost more than the
+/// comparison.
+#[inline]
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.first() == b.first() && a == b
 }
 
 impl<'a> Value<'a> {

@@ -724,10 +724,19 @@ pub struct Known {
 }
 
 impl Known {
+    /// A short list (a select option's keys, a grant's) is compared key by
+    /// key, lengths first: cheaper than hashing the key, and a large artifact
+    /// asks for tens of thousands of them.
     pub fn contains(&self, key: &str) -> bool {
+        if self.sorted.len() <= SHORT_LIST {
+            return self.sorted.iter().any(|k| super::json::same_key(k, key));
+        }
         self.set.contains(key)
     }
 }
+
+/// Key lists up to this long are searched without their hash set.
+const SHORT_LIST: usize = 8;
 
 /// FNV-1a: keys are short and few, and not chosen against the table (the
 /// lists are ours); SipHash's setup costs more than the keys' bytes.
@@ -974,16 +983,34 @@ mod tests {
 
     #[test]
     fn key_lists_hold_their_keys_and_no_other() {
-        for list in [top_level(), object(), field(), select_option(), action_ai()] {
+        // Long lists (hashed) and short ones (compared key by key).
+        let lists = [
+            top_level(),
+            object(),
+            field(),
+            select_option(),
+            action_ai(),
+            field_permission(),
+        ];
+        assert!(lists.iter().any(|l| l.sorted.len() <= SHORT_LIST));
+        assert!(lists.iter().any(|l| l.sorted.len() > SHORT_LIST));
+        for list in lists {
             assert!(!list.sorted.is_empty());
             for key in list.sorted {
                 assert!(list.contains(key), "{key}");
                 assert!(!list.contains(&format!("{key}x")), "{key}x");
+                assert!(!list.contains(&key[1..]), "{key} less its first byte");
+                let last = key.len() - 1;
+                assert!(
+                    !list.contains(&format!("{}_", &key[..last])),
+                    "{key} with its last byte changed"
+                );
             }
+            assert!(!list.contains(""));
             assert!(list.sorted.windows(2).all(|w| w[0] < w[1]));
         }
         assert!(field().contains("type") && !field().contains("Type"));
-        assert!(!object().contains(""));
+        assert!(select_option().contains("value") && !select_option().contains("Value"));
     }
 
     #[test]
