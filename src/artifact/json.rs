@@ -229,6 +229,10 @@ impl<'a> Map<'a> {
         let n = entries.len();
         let duplicated = if n <= 16 {
             (0..n).any(|i| (i + 1..n).any(|j| same_key(&entries[i].0, &entries[j].0)))
+        } else if entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            // Keys in strictly increasing order are distinct: what a build
+            // writes (its maps are sorted), checked in one pass.
+            false
         } else {
             // Keys with distinct hashes are distinct: the usual large object
             // (an object's fields) is settled without sorting its keys.
@@ -948,6 +952,16 @@ mod tests {
         assert_eq!(text(&ours), theirs.to_string());
         assert_eq!(ours.as_object().map(Map::len), Some(26));
         assert_eq!(ours.get("k3").and_then(Value::as_u64), Some(28));
+        // In sorted order (as a build writes keys), a key given twice in a
+        // row is caught too.
+        let mut sorted: Vec<String> = (0..40).map(|i| format!("\"field_{i:02}\":{i}")).collect();
+        sorted.insert(21, "\"field_20\":99".to_string());
+        let input = format!("{{{}}}", sorted.join(","));
+        let ours = Value::parse(&input).unwrap_or(Value::Null);
+        let theirs = serde_json::from_str::<serde_json::Value>(&input).unwrap_or_default();
+        assert_eq!(text(&ours), theirs.to_string());
+        assert_eq!(ours.as_object().map(Map::len), Some(40));
+        assert_eq!(ours.get("field_20").and_then(Value::as_u64), Some(99));
         // The control: as many distinct keys keep them all, in order.
         let distinct: Vec<String> = (0..40).map(|i| format!("\"field_{i:02}\":{i}")).collect();
         let input = format!("{{{}}}", distinct.join(","));

@@ -1515,7 +1515,11 @@ fn validate_field(
         "give the field a type such as `text`, `number` or `lookup`",
     )?;
     // The model keeps the list's own entry: no copy of the type per field.
-    let Some(field_type) = FIELD_TYPES.iter().copied().find(|t| *t == given) else {
+    let Some(field_type) = FIELD_TYPES
+        .iter()
+        .copied()
+        .find(|t| json::same_key(t, given))
+    else {
         let hint = keys::suggest(given, FIELD_TYPES)
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
