@@ -1893,7 +1893,13 @@ fn validate_permission_sets(
                 if let Some(objects) = w.object(objects, &format!("{pointer}/objects"), "`objects`")
                 {
                     for (object, rights) in objects {
-                        let here = format!("{pointer}/objects/{}", esc(object));
+                        // Written out only if an issue names it: a large
+                        // artifact grants thousands of objects.
+                        let here = Below {
+                            parent: &pointer,
+                            collection: "objects",
+                            step: Step::Key(object),
+                        };
                         if is_platform_object(object) {
                             w.warn(&here, format!("`{object}` is one of upstream's platform objects, which objectos does not have; the grant is ignored (ignoring a grant can only narrow access)"));
                             w.ignored.push(IgnoredGrant {
@@ -1986,7 +1992,11 @@ fn validate_permission_sets(
     out
 }
 
-fn read_rights(w: &mut Walker<'_>, value: &Value<'_>, pointer: &str) -> Option<ObjectRights> {
+fn read_rights(
+    w: &mut Walker<'_>,
+    value: &Value<'_>,
+    pointer: &(impl fmt::Display + ?Sized),
+) -> Option<ObjectRights> {
     let map = w.object(value, pointer, "object rights")?;
     w.unknown_keys(map, pointer, keys::object_permission(), "object rights");
     for carried in ["allowRestore", "allowPurge"] {
