@@ -374,6 +374,18 @@ mod tests {
         for input in cases {
             same_as_serde_json(input);
         }
+        // Repeated keys among keys of one length, of lengths past 63, and
+        // with other keys of their length between them.
+        let long = "k".repeat(70);
+        let longer = "k".repeat(71);
+        for input in [
+            format!(r#"{{"{long}":1,"{longer}":2,"{long}":3}}"#),
+            format!(r#"{{"{long}":1,"{long}x":2}}"#),
+            r#"{"ab":1,"cd":2,"ef":3,"cd":4,"g":5}"#.to_string(),
+            r#"{"ab":1,"cd":2,"ef":3,"gh":4}"#.to_string(),
+        ] {
+            same_as_serde_json(&input);
+        }
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
         for n in [1, 126, MAX_NESTING, MAX_NESTING + 1, 1000] {
