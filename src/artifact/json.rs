@@ -16,8 +16,6 @@ use std::fmt;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
-use crate::model::same_text;
-
 mod fast;
 
 /// One JSON value, its strings borrowed from the text where they need no unescaping.
@@ -38,6 +36,15 @@ pub struct Map<'a> {
 }
 
 static NULL: Value<'static> = Value::Null;
+
+/// Key equality, lengths and first bytes compared in line: keys are short,
+/// and a `memcmp` call for each key of the same length cost more than the
+/// comparison.
+#[inline]
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.first() == b.first() && a == b
+}
 
 impl<'a> Value<'a> {
     /// Parse JSON text as `serde_json::from_str::<serde_json::Value>` would:
@@ -181,7 +188,7 @@ impl<'a> Map<'a> {
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         self.entries
             .iter()
-            .find(|(k, _)| same_text(k, key))
+            .find(|(k, _)| same_key(k, key))
             .map(|(_, v)| v)
     }
 
@@ -221,7 +228,7 @@ impl<'a> Map<'a> {
     fn dedupe(entries: &mut Vec<(Cow<'a, str>, Value<'a>)>) {
         let n = entries.len();
         let duplicated = if n <= 16 {
-            (0..n).any(|i| (i + 1..n).any(|j| same_text(&entries[i].0, &entries[j].0)))
+            (0..n).any(|i| (i + 1..n).any(|j| same_key(&entries[i].0, &entries[j].0)))
         } else if entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
             // Keys in strictly increasing order are distinct: what a build
             // writes (its maps are sorted), checked in one pass.

@@ -729,7 +729,7 @@ impl Known {
     /// asks for tens of thousands of them.
     pub fn contains(&self, key: &str) -> bool {
         if self.sorted.len() <= SHORT_LIST {
-            return self.sorted.iter().any(|k| crate::model::same_text(k, key));
+            return self.sorted.iter().any(|k| super::json::same_key(k, key));
         }
         self.set.contains(key)
     }

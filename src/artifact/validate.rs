@@ -1460,7 +1460,7 @@ impl<'v, 'j> FieldEntries<'v, 'j> {
                 }
             };
             match candidate {
-                (expected, slot) if same_text(key, expected) => *slot = Some(value),
+                (expected, slot) if json::same_key(key, expected) => *slot = Some(value),
                 _ => w.unknown_key(key, pointer, keys::field(), "a field"),
             }
         }
@@ -1515,7 +1515,11 @@ fn validate_field(
         "give the field a type such as `text`, `number` or `lookup`",
     )?;
     // The model keeps the list's own entry: no copy of the type per field.
-    let Some(field_type) = FIELD_TYPES.iter().copied().find(|t| same_text(t, given)) else {
+    let Some(field_type) = FIELD_TYPES
+        .iter()
+        .copied()
+        .find(|t| json::same_key(t, given))
+    else {
         let hint = keys::suggest(given, FIELD_TYPES)
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
@@ -1603,12 +1607,8 @@ fn validate_field(
     let reference = w
         .str_of(entries.reference, "reference", pointer)
         .map(str::to_string);
-    // Only a reference field, or a field that gives `reference`, has
-    // anything to check here.
-    let points = is_one_of(field_type, &["lookup", "master_detail"]);
     match field_type {
-        _ if !points && reference.is_none() => {}
-        _ if points => match &reference {
+        "lookup" | "master_detail" => match &reference {
             None => {
                 w.err(pointer, format!("a `{field_type}` field needs `reference`, the name of the object it points at"));
                 ok = false;
@@ -1670,9 +1670,9 @@ fn validate_field(
     }
 
     let mut options = Vec::new();
-    if is_one_of(
+    if matches!(
         field_type,
-        &["select", "multiselect", "radio", "checkboxes"],
+        "select" | "multiselect" | "radio" | "checkboxes"
     ) {
         match entries.options {
             None | Some(Value::Null) => {
@@ -1730,7 +1730,7 @@ fn validate_field(
             }
         }
     }
-    let multiple_values = multiple || is_one_of(field_type, &["multiselect", "checkboxes", "tags"]);
+    let multiple_values = multiple || matches!(field_type, "multiselect" | "checkboxes" | "tags");
     let storage = storage_of(field_type, multiple);
     let mut literal_default = None;
     let default_value = match entries.default_value {
@@ -1770,7 +1770,7 @@ fn validate_field(
     let mut field = FieldDef {
         name: name.to_string(),
         label,
-        sensitive: listed_sensitive || is_one_of(field_type, &["secret", "password"]),
+        sensitive: listed_sensitive || matches!(field_type, "secret" | "password"),
         field_type,
         storage,
         required,

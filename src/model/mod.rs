@@ -714,148 +714,33 @@ impl ObjectDef {
     }
 }
 
-/// Whether two short names (keys, types) are equal: lengths and first bytes
-/// compared in line, the rest only where those match. A `memcmp` call for
-/// each name of the same length cost more than the comparison, and a large
-/// artifact compares hundreds of thousands.
-#[inline]
-pub fn same_text(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.first() == b.first() && a == b
-}
-
-/// Whether `name` is one of `names` (see [`same_text`]).
-#[inline]
-pub fn is_one_of(name: &str, names: &[&str]) -> bool {
-    names.iter().any(|n| same_text(name, n))
-}
-
 /// The storage class of a field type (`multiple` values are always JSON).
 pub fn storage_of(field_type: &str, multiple: bool) -> Storage {
-    const NUMBER: &[&str] = &[
-        "number", "currency", "percent", "rating", "slider", "progress", "summary",
-    ];
-    const JSON: &[&str] = &[
-        "multiselect",
-        "checkboxes",
-        "tags",
-        "image",
-        "file",
-        "avatar",
-        "video",
-        "audio",
-        "composite",
-        "repeater",
-        "record",
-        "location",
-        "address",
-        "json",
-        "vector",
-    ];
-    if multiple || is_one_of(field_type, JSON) {
-        Storage::Json
-    } else if is_one_of(field_type, NUMBER) {
-        Storage::Number
-    } else if is_one_of(field_type, &["boolean", "toggle"]) {
-        Storage::Boolean
-    } else if same_text(field_type, "date") {
-        Storage::Date
-    } else if same_text(field_type, "datetime") {
-        Storage::DateTime
-    } else if same_text(field_type, "time") {
-        Storage::Time
-    } else {
-        Storage::Text
+    if multiple {
+        return Storage::Json;
+    }
+    match field_type {
+        "number" | "currency" | "percent" | "rating" | "slider" | "progress" | "summary" => {
+            Storage::Number
+        }
+        "boolean" | "toggle" => Storage::Boolean,
+        "date" => Storage::Date,
+        "datetime" => Storage::DateTime,
+        "time" => Storage::Time,
+        "multiselect" | "checkboxes" | "tags" | "image" | "file" | "avatar" | "video" | "audio"
+        | "composite" | "repeater" | "record" | "location" | "address" | "json" | "vector" => {
+            Storage::Json
+        }
+        _ => Storage::Text,
     }
 }
 
 /// Types whose values upstream computes (formula, roll-up, numbering); nobody writes them.
 pub fn is_computed(field_type: &str) -> bool {
-    is_one_of(field_type, &["formula", "summary", "autonumber"])
+    matches!(field_type, "formula" | "summary" | "autonumber")
 }
 
 /// Types that point at another record.
 pub fn is_reference(field_type: &str) -> bool {
     matches!(field_type, "lookup" | "master_detail" | "tree")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every field type keeps its storage class, and one that differs from a
-    /// type by a byte (of the same length and first byte) is stored as text.
-    #[test]
-    fn every_field_type_has_its_storage_class() {
-        use Storage::*;
-        let expected = [
-            ("text", Text),
-            ("textarea", Text),
-            ("email", Text),
-            ("url", Text),
-            ("phone", Text),
-            ("password", Text),
-            ("secret", Text),
-            ("markdown", Text),
-            ("html", Text),
-            ("richtext", Text),
-            ("number", Number),
-            ("currency", Number),
-            ("percent", Number),
-            ("date", Date),
-            ("datetime", DateTime),
-            ("time", Time),
-            ("boolean", Boolean),
-            ("toggle", Boolean),
-            ("select", Text),
-            ("multiselect", Json),
-            ("radio", Text),
-            ("checkboxes", Json),
-            ("lookup", Text),
-            ("master_detail", Text),
-            ("tree", Text),
-            ("user", Text),
-            ("image", Json),
-            ("file", Json),
-            ("avatar", Json),
-            ("video", Json),
-            ("audio", Json),
-            ("formula", Text),
-            ("summary", Number),
-            ("autonumber", Text),
-            ("composite", Json),
-            ("repeater", Json),
-            ("record", Json),
-            ("location", Json),
-            ("address", Json),
-            ("code", Text),
-            ("json", Json),
-            ("color", Text),
-            ("rating", Number),
-            ("slider", Number),
-            ("signature", Text),
-            ("qrcode", Text),
-            ("progress", Number),
-            ("tags", Json),
-            ("vector", Json),
-        ];
-        let types: Vec<&str> = expected.iter().map(|(t, _)| *t).collect();
-        assert_eq!(types, FIELD_TYPES);
-        for (field_type, storage) in expected {
-            assert_eq!(storage_of(field_type, false), storage, "{field_type}");
-            assert_eq!(storage_of(field_type, true), Json, "{field_type}, multiple");
-            let last = field_type.len() - 1;
-            let near = format!("{}_", &field_type[..last]);
-            assert_eq!(storage_of(&near, false), Text, "{near}");
-            assert!(!is_computed(&near), "{near}");
-        }
-        let computed: Vec<&str> = FIELD_TYPES
-            .iter()
-            .copied()
-            .filter(|t| is_computed(t))
-            .collect();
-        assert_eq!(computed, ["formula", "summary", "autonumber"]);
-        assert!(same_text("", "") && !same_text("a", "") && !same_text("ab", "ac"));
-        assert!(is_one_of("tags", &["json", "tags"]) && !is_one_of("tag", &["json", "tags"]));
-    }
 }
