@@ -744,3 +744,81 @@ pub fn is_computed(field_type: &str) -> bool {
 pub fn is_reference(field_type: &str) -> bool {
     matches!(field_type, "lookup" | "master_detail" | "tree")
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field type keeps its storage class, and one that differs from a
+    /// type by a byte (of the same length and first byte) is stored as text.
+    #[test]
+    fn every_field_type_has_its_storage_class() {
+        use Storage::*;
+        let expected = [
+            ("text", Text),
+            ("textarea", Text),
+            ("email", Text),
+            ("url", Text),
+            ("phone", Text),
+            ("password", Text),
+            ("secret", Text),
+            ("markdown", Text),
+            ("html", Text),
+            ("richtext", Text),
+            ("number", Number),
+            ("currency", Number),
+            ("percent", Number),
+            ("date", Date),
+            ("datetime", DateTime),
+            ("time", Time),
+            ("boolean", Boolean),
+            ("toggle", Boolean),
+            ("select", Text),
+            ("multiselect", Json),
+            ("radio", Text),
+            ("checkboxes", Json),
+            ("lookup", Text),
+            ("master_detail", Text),
+            ("tree", Text),
+            ("user", Text),
+            ("image", Json),
+            ("file", Json),
+            ("avatar", Json),
+            ("video", Json),
+            ("audio", Json),
+            ("formula", Text),
+            ("summary", Number),
+            ("autonumber", Text),
+            ("composite", Json),
+            ("repeater", Json),
+            ("record", Json),
+            ("location", Json),
+            ("address", Json),
+            ("code", Text),
+            ("json", Json),
+            ("color", Text),
+            ("rating", Number),
+            ("slider", Number),
+            ("signature", Text),
+            ("qrcode", Text),
+            ("progress", Number),
+            ("tags", Json),
+            ("vector", Json),
+        ];
+        let types: Vec<&str> = expected.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, FIELD_TYPES);
+        for (field_type, storage) in expected {
+            assert_eq!(storage_of(field_type, false), storage, "{field_type}");
+            assert_eq!(storage_of(field_type, true), Json, "{field_type}, multiple");
+            let last = field_type.len() - 1;
+            let near = format!("{}_", &field_type[..last]);
+            assert_eq!(storage_of(&near, false), Text, "{near}");
+            assert!(!is_computed(&near), "{near}");
+        }
+        let computed: Vec<&str> = FIELD_TYPES
+            .iter()
+            .copied()
+            .filter(|t| is_computed(t))
+            .collect();
+        assert_eq!(computed, ["formula", "summary", "autonumber"]);
+    }
+}
