@@ -715,11 +715,13 @@ const ACTION_AI_KEYS: &[&str] = &[
 ];
 
 /// A list of the keys a part of the definition may have: sorted (suggestions
-/// for a key that is not one of them), and hashed (validation looks up every
-/// key of every part of a definition, and a binary search of the sorted list
-/// was a tenth of validating a large artifact).
+/// for a key that is not one of them), and, past [`SHORT_LIST`] keys, hashed
+/// (validation looks up every key of every part of a definition, and a
+/// binary search of the sorted list was a tenth of validating a large
+/// artifact).
 pub struct Known {
     pub sorted: &'static [&'static str],
+    /// Empty for a short list, which is searched key by key.
     set: HashSet<&'static str, BuildHasherDefault<Fnv>>,
 }
 
@@ -773,7 +775,11 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 fn known(sorted: &'static [&'static str]) -> Known {
     Known {
         sorted,
-        set: sorted.iter().copied().collect(),
+        set: if sorted.len() > SHORT_LIST {
+            sorted.iter().copied().collect()
+        } else {
+            HashSet::default()
+        },
     }
 }
 
