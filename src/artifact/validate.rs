@@ -668,7 +668,10 @@ pub(crate) fn validate_in_parts(
         .map(|name| name.as_deref().is_some_and(|n| !seen.insert(n)))
         .collect();
     let walk = |w: &mut Walker<'_>, range: std::ops::Range<usize>| {
-        let mut objects = Vec::with_capacity(range.len());
+        // Grown by doubling, not sized to the chunk: every chunk's own size
+        // would be a size of its own to the allocator, each in a fresh page
+        // of its own (and a fresh huge page zeroed for the first touch).
+        let mut objects = Vec::new();
         for i in range {
             let value = elements.tree(i)?;
             let pointer = format!("/objects/{i}");
@@ -737,6 +740,13 @@ pub(crate) fn validate_in_parts(
         if walked.len() != chunks {
             return None;
         }
+        // One allocation for all of them, not one per doubling.
+        objects.reserve_exact(
+            walked
+                .iter()
+                .map(|(_, part)| part.as_ref().map_or(0, |(_, objects)| objects.len()))
+                .sum(),
+        );
         for (_, part) in walked {
             let (fork, part) = part?;
             w.join(fork);
