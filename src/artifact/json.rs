@@ -51,7 +51,7 @@ impl<'a> Value<'a> {
     /// with the fast reader, and where that gives up, with serde_json, whose
     /// error is the one returned.
     pub fn parse(text: &'a str) -> serde_json::Result<Value<'a>> {
-        match fast::read(text) {
+        match fast::read(text, &mut Scratch::default()) {
             Some((value, _)) => Ok(value),
             None => Value::parse_with_serde(text),
         }
@@ -321,8 +321,9 @@ impl<'de> Deserialize<'de> for Value<'de> {
 /// last: each array or object is copied out in one allocation of its exact size
 /// when it ends (`split_off`), instead of growing a vector of its own; the
 /// outermost, which holds the whole stack, takes the stack's vector itself.
+/// The fast reader reads on the same stacks (see [`Element::parse_on`]).
 #[derive(Default)]
-struct Scratch<'de> {
+pub(crate) struct Scratch<'de> {
     items: Vec<Value<'de>>,
     entries: Vec<(Cow<'de, str>, Value<'de>)>,
     /// How deep the arrays and objects being read are nested, and the
@@ -541,8 +542,12 @@ impl<'a> Element<'a> {
     /// serde_json refuses, nesting deeper than the limit counted from the
     /// document's top.
     pub fn parse(&self) -> Option<Value<'a>> {
-        let mut scratch = Scratch::default();
-        let value = parse_part(self.text, &mut scratch)?;
+        self.parse_on(&mut Scratch::default())
+    }
+
+    /// [`Element::parse`], on stacks kept from the last element parsed.
+    pub(crate) fn parse_on(&self, scratch: &mut Scratch<'a>) -> Option<Value<'a>> {
+        let value = parse_part(self.text, scratch)?;
         // Read alone, the element is two levels shallower than in the
         // document (the document, `objects`).
         if scratch.deepest + 2 > MAX_NESTING {
@@ -554,11 +559,12 @@ impl<'a> Element<'a> {
 
 /// One value's text, parsed on its own; `scratch.deepest` is then its nesting.
 fn parse_part<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<Value<'a>> {
-    if let Some((value, deepest)) = fast::read(text) {
+    if let Some((value, deepest)) = fast::read(text, scratch) {
         scratch.deepest = deepest;
         return Some(value);
     }
     let mut de = serde_json::Deserializer::from_str(text);
+    scratch.depth = 0;
     scratch.deepest = 0;
     let value = TreeSeed { scratch }.deserialize(&mut de).ok()?;
     de.end().ok()?;

@@ -585,11 +585,12 @@ impl<'v, 'j> Elements<'v, 'j> {
         }
     }
 
-    /// The `i`th object as a tree, or `None` where its text does not parse.
-    fn tree(self, i: usize) -> Option<Cow<'v, Value<'j>>> {
+    /// The `i`th object as a tree, or `None` where its text does not parse;
+    /// text is read on `scratch`'s stacks.
+    fn tree(self, i: usize, scratch: &mut json::Scratch<'j>) -> Option<Cow<'v, Value<'j>>> {
         match self {
             Elements::Trees(values) => Some(Cow::Borrowed(&values[i])),
-            Elements::Text(elements) => elements[i].parse().map(Cow::Owned),
+            Elements::Text(elements) => elements[i].parse_on(scratch).map(Cow::Owned),
         }
     }
 }
@@ -672,8 +673,9 @@ pub(crate) fn validate_in_parts(
         // would be a size of its own to the allocator, each in a fresh page
         // of its own (and a fresh huge page zeroed for the first touch).
         let mut objects = Vec::new();
+        let mut scratch = json::Scratch::default();
         for i in range {
-            let value = elements.tree(i)?;
+            let value = elements.tree(i, &mut scratch)?;
             let pointer = format!("/objects/{i}");
             if duplicate[i] {
                 w.err(

@@ -14,25 +14,36 @@ use std::borrow::Cow;
 
 use serde_json::Number;
 
-use super::{MAX_NESTING, Map, Value};
+use super::{MAX_NESTING, Map, Scratch, Value};
 
 /// The tree `text` holds and how deeply its arrays and objects nest (a scalar
 /// is 0), or `None` for anything but one JSON value with only whitespace
-/// around it, nested at most [`MAX_NESTING`] deep.
-pub(super) fn read(text: &str) -> Option<(Value<'_>, usize)> {
+/// around it, nested at most [`MAX_NESTING`] deep. The stacks it reads on are
+/// `scratch`'s, kept for the next read: the objects of an artifact are read
+/// one after another, and each would otherwise grow stacks of its own.
+pub(super) fn read<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<(Value<'a>, usize)> {
     let mut reader = Reader {
         text,
         bytes: text.as_bytes(),
         at: 0,
         depth: 0,
         deepest: 0,
-        items: Vec::with_capacity(16),
-        entries: Vec::with_capacity(16),
+        items: std::mem::take(&mut scratch.items),
+        entries: std::mem::take(&mut scratch.entries),
     };
-    reader.value(Place::Item)?;
-    reader.skip_whitespace();
-    let value = reader.items.pop()?;
-    (reader.at == text.len()).then_some((value, reader.deepest))
+    reader.items.clear();
+    reader.entries.clear();
+    let read = reader.value(Place::Item).and_then(|()| {
+        reader.skip_whitespace();
+        let value = reader.items.pop()?;
+        (reader.at == text.len()).then_some((value, reader.deepest))
+    });
+    // What a text that did not read left on them is dropped now.
+    reader.items.clear();
+    reader.entries.clear();
+    scratch.items = reader.items;
+    scratch.entries = reader.entries;
+    read
 }
 
 struct Reader<'a> {
@@ -360,6 +371,10 @@ mod tests {
     /// The fast reader takes exactly what serde_json takes, and reads it to
     /// the same tree (numbers of the same kind, keys in the same order, each
     /// once) and nesting.
+    fn read(text: &str) -> Option<(Value<'_>, usize)> {
+        super::read(text, &mut Scratch::default())
+    }
+
     fn same_as_serde_json(input: &str) {
         let ours = read(input);
         let theirs = serde_json::from_str::<serde_json::Value>(input);
@@ -511,6 +526,33 @@ mod tests {
             same_as_serde_json(&input);
             assert!(read(&input).is_some(), "read here, not handed over");
         }
+    }
+
+    /// Texts read one after another on the same stacks read as each reads
+    /// alone, also after one that stopped halfway (its leftovers on them).
+    #[test]
+    fn stacks_kept_between_reads_leave_nothing_behind() {
+        let texts = [
+            r#"{"a":[1,{"b":"x"}],"c":"d"}"#,
+            r#"{"a":[1,{"b":"x\u0041"},"#,
+            r#"{"a":{"b":{"c":[true,"\u00e9",null]}},"e":[]}"#,
+            "[1,2,",
+            r#"{"k":"v","k":"w"}"#,
+            "[]",
+            r#"{"#,
+            r#"{"z":[[],[{}],"s"]}"#,
+        ];
+        let mut shared = Scratch::default();
+        for text in texts {
+            let alone = read(text);
+            assert_eq!(super::read(text, &mut shared), alone, "{text}");
+            assert!(
+                shared.items.is_empty() && shared.entries.is_empty(),
+                "{text}"
+            );
+        }
+        // The controls: some of them read, some do not.
+        assert!(read(texts[0]).is_some() && read(texts[1]).is_none());
     }
 
     /// Random documents, and the same with one byte changed, read as
