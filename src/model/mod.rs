@@ -744,6 +744,7 @@ pub fn is_computed(field_type: &str) -> bool {
 pub fn is_reference(field_type: &str) -> bool {
     matches!(field_type, "lookup" | "master_detail" | "tree")
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

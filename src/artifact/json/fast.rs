@@ -31,6 +31,7 @@ pub(super) fn read<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<(Valu
         items: std::mem::take(&mut scratch.items),
         entries: std::mem::take(&mut scratch.entries),
     };
+    // serde_json's reader, where this one gave up, may have left values on them.
     reader.items.clear();
     reader.entries.clear();
     let read = reader.value(Place::Item).and_then(|()| {
