@@ -823,7 +823,7 @@ fn prefix_xor(mut bits: u64) -> u64 {
 
 /// Which bytes of a 64-byte block are quotes, backslashes, opening brackets
 /// (`{`, `[`) and closing ones (`}`, `]`): bit i for byte i.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 struct Marks {
     quote: u64,
     escape: u64,
@@ -838,12 +838,7 @@ impl Marks {
         use safe_arch::{
             bitor_m128i, cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i,
         };
-        let mut marks = Marks {
-            quote: 0,
-            escape: 0,
-            open: 0,
-            close: 0,
-        };
+        let mut marks = Marks::default();
         let mask = |bytes: m128i, byte: u8| {
             let equal = cmp_eq_mask_i8_m128i(bytes, set_splat_i8_m128i(byte as i8));
             u64::from(move_mask_i8_m128i(equal) as u16)
@@ -873,12 +868,7 @@ impl Marks {
     /// [`Marks::of`], a byte at a time.
     #[cfg(any(test, not(target_arch = "x86_64")))]
     fn of_bytes(block: &[u8]) -> Marks {
-        let mut marks = Marks {
-            quote: 0,
-            escape: 0,
-            open: 0,
-            close: 0,
-        };
+        let mut marks = Marks::default();
         for (i, byte) in block.iter().enumerate().take(64) {
             let bit = 1u64 << i;
             match byte {
