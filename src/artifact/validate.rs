@@ -126,6 +126,21 @@ fn type_name(value: &Value<'_>) -> &'static str {
 }
 
 impl<'a> Walker<'a> {
+    /// A walker that has found nothing yet.
+    fn new(sources: &'a SourceMap, strict: bool) -> Self {
+        Walker {
+            sources,
+            strict,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            declared: Arc::default(),
+            perms_known: Arc::default(),
+            undeclared: Vec::new(),
+            undeclared_warnings: Vec::new(),
+            ignored: Vec::new(),
+        }
+    }
+
     fn issue(&self, pointer: &(impl fmt::Display + ?Sized), message: String) -> Issue {
         let pointer = pointer.to_string();
         Issue {
@@ -605,17 +620,7 @@ pub(crate) fn validate_in_parts(
     strict: bool,
     parts: usize,
 ) -> Option<Report> {
-    let mut w = Walker {
-        sources,
-        strict,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-        declared: Arc::default(),
-        perms_known: Arc::default(),
-        undeclared: Vec::new(),
-        undeclared_warnings: Vec::new(),
-        ignored: Vec::new(),
-    };
+    let mut w = Walker::new(sources, strict);
     let mut report = Report::default();
     let Some(doc) = w.object(document, "", "an ObjectStack definition") else {
         report.errors = w.errors;
@@ -2516,17 +2521,7 @@ mod tests {
         let value = Value::parse(&text).unwrap();
         let map = value.as_object().unwrap();
         let sources = SourceMap::default();
-        let mut w = Walker {
-            sources: &sources,
-            strict: false,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            declared: Arc::default(),
-            perms_known: Arc::default(),
-            undeclared: Vec::new(),
-            undeclared_warnings: Vec::new(),
-            ignored: Vec::new(),
-        };
+        let mut w = Walker::new(&sources, false);
         let parent = "/objects/0";
         let pointer = Below {
             parent: &parent,
@@ -2618,17 +2613,7 @@ mod tests {
         let value = Value::parse(&text).unwrap();
         let map = value.as_object().unwrap();
         let sources = SourceMap::default();
-        let mut w = Walker {
-            sources: &sources,
-            strict: false,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            declared: Arc::default(),
-            perms_known: Arc::default(),
-            undeclared: Vec::new(),
-            undeclared_warnings: Vec::new(),
-            ignored: Vec::new(),
-        };
+        let mut w = Walker::new(&sources, false);
         let pointer = "/permissions/0/objects/x";
         let entries = RightsEntries::read(&mut w, map, pointer);
         let found = [
