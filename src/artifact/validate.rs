@@ -2105,28 +2105,18 @@ fn read_rights(
     };
     let read_org = scope(w, "readScope", entries.read_scope);
     let write_org = scope(w, "writeScope", entries.write_scope);
+    // A right not given is not granted.
+    let right = |w: &mut Walker<'_>, given: Option<&Value<'_>>, key: &str| {
+        w.bool_of(given, key, pointer).unwrap_or(false)
+    };
     let rights = ObjectRights {
-        read: w
-            .bool_of(entries.allow_read, "allowRead", pointer)
-            .unwrap_or(false),
-        create: w
-            .bool_of(entries.allow_create, "allowCreate", pointer)
-            .unwrap_or(false),
-        edit: w
-            .bool_of(entries.allow_edit, "allowEdit", pointer)
-            .unwrap_or(false),
-        delete: w
-            .bool_of(entries.allow_delete, "allowDelete", pointer)
-            .unwrap_or(false),
-        view_all: w
-            .bool_of(entries.view_all, "viewAllRecords", pointer)
-            .unwrap_or(false),
-        modify_all: w
-            .bool_of(entries.modify_all, "modifyAllRecords", pointer)
-            .unwrap_or(false),
-        export: w
-            .bool_of(entries.allow_export, "allowExport", pointer)
-            .unwrap_or(false),
+        read: right(w, entries.allow_read, "allowRead"),
+        create: right(w, entries.allow_create, "allowCreate"),
+        edit: right(w, entries.allow_edit, "allowEdit"),
+        delete: right(w, entries.allow_delete, "allowDelete"),
+        view_all: right(w, entries.view_all, "viewAllRecords"),
+        modify_all: right(w, entries.modify_all, "modifyAllRecords"),
+        export: right(w, entries.allow_export, "allowExport"),
         read_org,
         write_org,
     };
@@ -2480,16 +2470,6 @@ mod tests {
             "options",
             "defaultValue",
         ];
-        for key in READ {
-            assert!(
-                keys::field().contains(key),
-                "`{key}` is not a key of a field"
-            );
-        }
-        let mut text = String::from("{\"zzUnknown\": 0");
-        for (i, key) in READ.iter().enumerate() {
-            text.push_str(&format!(", \"{key}\": {i}"));
-        }
         // Keys one byte away from a key read, where its length and first
         // and third bytes are the same: each is an unknown key.
         const NEAR: [&str; 19] = [
@@ -2513,11 +2493,13 @@ mod tests {
             "",
             "é",
         ];
-        text.push_str(", \"description\": \"known, not read\"");
-        for key in NEAR {
-            text.push_str(&format!(", \"{key}\": \"near\""));
-        }
-        text.push_str(", \"aaUnknown\": 1}");
+        let (text, expected) = keys_table(
+            keys::field(),
+            &READ,
+            "description",
+            &NEAR,
+            "/objects/0/fields/f",
+        );
         let value = Value::parse(&text).unwrap();
         let map = value.as_object().unwrap();
         let sources = SourceMap::default();
@@ -2549,15 +2531,7 @@ mod tests {
             entries.options,
             entries.default_value,
         ];
-        for (i, (key, value)) in READ.iter().zip(found).enumerate() {
-            assert_eq!(value.and_then(Value::as_u64), Some(i as u64), "`{key}`");
-        }
-        let reported: Vec<&str> = w.warnings.iter().map(|i| i.pointer.as_str()).collect();
-        let mut expected = vec!["/objects/0/fields/f/zzUnknown".to_string()];
-        expected.extend(NEAR.iter().map(|key| format!("/objects/0/fields/f/{key}")));
-        expected.push("/objects/0/fields/f/aaUnknown".to_string());
-        assert_eq!(reported, expected);
-        assert!(w.errors.is_empty());
+        assert_read_and_reported(&READ, &found, &w, &expected);
     }
 
     /// Every key a grant's validation reads is a key of a grant, and is read
@@ -2578,16 +2552,6 @@ mod tests {
             "readScope",
             "writeScope",
         ];
-        for key in READ {
-            assert!(
-                keys::object_permission().contains(key),
-                "`{key}` is not a key of a grant"
-            );
-        }
-        let mut text = String::from("{\"zzUnknown\": 0");
-        for (i, key) in READ.iter().enumerate() {
-            text.push_str(&format!(", \"{key}\": {i}"));
-        }
         // Keys one byte away from a key read, most with its length and first
         // and sixth bytes: each is an unknown key.
         const NEAR: [&str; 13] = [
@@ -2605,16 +2569,18 @@ mod tests {
             "allowXead",
             "",
         ];
-        text.push_str(", \"allowTransfer\": \"known, not read\"");
-        for key in NEAR {
-            text.push_str(&format!(", \"{key}\": \"near\""));
-        }
-        text.push_str(", \"aaUnknown\": 1}");
+        let pointer = "/permissions/0/objects/x";
+        let (text, expected) = keys_table(
+            keys::object_permission(),
+            &READ,
+            "allowTransfer",
+            &NEAR,
+            pointer,
+        );
         let value = Value::parse(&text).unwrap();
         let map = value.as_object().unwrap();
         let sources = SourceMap::default();
         let mut w = Walker::new(&sources, false);
-        let pointer = "/permissions/0/objects/x";
         let entries = RightsEntries::read(&mut w, map, pointer);
         let found = [
             entries.allow_read,
@@ -2629,13 +2595,55 @@ mod tests {
             entries.read_scope,
             entries.write_scope,
         ];
-        for (i, (key, value)) in READ.iter().zip(found).enumerate() {
+        assert_read_and_reported(&READ, &found, &w, &expected);
+    }
+
+    /// The text of a map of the keys `read` (each to its index), `known` (a
+    /// key of the map's kind that is not read), `near` (unknown keys close to
+    /// those read) and two unknown keys around them; and the pointers under
+    /// `pointer` that a read of it reports, in the order of the map. Every
+    /// key read, and `known`, must be one of `kind`'s keys; no `near` one may.
+    fn keys_table(
+        kind: &keys::Known,
+        read: &[&str],
+        known: &str,
+        near: &[&str],
+        pointer: &str,
+    ) -> (String, Vec<String>) {
+        for key in read.iter().chain([&known]) {
+            assert!(kind.contains(key), "`{key}` is not a key of this kind");
+        }
+        for key in near {
+            assert!(!kind.contains(key), "`{key}` is a key of this kind");
+        }
+        let mut text = String::from("{\"zzUnknown\": 0");
+        for (i, key) in read.iter().enumerate() {
+            text.push_str(&format!(", \"{key}\": {i}"));
+        }
+        text.push_str(&format!(", \"{known}\": \"known, not read\""));
+        for key in near {
+            text.push_str(&format!(", \"{key}\": \"near\""));
+        }
+        text.push_str(", \"aaUnknown\": 1}");
+        let mut expected = vec![format!("{pointer}/zzUnknown")];
+        expected.extend(near.iter().map(|key| format!("{pointer}/{key}")));
+        expected.push(format!("{pointer}/aaUnknown"));
+        (text, expected)
+    }
+
+    /// Each key of `read` was read into its own entry (`found`, in the same
+    /// order, holds its index), and `w` reported just `expected`, as warnings.
+    fn assert_read_and_reported(
+        read: &[&str],
+        found: &[Option<&Value<'_>>],
+        w: &Walker<'_>,
+        expected: &[String],
+    ) {
+        assert_eq!(read.len(), found.len());
+        for (i, (key, value)) in read.iter().zip(found).enumerate() {
             assert_eq!(value.and_then(Value::as_u64), Some(i as u64), "`{key}`");
         }
         let reported: Vec<&str> = w.warnings.iter().map(|i| i.pointer.as_str()).collect();
-        let mut expected = vec![format!("{pointer}/zzUnknown")];
-        expected.extend(NEAR.iter().map(|key| format!("{pointer}/{key}")));
-        expected.push(format!("{pointer}/aaUnknown"));
         assert_eq!(reported, expected);
         assert!(w.errors.is_empty());
     }
