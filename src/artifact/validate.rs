@@ -1909,9 +1909,9 @@ fn validate_permission_sets(
             Some(objects) => {
                 if let Some(objects) = w.object(objects, &format!("{pointer}/objects"), "`objects`")
                 {
-                    // Built at once from the grants read, not by one insert
-                    // each (a map's keys are distinct, and a build writes them
-                    // in order, which the build of the tree takes as it comes).
+                    // Collected at once from the grants read (the map sorts
+                    // them once and builds its tree in bulk), not one insert
+                    // at a time: a map's keys are already distinct.
                     let mut grants = Vec::with_capacity(objects.len());
                     for (object, rights) in objects {
                         // Written out only if an issue names it: a large
