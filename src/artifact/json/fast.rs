@@ -301,7 +301,10 @@ impl<'a> Reader<'a> {
             at = stop_from(self.bytes, at);
             match *self.bytes.get(at)? {
                 b'"' => {
-                    let text = self.text.get(start..at)?;
+                    // Cut at both ends, not `get(start..at)`: that one is
+                    // a call of its own on every string, never inlined here.
+                    let (before, _) = self.text.split_at_checked(at)?;
+                    let (_, text) = before.split_at_checked(start)?;
                     self.at = at + 1;
                     return Some(Ok(text));
                 }
