@@ -5,8 +5,6 @@
 //! Keys objectos enforces are typed; upstream keys it carries without enforcing
 //! are `Option<Value>` with a doc comment saying so.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use schemars::JsonSchema;
@@ -715,71 +713,70 @@ const ACTION_AI_KEYS: &[&str] = &[
 ];
 
 /// A list of the keys a part of the definition may have: sorted (suggestions
-/// for a key that is not one of them), and, past [`SHORT_LIST`] keys, hashed
-/// (validation looks up every key of every part of a definition, and a
-/// binary search of the sorted list was a tenth of validating a large
-/// artifact).
+/// for a key that is not one of them), and spread over [`SLOTS`] slots by
+/// length and first and last byte, so that a key is compared with the one or
+/// two keys of its slot at most (validation looks up every key of every part
+/// of a definition: a binary search of the sorted list was a tenth of
+/// validating a large artifact, and a hash set's lookup, which hashes every
+/// byte of the key, still most of the cost of a field's unread keys).
 pub struct Known {
     pub sorted: &'static [&'static str],
-    /// Empty for a short list, which is searched key by key.
-    set: HashSet<&'static str, BuildHasherDefault<Fnv>>,
+    /// The keys in slot order: slot `s` holds `by_slot[starts[s]..starts[s + 1]]`.
+    by_slot: Box<[&'static str]>,
+    starts: Box<[u16]>,
 }
 
 impl Known {
-    /// A short list (a select option's keys, a grant's) is compared key by
-    /// key, lengths first: cheaper than hashing the key, and a large artifact
-    /// asks for tens of thousands of them.
     pub fn contains(&self, key: &str) -> bool {
-        if self.sorted.len() <= SHORT_LIST {
-            return self.sorted.iter().any(|k| super::json::same_key(k, key));
-        }
-        self.set.contains(key)
-    }
-}
-
-/// Key lists up to this long are searched without their hash set.
-const SHORT_LIST: usize = 8;
-
-/// FNV-1a: keys are short and few, and not chosen against the table (the
-/// lists are ours); SipHash's setup costs more than the keys' bytes.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
+        let at = slot(key.as_bytes());
+        let (Some(&from), Some(&to)) = (self.starts.get(at), self.starts.get(at + 1)) else {
+            return false;
         };
-        for &b in bytes {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
+        self.by_slot
+            .get(usize::from(from)..usize::from(to))
+            .is_some_and(|keys| keys.iter().any(|k| super::json::same_key(k, key)))
     }
 }
 
-/// FNV-1a of some bytes, for hashing keys outside a table.
+/// How many slots a key list is spread over: a few times the longest list.
+const SLOTS: usize = 256;
+
+/// The slot of a key: its length and first and last bytes, mixed (the empty
+/// key's is 0, where it is compared and matches none).
+fn slot(key: &[u8]) -> usize {
+    let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
+        return 0;
+    };
+    let mixed = (key.len() as u32).wrapping_mul(0x9e37_79b9)
+        ^ u32::from(first).wrapping_mul(0x85eb_ca6b)
+        ^ u32::from(last).wrapping_mul(0xc2b2_ae35);
+    (mixed >> 24) as usize % SLOTS
+}
+
+/// FNV-1a of some bytes: the keys of a map (checked for repeats) are short,
+/// and not chosen against the check; SipHash's setup costs more than their
+/// bytes.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hasher = Fnv::default();
-    hasher.write(bytes);
-    hasher.finish()
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
-/// A key list, hashed once per process (a dozen short lists) and kept.
+/// A key list, spread over its slots once per process and kept.
 fn known(sorted: &'static [&'static str]) -> Known {
+    let mut by_slot = sorted.to_vec();
+    by_slot.sort_by_key(|key| slot(key.as_bytes()));
+    let mut starts = vec![0u16; SLOTS + 1];
+    for key in sorted {
+        starts[slot(key.as_bytes()) + 1] += 1;
+    }
+    for at in 1..=SLOTS {
+        starts[at] += starts[at - 1];
+    }
     Known {
         sorted,
-        set: if sorted.len() > SHORT_LIST {
-            sorted.iter().copied().collect()
-        } else {
-            HashSet::default()
-        },
+        by_slot: by_slot.into_boxed_slice(),
+        starts: starts.into_boxed_slice(),
     }
 }
 
@@ -989,19 +986,32 @@ mod tests {
 
     #[test]
     fn key_lists_hold_their_keys_and_no_other() {
-        // Long lists (hashed) and short ones (compared key by key).
         let lists = [
             top_level(),
+            manifest(),
             object(),
             field(),
             select_option(),
-            action_ai(),
+            permission_set(),
+            object_permission(),
             field_permission(),
+            sharing_rule(),
+            shared_with(),
+            action(),
+            action_ai(),
         ];
-        assert!(lists.iter().any(|l| l.sorted.len() <= SHORT_LIST));
-        assert!(lists.iter().any(|l| l.sorted.len() > SHORT_LIST));
         for list in lists {
             assert!(!list.sorted.is_empty());
+            assert!(list.sorted.len() <= SLOTS / 2, "a list fills its slots");
+            // Every key is in its slot, and a slot holds few: the point of them.
+            assert_eq!(list.by_slot.len(), list.sorted.len());
+            assert_eq!(usize::from(list.starts[SLOTS]), list.sorted.len());
+            for at in 0..SLOTS {
+                let keys =
+                    &list.by_slot[usize::from(list.starts[at])..usize::from(list.starts[at + 1])];
+                assert!(keys.len() <= 3, "slot {at} holds {keys:?}");
+                assert!(keys.iter().all(|k| slot(k.as_bytes()) == at), "{keys:?}");
+            }
             for key in list.sorted {
                 assert!(list.contains(key), "{key}");
                 assert!(!list.contains(&format!("{key}x")), "{key}x");
