@@ -714,11 +714,12 @@ const ACTION_AI_KEYS: &[&str] = &[
 
 /// A list of the keys a part of the definition may have: sorted (suggestions
 /// for a key that is not one of them), and spread over [`SLOTS`] slots by
-/// length and first and last byte, so that a key is compared with the one or
-/// two keys of its slot at most (validation looks up every key of every part
-/// of a definition: a binary search of the sorted list was a tenth of
-/// validating a large artifact, and a hash set's lookup, which hashes every
-/// byte of the key, still most of the cost of a field's unread keys).
+/// length and first and last byte, so that a key is compared only with the
+/// keys of its slot, at most three (a test holds every list to that).
+/// Validation looks up every key of every part of a definition: a binary
+/// search of the sorted list was a tenth of validating a large artifact, and
+/// a hash set's lookup, which hashes every byte of the key, still most of the
+/// cost of a field's unread keys.
 pub struct Known {
     pub sorted: &'static [&'static str],
     /// The keys in slot order: slot `s` holds `by_slot[starts[s]..starts[s + 1]]`.
