@@ -39,7 +39,8 @@ pub fn artifact(data: &[u8]) {
     let path = std::path::Path::new("fuzz.json");
     if let Ok(document) = crate::artifact::build::parse_bytes(data, path) {
         let sources = crate::artifact::build::SourceMap::single(path);
-        let tree = crate::artifact::json::Value::from_serde(&document);
+        let arena = crate::artifact::json::Arena::new();
+        let tree = crate::artifact::json::Value::from_serde(&document, &arena);
         let _ = crate::artifact::validate::validate(&tree, &sources, true);
         let _ = crate::artifact::validate::validate(&tree, &sources, false);
     }

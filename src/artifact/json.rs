@@ -1,8 +1,10 @@
-//! The JSON tree validation walks: parsed by serde_json's own parser straight from
-//! the artifact's bytes, borrowing its strings, with each object's entries in one
-//! flat vector instead of a hash map. An 8 MB artifact takes about a quarter of
-//! the memory `serde_json::Value` needs, and `objectos verify` spends its time on
-//! checks, not on allocating and zeroing pages.
+//! The JSON tree validation walks: parsed straight from the artifact's bytes,
+//! borrowing its strings, with each object's entries in one flat slice instead
+//! of a hash map, and every array, object and unescaped string in an [`Arena`]
+//! rather than an allocation of its own. An 8 MB artifact takes about a quarter
+//! of the memory `serde_json::Value` needs, a tree is freed with its arena in
+//! one step instead of node by node, and `objectos verify` spends its time on
+//! checks, not on allocating and freeing.
 //!
 //! It reads exactly what `serde_json::Value` reads (same grammar, same errors,
 //! same nesting limit), and a key given twice keeps its last value at its first
@@ -13,26 +15,33 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+pub use bumpalo::Bump as Arena;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
 mod fast;
 
-/// One JSON value, its strings borrowed from the text where they need no unescaping.
+/// One JSON value, its strings borrowed from the text where they need no
+/// unescaping (the others, and its arrays and objects, are in the arena it
+/// was read into). Nothing in it needs dropping.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
     Number(Number),
-    String(Cow<'a, str>),
-    Array(Vec<Value<'a>>),
+    String(&'a str),
+    Array(&'a [Value<'a>]),
     Object(Map<'a>),
 }
 
+/// One entry of a JSON object: its key and value.
+type Entry<'a> = (&'a str, Value<'a>);
+
 /// A JSON object: its entries in document order, each key once.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Map<'a> {
-    entries: Vec<(Cow<'a, str>, Value<'a>)>,
+    entries: &'a [Entry<'a>],
 }
 
 static NULL: Value<'static> = Value::Null;
@@ -49,20 +58,21 @@ pub(crate) fn same_key(a: &str, b: &str) -> bool {
 impl<'a> Value<'a> {
     /// Parse JSON text as `serde_json::from_str::<serde_json::Value>` would:
     /// with the fast reader, and where that gives up, with serde_json, whose
-    /// error is the one returned.
-    pub fn parse(text: &'a str) -> serde_json::Result<Value<'a>> {
-        match fast::read(text, &mut Scratch::default()) {
+    /// error is the one returned. The tree's arrays, objects and escaped
+    /// strings go into `arena`.
+    pub fn parse(text: &'a str, arena: &'a Arena) -> serde_json::Result<Value<'a>> {
+        match fast::read(text, &mut Scratch::new(arena)) {
             Some((value, _)) => Ok(value),
-            None => Value::parse_with_serde(text),
+            None => Value::parse_with_serde(text, arena),
         }
     }
 
     /// [`Value::parse`] through serde_json alone.
-    fn parse_with_serde(text: &'a str) -> serde_json::Result<Value<'a>> {
+    fn parse_with_serde(text: &'a str, arena: &'a Arena) -> serde_json::Result<Value<'a>> {
         // What `serde_json::from_str` does, with a seed that holds the scratch space.
         let mut de = serde_json::Deserializer::from_str(text);
         let value = TreeSeed {
-            scratch: &mut Scratch::default(),
+            scratch: &mut Scratch::new(arena),
         }
         .deserialize(&mut de)?;
         de.end()?;
@@ -83,9 +93,9 @@ impl<'a> Value<'a> {
         }
     }
 
-    pub fn as_array(&self) -> Option<&Vec<Value<'a>>> {
+    pub fn as_array(&self) -> Option<&'a [Value<'a>]> {
         match self {
-            Value::Array(items) => Some(items),
+            Value::Array(items) => Some(*items),
             _ => None,
         }
     }
@@ -161,22 +171,23 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// A tree over a `serde_json::Value`, borrowing its strings.
-    pub fn from_serde(value: &'a serde_json::Value) -> Value<'a> {
+    /// A tree over a `serde_json::Value`, borrowing its strings; its arrays
+    /// and objects go into `arena`.
+    pub fn from_serde(value: &'a serde_json::Value, arena: &'a Arena) -> Value<'a> {
         match value {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => Value::Number(n.clone()),
-            serde_json::Value::String(s) => Value::String(Cow::Borrowed(s)),
-            serde_json::Value::Array(items) => {
-                Value::Array(items.iter().map(Value::from_serde).collect())
-            }
+            serde_json::Value::String(s) => Value::String(s),
+            serde_json::Value::Array(items) => Value::Array(
+                arena.alloc_slice_fill_iter(items.iter().map(|v| Value::from_serde(v, arena))),
+            ),
             // A serde_json map holds each key once already.
             serde_json::Value::Object(map) => Value::Object(Map {
-                entries: map
-                    .iter()
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Value::from_serde(v)))
-                    .collect(),
+                entries: arena.alloc_slice_fill_iter(
+                    map.iter()
+                        .map(|(k, v)| (k.as_str(), Value::from_serde(v, arena))),
+                ),
             }),
         }
     }
@@ -212,23 +223,42 @@ impl<'a> Map<'a> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
-        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
+        self.entries.iter().map(|(k, v)| (*k, v))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(k, _)| k.as_ref())
+        self.entries.iter().map(|(k, _)| *k)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Value<'a>> {
         self.entries.iter().map(|(_, v)| v)
     }
 
+    /// The entries of `stack` from `start` (an object just read), each key
+    /// kept once as `serde_json::Map::insert` keeps it (the last value, at
+    /// the first position), moved into `arena`; `stack` is cut back to `start`.
+    fn from_stack(stack: &mut Vec<Entry<'a>>, start: usize, arena: &'a Arena) -> Map<'a> {
+        let entries = match Map::dedupe(&mut stack[start..]) {
+            None => arena.alloc_slice_fill_iter(stack.drain(start..)),
+            Some(dropped) => {
+                let kept: Vec<Entry<'a>> = stack
+                    .drain(start..)
+                    .zip(dropped)
+                    .filter_map(|(entry, dropped)| (!dropped).then_some(entry))
+                    .collect();
+                arena.alloc_slice_fill_iter(kept)
+            }
+        };
+        Map { entries }
+    }
+
     /// Keep one entry per key, as `serde_json::Map::insert` does: the last value,
-    /// at the first position.
-    fn dedupe(entries: &mut Vec<(Cow<'a, str>, Value<'a>)>) {
+    /// at the first position. `None` when every key is there once; otherwise
+    /// which entries to leave out.
+    fn dedupe(entries: &mut [Entry<'a>]) -> Option<Vec<bool>> {
         let n = entries.len();
         let duplicated = if n <= 16 {
-            (0..n).any(|i| (i + 1..n).any(|j| same_key(&entries[i].0, &entries[j].0)))
+            (0..n).any(|i| (i + 1..n).any(|j| same_key(entries[i].0, entries[j].0)))
         } else if entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
             // Keys in strictly increasing order are distinct: what a build
             // writes (its maps are sorted), checked in one pass.
@@ -244,13 +274,12 @@ impl<'a> Map<'a> {
             hashes.windows(2).any(|pair| pair[0] == pair[1])
         };
         if !duplicated {
-            return;
+            return None;
         }
         // Indices of the entries, ordered by key and then by position.
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| entries[a].0.cmp(&entries[b].0).then(a.cmp(&b)));
-        let mut drop = vec![false; n];
-        let mut any = false;
+        order.sort_by(|&a, &b| entries[a].0.cmp(entries[b].0).then(a.cmp(&b)));
+        let mut dropped = vec![false; n];
         let mut start = 0;
         while start < n {
             let mut end = start + 1;
@@ -258,37 +287,29 @@ impl<'a> Map<'a> {
                 end += 1;
             }
             if end - start > 1 {
-                any = true;
                 let first = order[start];
                 let last = order[end - 1];
                 let value = std::mem::replace(&mut entries[last].1, Value::Null);
                 entries[first].1 = value;
                 for &i in &order[start + 1..end] {
-                    drop[i] = true;
+                    dropped[i] = true;
                 }
             }
             start = end;
         }
-        if any {
-            let mut i = 0;
-            entries.retain(|_| {
-                let keep = !drop[i];
-                i += 1;
-                keep
-            });
-        }
+        Some(dropped)
     }
 }
 
 impl<'m, 'a> IntoIterator for &'m Map<'a> {
     type Item = (&'m str, &'m Value<'a>);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'m, (Cow<'a, str>, Value<'a>)>,
-        fn(&'m (Cow<'a, str>, Value<'a>)) -> (&'m str, &'m Value<'a>),
+        std::slice::Iter<'m, Entry<'a>>,
+        fn(&'m Entry<'a>) -> (&'m str, &'m Value<'a>),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(k, v)| (k.as_ref(), v))
+        self.entries.iter().map(|(k, v)| (*k, v))
     }
 }
 
@@ -308,31 +329,32 @@ impl fmt::Display for Value<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Value<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        TreeSeed {
-            scratch: &mut Scratch::default(),
-        }
-        .deserialize(deserializer)
-    }
-}
-
 /// The elements and entries of the arrays and objects being read, innermost
-/// last: each array or object is copied out in one allocation of its exact size
-/// when it ends (`split_off`), instead of growing a vector of its own; the
-/// outermost, which holds the whole stack, takes the stack's vector itself.
-/// The fast reader reads on the same stacks (see [`Element::parse_on`]).
-#[derive(Default)]
+/// last: each array or object is moved into the arena, at its exact size,
+/// when it ends, instead of growing a vector of its own. The fast reader
+/// reads on the same stacks (see [`Element::parse_on`]).
 pub(crate) struct Scratch<'de> {
+    arena: &'de Arena,
     items: Vec<Value<'de>>,
-    entries: Vec<(Cow<'de, str>, Value<'de>)>,
+    entries: Vec<Entry<'de>>,
     /// How deep the arrays and objects being read are nested, and the
     /// deepest they were.
     depth: usize,
     deepest: usize,
 }
 
-impl Scratch<'_> {
+impl<'de> Scratch<'de> {
+    /// Empty stacks, for trees kept in `arena`.
+    pub(crate) fn new(arena: &'de Arena) -> Scratch<'de> {
+        Scratch {
+            arena,
+            items: Vec::new(),
+            entries: Vec::new(),
+            depth: 0,
+            deepest: 0,
+        }
+    }
+
     fn enter(&mut self) {
         self.depth += 1;
         self.deepest = self.deepest.max(self.depth);
@@ -376,15 +398,11 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Borrowed(v)))
+        Ok(Value::String(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Owned(v.to_string())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Owned(v)))
+        Ok(Value::String(self.scratch.arena.alloc_str(v)))
     }
 
     fn visit_none<E>(self) -> Result<Value<'de>, E> {
@@ -408,22 +426,30 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
             self.scratch.items.push(item);
         }
         self.scratch.depth -= 1;
-        Ok(Value::Array(self.scratch.items.split_off(start)))
+        let items = self.scratch.items.drain(start..);
+        Ok(Value::Array(
+            self.scratch.arena.alloc_slice_fill_iter(items),
+        ))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value<'de>, A::Error> {
         self.scratch.enter();
         let start = self.scratch.entries.len();
-        while let Some(key) = access.next_key_seed(KeySeed)? {
+        while let Some(key) = access.next_key_seed(KeySeed {
+            arena: self.scratch.arena,
+        })? {
             let value = access.next_value_seed(TreeSeed {
                 scratch: &mut *self.scratch,
             })?;
             self.scratch.entries.push((key, value));
         }
         self.scratch.depth -= 1;
-        let mut entries = self.scratch.entries.split_off(start);
-        Map::dedupe(&mut entries);
-        Ok(Value::Object(Map { entries }))
+        let scratch = &mut *self.scratch;
+        Ok(Value::Object(Map::from_stack(
+            &mut scratch.entries,
+            start,
+            scratch.arena,
+        )))
     }
 }
 
@@ -438,8 +464,8 @@ const MAX_NESTING: usize = 127;
 /// A large document read in outline: its top level as a tree, except the
 /// elements of `objects` (nearly all of an artifact), which are only delimited
 /// by a scan of the text and parsed one at a time later, on as many threads as
-/// validation walks objects on, each tree freed before the next. The whole
-/// tree of an 8 MB artifact (tens of megabytes of fresh pages to zero) never
+/// validation walks objects on, the trees of each chunk of objects freed
+/// together once it is walked. The whole tree of an 8 MB artifact (tens of megabytes of fresh pages to zero) never
 /// exists, and the one pass over all of the text that no thread can share is
 /// a plain byte scan instead of a parse.
 ///
@@ -466,30 +492,31 @@ impl<'a> Outline<'a> {
     /// The outline of a document of at least [`SPLIT_FROM`] bytes, or `None`
     /// where [`Value::parse`] must decide: a smaller document, a syntax error
     /// anywhere, a top level that is not an object, no `objects`, an `objects`
-    /// that is not an array of objects or is given twice.
-    pub fn read(text: &'a str) -> Option<Outline<'a>> {
-        Outline::read_from(text, SPLIT_FROM)
+    /// that is not an array of objects or is given twice. The top level's
+    /// trees go into `arena`.
+    pub fn read(text: &'a str, arena: &'a Arena) -> Option<Outline<'a>> {
+        Outline::read_from(text, SPLIT_FROM, arena)
     }
 
-    pub(crate) fn read_from(text: &'a str, from: usize) -> Option<Outline<'a>> {
+    pub(crate) fn read_from(text: &'a str, from: usize, arena: &'a Arena) -> Option<Outline<'a>> {
         if text.len() < from {
             return None;
         }
         let mut scan = Scan { text, at: 0 };
         let mut entries = Vec::new();
         let mut objects = None;
-        let mut scratch = Scratch::default();
+        let mut scratch = Scratch::new(arena);
         scan.expect(b'{')?;
         if !scan.next_is(b'}') {
             loop {
-                let key = parse_key(scan.string()?)?;
+                let key = parse_key(scan.string()?, arena)?;
                 scan.expect(b':')?;
                 if key == "objects" {
                     if objects.is_some() {
                         return None;
                     }
                     objects = Some(scan.elements()?);
-                    entries.push((key, Value::Array(Vec::new())));
+                    entries.push((key, Value::Array(&[])));
                 } else {
                     let value = parse_part(scan.value()?, &mut scratch)?;
                     // The value sits inside the document's object.
@@ -508,9 +535,8 @@ impl<'a> Outline<'a> {
         if scan.at != text.len() {
             return None;
         }
-        Map::dedupe(&mut entries);
         Some(Outline {
-            document: Value::Object(Map { entries }),
+            document: Value::Object(Map::from_stack(&mut entries, 0, arena)),
             objects: objects?,
         })
     }
@@ -531,8 +557,15 @@ impl<'a> Element<'a> {
     /// or `None` (also when the name's text does not parse, which
     /// [`Element::parse`] then reports).
     pub fn name(&self) -> Option<Cow<'a, str>> {
-        match Value::parse(self.name?).ok()? {
-            Value::String(name) => Some(name),
+        let text = self.name?;
+        // A plain string is its own text between the quotes.
+        if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+            && !inner.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            return Some(Cow::Borrowed(inner));
+        }
+        match serde_json::from_str::<serde_json::Value>(text).ok()? {
+            serde_json::Value::String(name) => Some(Cow::Owned(name)),
             _ => None,
         }
     }
@@ -540,13 +573,19 @@ impl<'a> Element<'a> {
     /// The element as the whole document's parse holds it, or `None` where
     /// that parse would fail: a syntax error, a number out of range, a string
     /// serde_json refuses, nesting deeper than the limit counted from the
-    /// document's top.
-    pub fn parse(&self) -> Option<Value<'a>> {
-        self.parse_on(&mut Scratch::default())
+    /// document's top. Its trees go into `arena`.
+    pub fn parse<'s>(&self, arena: &'s Arena) -> Option<Value<'s>>
+    where
+        'a: 's,
+    {
+        self.parse_on(&mut Scratch::new(arena))
     }
 
-    /// [`Element::parse`], on stacks kept from the last element parsed.
-    pub(crate) fn parse_on(&self, scratch: &mut Scratch<'a>) -> Option<Value<'a>> {
+    /// [`Element::parse`], on the stacks (and into the arena) of `scratch`.
+    pub(crate) fn parse_on<'s>(&self, scratch: &mut Scratch<'s>) -> Option<Value<'s>>
+    where
+        'a: 's,
+    {
         let value = parse_part(self.text, scratch)?;
         // Read alone, the element is two levels shallower than in the
         // document (the document, `objects`).
@@ -571,10 +610,11 @@ fn parse_part<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<Value<'a>>
     Some(value)
 }
 
-/// A key's text, quotes included, as the key it spells.
-fn parse_key(text: &str) -> Option<Cow<'_, str>> {
+/// A key's text, quotes included, as the key it spells (in `arena` if it
+/// has escapes).
+fn parse_key<'a>(text: &'a str, arena: &'a Arena) -> Option<&'a str> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let key = KeySeed.deserialize(&mut de).ok()?;
+    let key = KeySeed { arena }.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(key)
 }
@@ -664,7 +704,10 @@ impl<'a> Scan<'a> {
                     let key = self.string()?;
                     self.expect(b':')?;
                     let value = self.value()?;
-                    if key == "\"name\"" || (key.contains('\\') && parse_key(key)? == "name") {
+                    if key == "\"name\""
+                        || (key.contains('\\')
+                            && serde_json::from_str::<String>(key).ok()? == "name")
+                    {
                         name = Some(value);
                     }
                     if !self.next_is(b',') {
@@ -883,34 +926,33 @@ impl Marks {
     }
 }
 
-/// A key, borrowed from the text when it has no escapes.
-struct KeySeed;
+/// A key, borrowed from the text when it has no escapes, in the arena when
+/// it has.
+struct KeySeed<'de> {
+    arena: &'de Arena,
+}
 
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
+impl<'de> DeserializeSeed<'de> for KeySeed<'de> {
+    type Value = &'de str;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'de str, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
+impl<'de> Visitor<'de> for KeySeed<'de> {
+    type Value = &'de str;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string key")
     }
 
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(v))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<&'de str, E> {
+        Ok(v)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<&'de str, E> {
+        Ok(self.arena.alloc_str(v))
     }
 }
 
@@ -956,7 +998,8 @@ mod tests {
             r#"{1:2}"#,
         ];
         for input in cases {
-            let ours = Value::parse(input);
+            let arena = Arena::new();
+            let ours = Value::parse(input, &arena);
             let theirs = serde_json::from_str::<serde_json::Value>(input);
             match (ours, theirs) {
                 (Ok(a), Ok(b)) => {
@@ -975,8 +1018,9 @@ mod tests {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_NESTING)).is_ok());
         assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_NESTING + 1)).is_err());
-        assert!(Value::parse(&nested(MAX_NESTING)).is_ok());
-        assert!(Value::parse(&nested(MAX_NESTING + 1)).is_err());
+        let arena = Arena::new();
+        assert!(Value::parse(&nested(MAX_NESTING), &arena).is_ok());
+        assert!(Value::parse(&nested(MAX_NESTING + 1), &arena).is_err());
     }
 
     /// Read in outline, a document reads to the tree the plain parse reads:
@@ -1048,14 +1092,15 @@ mod tests {
             document(plain(4), "").replace(",\"x\"", "\"x\""),
             document(plain(4), ",\"y\":1x"),
         ];
+        let arena = Arena::new();
         for text in &taken {
-            let whole = Value::parse(text).unwrap_or_else(|e| panic!("{e}: {text:.300}"));
-            let outline =
-                Outline::read_from(text, 0).unwrap_or_else(|| panic!("no outline of {text:.300}"));
+            let whole = Value::parse(text, &arena).unwrap_or_else(|e| panic!("{e}: {text:.300}"));
+            let outline = Outline::read_from(text, 0, &arena)
+                .unwrap_or_else(|| panic!("no outline of {text:.300}"));
             let mut elements = Vec::new();
             for (i, element) in outline.objects().iter().enumerate() {
                 let tree = element
-                    .parse()
+                    .parse(&arena)
                     .unwrap_or_else(|| panic!("element {i} of {text:.300}"));
                 assert_eq!(
                     element.name().as_deref(),
@@ -1064,28 +1109,34 @@ mod tests {
                 );
                 elements.push(tree);
             }
-            let mut assembled = outline.document().clone();
-            if let Value::Object(map) = &mut assembled {
-                for (key, value) in &mut map.entries {
-                    if key == "objects" {
-                        *value = Value::Array(std::mem::take(&mut elements));
-                    }
-                }
-            }
+            let elements: &[Value<'_>] = arena.alloc_slice_fill_iter(elements);
+            let assembled = match outline.document() {
+                Value::Object(map) => Value::Object(Map {
+                    entries: arena.alloc_slice_fill_iter(map.entries.iter().map(|(key, value)| {
+                        let value = if *key == "objects" {
+                            Value::Array(elements)
+                        } else {
+                            value.clone()
+                        };
+                        (*key, value)
+                    })),
+                }),
+                other => other.clone(),
+            };
             assert_eq!(assembled, whole, "{text:.300}");
             assert_eq!(super::tests::text(&assembled), super::tests::text(&whole));
         }
         for text in &odd {
-            let taken = Outline::read_from(text, 0)
-                .is_some_and(|outline| outline.objects().iter().all(|e| e.parse().is_some()));
+            let taken = Outline::read_from(text, 0, &arena)
+                .is_some_and(|outline| outline.objects().iter().all(|e| e.parse(&arena).is_some()));
             assert!(!taken, "{text:.300}");
         }
         // The odd ones that are JSON at all still read whole.
-        assert!(Value::parse(&odd[0]).is_ok());
-        assert!(Value::parse(&odd[4]).is_ok());
-        assert!(Value::parse(&odd[6]).is_err());
+        assert!(Value::parse(&odd[0], &arena).is_ok());
+        assert!(Value::parse(&odd[4], &arena).is_ok());
+        assert!(Value::parse(&odd[6], &arena).is_err());
         // Small documents are not read in outline.
-        assert!(Outline::read(&taken[0]).is_none());
+        assert!(Outline::read(&taken[0], &arena).is_none());
     }
 
     /// Where a container ends, read 64 bytes at a time, is where reading byte
@@ -1160,7 +1211,8 @@ mod tests {
             input.push_str(&format!("\"k{}\":{i},", i % 25));
         }
         input.push_str("\"z\":true}");
-        let ours = Value::parse(&input).unwrap_or(Value::Null);
+        let arena = Arena::new();
+        let ours = Value::parse(&input, &arena).unwrap_or(Value::Null);
         let theirs = serde_json::from_str::<serde_json::Value>(&input).unwrap_or_default();
         assert_eq!(text(&ours), theirs.to_string());
         assert_eq!(ours.as_object().map(Map::len), Some(26));
@@ -1170,7 +1222,7 @@ mod tests {
         let mut sorted: Vec<String> = (0..40).map(|i| format!("\"field_{i:02}\":{i}")).collect();
         sorted.insert(21, "\"field_20\":99".to_string());
         let input = format!("{{{}}}", sorted.join(","));
-        let ours = Value::parse(&input).unwrap_or(Value::Null);
+        let ours = Value::parse(&input, &arena).unwrap_or(Value::Null);
         let theirs = serde_json::from_str::<serde_json::Value>(&input).unwrap_or_default();
         assert_eq!(text(&ours), theirs.to_string());
         assert_eq!(ours.as_object().map(Map::len), Some(40));
@@ -1178,7 +1230,7 @@ mod tests {
         // The control: as many distinct keys keep them all, in order.
         let distinct: Vec<String> = (0..40).map(|i| format!("\"field_{i:02}\":{i}")).collect();
         let input = format!("{{{}}}", distinct.join(","));
-        let ours = Value::parse(&input).unwrap_or(Value::Null);
+        let ours = Value::parse(&input, &arena).unwrap_or(Value::Null);
         assert_eq!(text(&ours), input);
         assert_eq!(ours.as_object().map(Map::len), Some(40));
     }
@@ -1186,21 +1238,37 @@ mod tests {
     #[test]
     fn strings_without_escapes_are_borrowed_from_the_text() {
         let text = r#"{"plain":"abc","esc\u0041":"a\nb"}"#;
-        let value = Value::parse(text).unwrap_or(Value::Null);
-        let map = value.as_object().cloned().unwrap_or_default();
-        let (k0, v0) = &map.entries[0];
-        let (k1, v1) = &map.entries[1];
-        assert!(matches!(k0, Cow::Borrowed("plain")));
-        assert!(matches!(v0, Value::String(Cow::Borrowed("abc"))));
-        assert!(matches!(k1, Cow::Owned(k) if k == "escA"));
-        assert!(matches!(v1, Value::String(Cow::Owned(s)) if s == "a\nb"));
-        assert_eq!(map["missing"], Value::Null);
+        let in_text = |s: &str| text.as_bytes().as_ptr_range().contains(&s.as_ptr());
+        // serde_json's reader, where the fast one gives up, borrows too.
+        for with_serde in [false, true] {
+            let arena = Arena::new();
+            let value = if with_serde {
+                Value::parse_with_serde(text, &arena)
+            } else {
+                Value::parse(text, &arena)
+            }
+            .unwrap_or(Value::Null);
+            let map = value.as_object().copied().unwrap_or_default();
+            let [(k0, v0), (k1, v1)] = map.entries else {
+                panic!("two entries, not {map:?}");
+            };
+            assert!(*k0 == "plain" && in_text(k0));
+            assert!(matches!(v0, Value::String(s) if *s == "abc" && in_text(s)));
+            // The escaped ones are unescaped into the arena.
+            assert!(*k1 == "escA" && !in_text(k1));
+            assert!(matches!(v1, Value::String(s) if *s == "a\nb" && !in_text(s)));
+            assert_eq!(map["missing"], Value::Null);
+        }
     }
 
     #[test]
     fn borrowing_a_serde_json_value_gives_it_back_unchanged() {
         let value = serde_json::json!({"b": [1, "two", {"c": null}], "a": 2.5, "z": false});
-        assert_eq!(Value::from_serde(&value).to_serde(), value);
-        assert_eq!(Value::from_serde(&value).to_string(), value.to_string());
+        let arena = Arena::new();
+        assert_eq!(Value::from_serde(&value, &arena).to_serde(), value);
+        assert_eq!(
+            Value::from_serde(&value, &arena).to_string(),
+            value.to_string()
+        );
     }
 }

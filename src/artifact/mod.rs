@@ -74,8 +74,9 @@ pub fn check_source(
 
 /// Validate a definition already read and merged.
 pub fn check_document(source: build::Source, strict: bool) -> (build::Source, Checked) {
+    let arena = json::Arena::new();
     let report = validate::validate(
-        &json::Value::from_serde(&source.document),
+        &json::Value::from_serde(&source.document, &arena),
         &source.sources,
         strict,
     );
@@ -115,12 +116,13 @@ fn check_text(
     strict: bool,
 ) -> anyhow::Result<validate::Report> {
     let text = build::document_text(bytes, path)?;
-    if let Some(outline) = json::Outline::read(text)
+    let arena = json::Arena::new();
+    if let Some(outline) = json::Outline::read(text, &arena)
         && let Some(report) = validate::validate_outline(&outline, sources, strict)
     {
         return Ok(report);
     }
-    let document = json::Value::parse(text).map_err(|e| build::not_json(path, &e))?;
+    let document = json::Value::parse(text, &arena).map_err(|e| build::not_json(path, &e))?;
     if !document.is_object() {
         return Err(build::not_an_object(path));
     }
@@ -251,7 +253,9 @@ mod tests {
             let path = Path::new("t.json");
             let sources = build::SourceMap::single(path);
             let value: Value = serde_json::from_str(text).unwrap_or_default();
-            let from_serde = validate::validate(&json::Value::from_serde(&value), &sources, true);
+            let arena = json::Arena::new();
+            let from_serde =
+                validate::validate(&json::Value::from_serde(&value, &arena), &sources, true);
             let checked = check_bytes(text.as_bytes(), path, true).map(|c| c.report);
             let Ok(from_tree) = checked else {
                 panic!("the tree did not parse what serde_json parsed");
@@ -351,9 +355,10 @@ mod tests {
             "manifest": {"id": "com.x.parts", "version": "1.0.0", "namespace": "x"},
             "objects": objects,
         });
-        let tree = json::Value::from_serde(&document);
+        let arena = json::Arena::new();
+        let tree = json::Value::from_serde(&document, &arena);
         let text = document.to_string();
-        let outline = json::Outline::read_from(&text, 0);
+        let outline = json::Outline::read_from(&text, 0, &arena);
         let sources = build::SourceMap::single(Path::new("t.json"));
         let walk = |source, parts| {
             validate::validate_in_parts(&tree, source, &sources, false, parts)

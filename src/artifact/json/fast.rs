@@ -1,7 +1,8 @@
 //! A JSON reader for the text of an artifact's parts, several times faster
 //! than going through serde_json's visitor: it reads bytes straight into
 //! [`Value`], borrows every string that has no escape, and builds each
-//! array and object from one reused stack of items.
+//! array and object on one reused stack of items, moved into the arena once
+//! it closes.
 //!
 //! It reads the same trees serde_json reads, or gives up: whatever it does not
 //! read itself (an escaped string, a number with a fraction or an exponent, an
@@ -10,21 +11,21 @@
 //! text is not JSON: where it gives up, the caller asks serde_json, whose
 //! message (with line and column) is the one users see.
 
-use std::borrow::Cow;
-
 use serde_json::Number;
 
-use super::{MAX_NESTING, Map, Scratch, Value};
+use super::{Arena, Entry, MAX_NESTING, Map, Scratch, Value};
 
 /// The tree `text` holds and how deeply its arrays and objects nest (a scalar
 /// is 0), or `None` for anything but one JSON value with only whitespace
 /// around it, nested at most [`MAX_NESTING`] deep. The stacks it reads on are
 /// `scratch`'s, kept for the next read: the objects of an artifact are read
-/// one after another, and each would otherwise grow stacks of its own.
+/// one after another, and each would otherwise grow stacks of its own. Its
+/// arrays, objects and escaped strings go into `scratch`'s arena.
 pub(super) fn read<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<(Value<'a>, usize)> {
     let mut reader = Reader {
         text,
         bytes: text.as_bytes(),
+        arena: scratch.arena,
         at: 0,
         depth: 0,
         deepest: 0,
@@ -50,13 +51,14 @@ pub(super) fn read<'a>(text: &'a str, scratch: &mut Scratch<'a>) -> Option<(Valu
 struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
+    arena: &'a Arena,
     at: usize,
     depth: usize,
     deepest: usize,
     /// The items and entries of the arrays and objects being read, innermost
     /// last: each container takes its own off the end once it closes.
     items: Vec<Value<'a>>,
-    entries: Vec<(Cow<'a, str>, Value<'a>)>,
+    entries: Vec<Entry<'a>>,
 }
 
 /// Where a value goes once read: onto the items of the array being read, or
@@ -185,10 +187,10 @@ impl<'a> Reader<'a> {
             b'{' => self.object(into),
             b'[' => self.array(into),
             b'"' => match self.plain()? {
-                Ok(text) => self.put(into, Value::String(Cow::Borrowed(text))),
+                Ok(text) => self.put(into, Value::String(text)),
                 Err(Escaped) => {
                     let string = self.escaped()?;
-                    self.put(into, Value::String(Cow::Owned(string)))
+                    self.put(into, Value::String(string))
                 }
             },
             b't' => {
@@ -247,7 +249,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.depth -= 1;
-        let items = self.items.split_off(start);
+        let items = self.arena.alloc_slice_fill_iter(self.items.drain(start..));
         self.put(into, Value::Array(items))
     }
 
@@ -264,10 +266,10 @@ impl<'a> Reader<'a> {
                 }
                 let slot = self.entries.len();
                 match self.plain()? {
-                    Ok(key) => push(&mut self.entries, (Cow::Borrowed(key), Value::Null)),
+                    Ok(key) => push(&mut self.entries, (key, Value::Null)),
                     Err(Escaped) => {
                         let key = self.escaped()?;
-                        push(&mut self.entries, (Cow::Owned(key), Value::Null));
+                        push(&mut self.entries, (key, Value::Null));
                     }
                 }
                 if self.peek()? != b':' {
@@ -286,9 +288,8 @@ impl<'a> Reader<'a> {
             }
         }
         self.depth -= 1;
-        let mut entries = self.entries.split_off(start);
-        Map::dedupe(&mut entries);
-        self.put(into, Value::Object(Map { entries }))
+        let map = Map::from_stack(&mut self.entries, start, self.arena);
+        self.put(into, Value::Object(map))
     }
 
     /// At an opening quote, a string without escapes: its text (and the
@@ -316,15 +317,15 @@ impl<'a> Reader<'a> {
     }
 
     /// At the opening quote of a string that holds an escape: serde_json
-    /// reads it.
+    /// reads it, into the arena.
     #[cold]
     #[inline(never)]
-    fn escaped(&mut self) -> Option<String> {
+    fn escaped(&mut self) -> Option<&'a str> {
         let open = self.at;
         let end = super::string_end(self.bytes, open + 1)?;
-        let string = serde_json::from_str(self.text.get(open..end)?).ok()?;
+        let string: String = serde_json::from_str(self.text.get(open..end)?).ok()?;
         self.at = end;
-        Some(string)
+        Some(self.arena.alloc_str(&string))
     }
 
     /// A number. Integers of up to 18 digits are read here; the rest (`-0`,
@@ -413,12 +414,18 @@ mod tests {
     /// The fast reader takes exactly what serde_json takes, and reads it to
     /// the same tree (numbers of the same kind, keys in the same order, each
     /// once) and nesting.
-    fn read(text: &str) -> Option<(Value<'_>, usize)> {
-        super::read(text, &mut Scratch::default())
+    fn read<'a>(text: &'a str, arena: &'a Arena) -> Option<(Value<'a>, usize)> {
+        super::read(text, &mut Scratch::new(arena))
+    }
+
+    /// Whether the fast reader takes `text`.
+    fn reads(text: &str) -> bool {
+        read(text, &Arena::new()).is_some()
     }
 
     fn same_as_serde_json(input: &str) {
-        let ours = read(input);
+        let arena = Arena::new();
+        let ours = read(input, &arena);
         let theirs = serde_json::from_str::<serde_json::Value>(input);
         match (&ours, &theirs) {
             (Some((value, deepest)), Ok(expected)) => {
@@ -430,11 +437,15 @@ mod tests {
                 );
                 assert_eq!(*deepest, nesting(input), "{input:?}");
                 // And the public parse gives the same.
-                assert_eq!(Value::parse(input).ok().as_ref(), Some(value), "{input:?}");
+                assert_eq!(
+                    Value::parse(input, &arena).ok().as_ref(),
+                    Some(value),
+                    "{input:?}"
+                );
             }
             (None, Err(_)) => {
                 // Where it gives up, the parse reports serde_json's own error.
-                let said = Value::parse(input).err().map(|e| e.to_string());
+                let said = Value::parse(input, &arena).err().map(|e| e.to_string());
                 assert_eq!(
                     said,
                     theirs.as_ref().err().map(|e| e.to_string()),
@@ -535,8 +546,8 @@ mod tests {
             same_as_serde_json(&objects(n));
         }
         // The controls: the ordinary cases are read here, not handed over.
-        assert!(read(r#"{"a":[1,-2,"x"],"b":{}}"#).is_some());
-        assert!(read("[1,]").is_none());
+        assert!(reads(r#"{"a":[1,-2,"x"],"b":{}}"#));
+        assert!(!reads("[1,]"));
     }
 
     /// Each value is stored into the entry pushed for its key before it was
@@ -566,7 +577,7 @@ mod tests {
             format!(r#"{{"a":{object},"b":[{object},{{}}],"a\u0062":[],"a":{array}}}"#),
         ] {
             same_as_serde_json(&input);
-            assert!(read(&input).is_some(), "read here, not handed over");
+            assert!(reads(&input), "read here, not handed over");
         }
     }
 
@@ -584,9 +595,10 @@ mod tests {
             r#"{"#,
             r#"{"z":[[],[{}],"s"]}"#,
         ];
-        let mut shared = Scratch::default();
+        let arena = Arena::new();
+        let mut shared = Scratch::new(&arena);
         for text in texts {
-            let alone = read(text);
+            let alone = read(text, &arena);
             assert_eq!(super::read(text, &mut shared), alone, "{text}");
             assert!(
                 shared.items.is_empty() && shared.entries.is_empty(),
@@ -594,7 +606,7 @@ mod tests {
             );
         }
         // The controls: some of them read, some do not.
-        assert!(read(texts[0]).is_some() && read(texts[1]).is_none());
+        assert!(reads(texts[0]) && !reads(texts[1]));
     }
 
     /// Strings of every length up to past two blocks of sixteen, with a quote,
@@ -616,7 +628,7 @@ mod tests {
                     }
                     let text = format!("{{\"k{inner}\":\"{inner}\",\"x\":[\"{inner}\"]}}");
                     same_as_serde_json(&text);
-                    if read(&text).is_some() {
+                    if reads(&text) {
                         read_ok += 1;
                     } else {
                         refused += 1;
@@ -693,7 +705,7 @@ mod tests {
             }
             if let Ok(mutated) = String::from_utf8(bytes) {
                 same_as_serde_json(&mutated);
-                taken += usize::from(read(&mutated).is_some());
+                taken += usize::from(reads(&mutated));
             }
         }
         // The control: mutations are not all broken documents.

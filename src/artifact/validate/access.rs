@@ -533,7 +533,8 @@ mod tests {
             &NEAR,
             pointer,
         );
-        let value = Value::parse(&text).unwrap();
+        let arena = crate::artifact::json::Arena::new();
+        let value = Value::parse(&text, &arena).unwrap();
         let map = value.as_object().unwrap();
         let sources = SourceMap::default();
         let mut w = Walker::new(&sources, false);

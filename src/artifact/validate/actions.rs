@@ -47,7 +47,7 @@ pub(super) fn validate_actions(w: &mut Walker<'_>, doc: &Map<'_>, model: &Model)
         let mut patch = None;
         match (map.get("operation"), map.get("patch")) {
             (None, None) => {}
-            (Some(Value::String(op)), Some(Value::Object(p))) if op == "update" => {
+            (Some(Value::String(op)), Some(Value::Object(p))) if *op == "update" => {
                 match object_def {
                     None if object.is_none() => w.err(
                         &pointer,
@@ -83,7 +83,7 @@ pub(super) fn validate_actions(w: &mut Walker<'_>, doc: &Map<'_>, model: &Model)
                 }
                 patch = Some(p.to_serde());
             }
-            (Some(Value::String(op)), None) if op == "update" && !map.contains_key("params") => {
+            (Some(Value::String(op)), None) if *op == "update" && !map.contains_key("params") => {
                 w.err(
                     &pointer,
                     "an `update` action needs a `patch` of field values",

@@ -154,8 +154,8 @@ pub(super) fn validate_field(
     let unique = match entries.unique {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Unique::No,
         Some(Value::Bool(true)) => Unique::Organization,
-        Some(Value::String(s)) if s == "organization" => Unique::Organization,
-        Some(Value::String(s)) if s == "global" => Unique::Global,
+        Some(Value::String(s)) if *s == "organization" => Unique::Organization,
+        Some(Value::String(s)) if *s == "global" => Unique::Global,
         Some(other) => {
             w.err(&format!("{pointer}/unique"), format!("`unique` takes `true`, `false`, `\"organization\"` or `\"global\"`, not {other}"));
             ok = false;
@@ -347,7 +347,7 @@ pub(super) fn validate_field(
     let mut literal_default = None;
     let default_value = match entries.default_value {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s == "NOW()" => {
+        Some(Value::String(s)) if *s == "NOW()" => {
             if !matches!(storage, Storage::Date | Storage::DateTime | Storage::Time) {
                 w.err(
                     &format!("{pointer}/defaultValue"),
@@ -357,7 +357,7 @@ pub(super) fn validate_field(
             }
             Some(DefaultValue::Now)
         }
-        Some(Value::String(s)) if s == "current_user" => {
+        Some(Value::String(s)) if *s == "current_user" => {
             let fits = field_type == "user"
                 || (field_type == "lookup" && reference.as_deref() == Some("sys_user"));
             if !fits || multiple {
@@ -485,7 +485,8 @@ mod tests {
             &NEAR,
             "/objects/0/fields/f",
         );
-        let value = Value::parse(&text).unwrap();
+        let arena = crate::artifact::json::Arena::new();
+        let value = Value::parse(&text, &arena).unwrap();
         let map = value.as_object().unwrap();
         let sources = SourceMap::default();
         let mut w = Walker::new(&sources, false);

@@ -67,8 +67,8 @@ pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Repo
 }
 
 /// Validate a large document read in outline (see [`json::Outline`]): its
-/// objects are parsed as they are walked, in parts, each tree freed once
-/// walked. The report is the one [`validate`] gives on the whole tree, or
+/// objects are parsed as they are walked, in parts, each part's trees freed
+/// once it is walked. The report is the one [`validate`] gives on the whole tree, or
 /// `None` where an element does not parse and the whole document must be
 /// parsed to say why.
 pub fn validate_outline(
@@ -127,11 +127,15 @@ impl<'v, 'j> Elements<'v, 'j> {
     }
 
     /// The `i`th object as a tree, or `None` where its text does not parse;
-    /// text is read on `scratch`'s stacks.
-    fn tree(self, i: usize, scratch: &mut json::Scratch<'j>) -> Option<Cow<'v, Value<'j>>> {
+    /// text is read on `scratch`'s stacks, into its arena.
+    fn tree<'s>(self, i: usize, scratch: &mut json::Scratch<'s>) -> Option<Value<'s>>
+    where
+        'v: 's,
+        'j: 's,
+    {
         match self {
-            Elements::Trees(values) => Some(Cow::Borrowed(&values[i])),
-            Elements::Text(elements) => elements[i].parse_on(scratch).map(Cow::Owned),
+            Elements::Trees(values) => Some(values[i].clone()),
+            Elements::Text(elements) => elements[i].parse_on(scratch),
         }
     }
 }
@@ -204,7 +208,9 @@ pub(crate) fn validate_in_parts(
         // would be a size of its own to the allocator, each in a fresh page
         // of its own (and a fresh huge page zeroed for the first touch).
         let mut objects = Vec::new();
-        let mut scratch = json::Scratch::default();
+        // The trees of the chunk's objects, freed together once it is walked.
+        let arena = json::Arena::new();
+        let mut scratch = json::Scratch::new(&arena);
         for i in range {
             let value = elements.tree(i, &mut scratch)?;
             let pointer = format!("/objects/{i}");

@@ -316,7 +316,7 @@ impl<'a> Walker<'a> {
         pointer: &(impl fmt::Display + ?Sized),
     ) -> Option<&'v str> {
         self.typed(value, key, pointer, |value| match value {
-            Value::String(s) => Ok(s.as_ref()),
+            Value::String(s) => Ok(*s),
             other => Err(format!("a string, not {}", type_name(other))),
         })
     }
