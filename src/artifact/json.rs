@@ -18,14 +18,14 @@ use std::fmt;
 pub use bumpalo::Bump as Arena;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Number;
 
 mod fast;
 
 /// One JSON value, its strings borrowed from the text where they need no
 /// unescaping (the others, and its arrays and objects, are in the arena it
-/// was read into). Nothing in it needs dropping.
-#[derive(Debug, Clone, PartialEq)]
+/// was read into). Nothing in it needs dropping, and it is copied as plain
+/// bytes: an array or object is moved into the arena in one copy.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
@@ -37,6 +37,87 @@ pub enum Value<'a> {
 
 /// One entry of a JSON object: its key and value.
 type Entry<'a> = (&'a str, Value<'a>);
+
+/// A JSON number as serde_json (without arbitrary precision) holds one: an
+/// integer that is not negative, a negative one, or a finite float. Unlike
+/// `serde_json::Number` it is `Copy`, and so is a [`Value`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    PosInt(u64),
+    NegInt(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub fn as_u64(self) -> Option<u64> {
+        match self {
+            Number::PosInt(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            Number::PosInt(n) => i64::try_from(n).ok(),
+            Number::NegInt(n) => Some(n),
+            Number::Float(_) => None,
+        }
+    }
+
+    pub fn as_f64(self) -> Option<f64> {
+        Some(match self {
+            Number::PosInt(n) => n as f64,
+            Number::NegInt(n) => n as f64,
+            Number::Float(f) => f,
+        })
+    }
+
+    /// The same number as serde_json's.
+    pub fn to_serde(self) -> serde_json::Number {
+        match self {
+            Number::PosInt(n) => n.into(),
+            Number::NegInt(n) => n.into(),
+            // Finite, as every float read is (serde_json reads no other).
+            Number::Float(f) => serde_json::Number::from_f64(f).unwrap_or_else(|| 0.into()),
+        }
+    }
+
+    /// A float as serde_json keeps one: `None` where it is not finite.
+    fn from_f64(f: f64) -> Option<Number> {
+        f.is_finite().then_some(Number::Float(f))
+    }
+}
+
+impl From<u64> for Number {
+    fn from(n: u64) -> Number {
+        Number::PosInt(n)
+    }
+}
+
+impl From<i64> for Number {
+    /// As serde_json: an integer that is not negative is a `PosInt`.
+    fn from(n: i64) -> Number {
+        u64::try_from(n).map_or(Number::NegInt(n), Number::PosInt)
+    }
+}
+
+impl From<&serde_json::Number> for Number {
+    fn from(n: &serde_json::Number) -> Number {
+        match (n.as_u64(), n.as_i64()) {
+            (Some(n), _) => Number::PosInt(n),
+            (None, Some(n)) => Number::NegInt(n),
+            // Neither integer: a float, which serde_json always gives as f64.
+            (None, None) => Number::Float(n.as_f64().unwrap_or_default()),
+        }
+    }
+}
+
+impl fmt::Display for Number {
+    /// As serde_json writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.to_serde(), f)
+    }
+}
 
 /// A JSON object: its entries in document order, each key once.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -162,7 +243,7 @@ impl<'a> Value<'a> {
         match self {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Number(n) => serde_json::Value::Number(n.clone()),
+            Value::Number(n) => serde_json::Value::Number(n.to_serde()),
             Value::String(s) => serde_json::Value::String(s.to_string()),
             Value::Array(items) => {
                 serde_json::Value::Array(items.iter().map(Value::to_serde).collect())
@@ -177,7 +258,7 @@ impl<'a> Value<'a> {
         match value {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => Value::Number(n.clone()),
+            serde_json::Value::Number(n) => Value::Number(n.into()),
             serde_json::Value::String(s) => Value::String(s),
             serde_json::Value::Array(items) => Value::Array(
                 arena.alloc_slice_fill_iter(items.iter().map(|v| Value::from_serde(v, arena))),
@@ -239,14 +320,18 @@ impl<'a> Map<'a> {
     /// the first position), moved into `arena`; `stack` is cut back to `start`.
     fn from_stack(stack: &mut Vec<Entry<'a>>, start: usize, arena: &'a Arena) -> Map<'a> {
         let entries = match Map::dedupe(&mut stack[start..]) {
-            None => arena.alloc_slice_fill_iter(stack.drain(start..)),
+            None => {
+                let entries = arena.alloc_slice_copy(&stack[start..]);
+                stack.truncate(start);
+                entries
+            }
             Some(dropped) => {
                 let kept: Vec<Entry<'a>> = stack
                     .drain(start..)
                     .zip(dropped)
                     .filter_map(|(entry, dropped)| (!dropped).then_some(entry))
                     .collect();
-                arena.alloc_slice_fill_iter(kept)
+                arena.alloc_slice_copy(&kept)
             }
         };
         Map { entries }
@@ -426,10 +511,12 @@ impl<'de> Visitor<'de> for TreeSeed<'_, 'de> {
             self.scratch.items.push(item);
         }
         self.scratch.depth -= 1;
-        let items = self.scratch.items.drain(start..);
-        Ok(Value::Array(
-            self.scratch.arena.alloc_slice_fill_iter(items),
-        ))
+        let items = self
+            .scratch
+            .arena
+            .alloc_slice_copy(&self.scratch.items[start..]);
+        self.scratch.items.truncate(start);
+        Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value<'de>, A::Error> {
@@ -1013,6 +1100,58 @@ mod tests {
         }
     }
 
+    /// A number reads as serde_json's does: the same kind, the same answers
+    /// to `as_u64`, `as_i64` and `as_f64`, written the same.
+    #[test]
+    fn numbers_answer_as_serde_jsons_do() {
+        let texts = [
+            "0",
+            "7",
+            "-7",
+            "-0",
+            "1.5e3",
+            "0.1",
+            "-2.5",
+            "1e308",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678",
+            "1234567890123456789",
+        ];
+        for text in texts {
+            let arena = Arena::new();
+            let Ok(Value::Number(ours)) = Value::parse(text, &arena) else {
+                panic!("{text} is not a number here");
+            };
+            let theirs: serde_json::Number = serde_json::from_str(text).unwrap_or_else(|e| {
+                panic!("{text}: {e}");
+            });
+            assert_eq!(ours.as_u64(), theirs.as_u64(), "{text}");
+            assert_eq!(ours.as_i64(), theirs.as_i64(), "{text}");
+            assert_eq!(ours.as_f64(), theirs.as_f64(), "{text}");
+            assert_eq!(ours.to_string(), theirs.to_string(), "{text}");
+            assert_eq!(Number::from(&theirs), ours, "{text}");
+        }
+        // Integers and floats are told apart, as serde_json tells them.
+        let arena = Arena::new();
+        assert!(matches!(
+            Value::parse("-3", &arena),
+            Ok(Value::Number(Number::NegInt(-3)))
+        ));
+        assert!(matches!(
+            Value::parse("3", &arena),
+            Ok(Value::Number(Number::PosInt(3)))
+        ));
+        assert!(matches!(
+            Value::parse("3.0", &arena),
+            Ok(Value::Number(Number::Float(_)))
+        ));
+    }
+
     #[test]
     fn the_nesting_limit_is_serde_jsons() {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
@@ -1116,12 +1255,12 @@ mod tests {
                         let value = if *key == "objects" {
                             Value::Array(elements)
                         } else {
-                            value.clone()
+                            *value
                         };
                         (*key, value)
                     })),
                 }),
-                other => other.clone(),
+                other => *other,
             };
             assert_eq!(assembled, whole, "{text:.300}");
             assert_eq!(super::tests::text(&assembled), super::tests::text(&whole));

@@ -11,9 +11,7 @@
 //! text is not JSON: where it gives up, the caller asks serde_json, whose
 //! message (with line and column) is the one users see.
 
-use serde_json::Number;
-
-use super::{Arena, Entry, MAX_NESTING, Map, Scratch, Value};
+use super::{Arena, Entry, MAX_NESTING, Map, Number, Scratch, Value};
 
 /// The tree `text` holds and how deeply its arrays and objects nest (a scalar
 /// is 0), or `None` for anything but one JSON value with only whitespace
@@ -170,10 +168,8 @@ impl<'a> Reader<'a> {
         match into {
             Place::Item => push(&mut self.items, value),
             Place::Entry(slot) => {
-                let entry = self.entries.get_mut(slot)?;
-                // Dropped after the store: what it replaces is the `Null`
-                // the entry was pushed with.
-                drop(std::mem::replace(&mut entry.1, value));
+                // It replaces the `Null` the entry was pushed with.
+                self.entries.get_mut(slot)?.1 = value;
             }
         }
         Some(())
@@ -249,7 +245,8 @@ impl<'a> Reader<'a> {
             }
         }
         self.depth -= 1;
-        let items = self.arena.alloc_slice_fill_iter(self.items.drain(start..));
+        let items = self.arena.alloc_slice_copy(&self.items[start..]);
+        self.items.truncate(start);
         self.put(into, Value::Array(items))
     }
 
@@ -374,7 +371,8 @@ impl<'a> Reader<'a> {
                 return Some((-(magnitude as i64)).into());
             }
         }
-        serde_json::from_str(self.text.get(start..at)?).ok()
+        let number: serde_json::Number = serde_json::from_str(self.text.get(start..at)?).ok()?;
+        Some(Number::from(&number))
     }
 }
 

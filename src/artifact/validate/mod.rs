@@ -134,7 +134,7 @@ impl<'v, 'j> Elements<'v, 'j> {
         'j: 's,
     {
         match self {
-            Elements::Trees(values) => Some(values[i].clone()),
+            Elements::Trees(values) => Some(values[i]),
             Elements::Text(elements) => elements[i].parse_on(scratch),
         }
     }
