@@ -429,12 +429,14 @@ pub(crate) struct Scratch<'de> {
 }
 
 impl<'de> Scratch<'de> {
-    /// Empty stacks, for trees kept in `arena`.
+    /// Empty stacks, for trees kept in `arena`; room for an object of an
+    /// artifact (its fields, or its largest field's keys and options) from
+    /// the start, as one is read after another, each on new stacks.
     pub(crate) fn new(arena: &'de Arena) -> Scratch<'de> {
         Scratch {
             arena,
-            items: Vec::new(),
-            entries: Vec::new(),
+            items: Vec::with_capacity(32),
+            entries: Vec::with_capacity(64),
             depth: 0,
             deepest: 0,
         }

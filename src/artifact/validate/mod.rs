@@ -203,15 +203,16 @@ pub(crate) fn validate_in_parts(
         .iter()
         .map(|name| name.as_deref().is_some_and(|n| !seen.insert(n)))
         .collect();
-    let walk = |w: &mut Walker<'_>, range: std::ops::Range<usize>| {
+    // Each object's tree is read into `arena`, emptied first: into the
+    // memory the last one took (still in cache), not into fresh pages.
+    let walk = |w: &mut Walker<'_>, range: std::ops::Range<usize>, arena: &mut json::Arena| {
         // Grown by doubling, not sized to the chunk: every chunk's own size
         // would be a size of its own to the allocator, each in a fresh page
         // of its own (and a fresh huge page zeroed for the first touch).
         let mut objects = Vec::new();
-        // The trees of the chunk's objects, freed together once it is walked.
-        let arena = json::Arena::new();
-        let mut scratch = json::Scratch::new(&arena);
         for i in range {
+            arena.reset();
+            let mut scratch = json::Scratch::new(arena);
             let value = elements.tree(i, &mut scratch)?;
             let pointer = format!("/objects/{i}");
             if duplicate[i] {
@@ -233,7 +234,7 @@ pub(crate) fn validate_in_parts(
         Some(objects)
     };
     if parts <= 1 || count < PARALLEL_FROM {
-        objects = walk(&mut w, 0..count)?;
+        objects = walk(&mut w, 0..count, &mut json::Arena::new())?;
     } else {
         // The objects are walked in chunks, each thread taking the next one
         // free, so that a thread the scheduler slows down (the digests are
@@ -248,6 +249,7 @@ pub(crate) fn validate_in_parts(
         let next = AtomicUsize::new(0);
         let take = || {
             let mut done = Vec::new();
+            let mut arena = json::Arena::new();
             loop {
                 let chunk = next.fetch_add(1, Ordering::Relaxed);
                 if chunk >= chunks {
@@ -255,7 +257,7 @@ pub(crate) fn validate_in_parts(
                 }
                 let mut fork = w.fork();
                 let range = bounds[chunk]..bounds[chunk + 1];
-                let walked = walk(&mut fork, range).map(|objects| (fork, objects));
+                let walked = walk(&mut fork, range, &mut arena).map(|objects| (fork, objects));
                 if walked.is_none() {
                     // An element that does not parse ends the walk: the
                     // document is parsed whole instead.
@@ -275,7 +277,10 @@ pub(crate) fn validate_in_parts(
             }
             walked
         });
-        walked.sort_by_key(|(chunk, _)| *chunk);
+        // Unstable (each chunk is there once): a stable sort would allocate
+        // a buffer, on this last stretch where only this thread works and
+        // a fresh page is a fresh huge page to zero.
+        walked.sort_unstable_by_key(|(chunk, _)| *chunk);
         if walked.len() != chunks {
             return None;
         }
