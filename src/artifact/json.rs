@@ -1,6 +1,6 @@
 //! The JSON tree validation walks: parsed straight from the artifact's bytes,
 //! borrowing its strings, with each object's entries in one flat slice instead
-//! of a hash map, and every array, object and unescaped string in an [`Arena`]
+//! of a hash map, and every array, object and escaped string in an [`Arena`]
 //! rather than an allocation of its own. An 8 MB artifact takes about a quarter
 //! of the memory `serde_json::Value` needs, a tree is freed with its arena in
 //! one step instead of node by node, and `objectos verify` spends its time on
