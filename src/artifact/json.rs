@@ -553,8 +553,8 @@ const MAX_NESTING: usize = 127;
 /// A large document read in outline: its top level as a tree, except the
 /// elements of `objects` (nearly all of an artifact), which are only delimited
 /// by a scan of the text and parsed one at a time later, on as many threads as
-/// validation walks objects on, the trees of each chunk of objects freed
-/// together once it is walked. The whole tree of an 8 MB artifact (tens of megabytes of fresh pages to zero) never
+/// validation walks objects on, each tree's arena emptied for the next. The
+/// whole tree of an 8 MB artifact (tens of megabytes of fresh pages to zero) never
 /// exists, and the one pass over all of the text that no thread can share is
 /// a plain byte scan instead of a parse.
 ///

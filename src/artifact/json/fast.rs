@@ -314,15 +314,15 @@ impl<'a> Reader<'a> {
     }
 
     /// At the opening quote of a string that holds an escape: serde_json
-    /// reads it, into the arena.
+    /// reads it (as it reads a key), into the arena.
     #[cold]
     #[inline(never)]
     fn escaped(&mut self) -> Option<&'a str> {
         let open = self.at;
         let end = super::string_end(self.bytes, open + 1)?;
-        let string: String = serde_json::from_str(self.text.get(open..end)?).ok()?;
+        let string = super::parse_key(self.text.get(open..end)?, self.arena)?;
         self.at = end;
-        Some(self.arena.alloc_str(&string))
+        Some(string)
     }
 
     /// A number. Integers of up to 18 digits are read here; the rest (`-0`,

@@ -67,8 +67,8 @@ pub fn validate(document: &Value<'_>, sources: &SourceMap, strict: bool) -> Repo
 }
 
 /// Validate a large document read in outline (see [`json::Outline`]): its
-/// objects are parsed as they are walked, in parts, each part's trees freed
-/// once it is walked. The report is the one [`validate`] gives on the whole tree, or
+/// objects are parsed as they are walked, in parts, each tree's memory reused
+/// for the next. The report is the one [`validate`] gives on the whole tree, or
 /// `None` where an element does not parse and the whole document must be
 /// parsed to say why.
 pub fn validate_outline(
