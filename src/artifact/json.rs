@@ -1159,8 +1159,6 @@ mod tests {
         }
     }
 
-    /// A number reads as serde_json's does: the same kind, the same answers
-    /// to `as_u64`, `as_i64` and `as_f64`, written the same.
     /// `same_key` and `key_order` answer as `==` and `cmp` do, for keys of
     /// every length up to past the longest compared in words, differing at
     /// each position (by one bit, by a character of two bytes, and by one
@@ -1192,6 +1190,8 @@ mod tests {
         assert!(compared > 500_000);
     }
 
+    /// A number reads as serde_json's does: the same kind, the same answers
+    /// to `as_u64`, `as_i64` and `as_f64`, written the same.
     #[test]
     fn numbers_answer_as_serde_jsons_do() {
         let texts = [
