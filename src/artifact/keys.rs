@@ -728,6 +728,7 @@ pub struct Known {
 }
 
 impl Known {
+    #[inline]
     pub fn contains(&self, key: &str) -> bool {
         let at = slot(key.as_bytes());
         let (Some(&from), Some(&to)) = (self.starts.get(at), self.starts.get(at + 1)) else {
