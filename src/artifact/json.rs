@@ -144,8 +144,12 @@ pub(crate) fn same_key(a: &str, b: &str) -> bool {
         // Three bytes or fewer: first, middle and last are all of them.
         1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         // Two windows, from the start and to the end, overlap and cover it.
-        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
-        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        4..=7 => {
+            window::<4>(a, 0) == window::<4>(b, 0) && window::<4>(a, n - 4) == window::<4>(b, n - 4)
+        }
+        8..=16 => {
+            window::<8>(a, 0) == window::<8>(b, 0) && window::<8>(a, n - 8) == window::<8>(b, n - 8)
+        }
         _ => a == b,
     }
 }
@@ -157,7 +161,11 @@ pub(crate) fn same_key(a: &str, b: &str) -> bool {
 pub(crate) fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
     let (x, y) = (a.as_bytes(), b.as_bytes());
     if x.len() >= 8 && y.len() >= 8 {
-        let (p, q) = (word8_be(x), word8_be(y));
+        // Big-endian: the words compare as their bytes do.
+        let (p, q) = (
+            u64::from_be_bytes(window(x, 0)),
+            u64::from_be_bytes(window(y, 0)),
+        );
         if p != q {
             return p.cmp(&q);
         }
@@ -165,29 +173,14 @@ pub(crate) fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.cmp(b)
 }
 
+/// `N` bytes from `at`, as an array (zeroes where the key is shorter: never
+/// the case where `same_key` and `key_order` ask).
 #[inline(always)]
-fn word4(bytes: &[u8], at: usize) -> u32 {
+fn window<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     bytes
-        .get(at..at + 4)
-        .and_then(|w| <[u8; 4]>::try_from(w).ok())
-        .map_or(0, u32::from_le_bytes)
-}
-
-#[inline(always)]
-fn word8(bytes: &[u8], at: usize) -> u64 {
-    bytes
-        .get(at..at + 8)
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
-/// The first eight bytes as a big-endian word: words compare as the bytes do.
-#[inline(always)]
-fn word8_be(bytes: &[u8]) -> u64 {
-    bytes
-        .get(..8)
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-        .map_or(0, u64::from_be_bytes)
+        .get(at..at + N)
+        .and_then(|w| <[u8; N]>::try_from(w).ok())
+        .unwrap_or([0; N])
 }
 
 impl<'a> Value<'a> {
