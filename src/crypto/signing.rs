@@ -458,8 +458,7 @@ pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
     };
     // A large file is read in two halves at once: most of a read is the
     // kernel's work on fresh memory, which then runs on two cores.
-    let parallel = len >= PARALLEL_READ_FROM;
-    let mut bytes = if parallel {
+    let bytes = if len >= PARALLEL_READ_FROM {
         // Asked for at least `FRESH_FROM` zero bytes, the allocator maps
         // fresh memory, which the system hands out zeroed, and writes none
         // of it: each half is first touched by its own read. Below that size
@@ -470,11 +469,6 @@ pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
         // address space only, never touched.
         let mut bytes = vec![0u8; len.max(FRESH_FROM)];
         bytes.truncate(len);
-        bytes
-    } else {
-        vec![0u8; len]
-    };
-    if parallel {
         let (first, second) = bytes.split_at_mut(len / 2);
         let offset = first.len() as u64;
         std::thread::scope(|scope| {
@@ -486,9 +480,12 @@ pub fn read_sized(path: &Path, size: u64) -> anyhow::Result<Vec<u8>> {
             mine.and(theirs)
         })
         .map_err(short)?;
+        bytes
     } else {
+        let mut bytes = vec![0u8; len];
         file.read_exact_at(&mut bytes, 0).map_err(short)?;
-    }
+        bytes
+    };
     let mut probe = [0u8; 1];
     if file
         .read_at(&mut probe, size)
